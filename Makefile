@@ -1,0 +1,42 @@
+# The two commands a new user runs: `make demo` and `make test`. Every install step lives here.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch is a local wheel on this machine kind; pip also looks there by default.
+WHEELS ?= /opt/wheels
+PIP_FIND := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-unit test-integration lint demo clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned, so nothing pulls a CUDA build from the registry.
+	$(BIN)/pip install -q $(PIP_FIND) "torch==2.13.0"
+	$(BIN)/pip install -q $(PIP_FIND) -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check selective_autonomy tests bench
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/ruff check selective_autonomy tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/pytest -q tests/integration
+
+demo: setup
+	$(BIN)/selauto demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Event contracts (Avro), their pydantic mirrors, and process schemas."""

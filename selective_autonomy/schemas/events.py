@@ -1,0 +1,279 @@
+"""Pydantic mirrors of the Avro event contracts in ``avro/``.
+
+Field names, order and optionality follow the ``.avsc`` files exactly; a unit test checks that
+each model has the same fields as its record and round-trips through fastavro.
+
+Evolution rule: a new version of a record may only add fields that have a default (optional
+fields), and bump ``schema_version``. Never rename, remove or retype a field; never add an enum
+symbol to an enum without a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+Scalar = bool | int | float | str | None
+"""A field value or action argument: what the Avro union ``[null, boolean, long, double, string]`` holds."""
+
+CURRENT_SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Actor(StrEnum):
+    operator = "operator"
+    system = "system"
+    customer = "customer"
+
+
+class Speaker(StrEnum):
+    customer = "customer"
+    operator = "operator"
+    bot = "bot"
+    system = "system"
+
+
+class ActionTier(StrEnum):
+    auto = "auto"
+    critical = "critical"
+    approval_required = "approval_required"
+
+
+class Executor(StrEnum):
+    system = "system"
+    operator = "operator"
+
+
+class DeferralReason(StrEnum):
+    unspecified = "unspecified"
+    copilot_stage = "copilot_stage"
+    below_threshold = "below_threshold"
+    approval_required = "approval_required"
+    guardrail = "guardrail"
+    schema_violation = "schema_violation"
+    model_unavailable = "model_unavailable"
+    execution_failed = "execution_failed"
+
+
+class Verdict(StrEnum):
+    accepted = "accepted"
+    corrected = "corrected"
+    acceptable_alternative = "acceptable_alternative"
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: strict about unknown fields, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    def to_avro(self) -> dict[str, Any]:
+        """The dict fastavro writes: enums as their symbols, nested models as dicts."""
+        return self.model_dump(mode="python", round_trip=True)
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> Self:
+        return cls.model_validate(record)
+
+
+class Action(ContractModel):
+    action_type: str = Field(min_length=1)
+    arguments: dict[str, Scalar] = Field(default_factory=dict)
+
+    def canonical_json(self) -> str:
+        """Deterministic text of the action: sorted argument keys, no whitespace."""
+        return json.dumps(
+            {"action_type": self.action_type, "arguments": self.arguments},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+
+def action_id_for(session_id: str, state_version: int, action: Action) -> str:
+    """Deterministic id of an action taken at one state of one session.
+
+    Any consumer (the BPM executor, the session table) can deduplicate on it: the same decision,
+    redelivered or recomputed after a crash, always gets the same id.
+    """
+    material = f"{session_id}\x1f{state_version}\x1f{action.canonical_json()}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+class ChatTurn(ContractModel):
+    speaker: Speaker
+    text: str
+    at: AwareDatetime | None = None
+
+
+class UIState(ContractModel):
+    fields: dict[str, Scalar] = Field(default_factory=dict)
+    chat_tail: list[ChatTurn] = Field(default_factory=list)
+    controls: list[str] = Field(default_factory=list)
+    recent_actions: list[Action] = Field(default_factory=list)
+    case_started_at: AwareDatetime | None = None
+
+
+class EventModel(ContractModel):
+    """A top-level record that travels on a topic under its Avro record name."""
+
+    avro_name: ClassVar[str]
+
+
+class UIStateChanged(EventModel):
+    avro_name: ClassVar[str] = "UIStateChanged"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    event_id: str = Field(default_factory=new_id, min_length=1)
+    session_id: str = Field(min_length=1)
+    process_id: str = Field(min_length=1)
+    business_cluster: str = Field(min_length=1)
+    state_version: int = Field(ge=0)
+    timestamp: AwareDatetime = Field(default_factory=utc_now)
+    actor: Actor = Actor.system
+    ui_state: UIState = Field(default_factory=UIState)
+    last_action: Action | None = None
+    last_action_id: str | None = None
+
+
+class ActionProposed(EventModel):
+    avro_name: ClassVar[str] = "ActionProposed"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    action_id: str
+    event_id: str
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    action: Action
+    tier: ActionTier
+    policy_probability: float = Field(ge=0.0, le=1.0)
+    critic_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    policy_version: str
+    critic_version: str | None = None
+    proposed_at: AwareDatetime = Field(default_factory=utc_now)
+
+
+class ActionExecuted(EventModel):
+    avro_name: ClassVar[str] = "ActionExecuted"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    action_id: str
+    event_id: str
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    action: Action
+    tier: ActionTier
+    policy_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    critic_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    threshold: float | None = None
+    policy_version: str | None = None
+    critic_version: str | None = None
+    executed_by: Executor = Executor.system
+    operator_id: str | None = None
+    decided_at: AwareDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _id_matches_action(self) -> Self:
+        expected = action_id_for(self.session_id, self.state_version, self.action)
+        if self.action_id != expected:
+            raise ValueError(f"action_id {self.action_id!r} is not the id of this action ({expected})")
+        return self
+
+
+class OperatorDeferral(EventModel):
+    avro_name: ClassVar[str] = "OperatorDeferral"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    deferral_id: str = Field(default_factory=new_id)
+    event_id: str
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    ui_state: UIState
+    suggestion: Action | None = None
+    suggestion_action_id: str | None = None
+    tier: ActionTier | None = None
+    policy_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    critic_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    threshold: float | None = None
+    reason: DeferralReason = DeferralReason.unspecified
+    detail: str = ""
+    policy_version: str | None = None
+    critic_version: str | None = None
+    deferred_at: AwareDatetime = Field(default_factory=utc_now)
+
+
+class CopilotFeedback(EventModel):
+    avro_name: ClassVar[str] = "CopilotFeedback"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    feedback_id: str = Field(default_factory=new_id)
+    deferral_id: str | None = None
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    suggestion: Action | None = None
+    suggestion_action_id: str | None = None
+    verdict: Verdict
+    operator_action: Action | None = None
+    operator_id: str = Field(min_length=1)
+    latency_ms: int = Field(ge=0)
+    policy_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    critic_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    policy_version: str | None = None
+    critic_version: str | None = None
+    given_at: AwareDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _verdict_is_complete(self) -> Self:
+        if self.verdict is Verdict.accepted and self.suggestion is None:
+            raise ValueError("an accepted verdict needs the suggestion it accepts")
+        if self.verdict is not Verdict.accepted and self.operator_action is None:
+            raise ValueError(f"verdict {self.verdict.value!r} needs the operator's own action")
+        return self
+
+    @property
+    def executed_action(self) -> Action:
+        """The action that actually ran: the suggestion when accepted, else the operator's."""
+        if self.verdict is Verdict.accepted:
+            assert self.suggestion is not None
+            return self.suggestion
+        assert self.operator_action is not None
+        return self.operator_action
+
+
+class DeadLetter(EventModel):
+    avro_name: ClassVar[str] = "DeadLetter"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    original: bytes
+    key: bytes | None = None
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    error_type: str
+    failed_at: AwareDatetime = Field(default_factory=utc_now)
+
+
+EVENT_MODELS: dict[str, type[EventModel]] = {
+    model.avro_name: model
+    for model in (UIStateChanged, ActionProposed, ActionExecuted, OperatorDeferral, CopilotFeedback, DeadLetter)
+}

@@ -80,3 +80,14 @@ def canonical_schema_text(record_name: str) -> str:
 
 def field_names(record_name: str) -> list[str]:
     return [f["name"] for f in expanded_schema(record_name)["fields"]]
+
+
+@cache
+def historical_schema(record_name: str, version: int) -> Schema:
+    """An earlier version of a record, kept as ``avro/history/<Record>.v<N>.avsc`` (fully expanded)
+    so that records written with it still decode after the record has evolved."""
+    path = resources.files("selective_autonomy.schemas").joinpath("avro", "history", f"{record_name}.v{version}.avsc")
+    if not path.is_file():
+        raise KeyError(f"no historical schema {record_name} v{version}")
+    parsed: Schema = fastavro.parse_schema(json.loads(path.read_text()))
+    return parsed

@@ -1,0 +1,155 @@
+"""Configuration: one frozen settings object built from defaults, an optional YAML file and
+``SELAUTO_`` environment variables (highest precedence), e.g. ``SELAUTO_KAFKA__BOOTSTRAP_SERVERS``.
+
+The YAML file is named by ``SELAUTO_CONFIG_FILE`` or passed explicitly to :func:`load_settings`.
+Nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from selective_autonomy.errors import ConfigError
+
+CONFIG_FILE_ENV = "SELAUTO_CONFIG_FILE"
+
+
+class BrokerProfile(StrEnum):
+    """Which broker the clients talk to: ``kafka`` leaves client settings alone; ``tansu`` works
+    around the embedded broker's measured gaps (see ``streams/kafka_config.py``)."""
+
+    kafka = "kafka"
+    tansu = "tansu"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Client settings passed straight through to confluent-kafka and faust."""
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
+    profile: BrokerProfile = Field(default=BrokerProfile.kafka, description="kafka for real clusters, tansu embedded.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    client_id: str = "selective-autonomy"
+    extra: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="More librdkafka properties for confluent-kafka clients, verbatim."
+    )
+
+
+class TopicSettings(_Section):
+    """Topic names and how many partitions each gets when the project creates them."""
+
+    ui_state: str = "ui.state"
+    actions_proposed: str = "actions.proposed"
+    actions_executed: str = "actions.executed"
+    operator_deferrals: str = "operator.deferrals"
+    copilot_feedback: str = "copilot.feedback"
+    dead_letter: str = "dead.letter"
+    partitions: int = Field(default=4, ge=1, description="Bounds how many workers share the load.")
+    replication_factor: int = Field(default=1, ge=1)
+
+    def names(self) -> dict[str, str]:
+        return {
+            "ui_state": self.ui_state,
+            "actions_proposed": self.actions_proposed,
+            "actions_executed": self.actions_executed,
+            "operator_deferrals": self.operator_deferrals,
+            "copilot_feedback": self.copilot_feedback,
+            "dead_letter": self.dead_letter,
+        }
+
+
+class WireFormat(StrEnum):
+    """``confluent``: magic byte + 4-byte schema id + Avro body; ``avro``: bare Avro body of the
+    current schema (only for closed systems that share one schema version)."""
+
+    confluent = "confluent"
+    avro = "avro"
+
+
+class SchemaRegistrySettings(_Section):
+    url: str | None = Field(default=None, description="Confluent Schema Registry REST URL; unset: the package's id map.")
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = 5.0
+
+
+class EmbeddedBrokerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
+    cluster_id: str = "selective-autonomy"
+    start_timeout_s: float = 15.0
+
+
+class Settings(BaseSettings):
+    """Everything configurable, frozen once built."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SELAUTO_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
+    wire_format: WireFormat = WireFormat.confluent
+    broker: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)
+    app_id: str = Field(default="selective-autonomy", description="Kafka consumer group and faust app id.")
+    data_dir: Path = Field(default=Path("runs"), description="Where models, stores and reports are written.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("yaml_file"):
+            sources.append(YamlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: ``overrides`` > environment > YAML file > defaults."""
+    if config_file is None and os.environ.get(CONFIG_FILE_ENV):
+        config_file = Path(os.environ[CONFIG_FILE_ENV])
+    if config_file is None:
+        return Settings(**overrides)
+    if not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+
+    class _SettingsFromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=config_file)
+
+    return _SettingsFromFile(**overrides)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with secrets masked, for `selauto config show` and logs."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    return dumped

@@ -1,0 +1,117 @@
+"""Confluent wire format and bare Avro encoding, schema evolution, and decode errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import fastavro
+import httpx
+import pytest
+
+from selective_autonomy.config import SchemaRegistrySettings, WireFormat
+from selective_autonomy.errors import DecodeError
+from selective_autonomy.schemas import contracts
+from selective_autonomy.schemas.events import CopilotFeedback, DeadLetter, UIState, UIStateChanged
+from selective_autonomy.streams.schema_ids import PackageSchemaIds, RegistrySchemaIds
+from selective_autonomy.streams.serialization import AvroCodec
+
+EVENT = UIStateChanged(session_id="s1", process_id="p", business_cluster="c", state_version=2,
+                       ui_state=UIState(fields={"a": 1}))
+
+
+def test_confluent_header_carries_the_package_schema_id() -> None:
+    data = AvroCodec().encode(EVENT, "ui.state")
+    magic, schema_id = struct.unpack(">bI", data[:5])
+    assert magic == 0
+    assert schema_id == PackageSchemaIds().id_for("UIStateChanged", "ui.state-value") == 1001
+    assert AvroCodec().decode(data, UIStateChanged) == EVENT
+
+
+def test_bare_avro_round_trips() -> None:
+    codec = AvroCodec(WireFormat.avro)
+    assert codec.decode(codec.encode(EVENT), UIStateChanged) == EVENT
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (None, "tombstone"),
+        (b"\x00\x00", "too short"),
+        (b"\x07\x00\x00\x03\xe9abc", "magic byte"),
+        (b"\x00\x00\x00\x99\x99abc", "unknown schema id"),
+        (b"\x00\x00\x00\x03\xe9\xff\xff\xff", "undecodable"),
+    ],
+)
+def test_malformed_bytes_raise_decode_error_with_reason(data: bytes | None, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        AvroCodec().decode(data, UIStateChanged)
+
+
+def test_a_record_of_another_contract_is_refused() -> None:
+    letter = DeadLetter(original=b"x", topic="t", partition=0, offset=0, error="e", error_type="E")
+    with pytest.raises(DecodeError, match="is a DeadLetter, expected a UIStateChanged"):
+        AvroCodec().decode(AvroCodec().encode(letter), UIStateChanged)
+
+
+def test_trailing_bytes_are_refused() -> None:
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        AvroCodec().decode(AvroCodec().encode(EVENT) + b"\x00", UIStateChanged)
+
+
+def test_decoded_but_invalid_record_is_refused() -> None:
+    record = EVENT.to_avro() | {"state_version": -5}
+    buffer = io.BytesIO(b"\x00\x00\x00\x03\xe9")
+    buffer.seek(5)
+    fastavro.schemaless_writer(buffer, contracts.parsed_schema("UIStateChanged"), record)
+    with pytest.raises(DecodeError, match="state_version"):
+        AvroCodec().decode(buffer.getvalue(), UIStateChanged)
+
+
+def test_feedback_missing_operator_action_is_refused_on_decode() -> None:
+    record = {"feedback_id": "f", "session_id": "s", "process_id": "p", "business_cluster": "c", "state_version": 1,
+              "verdict": "corrected", "operator_id": "o", "latency_ms": 1, "given_at": EVENT.timestamp}
+    buffer = io.BytesIO(b"\x00\x00\x00\x03\xed")
+    buffer.seek(5)
+    fastavro.schemaless_writer(buffer, contracts.parsed_schema("CopilotFeedback"), record)
+    with pytest.raises(DecodeError, match="operator's own action"):
+        AvroCodec().decode(buffer.getvalue(), CopilotFeedback)
+
+
+def test_older_writer_schema_without_optional_fields_still_decodes() -> None:
+    # Simulates evolution: a v0 writer that did not yet have last_action / last_action_id.
+    old = json.loads(json.dumps(contracts.expanded_schema("UIStateChanged")))
+    old["fields"] = [f for f in old["fields"] if f["name"] not in ("last_action", "last_action_id")]
+    old_parsed = fastavro.parse_schema(old)
+    buffer = io.BytesIO()
+    record = {k: v for k, v in EVENT.to_avro().items() if k not in ("last_action", "last_action_id")}
+    fastavro.schemaless_writer(buffer, old_parsed, record)
+
+    class OldIds(PackageSchemaIds):
+        def writer_schema(self, schema_id: int):  # type: ignore[no-untyped-def]
+            return ("UIStateChanged", old_parsed) if schema_id == 7 else super().writer_schema(schema_id)
+
+    decoded = AvroCodec(resolver=OldIds()).decode(b"\x00\x00\x00\x00\x07" + buffer.getvalue(), UIStateChanged)
+    assert decoded == EVENT
+
+
+def test_schema_registry_client_registers_and_fetches() -> None:
+    registered: dict[int, str] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/subjects/ui.state-value/versions":
+            registered[42] = json.loads(request.content)["schema"]
+            return httpx.Response(200, json={"id": 42})
+        if request.method == "GET" and request.url.path == "/schemas/ids/42":
+            return httpx.Response(200, json={"schema": registered[42]})
+        return httpx.Response(404, json={"error_code": 40403, "message": "not found"})
+
+    client = httpx.Client(base_url="http://registry.test", transport=httpx.MockTransport(handler))
+    registry = RegistrySchemaIds(SchemaRegistrySettings(url="http://registry.test"), client=client)
+    codec = AvroCodec(resolver=registry)
+    data = codec.encode(EVENT, "ui.state")
+    assert struct.unpack(">bI", data[:5]) == (0, 42)
+    assert codec.decode(data, UIStateChanged) == EVENT
+    with pytest.raises(DecodeError, match="404"):
+        codec.decode(b"\x00\x00\x00\x00\x09abc", UIStateChanged)

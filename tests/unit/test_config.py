@@ -1,0 +1,72 @@
+"""Settings precedence (overrides > env > YAML > defaults) and pass-through to Kafka clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selective_autonomy.config import BrokerProfile, KafkaSettings, load_settings, redacted
+from selective_autonomy.errors import ConfigError
+from selective_autonomy.streams.kafka_config import confluent_config, faust_broker_url, faust_settings
+
+
+def test_yaml_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "selauto.yaml"
+    config.write_text("kafka:\n  bootstrap_servers: yaml:9092\n  client_id: from-yaml\ntopics:\n  partitions: 2\n")
+    monkeypatch.setenv("SELAUTO_KAFKA__CLIENT_ID", "from-env")
+    settings = load_settings(config, app_id="override")
+    assert settings.kafka.bootstrap_servers == "yaml:9092"
+    assert settings.kafka.client_id == "from-env"
+    assert settings.topics.partitions == 2
+    assert settings.app_id == "override"
+
+
+def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("wire_format: avro\n")
+    monkeypatch.setenv("SELAUTO_CONFIG_FILE", str(config))
+    assert load_settings().wire_format == "avro"
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_unknown_keys_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("kafka:\n  bootstrap_server: typo:1\n")
+    with pytest.raises(Exception, match="bootstrap_server"):
+        load_settings(config)
+
+
+def test_sasl_and_tls_pass_through_and_secrets_are_masked() -> None:
+    kafka = KafkaSettings(bootstrap_servers="b1:9093,b2:9093", security_protocol="SASL_SSL",
+                          sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", sasl_password="hunter2",
+                          ssl_ca_location=Path("/etc/ca.pem"), extra={"socket.keepalive.enable": True})
+    conf = confluent_config(kafka, "consumer")
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert conf["sasl.username"] == "svc"
+    assert conf["sasl.password"] == "hunter2"
+    assert conf["ssl.ca.location"] == "/etc/ca.pem"
+    assert conf["socket.keepalive.enable"] is True
+    assert faust_broker_url(kafka) == "kafka://b1:9093;kafka://b2:9093"
+    assert "hunter2" not in str(redacted(load_settings(kafka=kafka)))
+
+
+def test_kafka_profile_leaves_client_defaults_alone() -> None:
+    conf = confluent_config(KafkaSettings(), "consumer")
+    assert not {"fetch.wait.max.ms", "session.timeout.ms", "auto.offset.reset"} & conf.keys()
+    assert "broker_session_timeout" not in faust_settings(KafkaSettings())
+
+
+def test_tansu_profile_adjusts_only_the_documented_settings() -> None:
+    kafka = KafkaSettings(profile=BrokerProfile.tansu)
+    conf = confluent_config(kafka, "consumer")
+    assert conf["fetch.wait.max.ms"] == 10
+    assert conf["session.timeout.ms"] == 6000
+    assert conf["auto.offset.reset"] == "earliest"
+    assert faust_settings(kafka)["broker_session_timeout"] == 6.0
+    assert confluent_config(kafka, "producer").get("fetch.wait.max.ms") is None

@@ -59,10 +59,12 @@ def build_app(
 ) -> SelautoApp:
     """A faust app for ``settings``; ``web_port`` enables faust's web server (health endpoints)."""
     conf = faust_settings(settings.kafka)
+    datadir = datadir or settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     conf.update(
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication_factor,
-        datadir=str(datadir or settings.data_dir / "faust"),
+        datadir=str(datadir),
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_host="0.0.0.0",

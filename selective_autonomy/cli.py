@@ -1,0 +1,125 @@
+"""The `selauto` command line. Thin commands: each parses options, builds settings, and calls a
+function that does the work (and is tested on its own)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from selective_autonomy import __version__
+from selective_autonomy.config import Settings, load_settings, redacted
+
+app = typer.Typer(
+    name="selauto",
+    help="Selective autonomy for support workflows: learn from operator traces, execute only what the critic passes.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+topics_app = typer.Typer(help="Kafka topics used by the project.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+schema_app = typer.Typer(help="Event contracts and process schemas.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(config_app, name="config")
+app.add_typer(schema_app, name="schema")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML settings file (also SELAUTO_CONFIG_FILE); env SELAUTO_* wins over it."),
+]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    return load_settings(config, **overrides)
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 9092,
+    partitions: Annotated[int | None, typer.Option(help="Partitions per project topic (default: settings).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) and create the project's topics.
+
+    Prints the bootstrap address, then runs until Ctrl-C or SIGTERM. Memory storage: everything is
+    lost when it stops. For production, point SELAUTO_KAFKA__BOOTSTRAP_SERVERS at a real cluster.
+    """
+    from selective_autonomy.streams.broker import EmbeddedBroker
+    from selective_autonomy.streams.topics import ensure_topics
+
+    settings = _settings(config)
+    broker_settings = settings.broker.model_copy(update={"port": port})
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedBroker(broker_settings) as running:
+        topic_settings = settings.topics if partitions is None else settings.topics.model_copy(
+            update={"partitions": partitions})
+        local = settings.model_copy(update={"kafka": running.kafka_settings(settings.kafka), "topics": topic_settings})
+        created = ensure_topics(local)
+        typer.echo(f"broker ready: bootstrap servers {running.bootstrap_servers} (tansu, memory storage)")
+        typer.echo(f"topics: {', '.join(created) or 'already present'}")
+        typer.echo(f"use: export SELAUTO_KAFKA__BOOTSTRAP_SERVERS={running.bootstrap_servers} "
+                   "SELAUTO_KAFKA__PROFILE=tansu")
+        while not stop.wait(0.5):
+            if not running.running:
+                typer.echo("broker exited unexpectedly", err=True)
+                raise typer.Exit(1)
+    typer.echo("broker stopped")
+
+
+@topics_app.command("create")
+def topics_create(config: ConfigOption = None) -> None:
+    """Create the project's topics on the configured cluster (existing ones are left alone)."""
+    from selective_autonomy.streams.topics import ensure_topics
+
+    settings = _settings(config)
+    created = ensure_topics(settings)
+    typer.echo(f"created: {', '.join(created) or 'none (all present)'}")
+
+
+@topics_app.command("list")
+def topics_list(config: ConfigOption = None) -> None:
+    """Print the configured topic names."""
+    settings = _settings(config)
+    for role, name in settings.topics.names().items():
+        typer.echo(f"{role:20} {name}")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(redacted(_settings(config)), indent=2))
+
+
+@schema_app.command("export")
+def schema_export(
+    out: Annotated[Path, typer.Option(help="Directory to write the expanded .avsc files and JSON Schemas into.")],
+) -> None:
+    """Write every event contract (expanded Avro) and the process-schema JSON Schema."""
+    from selective_autonomy.schemas import contracts
+    from selective_autonomy.schemas.process import process_schema_json_schema
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in contracts.EVENT_RECORDS:
+        (out / f"{name}.avsc").write_text(json.dumps(contracts.expanded_schema(name), indent=2))
+    (out / "process-schema.json").write_text(json.dumps(process_schema_json_schema(), indent=2))
+    typer.echo(f"wrote {len(contracts.EVENT_RECORDS)} contracts and the process schema format to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

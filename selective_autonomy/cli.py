@@ -13,6 +13,7 @@ import typer
 
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
+from selective_autonomy.traces.cli import import_app
 
 app = typer.Typer(
     name="selauto",
@@ -26,6 +27,7 @@ schema_app = typer.Typer(help="Event contracts and process schemas.", no_args_is
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(schema_app, name="schema")
+app.add_typer(import_app, name="import")
 
 ConfigOption = Annotated[
     Path | None,
@@ -63,19 +65,45 @@ def broker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with EmbeddedBroker(broker_settings) as running:
-        topic_settings = settings.topics if partitions is None else settings.topics.model_copy(
-            update={"partitions": partitions})
+        topic_settings = (
+            settings.topics if partitions is None else settings.topics.model_copy(update={"partitions": partitions})
+        )
         local = settings.model_copy(update={"kafka": running.kafka_settings(settings.kafka), "topics": topic_settings})
         created = ensure_topics(local)
         typer.echo(f"broker ready: bootstrap servers {running.bootstrap_servers} (tansu, memory storage)")
         typer.echo(f"topics: {', '.join(created) or 'already present'}")
-        typer.echo(f"use: export SELAUTO_KAFKA__BOOTSTRAP_SERVERS={running.bootstrap_servers} "
-                   "SELAUTO_KAFKA__PROFILE=tansu")
+        typer.echo(
+            f"use: export SELAUTO_KAFKA__BOOTSTRAP_SERVERS={running.bootstrap_servers} SELAUTO_KAFKA__PROFILE=tansu"
+        )
         while not stop.wait(0.5):
             if not running.running:
                 typer.echo("broker exited unexpectedly", err=True)
                 raise typer.Exit(1)
     typer.echo("broker stopped")
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    loglevel: Annotated[str, typer.Option(help="faust/python log level.")] = "info",
+) -> None:
+    """Run the decide agent: consume ui.state, decide with the models in service, emit
+    actions.executed / operator.deferrals. Health on :6066/healthz and /readyz; stops on SIGTERM."""
+    import faust
+    from opentelemetry import trace
+
+    from selective_autonomy.agents.worker import build_worker
+    from selective_autonomy.streams.tracing import build_tracer_provider
+
+    settings = _settings(config)
+    telemetry = settings.telemetry
+    provider = build_tracer_provider(telemetry.service_name, telemetry.otlp_endpoint, telemetry.console)
+    trace.set_tracer_provider(provider)
+    running = build_worker(settings, web=True, tracer_provider=provider)
+    loaded = running.models.versions()
+    waiting = f"none yet (watching {settings.models_dir})"
+    typer.echo(f"models in service: {json.dumps(loaded) if loaded else waiting}")
+    faust.Worker(running.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 @topics_app.command("create")

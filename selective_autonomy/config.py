@@ -88,7 +88,9 @@ class WireFormat(StrEnum):
 
 
 class SchemaRegistrySettings(_Section):
-    url: str | None = Field(default=None, description="Confluent Schema Registry REST URL; unset: the package's id map.")
+    url: str | None = Field(
+        default=None, description="Confluent Schema Registry REST URL; unset: the package's id map."
+    )
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = 5.0
@@ -99,6 +101,23 @@ class EmbeddedBrokerSettings(_Section):
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
     cluster_id: str = "selective-autonomy"
     start_timeout_s: float = 15.0
+
+
+class WorkerSettings(_Section):
+    """The decide/feedback worker (`selauto worker`)."""
+
+    batch_size: int = Field(default=64, ge=1, description="Most UI states decided in one policy call.")
+    batch_window_s: float = Field(default=0.005, gt=0, description="Longest wait to fill a batch.")
+    reload_interval_s: float = Field(default=5.0, gt=0, description="How often models/current.json is checked.")
+    health_port: int = Field(default=6066, ge=1, le=65535, description="/healthz and /readyz.")
+
+
+class TelemetrySettings(_Section):
+    service_name: str = "selective-autonomy"
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint, e.g. http://otel:4318/v1/traces"
+    )
+    console: bool = Field(default=False, description="Print spans to stdout (local debugging).")
 
 
 class Settings(BaseSettings):
@@ -117,7 +136,10 @@ class Settings(BaseSettings):
     wire_format: WireFormat = WireFormat.confluent
     broker: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)
     app_id: str = Field(default="selective-autonomy", description="Kafka consumer group and faust app id.")
-    data_dir: Path = Field(default=Path("runs"), description="Where models, stores and reports are written.")
+    data_dir: Path = Field(default=Path("runs"), description="Where stores, reports and faust state are written.")
+    models_dir: Path = Field(default=Path("runs/models"), description="Process schemas and model versions in service.")
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -22,7 +22,7 @@ class DeadLetterRouter:
         self.topic = dead_letter_topic
         self.count = 0
 
-    async def decode(self, event: faust.EventT, model: type[E]) -> E | None:
+    async def decode(self, event: faust.EventT[bytes], model: type[E]) -> E | None:
         """The decoded record, or None after the original bytes were dead-lettered."""
         try:
             return self.codec.decode(event.value, model)
@@ -30,7 +30,7 @@ class DeadLetterRouter:
             await self.reject(event, exc)
             return None
 
-    async def reject(self, event: faust.EventT, reason: BaseException | str) -> None:
+    async def reject(self, event: faust.EventT[bytes], reason: BaseException | str) -> None:
         message = event.message
         record = dead_letter_for(message.value, message.key, message.topic, message.partition, message.offset, reason)
         # Awaiting the delivery keeps the guarantee: the input offset is committed only after the

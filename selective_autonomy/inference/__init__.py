@@ -1,1 +1,1 @@
-"""inference."""
+"""Policies and critics. ``protocol`` is pydantic only; torch and vLLM live behind it."""

@@ -68,7 +68,8 @@ def parsed_schema(record_name: str) -> Schema:
 @cache
 def expanded_schema(record_name: str) -> dict[str, Any]:
     """The record's schema with every named type inlined: what a Schema Registry stores."""
-    expanded: dict[str, Any] = fastavro.schema.expand_schema(parsed_schema(record_name))
+    expanded = fastavro.schema.expand_schema(parsed_schema(record_name))
+    assert isinstance(expanded, dict)
     return expanded
 
 

@@ -68,6 +68,14 @@ class DeferralReason(StrEnum):
     execution_failed = "execution_failed"
 
 
+class Stage(StrEnum):
+    """Autonomy stage of one process / business cluster."""
+
+    logging = "logging"  # learn the policy from traces; nothing is shown or executed
+    copilot = "copilot"  # every step is a suggestion to an operator
+    selective = "selective"  # execute what the gate passes, defer the rest
+
+
 class Verdict(StrEnum):
     accepted = "accepted"
     corrected = "corrected"

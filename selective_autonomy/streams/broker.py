@@ -112,8 +112,10 @@ class EmbeddedBroker:
             except Exception as exc:  # not listening yet, or metadata not served yet
                 last_error = str(exc)
                 time.sleep(0.05)
-        raise BrokerError(f"tansu did not answer on {self.bootstrap_servers} within "
-                          f"{self.settings.start_timeout_s} s ({last_error}); see {self.log_path}")
+        raise BrokerError(
+            f"tansu did not answer on {self.bootstrap_servers} within "
+            f"{self.settings.start_timeout_s} s ({last_error}); see {self.log_path}"
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         process, self._process = self._process, None

@@ -87,9 +87,18 @@ class EventConsumer(Generic[E]):
             event = self.codec.decode(message.value(), self.model)
         except DecodeError as exc:
             error = exc
-        headers = [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in (message.headers() or [])]
-        return Received(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                        headers, event, error)
+        raw_headers: list[tuple[str, str | bytes | None]] = list(message.headers() or [])  # type: ignore[arg-type]
+        headers = [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw_headers]
+        return Received(
+            message.topic() or "",
+            message.partition() or 0,
+            message.offset() or 0,
+            message.key(),
+            message.value(),
+            headers,
+            event,
+            error,
+        )
 
     def poll(self, timeout_s: float = 1.0) -> Received[E] | None:
         message = self._consumer.poll(timeout_s)

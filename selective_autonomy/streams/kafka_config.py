@@ -35,6 +35,10 @@ class ProfileTweaks:
     allow_transactions: bool = True
     # Tansu cannot add partitions to an existing topic (CreatePartitions is unsupported).
     can_add_partitions: bool = True
+    # Tansu's wrong high watermark after multi-record batches makes faust's table recovery stop
+    # before the end of the changelog. A one-byte batch limit makes aiokafka send every record
+    # in a batch of its own (the first record of a batch always fits), so recovery reads it all.
+    faust_producer_max_batch_size: int | None = None
 
 
 PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
@@ -46,6 +50,7 @@ PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
         auto_offset_reset="earliest",
         allow_transactions=False,
         can_add_partitions=False,
+        faust_producer_max_batch_size=1,
     ),
 }
 
@@ -96,6 +101,9 @@ def confluent_config(kafka: KafkaSettings, role: ClientRole, **overrides: Any) -
         if tweaks.auto_offset_reset is not None:
             conf["auto.offset.reset"] = tweaks.auto_offset_reset
     if role == "producer":
+        # Same partition for the same key as the Java client and aiokafka (faust), so records
+        # keyed by session land where the worker's session table expects them.
+        conf["partitioner"] = "murmur2_random"
         # Redelivery is handled by deterministic ids downstream; the idempotent producer removes
         # duplicates caused by the producer's own retries.
         conf["enable.idempotence"] = True
@@ -116,9 +124,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
         return None
     ssl_context = None
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        ssl_context = ssl.create_default_context(
-            cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None
-        )
+        ssl_context = ssl.create_default_context(cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
         if kafka.ssl_certificate_location is not None:
             ssl_context.load_cert_chain(
                 str(kafka.ssl_certificate_location),
@@ -154,4 +160,6 @@ def faust_settings(kafka: KafkaSettings) -> dict[str, Any]:
         settings["broker_heartbeat_interval"] = tweaks.heartbeat_interval_ms / 1000.0
     if tweaks.auto_offset_reset is not None:
         settings["consumer_auto_offset_reset"] = tweaks.auto_offset_reset
+    if tweaks.faust_producer_max_batch_size is not None:
+        settings["producer_max_batch_size"] = tweaks.faust_producer_max_batch_size
     return settings

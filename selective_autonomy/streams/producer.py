@@ -39,9 +39,12 @@ class EventProducer:
     def send_raw(
         self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
     ) -> None:
+        record_headers: list[tuple[str, str | bytes | None]] = list(headers or [])
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(
+                    topic, value=value, key=key, headers=record_headers, on_delivery=self._on_delivery
+                )
                 break
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then retry.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from selective_autonomy.config import Settings
 from selective_autonomy.errors import BrokerError
@@ -38,7 +38,10 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor) for spec in missing],
+        [
+            NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor)
+            for spec in missing
+        ],
         operation_timeout=timeout_s,
     )
     created: list[str] = []

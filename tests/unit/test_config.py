@@ -42,9 +42,15 @@ def test_unknown_keys_are_refused(tmp_path: Path) -> None:
 
 
 def test_sasl_and_tls_pass_through_and_secrets_are_masked() -> None:
-    kafka = KafkaSettings(bootstrap_servers="b1:9093,b2:9093", security_protocol="SASL_SSL",
-                          sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", sasl_password="hunter2",
-                          ssl_ca_location=Path("/etc/ca.pem"), extra={"socket.keepalive.enable": True})
+    kafka = KafkaSettings(
+        bootstrap_servers="b1:9093,b2:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="hunter2",
+        ssl_ca_location=Path("/etc/ca.pem"),
+        extra={"socket.keepalive.enable": True},
+    )
     conf = confluent_config(kafka, "consumer")
     assert conf["security.protocol"] == "SASL_SSL"
     assert conf["sasl.mechanism"] == "SCRAM-SHA-512"

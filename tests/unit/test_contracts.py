@@ -31,7 +31,9 @@ from selective_autonomy.schemas.events import (
 )
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-ACTION = Action(action_type="refund", arguments={"amount": 12.5, "reason": "late", "count": 2, "urgent": True, "x": None})
+ACTION = Action(
+    action_type="refund", arguments={"amount": 12.5, "reason": "late", "count": 2, "urgent": True, "x": None}
+)
 UI = UIState(
     fields={"name": "Ada", "tickets": 3, "vip": False, "balance": 10.25, "note": None},
     chat_tail=[ChatTurn(speaker="customer", text="my order is late", at=NOW)],
@@ -44,28 +46,110 @@ UI = UIState(
 def samples() -> list[EventModel]:
     action_id = action_id_for("s1", 4, ACTION)
     return [
-        UIStateChanged(session_id="s1", process_id="p", business_cluster="c", state_version=4, timestamp=NOW,
-                       actor="operator", ui_state=UI, last_action=ACTION, last_action_id=action_id),
-        ActionProposed(action_id=action_id, event_id="e", session_id="s1", process_id="p", business_cluster="c",
-                       state_version=4, action=ACTION, tier=ActionTier.critical, policy_probability=0.9,
-                       critic_score=0.8, policy_version="pol-1", critic_version="crit-1", proposed_at=NOW),
-        ActionExecuted(action_id=action_id, event_id="e", session_id="s1", process_id="p", business_cluster="c",
-                       state_version=4, action=ACTION, tier=ActionTier.auto, policy_probability=0.9, critic_score=0.97,
-                       threshold=0.95, policy_version="pol-1", critic_version="crit-1", decided_at=NOW),
-        OperatorDeferral(event_id="e", session_id="s1", process_id="p", business_cluster="c", state_version=4,
-                         ui_state=UI, suggestion=ACTION, suggestion_action_id=action_id, tier="approval_required",
-                         policy_probability=0.5, critic_score=0.4, threshold=0.9,
-                         reason=DeferralReason.approval_required, detail="refunds need approval", deferred_at=NOW),
-        OperatorDeferral(event_id="e", session_id="s1", process_id="p", business_cluster="c", state_version=4,
-                         ui_state=UIState(), reason=DeferralReason.model_unavailable, deferred_at=NOW),
-        CopilotFeedback(deferral_id="d", session_id="s1", process_id="p", business_cluster="c", state_version=4,
-                        suggestion=ACTION, suggestion_action_id=action_id, verdict=Verdict.corrected,
-                        operator_action=Action(action_type="close_chat"), operator_id="op7", latency_ms=5300,
-                        given_at=NOW),
-        CopilotFeedback(session_id="s1", process_id="p", business_cluster="c", state_version=4, suggestion=ACTION,
-                        verdict=Verdict.accepted, operator_id="op7", latency_ms=0, given_at=NOW),
-        DeadLetter(original=b"\x00\xff", key=b"k", topic="ui.state", partition=3, offset=17, error="bad",
-                   error_type="DecodeError", failed_at=NOW),
+        UIStateChanged(
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            timestamp=NOW,
+            actor="operator",
+            ui_state=UI,
+            last_action=ACTION,
+            last_action_id=action_id,
+        ),
+        ActionProposed(
+            action_id=action_id,
+            event_id="e",
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            action=ACTION,
+            tier=ActionTier.critical,
+            policy_probability=0.9,
+            critic_score=0.8,
+            policy_version="pol-1",
+            critic_version="crit-1",
+            proposed_at=NOW,
+        ),
+        ActionExecuted(
+            action_id=action_id,
+            event_id="e",
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            action=ACTION,
+            tier=ActionTier.auto,
+            policy_probability=0.9,
+            critic_score=0.97,
+            threshold=0.95,
+            policy_version="pol-1",
+            critic_version="crit-1",
+            decided_at=NOW,
+        ),
+        OperatorDeferral(
+            event_id="e",
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            ui_state=UI,
+            suggestion=ACTION,
+            suggestion_action_id=action_id,
+            tier="approval_required",
+            policy_probability=0.5,
+            critic_score=0.4,
+            threshold=0.9,
+            reason=DeferralReason.approval_required,
+            detail="refunds need approval",
+            deferred_at=NOW,
+        ),
+        OperatorDeferral(
+            event_id="e",
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            ui_state=UIState(),
+            reason=DeferralReason.model_unavailable,
+            deferred_at=NOW,
+        ),
+        CopilotFeedback(
+            deferral_id="d",
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            suggestion=ACTION,
+            suggestion_action_id=action_id,
+            verdict=Verdict.corrected,
+            operator_action=Action(action_type="close_chat"),
+            operator_id="op7",
+            latency_ms=5300,
+            given_at=NOW,
+        ),
+        CopilotFeedback(
+            session_id="s1",
+            process_id="p",
+            business_cluster="c",
+            state_version=4,
+            suggestion=ACTION,
+            verdict=Verdict.accepted,
+            operator_id="op7",
+            latency_ms=0,
+            given_at=NOW,
+        ),
+        DeadLetter(
+            original=b"\x00\xff",
+            key=b"k",
+            topic="ui.state",
+            partition=3,
+            offset=17,
+            error="bad",
+            error_type="DecodeError",
+            failed_at=NOW,
+        ),
     ]
 
 
@@ -102,16 +186,25 @@ def test_added_fields_have_defaults_so_old_records_still_decode(name: str) -> No
             assert field.get("default", "missing") is None, field["name"]
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                    st.floats(allow_nan=False), st.text(max_size=20))
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=20)
+)
 
 
-@given(fields=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=8),
-       arguments=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=5),
-       version=st.integers(0, 2**40))
+@given(
+    fields=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=8),
+    arguments=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=5),
+    version=st.integers(0, 2**40),
+)
 def test_scalar_values_keep_their_type_through_avro(fields: dict, arguments: dict, version: int) -> None:
-    event = UIStateChanged(session_id="s", process_id="p", business_cluster="c", state_version=version,
-                           ui_state=UIState(fields=fields), last_action=Action(action_type="a", arguments=arguments))
+    event = UIStateChanged(
+        session_id="s",
+        process_id="p",
+        business_cluster="c",
+        state_version=version,
+        ui_state=UIState(fields=fields),
+        last_action=Action(action_type="a", arguments=arguments),
+    )
     back = roundtrip(event)
     assert isinstance(back, UIStateChanged)
     assert back.ui_state.fields == fields
@@ -121,7 +214,9 @@ def test_scalar_values_keep_their_type_through_avro(fields: dict, arguments: dic
 
 def test_action_id_is_deterministic_and_sensitive_to_each_part() -> None:
     base = action_id_for("s", 1, ACTION)
-    assert base == action_id_for("s", 1, Action(action_type="refund", arguments=dict(reversed(ACTION.arguments.items()))))
+    assert base == action_id_for(
+        "s", 1, Action(action_type="refund", arguments=dict(reversed(ACTION.arguments.items())))
+    )
     assert base != action_id_for("s2", 1, ACTION)
     assert base != action_id_for("s", 2, ACTION)
     assert base != action_id_for("s", 1, Action(action_type="refund", arguments={"amount": 13}))
@@ -129,19 +224,50 @@ def test_action_id_is_deterministic_and_sensitive_to_each_part() -> None:
 
 def test_executed_action_must_carry_its_own_id() -> None:
     with pytest.raises(ValidationError, match="is not the id"):
-        ActionExecuted(action_id="forged", event_id="e", session_id="s", process_id="p", business_cluster="c",
-                       state_version=1, action=ACTION, tier="auto")
+        ActionExecuted(
+            action_id="forged",
+            event_id="e",
+            session_id="s",
+            process_id="p",
+            business_cluster="c",
+            state_version=1,
+            action=ACTION,
+            tier="auto",
+        )
 
 
 def test_feedback_verdicts_need_the_right_actions() -> None:
     with pytest.raises(ValidationError, match="needs the operator's own action"):
-        CopilotFeedback(session_id="s", process_id="p", business_cluster="c", state_version=1, suggestion=ACTION,
-                        verdict="corrected", operator_id="o", latency_ms=1)
+        CopilotFeedback(
+            session_id="s",
+            process_id="p",
+            business_cluster="c",
+            state_version=1,
+            suggestion=ACTION,
+            verdict="corrected",
+            operator_id="o",
+            latency_ms=1,
+        )
     with pytest.raises(ValidationError, match="needs the suggestion"):
-        CopilotFeedback(session_id="s", process_id="p", business_cluster="c", state_version=1, verdict="accepted",
-                        operator_id="o", latency_ms=1)
-    accepted = CopilotFeedback(session_id="s", process_id="p", business_cluster="c", state_version=1,
-                               suggestion=ACTION, verdict="accepted", operator_id="o", latency_ms=1)
+        CopilotFeedback(
+            session_id="s",
+            process_id="p",
+            business_cluster="c",
+            state_version=1,
+            verdict="accepted",
+            operator_id="o",
+            latency_ms=1,
+        )
+    accepted = CopilotFeedback(
+        session_id="s",
+        process_id="p",
+        business_cluster="c",
+        state_version=1,
+        suggestion=ACTION,
+        verdict="accepted",
+        operator_id="o",
+        latency_ms=1,
+    )
     assert accepted.executed_action == ACTION
 
 
@@ -149,5 +275,6 @@ def test_unknown_fields_and_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValidationError):
         UIStateChanged(session_id="s", process_id="p", business_cluster="c", state_version=1, surprise=1)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
-        UIStateChanged(session_id="s", process_id="p", business_cluster="c", state_version=1,
-                       timestamp=datetime(2026, 1, 1))
+        UIStateChanged(
+            session_id="s", process_id="p", business_cluster="c", state_version=1, timestamp=datetime(2026, 1, 1)
+        )

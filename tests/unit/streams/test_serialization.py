@@ -17,8 +17,9 @@ from selective_autonomy.schemas.events import CopilotFeedback, DeadLetter, UISta
 from selective_autonomy.streams.schema_ids import PackageSchemaIds, RegistrySchemaIds
 from selective_autonomy.streams.serialization import AvroCodec
 
-EVENT = UIStateChanged(session_id="s1", process_id="p", business_cluster="c", state_version=2,
-                       ui_state=UIState(fields={"a": 1}))
+EVENT = UIStateChanged(
+    session_id="s1", process_id="p", business_cluster="c", state_version=2, ui_state=UIState(fields={"a": 1})
+)
 
 
 def test_confluent_header_carries_the_package_schema_id() -> None:
@@ -70,8 +71,17 @@ def test_decoded_but_invalid_record_is_refused() -> None:
 
 
 def test_feedback_missing_operator_action_is_refused_on_decode() -> None:
-    record = {"feedback_id": "f", "session_id": "s", "process_id": "p", "business_cluster": "c", "state_version": 1,
-              "verdict": "corrected", "operator_id": "o", "latency_ms": 1, "given_at": EVENT.timestamp}
+    record = {
+        "feedback_id": "f",
+        "session_id": "s",
+        "process_id": "p",
+        "business_cluster": "c",
+        "state_version": 1,
+        "verdict": "corrected",
+        "operator_id": "o",
+        "latency_ms": 1,
+        "given_at": EVENT.timestamp,
+    }
     buffer = io.BytesIO(b"\x00\x00\x00\x03\xed")
     buffer.seek(5)
     fastavro.schemaless_writer(buffer, contracts.parsed_schema("CopilotFeedback"), record)

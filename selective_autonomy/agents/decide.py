@@ -1,0 +1,178 @@
+"""The decide agent: ``ui.state`` in, one decision record out per new state.
+
+A thin faust loop around :class:`DecisionEngine`: batch across sessions with ``take_events``,
+drop stale and redelivered states using the session table, dead-letter what cannot be decided,
+send each decision's record and wait for the broker's acknowledgement, and only then update the
+session table. The batch's offsets are committed after that (faust acks a taken batch once the
+loop body is done), so a crash anywhere re-decides at most the uncommitted batch, with the same
+deterministic ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from selective_autonomy.agents.dead_letters import DeadLetterRouter
+from selective_autonomy.agents.decisions import Decision, DecisionEngine
+from selective_autonomy.agents.metrics import RuntimeMetrics
+from selective_autonomy.agents.session import SessionState, Skip
+from selective_autonomy.config import Settings
+from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
+from selective_autonomy.streams.app import raw_topic
+from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
+
+DecisionHook = Callable[[Decision], None]
+
+
+class DecideAgent:
+    """Holds the agent's collaborators; :meth:`register` adds the faust agent and table."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine_provider: Callable[[], DecisionEngine],
+        codec: AvroCodec,
+        metrics: RuntimeMetrics,
+        batch_size: int = 64,
+        batch_window_s: float = 0.005,
+        on_decision: DecisionHook | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine_provider = engine_provider
+        self.codec = codec
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.batch_window_s = batch_window_s
+        self.on_decision = on_decision
+        self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+        self.table: Any = None
+
+    def register(self, app: faust.App) -> None:
+        topics = self.settings.topics
+        source = raw_topic(app, topics.ui_state)
+        router = DeadLetterRouter(self.codec, raw_topic(app, topics.dead_letter))
+        outputs = {
+            "executed": raw_topic(app, topics.actions_executed),
+            "deferred": raw_topic(app, topics.operator_deferrals),
+            "proposed": raw_topic(app, topics.actions_proposed),
+        }
+        # use_partitioner: changelog records go where the producer's partitioner puts the session
+        # key, the same partition as its ui.state records (murmur2 on both sides).
+        self.table = app.Table(
+            "sessions",
+            default=dict,
+            key_type=bytes,
+            partitions=topics.partitions,
+            use_partitioner=True,
+        )
+
+        @app.agent(source, name="decide")
+        async def decide(stream: faust.StreamT[bytes]) -> None:
+            batches = stream.take_events(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
+            async for batch in batches:
+                await self._handle_batch(batch, router, outputs)
+
+    async def _handle_batch(
+        self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, faust.TopicT]
+    ) -> None:
+        engine = self.engine_provider()
+        fresh: list[tuple[faust.EventT[bytes], UIStateChanged]] = []
+        latest_in_batch: dict[str, int] = {}
+        for event in batch:
+            self.metrics.on_event()
+            state = await router.decode(event, UIStateChanged)
+            if state is None:
+                self.metrics.on_dead_letter(event.message.topic)
+                continue
+            reason = self._reject_reason(state, engine)
+            if reason is not None:
+                await router.reject(event, reason)
+                self.metrics.on_dead_letter(event.message.topic)
+                continue
+            skip = self._session(state.session_id).skip_reason(state)
+            seen = latest_in_batch.get(state.session_id)
+            if skip is None and seen is not None and state.state_version <= seen:
+                skip = Skip.duplicate if state.state_version == seen else Skip.stale
+            if skip is not None:
+                self.metrics.on_skip(skip.value)
+                continue
+            latest_in_batch[state.session_id] = state.state_version
+            fresh.append((event, state))
+        if not fresh:
+            return
+        progress = {state.session_id: self._session(state.session_id).progress for _, state in fresh}
+        decisions = engine.decide([state for _, state in fresh], progress)
+        # Sessions are independent and emitted concurrently; one session's states go in order so
+        # that each table update builds on the previous one.
+        per_session: dict[str, list[tuple[faust.EventT[bytes], Decision]]] = {}
+        for (event, _), decision in zip(fresh, decisions, strict=True):
+            per_session.setdefault(decision.event.session_id, []).append((event, decision))
+        await asyncio.gather(*(self._emit_in_order(items, outputs) for items in per_session.values()))
+
+    async def _emit_in_order(
+        self, items: list[tuple[faust.EventT[bytes], Decision]], outputs: dict[str, faust.TopicT]
+    ) -> None:
+        for event, decision in items:
+            await self._emit(event, decision, outputs)
+
+    def _reject_reason(self, state: UIStateChanged, engine: DecisionEngine) -> str | None:
+        if not engine.knows(state.process_id):
+            return f"unknown process {state.process_id!r}"
+        return None
+
+    def _session(self, session_id: str) -> SessionState:
+        return SessionState.model_validate(self.table[session_id.encode()] or {})
+
+    async def _emit(self, event: faust.EventT[bytes], decision: Decision, outputs: dict[str, faust.TopicT]) -> None:
+        message = event.message
+        parent = context_from_headers(message.headers)
+        with self.tracer.start_as_current_span(
+            f"{message.topic} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=messaging_attributes(message.topic, "process", message.key, message.partition, message.offset),
+        ) as span:
+            state = decision.event
+            session = self._session(state.session_id)
+            record = decision.output()
+            span.set_attribute("selauto.outcome", decision.outcome.value)
+            span.set_attribute("selauto.session_id", state.session_id)
+            span.set_attribute("selauto.state_version", state.state_version)
+            if decision.gate.reason is not None:
+                span.set_attribute("selauto.deferral_reason", decision.gate.reason.value)
+            if record is not None and not session.already_executed(decision.action_id):
+                topic = outputs[self._output_kind(record)]
+                sent = await topic.send(
+                    key=message.key, value=self.codec.encode(record, topic.get_topic_name()), headers=headers_for(span)
+                )
+                # Wait for the broker's ack before the session table moves on: at-least-once.
+                await sent
+            self.table[state.session_id.encode()] = session.after(
+                state, decision.outcome, decision.action_id, decision.deferral_id
+            ).model_dump()
+            latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
+            self.metrics.on_decision(
+                decision.outcome.value,
+                decision.gate.reason.value if decision.gate.reason else None,
+                latency_ms,
+                state.process_id,
+            )
+            if self.on_decision is not None:
+                self.on_decision(decision)
+
+    @staticmethod
+    def _output_kind(record: object) -> str:
+        if isinstance(record, ActionExecuted):
+            return "executed"
+        if isinstance(record, OperatorDeferral):
+            return "deferred"
+        return "proposed"

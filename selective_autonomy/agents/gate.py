@@ -1,0 +1,111 @@
+"""The gate: the one place that decides whether a proposed step runs unattended.
+
+A pure function of the proposal, the critic's score, the process schema, the stage, the certified
+thresholds and the session's state, so it is unit-tested exhaustively without Kafka. The checks
+run in a fixed order and the first that fails names the deferral reason:
+
+1. a model could not answer                  -> ``model_unavailable``
+2. the stage is ``logging``                  -> record only
+3. the stage is ``copilot``                  -> ``copilot_stage`` (every step is a suggestion)
+4. the action violates the process schema   -> ``schema_violation``
+5. the action's tier is approval_required    -> ``approval_required`` (never unattended)
+6. a cluster guardrail forbids it            -> ``guardrail``
+7. no certified threshold, or score below it -> ``below_threshold``
+otherwise the step is executed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from selective_autonomy.inference.protocol import Proposal
+from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
+from selective_autonomy.schemas.grammar import validate_action
+from selective_autonomy.schemas.process import ProcessSchema
+
+
+class Outcome(StrEnum):
+    execute = "execute"
+    defer = "defer"
+    record = "record"
+
+
+class SessionProgress(BaseModel):
+    """What the gate needs to know about the session so far."""
+
+    model_config = ConfigDict(frozen=True)
+
+    autonomous_steps: int = 0
+
+
+class GateDecision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Outcome
+    reason: DeferralReason | None = None
+    detail: str = ""
+    action: Action | None = None
+    tier: ActionTier | None = None
+    threshold: float | None = None
+
+
+def gate(
+    *,
+    schema: ProcessSchema,
+    business_cluster: str,
+    stage: Stage,
+    proposal: Proposal | None,
+    critic_score: float | None,
+    thresholds: Thresholds,
+    progress: SessionProgress,
+    model_error: str | None = None,
+) -> GateDecision:
+    top = proposal.top if proposal is not None else None
+    action = top.action if top is not None else None
+    spec = schema.action(action.action_type) if action is not None else None
+    tier = spec.tier if spec is not None else None
+
+    def defer(reason: DeferralReason, detail: str, threshold: float | None = None) -> GateDecision:
+        return GateDecision(
+            outcome=Outcome.defer, reason=reason, detail=detail, action=action, tier=tier, threshold=threshold
+        )
+
+    if model_error is not None or action is None:
+        if stage is Stage.logging:
+            return GateDecision(outcome=Outcome.record, detail=model_error or "no valid candidate")
+        return defer(DeferralReason.model_unavailable, model_error or "the policy proposed no valid action")
+    if stage is Stage.logging:
+        return GateDecision(outcome=Outcome.record, action=action, tier=tier)
+    if stage is Stage.copilot:
+        return defer(DeferralReason.copilot_stage, "copilot stage: every step goes to an operator")
+
+    violations = validate_action(schema, action)
+    if violations or spec is None or tier is None:
+        return defer(DeferralReason.schema_violation, "; ".join(violations) or "unknown action")
+    if tier is ActionTier.approval_required:
+        return defer(DeferralReason.approval_required, f"{action.action_type} always needs an operator's approval")
+
+    cluster = schema.cluster(business_cluster)
+    if cluster is None:
+        return defer(DeferralReason.guardrail, f"business cluster {business_cluster!r} is not in the process schema")
+    guardrails = cluster.guardrails
+    if action.action_type in guardrails.blocked_actions:
+        return defer(DeferralReason.guardrail, f"{action.action_type} is blocked in cluster {business_cluster}")
+    if guardrails.max_autonomous_steps is not None and progress.autonomous_steps >= guardrails.max_autonomous_steps:
+        return defer(
+            DeferralReason.guardrail, f"{progress.autonomous_steps} unattended steps reached the cluster's limit"
+        )
+
+    threshold = thresholds.get(schema.process_id, business_cluster, tier)
+    if threshold is None:
+        return defer(DeferralReason.below_threshold, f"no certified threshold for {tier.value} actions here")
+    if critic_score is None:
+        return defer(DeferralReason.model_unavailable, "the critic gave no score", threshold)
+    if critic_score < threshold:
+        return defer(
+            DeferralReason.below_threshold, f"critic {critic_score:.3f} < threshold {threshold:.3f}", threshold
+        )
+    return GateDecision(outcome=Outcome.execute, action=action, tier=tier, threshold=threshold)

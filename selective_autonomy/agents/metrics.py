@@ -1,0 +1,69 @@
+"""Runtime metrics: OpenTelemetry instruments plus plain counters the health and status
+endpoints read (so the numbers are visible without a metrics backend)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from opentelemetry import metrics
+
+
+@dataclass
+class RuntimeMetrics:
+    events: int = 0
+    dead_letters: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    deferral_reasons: Counter[str] = field(default_factory=Counter)
+    feedback: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        meter = metrics.get_meter("selective_autonomy")
+        self._events = meter.create_counter("selauto.events", description="ui.state records consumed")
+        self._decisions = meter.create_counter("selauto.decisions", description="decisions by outcome")
+        self._deferrals = meter.create_counter("selauto.deferrals", description="deferrals by reason")
+        self._dead = meter.create_counter("selauto.dead_letters", description="records sent to the dead-letter topic")
+        self._latency = meter.create_histogram(
+            "selauto.decision.latency", unit="ms", description="ui.state produced to decision produced"
+        )
+        self._automation = meter.create_observable_gauge(
+            "selauto.automation_rate",
+            callbacks=[lambda _options: [metrics.Observation(self.automation_rate)]],
+            description="share of decided steps executed unattended",
+        )
+
+    def on_event(self) -> None:
+        self.events += 1
+        self._events.add(1)
+
+    def on_dead_letter(self, topic: str) -> None:
+        self.dead_letters += 1
+        self._dead.add(1, {"topic": topic})
+
+    def on_skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    def on_decision(self, outcome: str, reason: str | None, latency_ms: float, process_id: str) -> None:
+        self.outcomes[outcome] += 1
+        self._decisions.add(1, {"outcome": outcome, "process": process_id})
+        if reason is not None:
+            self.deferral_reasons[reason] += 1
+            self._deferrals.add(1, {"reason": reason, "process": process_id})
+        self._latency.record(latency_ms, {"outcome": outcome})
+
+    @property
+    def automation_rate(self) -> float:
+        decided = self.outcomes["execute"] + self.outcomes["defer"]
+        return self.outcomes["execute"] / decided if decided else 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "events": self.events,
+            "dead_letters": self.dead_letters,
+            "skipped": dict(self.skipped),
+            "outcomes": dict(self.outcomes),
+            "deferral_reasons": dict(self.deferral_reasons),
+            "feedback": dict(self.feedback),
+            "automation_rate": round(self.automation_rate, 4),
+        }

@@ -1,0 +1,59 @@
+"""The models a worker decides with, hot-reloaded when a new version is published.
+
+A reload that fails (half-copied files, a model for another schema) keeps the version already in
+service and logs why; the decide path never sees a partly loaded process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from selective_autonomy.agents.decisions import DecisionEngine
+from selective_autonomy.inference.registry import ModelRegistry, ProcessModels
+
+log = logging.getLogger(__name__)
+
+
+class ModelsInService:
+    def __init__(self, registry: ModelRegistry, top_k: int = 5) -> None:
+        self.registry = registry
+        self.top_k = top_k
+        self._models: dict[str, ProcessModels] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
+        self.engine = DecisionEngine({}, top_k=top_k)
+        self.load_errors: dict[str, str] = {}
+
+    def refresh(self) -> list[str]:
+        """Load what changed since the last call; return the processes (re)loaded."""
+        changed: list[str] = []
+        for process_id in self.registry.processes():
+            revision = self.registry.revision(process_id)
+            if self._seen.get(process_id) == revision:
+                continue
+            try:
+                self._models[process_id] = self.registry.load(process_id)
+            except Exception as exc:  # keep serving the previous version
+                self.load_errors[process_id] = f"{type(exc).__name__}: {exc}"
+                log.warning("could not load models for %s: %s", process_id, exc)
+                continue
+            self._seen[process_id] = revision
+            self.load_errors.pop(process_id, None)
+            changed.append(process_id)
+        if changed:
+            self.engine = DecisionEngine(dict(self._models), top_k=self.top_k)
+            log.info("models in service updated for %s", ", ".join(changed))
+        return changed
+
+    def current(self) -> DecisionEngine:
+        return self.engine
+
+    def versions(self) -> dict[str, dict[str, str | int]]:
+        return {
+            process_id: {
+                "policy": models.policy.version,
+                "critic": models.critic.version,
+                "thresholds": models.pointer.thresholds.version,
+                "revision": models.pointer.revision,
+            }
+            for process_id, models in self._models.items()
+        }

@@ -1,0 +1,80 @@
+"""`selauto worker`: one faust app with the decide agent, model hot-reload and health endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from opentelemetry.sdk.trace import TracerProvider
+
+from selective_autonomy.agents.decide import DecideAgent, DecisionHook
+from selective_autonomy.agents.metrics import RuntimeMetrics
+from selective_autonomy.agents.models_in_service import ModelsInService
+from selective_autonomy.config import Settings
+from selective_autonomy.inference.registry import ModelRegistry
+from selective_autonomy.streams.app import build_app
+from selective_autonomy.streams.serialization import AvroCodec
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    models: ModelsInService
+    metrics: RuntimeMetrics
+    decide: DecideAgent
+    ready: dict[str, bool] = field(default_factory=lambda: {"assigned": False})
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    web: bool = False,
+    tracer_provider: TracerProvider | None = None,
+    on_decision: DecisionHook | None = None,
+    app_options: dict[str, Any] | None = None,
+) -> Worker:
+    app = build_app(settings, web_port=settings.worker.health_port if web else None, **(app_options or {}))
+    models = ModelsInService(ModelRegistry(settings.models_dir))
+    models.refresh()
+    metrics = RuntimeMetrics()
+    decide = DecideAgent(
+        settings,
+        models.current,
+        AvroCodec(settings.wire_format),
+        metrics,
+        batch_size=settings.worker.batch_size,
+        batch_window_s=settings.worker.batch_window_s,
+        on_decision=on_decision,
+        tracer_provider=tracer_provider,
+    )
+    decide.register(app)
+    worker = Worker(app=app, models=models, metrics=metrics, decide=decide)
+
+    @app.timer(settings.worker.reload_interval_s)  # type: ignore[untyped-decorator]
+    async def reload_models() -> None:
+        models.refresh()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        worker.ready["assigned"] = True
+
+    if web:
+        _add_health_pages(worker)
+    return worker
+
+
+def _add_health_pages(worker: Worker) -> None:
+    app = worker.app
+
+    @app.page("/healthz")
+    async def healthz(self: Any, request: Any) -> Any:
+        return self.json({"status": "ok", "metrics": worker.metrics.snapshot()})
+
+    @app.page("/readyz")
+    async def readyz(self: Any, request: Any) -> Any:
+        loaded = worker.models.versions()
+        ready = bool(loaded) and worker.ready["assigned"]
+        body = {"ready": ready, "models": loaded, "load_errors": worker.models.load_errors,
+                "partitions_assigned": worker.ready["assigned"]}
+        return self.json(body, status=200 if ready else 503)

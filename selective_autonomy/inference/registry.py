@@ -1,0 +1,151 @@
+"""The models directory: per process, its schema and the model versions in service.
+
+Layout::
+
+    <models_dir>/<process_id>/schema.yaml
+    <models_dir>/<process_id>/policy/<version>/        artefact directories
+    <models_dir>/<process_id>/critic/<version>/
+    <models_dir>/<process_id>/current.json             what is in service (ServicePointer)
+
+Training jobs write a new artefact directory, then publish it by atomically replacing
+``current.json``; workers poll that file and hot-reload, so a new version goes into service
+without a restart and a half-written model is never loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from selective_autonomy.inference.artefact import ArtefactError, read_meta
+from selective_autonomy.inference.ngram import NGramPolicy
+from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
+from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.process import ProcessSchema
+
+CURRENT_FILE = "current.json"
+SCHEMA_FILE = "schema.yaml"
+
+PolicyLoader = Callable[[Path, ProcessSchema], Policy]
+CriticLoader = Callable[[Path, ProcessSchema], Critic]
+
+
+class ServicePointer(BaseModel):
+    """What is in service for one process: relative artefact paths, thresholds and stages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str | None = Field(default=None, description="Policy artefact dir, relative to the process dir.")
+    critic: str | None = Field(default=None, description="Critic artefact dir; none = policy-confidence critic.")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    stages: dict[str, Stage] = Field(default_factory=dict, description="business cluster -> stage")
+    default_stage: Stage = Stage.logging
+    revision: int = 0
+
+    def stage(self, cluster: str) -> Stage:
+        return self.stages.get(cluster, self.default_stage)
+
+
+@dataclass(frozen=True)
+class ProcessModels:
+    """Everything the decide agent needs for one process, loaded together."""
+
+    schema: ProcessSchema
+    policy: Policy
+    critic: Critic
+    pointer: ServicePointer
+
+
+def _load_ngram(directory: Path, schema: ProcessSchema) -> Policy:
+    return NGramPolicy.load(directory, schema)
+
+
+POLICY_LOADERS: dict[str, PolicyLoader] = {"policy-ngram": _load_ngram}
+CRITIC_LOADERS: dict[str, CriticLoader] = {}
+
+
+def register_policy_loader(kind: str, loader: PolicyLoader) -> None:
+    POLICY_LOADERS[kind] = loader
+
+
+def register_critic_loader(kind: str, loader: CriticLoader) -> None:
+    CRITIC_LOADERS[kind] = loader
+
+
+class ModelRegistry:
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+
+    def process_dir(self, process_id: str) -> Path:
+        return self.models_dir / process_id
+
+    def processes(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.models_dir.iterdir() if (p / SCHEMA_FILE).is_file())
+
+    def schema(self, process_id: str) -> ProcessSchema:
+        return ProcessSchema.load(self.process_dir(process_id) / SCHEMA_FILE)
+
+    def save_schema(self, schema: ProcessSchema) -> None:
+        directory = self.process_dir(schema.process_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        schema.save(directory / SCHEMA_FILE)
+
+    def pointer(self, process_id: str) -> ServicePointer:
+        path = self.process_dir(process_id) / CURRENT_FILE
+        if not path.is_file():
+            return ServicePointer()
+        return ServicePointer.model_validate_json(path.read_text())
+
+    def publish(self, process_id: str, pointer: ServicePointer) -> ServicePointer:
+        """Atomically replace what is in service; returns the pointer with its new revision."""
+        directory = self.process_dir(process_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        published = pointer.model_copy(update={"revision": self.pointer(process_id).revision + 1})
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".current-", suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            out.write(published.model_dump_json(indent=2))
+        os.replace(tmp, directory / CURRENT_FILE)
+        return published
+
+    def revision(self, process_id: str) -> tuple[int, int]:
+        """Cheap change detector: (mtime_ns, size) of current.json."""
+        path = self.process_dir(process_id) / CURRENT_FILE
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def load(self, process_id: str) -> ProcessModels:
+        schema = self.schema(process_id)
+        pointer = self.pointer(process_id)
+        directory = self.process_dir(process_id)
+        if pointer.policy is None:
+            raise ArtefactError(f"process {process_id} has no policy in service ({directory / CURRENT_FILE})")
+        policy = _load_policy(directory / pointer.policy, schema)
+        critic: Critic = PolicyConfidenceCritic()
+        if pointer.critic is not None:
+            critic = _load_critic(directory / pointer.critic, schema)
+        return ProcessModels(schema=schema, policy=policy, critic=critic, pointer=pointer)
+
+
+def _load_policy(directory: Path, schema: ProcessSchema) -> Policy:
+    kind = read_meta(directory, schema).kind
+    if kind not in POLICY_LOADERS:
+        raise ArtefactError(f"no policy loader for artefact kind {kind!r} ({directory})")
+    return POLICY_LOADERS[kind](directory, schema)
+
+
+def _load_critic(directory: Path, schema: ProcessSchema) -> Critic:
+    kind = read_meta(directory, schema).kind
+    if kind not in CRITIC_LOADERS:
+        raise ArtefactError(f"no critic loader for artefact kind {kind!r} ({directory})")
+    return CRITIC_LOADERS[kind](directory, schema)

@@ -1,0 +1,194 @@
+"""The decide agent on the real broker: all three stages, redelivery, resume after an operator
+acts, dead letters, a restart mid-stream, and trace context carried across topics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from selective_autonomy.agents.worker import build_worker
+from selective_autonomy.config import Settings
+from selective_autonomy.inference.ngram import NGramPolicy
+from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.schemas.events import (
+    Action,
+    ActionExecuted,
+    ActionProposed,
+    ActionTier,
+    Actor,
+    DeadLetter,
+    DeferralReason,
+    OperatorDeferral,
+    Stage,
+    UIState,
+    UIStateChanged,
+)
+from selective_autonomy.schemas.process import BusinessCluster
+from selective_autonomy.streams.consumer import EventConsumer
+from selective_autonomy.streams.producer import EventProducer
+from selective_autonomy.streams.runner import run_app_until
+from selective_autonomy.streams.tracing import build_tracer_provider, headers_for
+from selective_autonomy.traces.format import Case, TraceStep
+from tests.unit.agents.fixtures import SCHEMA, T0
+
+pytestmark = pytest.mark.integration
+
+PROCESS = SCHEMA.model_copy(update={"business_clusters": [*SCHEMA.business_clusters, BusinessCluster(id="lab")]})
+FLOW = [
+    Action(action_type="lookup_order", arguments={"order_id": "A1"}),
+    Action(action_type="send_invoice"),
+    Action(action_type="close_chat"),
+]
+
+
+def training_cases(n: int = 30) -> list[Case]:
+    cases = []
+    for c in range(n):
+        steps = [
+            TraceStep(
+                state=UIState(recent_actions=FLOW[:i]),
+                action=action,
+                operator_id="op1",
+                timestamp=T0 + timedelta(minutes=c, seconds=i + 1),
+            )
+            for i, action in enumerate(FLOW)
+        ]
+        cases.append(
+            Case(
+                case_id=f"train{c}",
+                process_id="billing",
+                business_cluster="retail",
+                started_at=T0 + timedelta(minutes=c),
+                steps=steps,
+            )
+        )
+    return cases
+
+
+def install_models(models_dir: Path, stages: dict[str, Stage]) -> None:
+    registry = ModelRegistry(models_dir)
+    registry.save_schema(PROCESS)
+    cases = training_cases()
+    policy = NGramPolicy(PROCESS).fit(cases)
+    meta = policy.train_meta(cases)
+    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
+    thresholds = Thresholds(
+        values={f"billing/{c}/{t.value}": 0.5 for c in ("retail", "vip", "lab") for t in ActionTier}
+    )
+    registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}", thresholds=thresholds, stages=stages))
+
+
+def state(session: str, version: int, cluster: str, actor: Actor = Actor.system) -> UIStateChanged:
+    return UIStateChanged(
+        session_id=session,
+        process_id="billing",
+        business_cluster=cluster,
+        state_version=version,
+        actor=actor,
+        ui_state=UIState(recent_actions=FLOW[:version]),
+    )
+
+
+@pytest.fixture
+def worker_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
+    settings = make_settings(partitions=2).model_copy(update={"models_dir": tmp_path / "models"})
+    install_models(settings.models_dir, {"retail": Stage.selective, "vip": Stage.copilot, "lab": Stage.logging})
+    return settings
+
+
+def run_worker(
+    settings: Settings, until: Callable[[object], bool], provider: TracerProvider | None = None, timeout_s: float = 60
+) -> object:
+    worker = build_worker(settings, tracer_provider=provider)
+    run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
+    return worker
+
+
+def decided(count: int) -> Callable[[object], bool]:
+    return lambda worker: sum(worker.metrics.outcomes.values()) >= count  # type: ignore[attr-defined]
+
+
+def read_all(settings: Settings) -> tuple[list[ActionExecuted], list[OperatorDeferral], list[ActionProposed]]:
+    topics = settings.topics
+    out = []
+    for topic, model in (
+        (topics.actions_executed, ActionExecuted),
+        (topics.operator_deferrals, OperatorDeferral),
+        (topics.actions_proposed, ActionProposed),
+    ):
+        with EventConsumer(settings, [topic], model) as consumer:
+            out.append([r.event for r in consumer.iterate(idle_timeout_s=1.0) if r.event is not None])
+    return out[0], out[1], out[2]  # type: ignore[return-value]
+
+
+def test_three_stages_redelivery_and_dead_letters(worker_settings: Settings) -> None:
+    ui = worker_settings.topics.ui_state
+    with EventProducer(worker_settings) as producer:
+        for cluster in ("retail", "vip", "lab"):
+            producer.send(ui, state(f"{cluster}-1", 0, cluster), key=f"{cluster}-1")
+        producer.send(ui, state("retail-1", 0, "retail"), key="retail-1")  # redelivered
+        producer.send(ui, state("ghost", 0, "retail").model_copy(update={"process_id": "nope"}), key="ghost")
+        producer.send_raw(ui, b"\x00garbage", b"junk")
+    worker = run_worker(worker_settings, lambda w: w.metrics.events >= 6 and sum(w.metrics.outcomes.values()) >= 3)
+    executed, deferred, proposed = read_all(worker_settings)
+    assert [(e.session_id, e.action.action_type) for e in executed] == [("retail-1", "lookup_order")]
+    assert [(d.session_id, d.reason) for d in deferred] == [("vip-1", DeferralReason.copilot_stage)]
+    assert deferred[0].suggestion == FLOW[0]
+    assert [p.session_id for p in proposed] == ["lab-1"]
+    assert worker.metrics.skipped["duplicate"] == 1  # type: ignore[attr-defined]
+    with EventConsumer(worker_settings, [worker_settings.topics.dead_letter], DeadLetter) as consumer:
+        letters = [r.event for r in consumer.take(2)]
+    reasons = sorted(letter.error for letter in letters if letter)
+    assert any("unknown process 'nope'" in reason for reason in reasons)
+    assert any("magic byte" in reason or "too short" in reason or "schema id" in reason for reason in reasons)
+
+
+def test_resume_after_operator_and_restart_without_loss_or_repeat(worker_settings: Settings) -> None:
+    ui = worker_settings.topics.ui_state
+    sessions = [f"s{i}" for i in range(12)]
+    with EventProducer(worker_settings) as producer:
+        for s in sessions:
+            producer.send(ui, state(s, 0, "retail"), key=s)
+    run_worker(worker_settings, decided(12))
+    # The operator completes step 1 by hand in half the sessions; the agent resumes from there.
+    with EventProducer(worker_settings) as producer:
+        for s in sessions[:6]:
+            producer.send(ui, state(s, 2, "retail", actor=Actor.operator), key=s)
+        for s in sessions:  # redelivery of already-decided states after the restart
+            producer.send(ui, state(s, 0, "retail"), key=s)
+    second = run_worker(worker_settings, lambda w: w.metrics.events >= 18 and sum(w.metrics.outcomes.values()) >= 6)
+    executed, _, _ = read_all(worker_settings)
+    ids = [e.action_id for e in executed]
+    assert len(ids) == len(set(ids)) == 18
+    resumed = {(e.session_id, e.state_version, e.action.action_type) for e in executed if e.state_version == 2}
+    assert resumed == {(s, 2, "close_chat") for s in sessions[:6]}
+    # The restarted worker recovered the session table: every replayed state was recognised (the
+    # uncommitted tail of the first run counts as duplicates too) and only the new states decided.
+    metrics = second.metrics  # type: ignore[attr-defined]
+    assert sum(metrics.outcomes.values()) == 6
+    assert metrics.skipped["stale"] + metrics.skipped["duplicate"] >= 12
+
+
+def test_trace_context_links_ui_state_to_its_decision(worker_settings: Settings) -> None:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider("test", exporters=[exporter])
+    tracer = provider.get_tracer("bpm")
+    with tracer.start_as_current_span("bpm publish") as parent, EventProducer(worker_settings) as producer:
+        producer.send(worker_settings.topics.ui_state, state("t1", 0, "retail"), key="t1", headers=headers_for(parent))
+    trace_id = parent.get_span_context().trace_id
+    run_worker(worker_settings, decided(1), provider=provider)
+    spans = [s for s in exporter.get_finished_spans() if s.name.endswith(" process")]
+    assert len(spans) == 1
+    assert spans[0].context.trace_id == trace_id
+    assert spans[0].parent is not None and spans[0].parent.span_id == parent.get_span_context().span_id
+    assert spans[0].attributes["messaging.system"] == "kafka"
+    with EventConsumer(worker_settings, [worker_settings.topics.actions_executed], ActionExecuted) as consumer:
+        [record] = consumer.take(1)
+    traceparent = dict(record.headers)["traceparent"].decode()
+    assert traceparent.split("-")[1] == f"{trace_id:032x}"

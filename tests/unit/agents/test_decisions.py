@@ -1,0 +1,91 @@
+"""The decision engine: batching, model failures, and one well-formed record per decision."""
+
+from __future__ import annotations
+
+from selective_autonomy.agents.decisions import DecisionEngine, deferral_id_for
+from selective_autonomy.agents.gate import Outcome, SessionProgress
+from selective_autonomy.agents.session import SessionState, Skip
+from selective_autonomy.schemas.events import (
+    Action,
+    ActionExecuted,
+    ActionProposed,
+    Actor,
+    DeferralReason,
+    OperatorDeferral,
+    Stage,
+    action_id_for,
+)
+from tests.unit.agents.fixtures import FixedPolicy, event, models
+
+LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
+
+
+def test_selective_execution_emits_action_executed_with_deterministic_id() -> None:
+    engine = DecisionEngine({"billing": models(LOOKUP)})
+    [decision] = engine.decide([event("s1", 3)], {})
+    record = decision.output()
+    assert isinstance(record, ActionExecuted)
+    assert record.action_id == action_id_for("s1", 3, LOOKUP)
+    assert record.critic_score == 0.99
+    assert record.threshold == 0.9
+    assert record.policy_version == "fixed-1"
+    assert record.critic_version == "critic-1"
+
+
+def test_copilot_defers_every_step_with_the_suggestion_and_its_scores() -> None:
+    engine = DecisionEngine({"billing": models(LOOKUP, stage=Stage.copilot)})
+    [decision] = engine.decide([event("s1", 3)], {})
+    record = decision.output()
+    assert isinstance(record, OperatorDeferral)
+    assert record.reason is DeferralReason.copilot_stage
+    assert record.suggestion == LOOKUP
+    assert record.critic_score == 0.99
+    assert record.deferral_id == deferral_id_for("s1", 3)
+    assert record.ui_state == event("s1", 3).ui_state
+
+
+def test_logging_records_a_proposal_and_never_asks_the_critic() -> None:
+    bundle = models(LOOKUP, stage=Stage.logging)
+    [decision] = DecisionEngine({"billing": bundle}).decide([event()], {})
+    assert isinstance(decision.output(), ActionProposed)
+    assert bundle.critic.seen == []  # type: ignore[attr-defined]
+
+
+def test_one_policy_call_per_process_per_batch() -> None:
+    bundle = models(LOOKUP)
+    decisions = DecisionEngine({"billing": bundle}).decide([event(f"s{i}", i) for i in range(50)], {})
+    assert len(decisions) == 50
+    assert isinstance(bundle.policy, FixedPolicy)
+    assert bundle.policy.calls == 1
+    assert [d.event.session_id for d in decisions] == [f"s{i}" for i in range(50)]
+
+
+def test_unreachable_policy_or_critic_defers_as_model_unavailable() -> None:
+    for bundle in (models(LOOKUP, policy_fails=True), models(LOOKUP, critic_fails=True)):
+        [decision] = DecisionEngine({"billing": bundle}).decide([event()], {})
+        assert decision.outcome is Outcome.defer
+        assert decision.gate.reason is DeferralReason.model_unavailable
+
+
+def test_guardrail_uses_session_progress() -> None:
+    engine = DecisionEngine({"billing": models(Action(action_type="send_invoice"))})
+    [fresh] = engine.decide([event(cluster="vip")], {"s1": SessionProgress(autonomous_steps=0)})
+    [tired] = engine.decide([event(cluster="vip")], {"s1": SessionProgress(autonomous_steps=2)})
+    assert fresh.outcome is Outcome.execute
+    assert tired.gate.reason is DeferralReason.guardrail
+
+
+def test_session_state_skips_stale_and_duplicate_states_and_resumes_after_operator() -> None:
+    state = SessionState()
+    first = event("s1", 1)
+    assert state.skip_reason(first) is None
+    state = state.after(first, Outcome.defer, None, "d1")
+    assert state.pending_deferral_id == "d1"
+    assert state.skip_reason(first) is Skip.duplicate
+    assert state.skip_reason(event("s1", 0)) is Skip.stale
+    operator_step = event("s1", 2).model_copy(update={"actor": Actor.operator})
+    state = state.after(operator_step, Outcome.execute, "a2", None)
+    assert state.pending_deferral_id is None
+    assert state.autonomous_steps == 1
+    assert state.already_executed("a2")
+    assert SessionState.model_validate(state.model_dump()) == state

@@ -1,0 +1,95 @@
+"""The gate's checks, each in isolation and in its fixed order."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from selective_autonomy.agents.gate import Outcome, SessionProgress, gate
+from selective_autonomy.inference.protocol import Candidate, Proposal
+from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
+from tests.unit.agents.fixtures import SCHEMA
+
+LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
+INVOICE = Action(action_type="send_invoice")
+REFUND = Action(action_type="refund", arguments={"amount": 10.0})
+ALL = Thresholds(values={f"billing/{c}/{t.value}": 0.8 for c in ("retail", "vip") for t in ActionTier})
+
+
+def run(
+    action: Action | None,
+    score: float | None = 0.95,
+    stage: Stage = Stage.selective,
+    cluster: str = "retail",
+    thresholds: Thresholds = ALL,
+    steps: int = 0,
+    error: str | None = None,
+):  # type: ignore[no-untyped-def]
+    proposal = (
+        None if action is None else Proposal(candidates=[Candidate(action=action, probability=0.9)], policy_version="p")
+    )
+    return gate(
+        schema=SCHEMA,
+        business_cluster=cluster,
+        stage=stage,
+        proposal=proposal,
+        critic_score=score,
+        thresholds=thresholds,
+        progress=SessionProgress(autonomous_steps=steps),
+        model_error=error,
+    )
+
+
+def test_passes_when_every_check_holds() -> None:
+    decision = run(LOOKUP)
+    assert decision.outcome is Outcome.execute
+    assert decision.threshold == 0.8
+    assert decision.tier is ActionTier.auto
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"action": None}, DeferralReason.model_unavailable),
+        ({"action": LOOKUP, "error": "timeout"}, DeferralReason.model_unavailable),
+        ({"action": LOOKUP, "stage": Stage.copilot}, DeferralReason.copilot_stage),
+        ({"action": Action(action_type="lookup_order")}, DeferralReason.schema_violation),
+        ({"action": Action(action_type="format_disk")}, DeferralReason.schema_violation),
+        ({"action": REFUND, "score": 1.0}, DeferralReason.approval_required),
+        ({"action": INVOICE, "cluster": "unknown"}, DeferralReason.guardrail),
+        ({"action": Action(action_type="close_chat"), "cluster": "vip"}, DeferralReason.guardrail),
+        ({"action": INVOICE, "cluster": "vip", "steps": 2}, DeferralReason.guardrail),
+        ({"action": INVOICE, "thresholds": Thresholds()}, DeferralReason.below_threshold),
+        ({"action": INVOICE, "score": 0.79}, DeferralReason.below_threshold),
+        ({"action": INVOICE, "score": None}, DeferralReason.model_unavailable),
+    ],
+)
+def test_each_failed_check_defers_with_its_reason(kwargs: dict, reason: DeferralReason) -> None:
+    decision = run(**kwargs)
+    assert decision.outcome is Outcome.defer
+    assert decision.reason is reason
+    assert decision.detail
+
+
+def test_logging_stage_only_records() -> None:
+    assert run(LOOKUP, stage=Stage.logging).outcome is Outcome.record
+    assert run(None, stage=Stage.logging).outcome is Outcome.record
+
+
+def test_score_at_threshold_passes() -> None:
+    assert run(INVOICE, score=0.8).outcome is Outcome.execute
+
+
+@given(
+    score=st.floats(0.0, 1.0),
+    stage=st.sampled_from(list(Stage)),
+    steps=st.integers(0, 10),
+    cluster=st.sampled_from(["retail", "vip", "other"]),
+)
+def test_approval_required_and_invalid_actions_never_execute(
+    score: float, stage: Stage, steps: int, cluster: str
+) -> None:
+    for action in (REFUND, Action(action_type="refund"), Action(action_type="drop_tables", arguments={"x": 1})):
+        assert run(action, score=score, stage=stage, steps=steps, cluster=cluster).outcome is not Outcome.execute

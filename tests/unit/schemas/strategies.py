@@ -1,0 +1,140 @@
+"""Shared test data: a small support-process schema and hypothesis strategies for its events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import strategies as st
+
+from selective_autonomy.schemas.events import Action, Actor, ChatTurn, Scalar, Speaker, UIState, UIStateChanged
+from selective_autonomy.schemas.process import (
+    ActionSpec,
+    ArgumentSpec,
+    BusinessCluster,
+    ProcessSchema,
+    UIField,
+    ValueType,
+)
+
+T0 = datetime(2024, 3, 4, 9, 30, tzinfo=UTC)
+
+
+def support_schema() -> ProcessSchema:
+    return ProcessSchema(
+        process_id="refunds",
+        business_clusters=[BusinessCluster(id="retail"), BusinessCluster(id="vip")],
+        fields=[
+            UIField(name="customer_name", pii=True),
+            UIField(name="email", pii=True),
+            UIField(name="order_id"),
+            UIField(name="status", type=ValueType.enum, enum=["open", "pending", "resolved"]),
+            UIField(name="amount", type=ValueType.number),
+            UIField(name="items", type=ValueType.integer),
+            UIField(name="vip", type=ValueType.boolean),
+            UIField(name="note", type=ValueType.text),
+            UIField(name="due", type=ValueType.datetime),
+        ],
+        controls=[
+            ActionSpec(name="lookup_order", arguments=[ArgumentSpec(name="order_id")]),
+            ActionSpec(
+                name="issue_refund",
+                arguments=[
+                    ArgumentSpec(name="amount", type=ValueType.number),
+                    ArgumentSpec(name="reason", type=ValueType.enum, enum=["damaged", "late", "other"]),
+                    ArgumentSpec(name="notify", type=ValueType.boolean, required=False),
+                ],
+            ),
+            ActionSpec(name="set_items", arguments=[ArgumentSpec(name="count", type=ValueType.integer)]),
+            ActionSpec(
+                name="schedule_callback",
+                arguments=[
+                    ArgumentSpec(name="at", type=ValueType.datetime),
+                    ArgumentSpec(name="phone", pii=True),
+                ],
+            ),
+            ActionSpec(name="escalate"),
+        ],
+    )
+
+
+SCHEMA = support_schema()
+
+scalars: st.SearchStrategy[Scalar] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.text(max_size=30),
+)
+
+field_values: st.SearchStrategy[dict[str, Scalar]] = st.fixed_dictionaries(
+    {},
+    optional={
+        "order_id": st.text(max_size=12),
+        "status": st.sampled_from(["open", "pending", "resolved", "weird"]),
+        "amount": st.one_of(st.floats(min_value=0, max_value=1e4), st.none()),
+        "items": st.integers(min_value=0, max_value=20),
+        "vip": st.booleans(),
+        "note": st.text(max_size=400),
+        "legacy_flag": scalars,
+        "zz_extra": st.text(max_size=300),
+    },
+)
+
+chat_turns = st.builds(
+    ChatTurn,
+    speaker=st.sampled_from(list(Speaker)),
+    text=st.text(max_size=300),
+    at=st.one_of(st.none(), st.integers(0, 3600).map(lambda s: T0 + timedelta(seconds=s))),
+)
+
+actions = st.builds(
+    Action,
+    action_type=st.sampled_from([*SCHEMA.action_names, "mystery"]),
+    arguments=st.dictionaries(st.sampled_from(["order_id", "amount", "text", "phone", "x"]), scalars, max_size=3),
+)
+
+
+@st.composite
+def ui_events(draw: st.DrawFn, fields: st.SearchStrategy[dict[str, Scalar]] = field_values) -> UIStateChanged:
+    started = draw(st.one_of(st.none(), st.integers(0, 10**6).map(lambda s: T0 - timedelta(seconds=s))))
+    return UIStateChanged(
+        session_id="s1",
+        process_id=SCHEMA.process_id,
+        business_cluster=draw(st.sampled_from(["retail", "vip", "other"])),
+        state_version=draw(st.integers(0, 500)),
+        timestamp=T0 + timedelta(seconds=draw(st.integers(0, 10**6))),
+        actor=draw(st.sampled_from(list(Actor))),
+        ui_state=UIState(
+            fields=draw(fields),
+            chat_tail=draw(st.lists(chat_turns, max_size=10)),
+            controls=draw(st.lists(st.sampled_from(SCHEMA.action_names[:5]), max_size=5, unique=True)),
+            recent_actions=draw(st.lists(actions, max_size=14)),
+            case_started_at=started,
+        ),
+    )
+
+
+def make_event(
+    fields: dict[str, Scalar] | None = None,
+    chat: list[tuple[Speaker, str]] | None = None,
+    recent: list[Action] | None = None,
+    **overrides: object,
+) -> UIStateChanged:
+    """A hand-written event for example-based tests."""
+    data: dict[str, object] = {
+        "session_id": "s1",
+        "process_id": SCHEMA.process_id,
+        "business_cluster": "retail",
+        "state_version": 3,
+        "timestamp": T0,
+        "ui_state": UIState(
+            fields=fields or {},
+            chat_tail=[ChatTurn(speaker=s, text=t) for s, t in chat or []],
+            recent_actions=recent or [],
+            controls=["lookup_order", "escalate"],
+            case_started_at=T0 - timedelta(seconds=90),
+        ),
+    }
+    data.update(overrides)
+    return UIStateChanged.model_validate(data)

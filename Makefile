@@ -9,6 +9,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test test-unit test-integration lint demo clean
 
+# System packages the tests use: PostgreSQL server binaries (feedback store tests).
+SYSTEM_STAMP := $(VENV)/.system-packages
+
+$(SYSTEM_STAMP):
+	@mkdir -p $(VENV)
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; fi
+	touch $(SYSTEM_STAMP)
+
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +33,7 @@ lint: setup
 	$(BIN)/ruff check selective_autonomy tests bench
 	$(BIN)/mypy
 
-test: setup
+test: setup $(SYSTEM_STAMP)
 	$(BIN)/ruff check selective_autonomy tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider tests

@@ -106,6 +106,46 @@ def worker(
     faust.Worker(running.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
+@app.command()
+def demo(
+    log: Annotated[Path | None, typer.Option(help="Event log (XES or CSV); default: the Helpdesk log.")] = None,
+    mapping: Annotated[str, typer.Option(help="Mapping file, or a built-in name (helpdesk, bpi2012w).")] = "helpdesk",
+    limit_cases: Annotated[int | None, typer.Option(help="Only the first N cases of the log.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the main job on the embedded broker: start it, replay the log's cases as ui.state events,
+    consume them back through a faust agent, and print the counts."""
+    import tempfile
+
+    from selective_autonomy.demo.publish_log import publish_and_consume
+    from selective_autonomy.streams.broker import EmbeddedBroker
+    from selective_autonomy.streams.topics import ensure_topics
+    from selective_autonomy.traces.datasets import helpdesk_log_path
+
+    settings = _settings(config)
+    source = log or helpdesk_log_path()
+    with EmbeddedBroker() as running:
+        typer.echo(f"embedded broker on {running.bootstrap_servers}")
+        local = settings.model_copy(
+            update={
+                "kafka": running.kafka_settings(settings.kafka),
+                "data_dir": Path(tempfile.mkdtemp(prefix="selauto-demo-")),
+            }
+        )
+        ensure_topics(local)
+        report = publish_and_consume(local, source, mapping, limit_cases=limit_cases)
+    typer.echo(f"log: {source}")
+    typer.echo(
+        f"cases: {report.cases}  ui.state events published: {report.events_published} ({report.publish_s:.1f} s)"
+    )
+    typer.echo(
+        f"consumed by the agent: {report.events_consumed} events, {report.sessions_seen} sessions, "
+        f"{report.dead_letters} dead letters ({report.consume_s:.1f} s incl. group join)"
+    )
+    if report.events_consumed != report.events_published:
+        raise typer.Exit(1)
+
+
 @topics_app.command("create")
 def topics_create(config: ConfigOption = None) -> None:
     """Create the project's topics on the configured cluster (existing ones are left alone)."""

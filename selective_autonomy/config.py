@@ -120,6 +120,23 @@ class TelemetrySettings(_Section):
     console: bool = Field(default=False, description="Print spans to stdout (local debugging).")
 
 
+class StoreSettings(_Section):
+    """The feedback store (feedback, proposals, applied action ids, stage history, model versions)."""
+
+    url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy DSN, e.g. postgresql+psycopg://...; unset: SQLite in data_dir."
+    )
+
+
+class InferenceSettings(_Section):
+    """An OpenAI-compatible inference server (vLLM) for the LLM policy and critic."""
+
+    url: str | None = Field(default=None, description="Base URL including /v1, e.g. http://vllm:8000/v1")
+    model: str | None = Field(default=None, description="Served model name.")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable, frozen once built."""
 
@@ -139,6 +156,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("runs"), description="Where stores, reports and faust state are written.")
     models_dir: Path = Field(default=Path("runs/models"), description="Process schemas and model versions in service.")
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @classmethod

@@ -1,0 +1,1 @@
+"""The demo jobs behind `make demo` / `selauto demo`."""

@@ -1,0 +1,136 @@
+"""Training sets built from stored feedback: critic examples and policy examples.
+
+Graded feedback stays first-class: an ``acceptable_alternative`` is a positive critic label (the
+suggestion was fine) but keeps its verdict, so reports can count it apart from plain accepts.
+Only feedback whose proposal was recorded can become an example: without it there is no state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from selective_autonomy.inference.protocol import Candidate, CriticInput, PolicySignals, Proposal
+from selective_autonomy.schemas.events import Action, ActionTier, UIStateChanged, Verdict
+from selective_autonomy.store.models import FeedbackWithContext
+
+POSITIVE_VERDICTS = frozenset({Verdict.accepted, Verdict.acceptable_alternative})
+
+
+def label_of(verdict: Verdict) -> bool:
+    """The critic's binary label: accepted and acceptable_alternative are True, corrected is False."""
+    return verdict in POSITIVE_VERDICTS
+
+
+class CriticExample(BaseModel):
+    """One (state, suggested action) pair with the operator's graded verdict on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feedback_id: str
+    event: UIStateChanged
+    action: Action = Field(description="The suggestion the operator judged.")
+    action_id: str | None = None
+    tier: ActionTier
+    candidates: list[Candidate] = Field(default_factory=list, description="The policy's ranked candidates.")
+    signals: PolicySignals = Field(description="Policy signals of the suggestion among the candidates.")
+    policy_probability: float | None = None
+    critic_score: float | None = Field(default=None, description="The critic's score when it was suggested.")
+    policy_version: str | None = None
+    critic_version: str | None = None
+    process_id: str
+    business_cluster: str
+    step_index: int = Field(ge=0, description="The state version the suggestion was made at.")
+    verdict: Verdict
+    label: bool
+    operator_action: Action | None = Field(default=None, description="What the operator did instead, if not accepted.")
+
+    def critic_input(self) -> CriticInput:
+        """What the critic scores at run time, for this example."""
+        return CriticInput(event=self.event, action=self.action, tier=self.tier, signals=self.signals)
+
+
+class PolicyExample(BaseModel):
+    """One (state, action an operator endorsed or took) pair for training the policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feedback_id: str
+    event: UIStateChanged
+    action: Action = Field(description="The suggestion when accepted, else the operator's own action.")
+    verdict: Verdict
+    process_id: str
+    business_cluster: str
+    step_index: int = Field(ge=0)
+
+
+def critic_examples(rows: Iterable[FeedbackWithContext]) -> list[CriticExample]:
+    """One example per feedback that has a recorded proposal, a suggestion and a tier; others are skipped."""
+    examples = []
+    for row in rows:
+        context, item = row.context, row.feedback
+        if context is None:
+            continue
+        suggestion = item.suggestion or context.suggestion
+        if suggestion is None or context.tier is None:
+            continue
+        examples.append(
+            CriticExample(
+                feedback_id=item.feedback_id,
+                event=context.event,
+                action=suggestion,
+                action_id=item.suggestion_action_id or context.suggestion_action_id,
+                tier=context.tier,
+                candidates=context.candidates,
+                signals=_signals(context.candidates, suggestion, context.policy_version or ""),
+                policy_probability=context.policy_probability,
+                critic_score=context.critic_score,
+                policy_version=context.policy_version,
+                critic_version=context.critic_version,
+                process_id=item.process_id,
+                business_cluster=item.business_cluster,
+                step_index=context.state_version,
+                verdict=item.verdict,
+                label=label_of(item.verdict),
+                operator_action=item.operator_action,
+            )
+        )
+    return examples
+
+
+def policy_examples(rows: Iterable[FeedbackWithContext]) -> list[PolicyExample]:
+    """(state, suggestion) for each accept; (state, operator action) for each correction or alternative."""
+    examples = []
+    for row in rows:
+        context, item = row.context, row.feedback
+        if context is None:
+            continue
+        accepted = item.verdict is Verdict.accepted
+        action = (item.suggestion or context.suggestion) if accepted else item.operator_action
+        if action is None:
+            continue
+        examples.append(
+            PolicyExample(
+                feedback_id=item.feedback_id,
+                event=context.event,
+                action=action,
+                verdict=item.verdict,
+                process_id=item.process_id,
+                business_cluster=item.business_cluster,
+                step_index=context.state_version,
+            )
+        )
+    return examples
+
+
+def verdict_counts(examples: Iterable[CriticExample]) -> dict[Verdict, int]:
+    """How many examples carry each verdict (every verdict present), e.g. for a report's table."""
+    counted = Counter(example.verdict for example in examples)
+    return {verdict: counted.get(verdict, 0) for verdict in Verdict}
+
+
+def _signals(candidates: list[Candidate], action: Action, policy_version: str) -> PolicySignals:
+    rank = next((i for i, candidate in enumerate(candidates) if candidate.action == action), len(candidates))
+    return PolicySignals.of(Proposal(candidates=candidates, policy_version=policy_version), rank)

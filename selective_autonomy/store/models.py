@@ -1,0 +1,191 @@
+"""What the store returns: pydantic models, never database rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from selective_autonomy.inference.protocol import Candidate
+from selective_autonomy.schemas.events import (
+    Action,
+    ActionExecuted,
+    ActionTier,
+    CopilotFeedback,
+    DeferralReason,
+    OperatorDeferral,
+    Stage,
+    UIStateChanged,
+    Verdict,
+)
+
+
+class ProposalOutcome(StrEnum):
+    deferred = "deferred"
+    executed = "executed"
+
+
+class ActionStatus(StrEnum):
+    claimed = "claimed"  # an executor holds it; neither applied nor failed yet
+    applied = "applied"
+    failed = "failed"
+
+
+class ModelKind(StrEnum):
+    policy = "policy"
+    critic = "critic"
+    thresholds = "thresholds"
+
+
+class _StoreModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProposalRecord(_StoreModel):
+    """The context of one suggestion: the state it was made in and the model signals behind it.
+
+    ``proposal_id`` is the deferral id for a deferral and the action id for an executed action, so
+    feedback joins its proposal on ``deferral_id``.
+    """
+
+    proposal_id: str = Field(min_length=1)
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    event: UIStateChanged
+    suggestion: Action | None = None
+    suggestion_action_id: str | None = None
+    tier: ActionTier | None = None
+    candidates: list[Candidate] = Field(default_factory=list, description="Ranked policy candidates, best first.")
+    policy_probability: float | None = None
+    critic_score: float | None = None
+    threshold: float | None = None
+    policy_version: str | None = None
+    critic_version: str | None = None
+    stage: Stage
+    outcome: ProposalOutcome
+    reason: DeferralReason | None = Field(default=None, description="Why it was deferred; None when executed.")
+    created_at: AwareDatetime
+
+    @classmethod
+    def for_deferral(
+        cls,
+        deferral: OperatorDeferral,
+        event: UIStateChanged,
+        *,
+        stage: Stage,
+        candidates: Sequence[Candidate] = (),
+    ) -> ProposalRecord:
+        """The record of a suggestion shown to an operator; ``event`` is the state it answers."""
+        _check_same_state(event, deferral.event_id, deferral.session_id, deferral.state_version)
+        return cls(
+            proposal_id=deferral.deferral_id,
+            session_id=deferral.session_id,
+            process_id=deferral.process_id,
+            business_cluster=deferral.business_cluster,
+            state_version=deferral.state_version,
+            event=event,
+            suggestion=deferral.suggestion,
+            suggestion_action_id=deferral.suggestion_action_id,
+            tier=deferral.tier,
+            candidates=list(candidates),
+            policy_probability=deferral.policy_probability,
+            critic_score=deferral.critic_score,
+            threshold=deferral.threshold,
+            policy_version=deferral.policy_version,
+            critic_version=deferral.critic_version,
+            stage=stage,
+            outcome=ProposalOutcome.deferred,
+            reason=deferral.reason,
+            created_at=deferral.deferred_at,
+        )
+
+    @classmethod
+    def for_execution(
+        cls,
+        executed: ActionExecuted,
+        event: UIStateChanged,
+        *,
+        stage: Stage,
+        candidates: Sequence[Candidate] = (),
+    ) -> ProposalRecord:
+        """The record of a step the gate executed; ``event`` is the state it was decided in."""
+        _check_same_state(event, executed.event_id, executed.session_id, executed.state_version)
+        return cls(
+            proposal_id=executed.action_id,
+            session_id=executed.session_id,
+            process_id=executed.process_id,
+            business_cluster=executed.business_cluster,
+            state_version=executed.state_version,
+            event=event,
+            suggestion=executed.action,
+            suggestion_action_id=executed.action_id,
+            tier=executed.tier,
+            candidates=list(candidates),
+            policy_probability=executed.policy_probability,
+            critic_score=executed.critic_score,
+            threshold=executed.threshold,
+            policy_version=executed.policy_version,
+            critic_version=executed.critic_version,
+            stage=stage,
+            outcome=ProposalOutcome.executed,
+            reason=None,
+            created_at=executed.decided_at,
+        )
+
+
+def _check_same_state(event: UIStateChanged, event_id: str, session_id: str, state_version: int) -> None:
+    if (event.event_id, event.session_id, event.state_version) != (event_id, session_id, state_version):
+        raise ValueError(
+            f"event {event.event_id} ({event.session_id} v{event.state_version}) is not the state this decision "
+            f"answers ({event_id}, {session_id} v{state_version})"
+        )
+
+
+class FeedbackWithContext(_StoreModel):
+    """One operator answer, with the proposal it answers when that was recorded (else None)."""
+
+    feedback: CopilotFeedback
+    received_at: AwareDatetime
+    context: ProposalRecord | None = None
+
+
+class AppliedAction(_StoreModel):
+    action_id: str
+    session_id: str
+    action_type: str
+    status: ActionStatus
+    detail: str = ""
+    claimed_at: AwareDatetime
+    applied_at: AwareDatetime | None = Field(default=None, description="When it was marked applied or failed.")
+
+
+class StageTransition(_StoreModel):
+    id: int
+    process_id: str
+    business_cluster: str
+    from_stage: Stage | None = Field(description="None for the first recorded stage.")
+    to_stage: Stage
+    reason: str = ""
+    at: AwareDatetime
+
+
+class ModelVersion(_StoreModel):
+    kind: ModelKind
+    process_id: str
+    version: str
+    path: str
+    metrics: dict[str, JsonValue] = Field(default_factory=dict)
+    promoted: bool = False
+    promoted_at: AwareDatetime | None = None
+    created_at: AwareDatetime
+
+
+class StoreCounts(_StoreModel):
+    """Totals for reports; every verdict and outcome is present, zero when none."""
+
+    feedback_by_verdict: dict[Verdict, int]
+    proposals_by_outcome: dict[ProposalOutcome, int]
+    feedback_without_proposal: int = Field(description="Feedback whose deferral_id matches no recorded proposal.")

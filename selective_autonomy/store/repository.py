@@ -1,0 +1,498 @@
+"""The durable feedback store: proposals, operator feedback, applied actions, stages and model versions.
+
+Every insert of something that arrives from a topic is idempotent on its id (a redelivery is a
+no-op that returns False); feedback and stage transitions are append-only. One store may be used
+from several threads; several processes may share one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import JsonValue, TypeAdapter
+from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+
+from selective_autonomy.inference.protocol import Candidate
+from selective_autonomy.schemas.events import (
+    Action,
+    ActionTier,
+    CopilotFeedback,
+    DeferralReason,
+    Stage,
+    UIStateChanged,
+    Verdict,
+    utc_now,
+)
+from selective_autonomy.store.engine import create_store_engine, read_transaction, write_transaction
+from selective_autonomy.store.errors import UnknownAction, UnknownModelVersion, UnsupportedDatabase
+from selective_autonomy.store.migration import check_schema
+from selective_autonomy.store.migration import migrate as migrate_schema
+from selective_autonomy.store.models import (
+    ActionStatus,
+    AppliedAction,
+    FeedbackWithContext,
+    ModelKind,
+    ModelVersion,
+    ProposalOutcome,
+    ProposalRecord,
+    StageTransition,
+    StoreCounts,
+)
+from selective_autonomy.store.tables import applied_actions, feedback, model_versions, proposals, stage_transitions
+
+_CANDIDATES = TypeAdapter(list[Candidate])
+_METRICS = TypeAdapter(dict[str, JsonValue])
+_PROPOSAL_PREFIX = "p_"
+
+
+class FeedbackStore:
+    """Typed access to the store's tables; build it with :meth:`open`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> FeedbackStore:
+        """Connect to ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+        :param migrate: create or upgrade the schema first (default True); when False, raise
+            :class:`~selective_autonomy.store.errors.SchemaNotReady` unless it is already at head.
+        """
+        engine = create_store_engine(url)
+        try:
+            if migrate:
+                migrate_schema(engine)
+            else:
+                check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    # proposals and feedback -------------------------------------------------------------------
+
+    def record_proposal(self, proposal: ProposalRecord) -> bool:
+        """Keep the context of a suggestion; False (and nothing changed) if its id is already there."""
+        row = {
+            "proposal_id": proposal.proposal_id,
+            "session_id": proposal.session_id,
+            "process_id": proposal.process_id,
+            "business_cluster": proposal.business_cluster,
+            "state_version": proposal.state_version,
+            "event": proposal.event.model_dump_json(),
+            "suggestion": _action_json(proposal.suggestion),
+            "suggestion_action_id": proposal.suggestion_action_id,
+            "tier": _value(proposal.tier),
+            "candidates": _CANDIDATES.dump_json(proposal.candidates).decode(),
+            "policy_probability": proposal.policy_probability,
+            "critic_score": proposal.critic_score,
+            "threshold": proposal.threshold,
+            "policy_version": proposal.policy_version,
+            "critic_version": proposal.critic_version,
+            "stage": proposal.stage.value,
+            "outcome": proposal.outcome.value,
+            "reason": _value(proposal.reason),
+            "created_at": proposal.created_at,
+        }
+        with write_transaction(self._engine) as connection:
+            return _insert_new(connection, proposals, row)
+
+    def proposal(self, proposal_id: str) -> ProposalRecord | None:
+        with read_transaction(self._engine) as connection:
+            row = connection.execute(select(proposals).where(proposals.c.proposal_id == proposal_id)).mappings().first()
+        return None if row is None else _proposal(row)
+
+    def record_feedback(self, item: CopilotFeedback, *, received_at: datetime | None = None) -> bool:
+        """Append one operator answer; False (and nothing changed) if its feedback_id is already there."""
+        row = {
+            "feedback_id": item.feedback_id,
+            "schema_version": item.schema_version,
+            "deferral_id": item.deferral_id,
+            "session_id": item.session_id,
+            "process_id": item.process_id,
+            "business_cluster": item.business_cluster,
+            "state_version": item.state_version,
+            "suggestion": _action_json(item.suggestion),
+            "suggestion_action_id": item.suggestion_action_id,
+            "verdict": item.verdict.value,
+            "operator_action": _action_json(item.operator_action),
+            "operator_id": item.operator_id,
+            "latency_ms": item.latency_ms,
+            "policy_probability": item.policy_probability,
+            "critic_score": item.critic_score,
+            "policy_version": item.policy_version,
+            "critic_version": item.critic_version,
+            "given_at": item.given_at,
+            "received_at": received_at or utc_now(),
+        }
+        with write_transaction(self._engine) as connection:
+            return _insert_new(connection, feedback, row)
+
+    def feedback_with_context(
+        self,
+        process_id: str | None = None,
+        cluster: str | None = None,
+        since: datetime | None = None,
+    ) -> list[FeedbackWithContext]:
+        """Feedback joined with the proposal it answers (``deferral_id = proposal_id``), oldest first.
+
+        Feedback whose proposal was never recorded is returned with ``context=None``.
+
+        :param process_id: only this process (default: all).
+        :param cluster: only this business cluster (default: all).
+        :param since: only feedback given at or after this time (default: all).
+        """
+        labelled = [column.label(_PROPOSAL_PREFIX + column.name) for column in proposals.c]
+        query = (
+            select(feedback, *labelled)
+            .select_from(feedback.outerjoin(proposals, feedback.c.deferral_id == proposals.c.proposal_id))
+            .where(*_feedback_filters(process_id, cluster, since))
+            .order_by(feedback.c.given_at, feedback.c.feedback_id)
+        )
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [
+            FeedbackWithContext(
+                feedback=_feedback(row),
+                received_at=row["received_at"],
+                context=None if row[_PROPOSAL_PREFIX + "proposal_id"] is None else _proposal(row, _PROPOSAL_PREFIX),
+            )
+            for row in rows
+        ]
+
+    def counts(self, process_id: str | None = None) -> StoreCounts:
+        """Feedback by verdict and proposals by outcome, for reports (every key present)."""
+        by_verdict = dict.fromkeys(Verdict, 0)
+        by_outcome = dict.fromkeys(ProposalOutcome, 0)
+        verdicts = select(feedback.c.verdict, func.count()).where(*_feedback_filters(process_id, None, None))
+        outcomes = select(proposals.c.outcome, func.count())
+        orphans = (
+            select(func.count())
+            .select_from(feedback.outerjoin(proposals, feedback.c.deferral_id == proposals.c.proposal_id))
+            .where(proposals.c.proposal_id.is_(None), *_feedback_filters(process_id, None, None))
+        )
+        if process_id is not None:
+            outcomes = outcomes.where(proposals.c.process_id == process_id)
+        with read_transaction(self._engine) as connection:
+            for verdict, count in connection.execute(verdicts.group_by(feedback.c.verdict)):
+                by_verdict[Verdict(verdict)] = count
+            for outcome, count in connection.execute(outcomes.group_by(proposals.c.outcome)):
+                by_outcome[ProposalOutcome(outcome)] = count
+            without_proposal = connection.execute(orphans).scalar_one()
+        return StoreCounts(
+            feedback_by_verdict=by_verdict, proposals_by_outcome=by_outcome, feedback_without_proposal=without_proposal
+        )
+
+    # applied actions --------------------------------------------------------------------------
+
+    def claim_action(self, action_id: str, session_id: str, action_type: str) -> bool:
+        """Claim the right to apply an action: True for exactly one caller across all processes.
+
+        A redelivered or recomputed action finds the claim and gets False, whatever its status.
+        """
+        row = {
+            "action_id": action_id,
+            "session_id": session_id,
+            "action_type": action_type,
+            "status": ActionStatus.claimed.value,
+            "detail": "",
+            "claimed_at": utc_now(),
+            "applied_at": None,
+        }
+        with write_transaction(self._engine) as connection:
+            return _insert_new(connection, applied_actions, row)
+
+    def mark_action(self, action_id: str, status: ActionStatus, detail: str = "") -> None:
+        """Record how applying a claimed action ended (``applied`` or ``failed``)."""
+        if status is ActionStatus.claimed:
+            raise ValueError("mark an action applied or failed; claim it with claim_action")
+        query = (
+            update(applied_actions)
+            .where(applied_actions.c.action_id == action_id)
+            .values(status=status.value, detail=detail, applied_at=utc_now())
+        )
+        with write_transaction(self._engine) as connection:
+            if connection.execute(query).rowcount != 1:
+                raise UnknownAction(f"action {action_id} was never claimed")
+
+    def applied_action(self, action_id: str) -> AppliedAction | None:
+        query = select(applied_actions).where(applied_actions.c.action_id == action_id)
+        with read_transaction(self._engine) as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else AppliedAction.model_validate(dict(row))
+
+    def was_applied(self, action_id: str) -> bool:
+        found = self.applied_action(action_id)
+        return found is not None and found.status is ActionStatus.applied
+
+    # stages -----------------------------------------------------------------------------------
+
+    def record_stage_transition(
+        self,
+        process_id: str,
+        business_cluster: str,
+        to_stage: Stage,
+        *,
+        reason: str = "",
+        at: datetime | None = None,
+    ) -> StageTransition:
+        """Append a stage change; ``from_stage`` is the latest recorded stage (None the first time)."""
+        with write_transaction(self._engine) as connection:
+            previous = _latest_stage(connection, process_id, business_cluster)
+            row = {
+                "process_id": process_id,
+                "business_cluster": business_cluster,
+                "from_stage": _value(previous),
+                "to_stage": to_stage.value,
+                "reason": reason,
+                "at": at or utc_now(),
+            }
+            new_id = connection.execute(stage_transitions.insert().values(row)).inserted_primary_key
+            assert new_id is not None
+            return StageTransition.model_validate({**row, "id": new_id[0]})
+
+    def stage_history(self, process_id: str, business_cluster: str) -> list[StageTransition]:
+        """Every recorded change of one process / cluster, oldest first."""
+        query = (
+            select(stage_transitions)
+            .where(_stage_key(process_id, business_cluster))
+            .order_by(stage_transitions.c.at, stage_transitions.c.id)
+        )
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [StageTransition.model_validate(dict(row)) for row in rows]
+
+    def latest_stage(self, process_id: str, business_cluster: str) -> Stage | None:
+        with read_transaction(self._engine) as connection:
+            return _latest_stage(connection, process_id, business_cluster)
+
+    # model versions ---------------------------------------------------------------------------
+
+    def record_model_version(
+        self,
+        kind: ModelKind,
+        process_id: str,
+        version: str,
+        path: str | Path,
+        metrics: Mapping[str, JsonValue] | None = None,
+        *,
+        promoted: bool = False,
+        created_at: datetime | None = None,
+    ) -> ModelVersion:
+        """Register a trained model; a version already registered is kept as it was (idempotent).
+
+        :param promoted: also make it the promoted version of its kind and process (default False).
+        """
+        row = {
+            "kind": kind.value,
+            "process_id": process_id,
+            "version": version,
+            "path": str(path),
+            "metrics": _METRICS.dump_json(dict(metrics or {})).decode(),
+            "promoted": False,
+            "promoted_at": None,
+            "created_at": created_at or utc_now(),
+        }
+        with write_transaction(self._engine) as connection:
+            _insert_new(connection, model_versions, row, conflict=("kind", "process_id", "version"))
+            if promoted:
+                _promote(connection, kind, process_id, version)
+            stored = _model_version(connection, kind, process_id, version)
+        assert stored is not None
+        return stored
+
+    def promote(self, kind: ModelKind, process_id: str, version: str) -> ModelVersion:
+        """Make ``version`` the one promoted version of its kind and process; the previous one is demoted."""
+        with write_transaction(self._engine) as connection:
+            _promote(connection, kind, process_id, version)
+            stored = _model_version(connection, kind, process_id, version)
+        assert stored is not None
+        return stored
+
+    def promoted_version(self, kind: ModelKind, process_id: str) -> ModelVersion | None:
+        query = select(model_versions).where(
+            model_versions.c.kind == kind.value,
+            model_versions.c.process_id == process_id,
+            model_versions.c.promoted.is_(True),
+        )
+        with read_transaction(self._engine) as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else _model_version_from(row)
+
+    def model_versions(self, kind: ModelKind, process_id: str) -> list[ModelVersion]:
+        """Every registered version of one kind and process, oldest first."""
+        query = (
+            select(model_versions)
+            .where(model_versions.c.kind == kind.value, model_versions.c.process_id == process_id)
+            .order_by(model_versions.c.created_at, model_versions.c.id)
+        )
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [_model_version_from(row) for row in rows]
+
+
+def _insert_new(
+    connection: Connection, table: Table, row: Mapping[str, Any], conflict: Sequence[str] | None = None
+) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: True if the row was inserted, False if its key was there.
+
+    Atomic across processes: the database decides which of two racing inserts wins.
+    """
+    keys = list(conflict) if conflict is not None else [column.name for column in table.primary_key.columns]
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table).values(row).on_conflict_do_nothing(index_elements=keys)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(row).on_conflict_do_nothing(index_elements=keys)
+    else:
+        raise UnsupportedDatabase(f"unsupported database {dialect!r}")
+    inserted = connection.execute(statement, execution_options={"preserve_rowcount": True}).rowcount
+    return bool(inserted == 1)
+
+
+def _value(member: Stage | ActionTier | DeferralReason | None) -> str | None:
+    return None if member is None else member.value
+
+
+def _action_json(action: Action | None) -> str | None:
+    return None if action is None else action.model_dump_json()
+
+
+def _action(text: str | None) -> Action | None:
+    return None if text is None else Action.model_validate_json(text)
+
+
+def _feedback_filters(process_id: str | None, cluster: str | None, since: datetime | None) -> list[Any]:
+    filters: list[Any] = []
+    if process_id is not None:
+        filters.append(feedback.c.process_id == process_id)
+    if cluster is not None:
+        filters.append(feedback.c.business_cluster == cluster)
+    if since is not None:
+        filters.append(feedback.c.given_at >= since)
+    return filters
+
+
+def _feedback(row: RowMapping) -> CopilotFeedback:
+    return CopilotFeedback(
+        schema_version=row["schema_version"],
+        feedback_id=row["feedback_id"],
+        deferral_id=row["deferral_id"],
+        session_id=row["session_id"],
+        process_id=row["process_id"],
+        business_cluster=row["business_cluster"],
+        state_version=row["state_version"],
+        suggestion=_action(row["suggestion"]),
+        suggestion_action_id=row["suggestion_action_id"],
+        verdict=Verdict(row["verdict"]),
+        operator_action=_action(row["operator_action"]),
+        operator_id=row["operator_id"],
+        latency_ms=row["latency_ms"],
+        policy_probability=row["policy_probability"],
+        critic_score=row["critic_score"],
+        policy_version=row["policy_version"],
+        critic_version=row["critic_version"],
+        given_at=row["given_at"],
+    )
+
+
+def _proposal(row: RowMapping, prefix: str = "") -> ProposalRecord:
+    def get(name: str) -> Any:
+        return row[prefix + name]
+
+    reason, tier = get("reason"), get("tier")
+    return ProposalRecord(
+        proposal_id=get("proposal_id"),
+        session_id=get("session_id"),
+        process_id=get("process_id"),
+        business_cluster=get("business_cluster"),
+        state_version=get("state_version"),
+        event=UIStateChanged.model_validate_json(get("event")),
+        suggestion=_action(get("suggestion")),
+        suggestion_action_id=get("suggestion_action_id"),
+        tier=None if tier is None else ActionTier(tier),
+        candidates=_CANDIDATES.validate_json(get("candidates")),
+        policy_probability=get("policy_probability"),
+        critic_score=get("critic_score"),
+        threshold=get("threshold"),
+        policy_version=get("policy_version"),
+        critic_version=get("critic_version"),
+        stage=Stage(get("stage")),
+        outcome=ProposalOutcome(get("outcome")),
+        reason=None if reason is None else DeferralReason(reason),
+        created_at=get("created_at"),
+    )
+
+
+def _stage_key(process_id: str, business_cluster: str) -> Any:
+    return and_(stage_transitions.c.process_id == process_id, stage_transitions.c.business_cluster == business_cluster)
+
+
+def _latest_stage(connection: Connection, process_id: str, business_cluster: str) -> Stage | None:
+    query = (
+        select(stage_transitions.c.to_stage)
+        .where(_stage_key(process_id, business_cluster))
+        .order_by(stage_transitions.c.at.desc(), stage_transitions.c.id.desc())
+        .limit(1)
+    )
+    latest = connection.execute(query).scalar_one_or_none()
+    return None if latest is None else Stage(latest)
+
+
+def _promote(connection: Connection, kind: ModelKind, process_id: str, version: str) -> None:
+    same = and_(model_versions.c.kind == kind.value, model_versions.c.process_id == process_id)
+    target = model_versions.c.version == version
+    # Demote first: the partial unique index allows one promoted row per (kind, process) at any time.
+    connection.execute(
+        update(model_versions).where(same, model_versions.c.promoted.is_(True), ~target).values(promoted=False)
+    )
+    promoted = connection.execute(
+        update(model_versions)
+        .where(same, target, model_versions.c.promoted.is_(False))
+        .values(promoted=True, promoted_at=utc_now())
+    )
+    if promoted.rowcount == 0 and _model_version(connection, kind, process_id, version) is None:
+        raise UnknownModelVersion(f"{kind.value} {version} of process {process_id} was never recorded")
+
+
+def _model_version(connection: Connection, kind: ModelKind, process_id: str, version: str) -> ModelVersion | None:
+    query = select(model_versions).where(
+        model_versions.c.kind == kind.value,
+        model_versions.c.process_id == process_id,
+        model_versions.c.version == version,
+    )
+    row = connection.execute(query).mappings().first()
+    return None if row is None else _model_version_from(row)
+
+
+def _model_version_from(row: RowMapping) -> ModelVersion:
+    return ModelVersion(
+        kind=ModelKind(row["kind"]),
+        process_id=row["process_id"],
+        version=row["version"],
+        path=row["path"],
+        metrics=_METRICS.validate_json(row["metrics"]),
+        promoted=bool(row["promoted"]),
+        promoted_at=row["promoted_at"],
+        created_at=row["created_at"],
+    )
+

@@ -1,0 +1,166 @@
+"""The store's tables (SQLAlchemy Core), the one description autogenerate compares migrations against.
+
+JSON payloads are kept as text written by pydantic (``model_dump_json``) so that they read back
+exactly on SQLite and PostgreSQL alike. Times are stored in UTC and read back UTC-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+ID = 255  # length of ids and names
+ENUM = 32  # length of enum symbols
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored in UTC (naive UTC text on SQLite, timestamptz on PostgreSQL)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store only keeps timezone-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("proposal_id", String(ID), primary_key=True),
+    Column("session_id", String(ID), nullable=False),
+    Column("process_id", String(ID), nullable=False),
+    Column("business_cluster", String(ID), nullable=False),
+    Column("state_version", Integer, nullable=False),
+    Column("event", Text, nullable=False),  # UIStateChanged as JSON
+    Column("suggestion", Text, nullable=True),  # Action as JSON
+    Column("suggestion_action_id", String(ID), nullable=True),
+    Column("tier", String(ENUM), nullable=True),
+    Column("candidates", Text, nullable=False),  # ranked [{action, probability}] as JSON
+    Column("policy_probability", Float, nullable=True),
+    Column("critic_score", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("policy_version", String(ID), nullable=True),
+    Column("critic_version", String(ID), nullable=True),
+    Column("stage", String(ENUM), nullable=False),
+    Column("outcome", String(ENUM), nullable=False),
+    Column("reason", String(ENUM), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("outcome IN ('deferred', 'executed')", name="outcome"),
+    Index(None, "process_id", "business_cluster"),
+    Index(None, "session_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("feedback_id", String(ID), primary_key=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("deferral_id", String(ID), nullable=True),
+    Column("session_id", String(ID), nullable=False),
+    Column("process_id", String(ID), nullable=False),
+    Column("business_cluster", String(ID), nullable=False),
+    Column("state_version", Integer, nullable=False),
+    Column("suggestion", Text, nullable=True),  # Action as JSON
+    Column("suggestion_action_id", String(ID), nullable=True),
+    Column("verdict", String(ENUM), nullable=False),
+    Column("operator_action", Text, nullable=True),  # Action as JSON
+    Column("operator_id", String(ID), nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("policy_probability", Float, nullable=True),
+    Column("critic_score", Float, nullable=True),
+    Column("policy_version", String(ID), nullable=True),
+    Column("critic_version", String(ID), nullable=True),
+    Column("given_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    CheckConstraint("verdict IN ('accepted', 'corrected', 'acceptable_alternative')", name="verdict"),
+    Index(None, "deferral_id"),
+    Index(None, "process_id", "business_cluster", "given_at"),
+)
+
+applied_actions = Table(
+    "applied_actions",
+    metadata,
+    Column("action_id", String(ID), primary_key=True),
+    Column("session_id", String(ID), nullable=False),
+    Column("action_type", String(ID), nullable=False),
+    Column("status", String(ENUM), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=True),
+    CheckConstraint("status IN ('claimed', 'applied', 'failed')", name="status"),
+)
+
+stage_transitions = Table(
+    "stage_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", String(ID), nullable=False),
+    Column("business_cluster", String(ID), nullable=False),
+    Column("from_stage", String(ENUM), nullable=True),
+    Column("to_stage", String(ENUM), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "process_id", "business_cluster", "at"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(ENUM), nullable=False),
+    Column("process_id", String(ID), nullable=False),
+    Column("version", String(ID), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON object
+    Column("promoted", Boolean, nullable=False),
+    Column("promoted_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("uq_model_versions_kind_process_id_version", "kind", "process_id", "version", unique=True),
+    # At most one promoted version per (kind, process): enforced by the database, not by luck.
+    Index(
+        "uq_model_versions_promoted",
+        "kind",
+        "process_id",
+        unique=True,
+        sqlite_where=text("promoted"),
+        postgresql_where=text("promoted"),
+    ),
+)

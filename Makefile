@@ -9,13 +9,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test test-unit test-integration lint demo clean
 
-# System packages the tests use: PostgreSQL server binaries (feedback store tests).
+# System packages the tests use: PostgreSQL server binaries (feedback store tests) and Debian's
+# Chromium (console browser tests; Playwright drives it, it never downloads a browser).
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 $(SYSTEM_STAMP):
 	@mkdir -p $(VENV)
 	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; fi
+	@if ! test -x /usr/bin/chromium; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 	touch $(SYSTEM_STAMP)
 
 $(STAMP): pyproject.toml

@@ -13,6 +13,8 @@ import typer
 
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
+from selective_autonomy.console.cli import console
+from selective_autonomy.simulator.cli import sim_app
 from selective_autonomy.traces.cli import import_app
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(schema_app, name="schema")
 app.add_typer(import_app, name="import")
+app.add_typer(sim_app, name="sim")
+app.command()(console)
 
 ConfigOption = Annotated[
     Path | None,

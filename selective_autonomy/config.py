@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.errors import ConfigError
 
 CONFIG_FILE_ENV = "SELAUTO_CONFIG_FILE"
@@ -65,6 +66,7 @@ class TopicSettings(_Section):
     operator_deferrals: str = "operator.deferrals"
     copilot_feedback: str = "copilot.feedback"
     dead_letter: str = "dead.letter"
+    stage_changes: str = "stage.changes"
     partitions: int = Field(default=4, ge=1, description="Bounds how many workers share the load.")
     replication_factor: int = Field(default=1, ge=1)
 
@@ -76,6 +78,7 @@ class TopicSettings(_Section):
             "operator_deferrals": self.operator_deferrals,
             "copilot_feedback": self.copilot_feedback,
             "dead_letter": self.dead_letter,
+            "stage_changes": self.stage_changes,
         }
 
 
@@ -110,6 +113,10 @@ class WorkerSettings(_Section):
     batch_window_s: float = Field(default=0.005, gt=0, description="Longest wait to fill a batch.")
     reload_interval_s: float = Field(default=5.0, gt=0, description="How often models/current.json is checked.")
     health_port: int = Field(default=6066, ge=1, le=65535, description="/healthz and /readyz.")
+    feedback: bool = Field(default=True, description="Also run the feedback agent (store deferrals and feedback).")
+    learning: bool = Field(
+        default=True, description="Run the learning loop after feedback; enable it in one worker deployment only."
+    )
 
 
 class TelemetrySettings(_Section):
@@ -137,6 +144,24 @@ class InferenceSettings(_Section):
     max_retries: int = Field(default=2, ge=0)
 
 
+class LearningSettings(_Section):
+    """When and how feedback retrains the critic, recertifies thresholds and moves stages."""
+
+    retrain_every_feedback: int = Field(default=500, ge=1, description="Run the learning loop after this many.")
+    retrain_every_s: float = Field(default=600.0, gt=0, description="...or after this long with any new feedback.")
+    target_precision: float = Field(default=0.9, gt=0, le=1, description="Certified precision of executed steps.")
+    confidence: float = Field(default=0.9, gt=0, lt=1, description="Probability that the precision holds.")
+    min_calibration_samples: int = Field(default=100, ge=10, description="Per (process, cluster, tier).")
+    min_critic_examples: int = Field(default=300, ge=20, description="Below this the policy-confidence critic stays.")
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    calibration_fraction: float = Field(default=0.3, gt=0, lt=0.6)
+    audit_window: int = Field(default=200, ge=1, description="Recent audits per cluster for rolling precision.")
+    min_certified_coverage: float = Field(default=0.05, ge=0, le=1, description="Promote to selective above this.")
+    min_audits: int = Field(default=30, ge=1)
+    drift_tolerance: float = Field(default=0.15, ge=0, le=1)
+    min_drift_samples: int = Field(default=50, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything configurable, frozen once built."""
 
@@ -157,6 +182,8 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=Path("runs/models"), description="Process schemas and model versions in service.")
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 

@@ -24,6 +24,7 @@ from selective_autonomy.schemas.events import (
     ActionTier,
     EventModel,
     OperatorDeferral,
+    RankedAction,
     Stage,
     UIStateChanged,
     action_id_for,
@@ -106,6 +107,10 @@ class Decision(BaseModel):
                 threshold=self.gate.threshold,
                 reason=self.gate.reason,
                 detail=self.gate.detail,
+                candidates=[
+                    RankedAction(action=c.action, probability=c.probability)
+                    for c in (self.proposal.candidates if self.proposal else [])
+                ],
                 **common,
                 **versions,
             )

@@ -9,10 +9,13 @@ import faust
 from opentelemetry.sdk.trace import TracerProvider
 
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
+from selective_autonomy.agents.feedback import FeedbackAgent, RetrainScheduler, stage_publisher
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
 from selective_autonomy.config import Settings
+from selective_autonomy.inference.learning import LearningLoop
 from selective_autonomy.inference.registry import ModelRegistry
+from selective_autonomy.store import FeedbackStore, default_url
 from selective_autonomy.streams.app import build_app
 from selective_autonomy.streams.serialization import AvroCodec
 
@@ -24,6 +27,7 @@ class Worker:
     metrics: RuntimeMetrics
     decide: DecideAgent
     ready: dict[str, bool] = field(default_factory=lambda: {"assigned": False})
+    feedback: FeedbackAgent | None = None
 
 
 def build_worker(
@@ -50,6 +54,9 @@ def build_worker(
     )
     decide.register(app)
     worker = Worker(app=app, models=models, metrics=metrics, decide=decide)
+    if settings.worker.feedback:
+        worker.feedback = _feedback_agent(settings, metrics)
+        worker.feedback.register(app)
 
     @app.timer(settings.worker.reload_interval_s)  # type: ignore[untyped-decorator]
     async def reload_models() -> None:
@@ -64,6 +71,24 @@ def build_worker(
     return worker
 
 
+def store_url(settings: Settings) -> str:
+    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
+
+
+def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgent:
+    store = FeedbackStore.open(store_url(settings))
+    scheduler = None
+    if settings.worker.learning:
+        registry = ModelRegistry(settings.models_dir)
+        scheduler = RetrainScheduler(
+            lambda: LearningLoop(registry, store, settings.learning),
+            settings.learning.retrain_every_feedback,
+            settings.learning.retrain_every_s,
+            stage_publisher(settings),
+        )
+    return FeedbackAgent(settings, store, AvroCodec(settings.wire_format), metrics, scheduler)
+
+
 def _add_health_pages(worker: Worker) -> None:
     app = worker.app
 
@@ -75,6 +100,10 @@ def _add_health_pages(worker: Worker) -> None:
     async def readyz(self: Any, request: Any) -> Any:
         loaded = worker.models.versions()
         ready = bool(loaded) and worker.ready["assigned"]
-        body = {"ready": ready, "models": loaded, "load_errors": worker.models.load_errors,
-                "partitions_assigned": worker.ready["assigned"]}
+        body = {
+            "ready": ready,
+            "models": loaded,
+            "load_errors": worker.models.load_errors,
+            "partitions_assigned": worker.ready["assigned"],
+        }
         return self.json(body, status=200 if ready else 503)

@@ -1,1 +1,6 @@
-"""console."""
+"""The operator console: deferred steps in a live inbox, answered by accept, correct or
+acceptable alternative. Start with :func:`selective_autonomy.console.app.create_app`."""
+
+from selective_autonomy.console.settings import ConsoleSettings
+
+__all__ = ["ConsoleSettings"]

@@ -12,6 +12,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.protocol import Candidate, Proposal
@@ -19,6 +20,9 @@ from selective_autonomy.schemas.events import Action, UIStateChanged
 from selective_autonomy.schemas.grammar import is_valid_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case
+
+if TYPE_CHECKING:
+    from selective_autonomy.store.datasets import PolicyExample
 
 WEIGHTS_FILE = "ngram.json"
 # Pads the history so that "the case just started" is a context of its own.
@@ -102,6 +106,27 @@ class NGramPolicy:
                     break
             proposals.append(Proposal(candidates=candidates, policy_version=self.version))
         return proposals
+
+    def updated_with(self, examples: Sequence[PolicyExample]) -> NGramPolicy:
+        """A new version with operator-endorsed actions from copilot feedback added to the counts."""
+        updated = NGramPolicy(self.schema, order=self.order)
+        updated._actions = dict(self._actions)
+        for context, counter in self.counts.items():
+            updated.counts[context] = Counter(counter)
+        updated.fit_pairs((history_tokens(e.event), e.action) for e in examples)
+        base = self.meta
+        updated.meta = ArtefactMeta(
+            kind=KIND,
+            version=new_version(KIND, f"{self.version}:{len(examples)}"),
+            process_id=self.schema.process_id,
+            schema_hash=self.schema.schema_hash(),
+            train_from=base.train_from if base else None,
+            train_to=base.train_to if base else None,
+            train_cases=base.train_cases if base else 0,
+            train_examples=(base.train_examples if base else 0) + len(examples),
+            params={"order": self.order, "base_version": self.version, "feedback_examples": len(examples)},
+        )
+        return updated
 
     def save(self, directory: Path, meta: ArtefactMeta) -> None:
         write_meta(directory, meta)

@@ -23,6 +23,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
+from selective_autonomy.inference.critic import KIND as CRITIC_KIND
+from selective_autonomy.inference.critic import EmbeddedCritic
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.thresholds import Thresholds
@@ -46,6 +48,9 @@ class ServicePointer(BaseModel):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     stages: dict[str, Stage] = Field(default_factory=dict, description="business cluster -> stage")
     default_stage: Stage = Stage.logging
+    reference_acceptance: dict[str, float] = Field(
+        default_factory=dict, description="cluster -> operator acceptance rate when it went selective (drift baseline)"
+    )
     revision: int = 0
 
     def stage(self, cluster: str) -> Stage:
@@ -67,7 +72,7 @@ def _load_ngram(directory: Path, schema: ProcessSchema) -> Policy:
 
 
 POLICY_LOADERS: dict[str, PolicyLoader] = {"policy-ngram": _load_ngram}
-CRITIC_LOADERS: dict[str, CriticLoader] = {}
+CRITIC_LOADERS: dict[str, CriticLoader] = {CRITIC_KIND: EmbeddedCritic.load}
 
 
 def register_policy_loader(kind: str, loader: PolicyLoader) -> None:

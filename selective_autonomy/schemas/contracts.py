@@ -27,6 +27,7 @@ _SCHEMA_FILES: tuple[str, ...] = (
     "operator_deferral.avsc",
     "copilot_feedback.avsc",
     "dead_letter.avsc",
+    "stage_changed.avsc",
 )
 
 # The top-level records that travel on topics.
@@ -37,6 +38,7 @@ EVENT_RECORDS: tuple[str, ...] = (
     "OperatorDeferral",
     "CopilotFeedback",
     "DeadLetter",
+    "StageChanged",
 )
 
 

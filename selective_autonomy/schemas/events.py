@@ -119,6 +119,13 @@ def action_id_for(session_id: str, state_version: int, action: Action) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+class RankedAction(ContractModel):
+    """A policy candidate as carried in a deferral: the action and the policy's probability."""
+
+    action: Action
+    probability: float = Field(ge=0.0, le=1.0)
+
+
 class ChatTurn(ContractModel):
     speaker: Speaker
     text: str
@@ -224,11 +231,20 @@ class OperatorDeferral(EventModel):
     detail: str = ""
     policy_version: str | None = None
     critic_version: str | None = None
+    candidates: list[RankedAction] = Field(default_factory=list)
     deferred_at: AwareDatetime = Field(default_factory=utc_now)
 
 
 class CopilotFeedback(EventModel):
+    """An operator's judgement of a suggestion. With a ``deferral_id`` it answers a deferral; without
+    one it is an audit of an action executed unattended (``suggestion_action_id`` names it), which
+    is how the realised precision of selective execution is measured."""
+
     avro_name: ClassVar[str] = "CopilotFeedback"
+
+    @property
+    def is_audit(self) -> bool:
+        return self.deferral_id is None and self.suggestion_action_id is not None
 
     schema_version: int = CURRENT_SCHEMA_VERSION
     feedback_id: str = Field(default_factory=new_id)
@@ -281,7 +297,30 @@ class DeadLetter(EventModel):
     failed_at: AwareDatetime = Field(default_factory=utc_now)
 
 
+class StageChanged(EventModel):
+    avro_name: ClassVar[str] = "StageChanged"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    process_id: str
+    business_cluster: str
+    from_stage: Stage
+    to_stage: Stage
+    reason: str
+    certified_coverage: float | None = None
+    rolling_precision: float | None = None
+    thresholds_version: str | None = None
+    changed_at: AwareDatetime = Field(default_factory=utc_now)
+
+
 EVENT_MODELS: dict[str, type[EventModel]] = {
     model.avro_name: model
-    for model in (UIStateChanged, ActionProposed, ActionExecuted, OperatorDeferral, CopilotFeedback, DeadLetter)
+    for model in (
+        UIStateChanged,
+        ActionProposed,
+        ActionExecuted,
+        OperatorDeferral,
+        CopilotFeedback,
+        DeadLetter,
+        StageChanged,
+    )
 }

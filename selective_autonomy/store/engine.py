@@ -58,6 +58,10 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             if not in_memory and cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode = WAL")  # persistent: set once per database file
+            # In WAL mode NORMAL survives any process crash; only an OS crash or power loss can
+            # lose the last commits. FULL would fsync every feedback row and cap the feedback
+            # agent at a few hundred rows/s. PostgreSQL is the production store.
+            cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
 

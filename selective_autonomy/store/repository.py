@@ -92,29 +92,14 @@ class FeedbackStore:
 
     def record_proposal(self, proposal: ProposalRecord) -> bool:
         """Keep the context of a suggestion; False (and nothing changed) if its id is already there."""
-        row = {
-            "proposal_id": proposal.proposal_id,
-            "session_id": proposal.session_id,
-            "process_id": proposal.process_id,
-            "business_cluster": proposal.business_cluster,
-            "state_version": proposal.state_version,
-            "event": proposal.event.model_dump_json(),
-            "suggestion": _action_json(proposal.suggestion),
-            "suggestion_action_id": proposal.suggestion_action_id,
-            "tier": _value(proposal.tier),
-            "candidates": _CANDIDATES.dump_json(proposal.candidates).decode(),
-            "policy_probability": proposal.policy_probability,
-            "critic_score": proposal.critic_score,
-            "threshold": proposal.threshold,
-            "policy_version": proposal.policy_version,
-            "critic_version": proposal.critic_version,
-            "stage": proposal.stage.value,
-            "outcome": proposal.outcome.value,
-            "reason": _value(proposal.reason),
-            "created_at": proposal.created_at,
-        }
         with write_transaction(self._engine) as connection:
-            return _insert_new(connection, proposals, row)
+            return _insert_new(connection, proposals, _proposal_row(proposal))
+
+    def record_proposals(self, items: Sequence[ProposalRecord]) -> None:
+        """Many proposals in one transaction (replays, bulk imports); existing ids are left alone."""
+        if items:
+            with write_transaction(self._engine) as connection:
+                _insert_many(connection, proposals, [_proposal_row(p) for p in items])
 
     def proposal(self, proposal_id: str) -> ProposalRecord | None:
         with read_transaction(self._engine) as connection:
@@ -123,29 +108,14 @@ class FeedbackStore:
 
     def record_feedback(self, item: CopilotFeedback, *, received_at: datetime | None = None) -> bool:
         """Append one operator answer; False (and nothing changed) if its feedback_id is already there."""
-        row = {
-            "feedback_id": item.feedback_id,
-            "schema_version": item.schema_version,
-            "deferral_id": item.deferral_id,
-            "session_id": item.session_id,
-            "process_id": item.process_id,
-            "business_cluster": item.business_cluster,
-            "state_version": item.state_version,
-            "suggestion": _action_json(item.suggestion),
-            "suggestion_action_id": item.suggestion_action_id,
-            "verdict": item.verdict.value,
-            "operator_action": _action_json(item.operator_action),
-            "operator_id": item.operator_id,
-            "latency_ms": item.latency_ms,
-            "policy_probability": item.policy_probability,
-            "critic_score": item.critic_score,
-            "policy_version": item.policy_version,
-            "critic_version": item.critic_version,
-            "given_at": item.given_at,
-            "received_at": received_at or utc_now(),
-        }
         with write_transaction(self._engine) as connection:
-            return _insert_new(connection, feedback, row)
+            return _insert_new(connection, feedback, _feedback_row(item, received_at))
+
+    def record_feedbacks(self, items: Sequence[CopilotFeedback]) -> None:
+        """Many answers in one transaction; existing feedback ids are left alone."""
+        if items:
+            with write_transaction(self._engine) as connection:
+                _insert_many(connection, feedback, [_feedback_row(item, None) for item in items])
 
     def feedback_with_context(
         self,
@@ -369,6 +339,66 @@ def _insert_new(
     return bool(inserted == 1)
 
 
+def _proposal_row(proposal: ProposalRecord) -> dict[str, Any]:
+    return {
+        "proposal_id": proposal.proposal_id,
+        "session_id": proposal.session_id,
+        "process_id": proposal.process_id,
+        "business_cluster": proposal.business_cluster,
+        "state_version": proposal.state_version,
+        "event": proposal.event.model_dump_json(),
+        "suggestion": _action_json(proposal.suggestion),
+        "suggestion_action_id": proposal.suggestion_action_id,
+        "tier": _value(proposal.tier),
+        "candidates": _CANDIDATES.dump_json(proposal.candidates).decode(),
+        "policy_probability": proposal.policy_probability,
+        "critic_score": proposal.critic_score,
+        "threshold": proposal.threshold,
+        "policy_version": proposal.policy_version,
+        "critic_version": proposal.critic_version,
+        "stage": proposal.stage.value,
+        "outcome": proposal.outcome.value,
+        "reason": _value(proposal.reason),
+        "created_at": proposal.created_at,
+    }
+
+
+def _feedback_row(item: CopilotFeedback, received_at: datetime | None) -> dict[str, Any]:
+    return {
+        "feedback_id": item.feedback_id,
+        "schema_version": item.schema_version,
+        "deferral_id": item.deferral_id,
+        "session_id": item.session_id,
+        "process_id": item.process_id,
+        "business_cluster": item.business_cluster,
+        "state_version": item.state_version,
+        "suggestion": _action_json(item.suggestion),
+        "suggestion_action_id": item.suggestion_action_id,
+        "verdict": item.verdict.value,
+        "operator_action": _action_json(item.operator_action),
+        "operator_id": item.operator_id,
+        "latency_ms": item.latency_ms,
+        "policy_probability": item.policy_probability,
+        "critic_score": item.critic_score,
+        "policy_version": item.policy_version,
+        "critic_version": item.critic_version,
+        "given_at": item.given_at,
+        "received_at": received_at or utc_now(),
+    }
+
+
+def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    keys = [column.name for column in table.primary_key.columns]
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    else:
+        raise UnsupportedDatabase(f"unsupported database {dialect!r}")
+    connection.execute(statement, rows)
+
+
 def _value(member: Stage | ActionTier | DeferralReason | None) -> str | None:
     return None if member is None else member.value
 
@@ -495,4 +525,3 @@ def _model_version_from(row: RowMapping) -> ModelVersion:
         promoted_at=row["promoted_at"],
         created_at=row["created_at"],
     )
-

@@ -140,6 +140,19 @@ def test_feedback_insert_is_idempotent_and_keeps_every_field(store: FeedbackStor
     assert stored.received_at.utcoffset() == timedelta(0)
 
 
+def test_bulk_inserts_are_idempotent_and_join_like_single_ones(store: FeedbackStore) -> None:
+    proposals = [proposal_for(state(f"s{i}")) for i in range(5)]
+    answers = [answer(p, Verdict.accepted, given_at=T0 + timedelta(minutes=i)) for i, p in enumerate(proposals)]
+    store.record_proposal(proposals[0])
+    store.record_proposals(proposals)
+    store.record_feedbacks(answers[:2])
+    store.record_feedbacks(answers)
+    store.record_feedbacks([])
+    rows = store.feedback_with_context()
+    assert [row.feedback for row in rows] == answers
+    assert [row.context for row in rows] == proposals
+
+
 def test_feedback_joins_its_proposal_and_keeps_orphans(store: FeedbackStore) -> None:
     known = proposal_for(state("s1"))
     other_cluster = proposal_for(state("s2", cluster="us"))

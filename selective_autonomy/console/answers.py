@@ -1,0 +1,236 @@
+"""Operator answers: accept, correct, acceptable alternative.
+
+Each answer is checked against the card and the process's action grammar before anything
+happens, then claims the card (a second answer finds it gone), sends ``ActionExecuted``
+(executed_by=operator, deterministic action id) and ``CopilotFeedback`` keyed by session with the
+deferral's trace context, and waits for the broker's acknowledgement. If that fails, the card
+goes back to the inbox and the caller gets :class:`AnswerNotDelivered`; a retry produces the same
+ids, so consumers deduplicate a partial first attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from selective_autonomy.config import TopicSettings
+from selective_autonomy.console.catalog import SchemaCatalog
+from selective_autonomy.console.errors import AnswerNotDelivered, AnswerRefused, CardGone
+from selective_autonomy.console.inbox import Card, Inbox, Visibility
+from selective_autonomy.console.protocol import AcceptRequest, AlternativeRequest, AnswerResponse, CorrectRequest
+from selective_autonomy.console.sink import EventSink
+from selective_autonomy.schemas.events import (
+    Action,
+    ActionExecuted,
+    ActionTier,
+    CopilotFeedback,
+    EventModel,
+    Executor,
+    Verdict,
+    action_id_for,
+)
+from selective_autonomy.schemas.grammar import validate_action
+from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for
+
+log = logging.getLogger(__name__)
+
+TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+def feedback_id_for(deferral_id: str, verdict: Verdict, action: Action) -> str:
+    """Deterministic: the same answer to the same deferral, retried, is the same feedback record."""
+    material = f"feedback\x1f{deferral_id}\x1f{verdict.value}\x1f{action.canonical_json()}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Answer:
+    verdict: Verdict
+    executed: ActionExecuted
+    feedback: CopilotFeedback
+
+
+class AnswerService:
+    """Turns operator answers into records.
+
+    :param clock: epoch seconds, for latency; default ``time.time``.
+    :param timeout_s: longest wait for the broker's acknowledgement; default 10 s.
+    """
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        catalog: SchemaCatalog,
+        sink: Callable[[], EventSink],
+        topics: TopicSettings,
+        tracer_provider: trace.TracerProvider | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.inbox = inbox
+        self.catalog = catalog
+        self._sink = sink
+        self.topics = topics
+        self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self._send_lock = threading.Lock()
+
+    # -- the three answers -------------------------------------------------------------------------
+
+    def accept(self, card_id: str, operator_id: str, visibility: Visibility, body: AcceptRequest) -> AnswerResponse:
+        card = self._pending(card_id, visibility, body.state_version)
+        suggestion = card.deferral.suggestion
+        if suggestion is None:
+            raise AnswerRefused(
+                f"deferral {card_id} has no suggestion to accept ({card.deferral.reason.value}): correct it"
+            )
+        return self._answer(card, visibility, operator_id, Verdict.accepted, suggestion)
+
+    def correct(self, card_id: str, operator_id: str, visibility: Visibility, body: CorrectRequest) -> AnswerResponse:
+        card = self._pending(card_id, visibility, body.state_version)
+        action = self._valid_action(card, body.action.to_action())
+        if card.deferral.suggestion is not None and _same(action, card.deferral.suggestion):
+            raise AnswerRefused("this action is the suggestion itself: accept it instead")
+        return self._answer(card, visibility, operator_id, Verdict.corrected, action)
+
+    def alternative(
+        self, card_id: str, operator_id: str, visibility: Visibility, body: AlternativeRequest
+    ) -> AnswerResponse:
+        card = self._pending(card_id, visibility, body.state_version)
+        if card.deferral.suggestion is None:
+            raise AnswerRefused(f"deferral {card_id} has no suggestion to be an alternative to: correct it")
+        action = self._valid_action(card, body.action.to_action())
+        if _same(action, card.deferral.suggestion):
+            raise AnswerRefused("this action is the suggestion itself: accept it instead")
+        return self._answer(card, visibility, operator_id, Verdict.acceptable_alternative, action)
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def _pending(self, card_id: str, visibility: Visibility, state_version: int | None) -> Card:
+        card = self.inbox.get(card_id, visibility)
+        if card is None:
+            raise CardGone(f"deferral {card_id} is not pending: already answered, superseded, or unknown")
+        if state_version is not None and state_version != card.state_version:
+            raise CardGone(f"deferral {card_id} is for state version {card.state_version}, not {state_version}")
+        return card
+
+    def schema_for(self, card: Card) -> ProcessSchema:
+        schema = self.catalog.schema(card.process_id)
+        if schema is None:
+            raise AnswerRefused(f"no process schema for {card.process_id!r}: an operator action cannot be checked")
+        return schema
+
+    def _valid_action(self, card: Card, action: Action) -> Action:
+        violations = validate_action(self.schema_for(card), action)
+        if violations:
+            raise AnswerRefused("; ".join(violations), violations)
+        return action
+
+    # -- records -----------------------------------------------------------------------------------
+
+    def _answer(
+        self, card: Card, visibility: Visibility, operator_id: str, verdict: Verdict, action: Action
+    ) -> AnswerResponse:
+        claimed = self.inbox.claim(card.id, visibility)
+        if claimed is None:
+            raise CardGone(f"deferral {card.id} was answered meanwhile")
+        latency_ms = max(0, round((self.clock() - claimed.created_at) * 1000))
+        answer = self.records(claimed, operator_id, verdict, action, latency_ms)
+        try:
+            self._deliver(claimed, answer)
+        except Exception as exc:
+            self.inbox.release(claimed)
+            log.warning("answer to %s not delivered: %s", claimed.id, exc)
+            raise AnswerNotDelivered(f"the answer could not be delivered ({exc}); try again") from exc
+        self.inbox.complete(claimed, answer.executed)
+        return AnswerResponse(
+            deferral_id=claimed.id,
+            session_id=claimed.session_id,
+            verdict=verdict,
+            feedback_id=answer.feedback.feedback_id,
+            action_id=answer.executed.action_id,
+            executed_action=answer.executed.action,
+            operator_id=operator_id,
+            latency_ms=latency_ms,
+        )
+
+    def records(self, card: Card, operator_id: str, verdict: Verdict, action: Action, latency_ms: int) -> Answer:
+        deferral = card.deferral
+        accepted = verdict is Verdict.accepted
+        schema = self.catalog.schema(card.process_id)
+        spec = schema.action(action.action_type) if schema is not None else None
+        tier = deferral.tier if accepted and deferral.tier is not None else spec.tier if spec else ActionTier.critical
+        executed = ActionExecuted(
+            action_id=action_id_for(deferral.session_id, deferral.state_version, action),
+            event_id=deferral.event_id,
+            session_id=deferral.session_id,
+            process_id=deferral.process_id,
+            business_cluster=deferral.business_cluster,
+            state_version=deferral.state_version,
+            action=action,
+            tier=tier,
+            # The model's numbers describe the suggestion: they belong to the record only when it ran.
+            policy_probability=deferral.policy_probability if accepted else None,
+            critic_score=deferral.critic_score if accepted else None,
+            threshold=deferral.threshold if accepted else None,
+            policy_version=deferral.policy_version if accepted else None,
+            critic_version=deferral.critic_version if accepted else None,
+            executed_by=Executor.operator,
+            operator_id=operator_id,
+        )
+        feedback = CopilotFeedback(
+            feedback_id=feedback_id_for(deferral.deferral_id, verdict, action),
+            deferral_id=deferral.deferral_id,
+            session_id=deferral.session_id,
+            process_id=deferral.process_id,
+            business_cluster=deferral.business_cluster,
+            state_version=deferral.state_version,
+            suggestion=deferral.suggestion,
+            suggestion_action_id=deferral.suggestion_action_id,
+            verdict=verdict,
+            operator_action=None if accepted else action,
+            operator_id=operator_id,
+            latency_ms=latency_ms,
+            policy_probability=deferral.policy_probability,
+            critic_score=deferral.critic_score,
+            policy_version=deferral.policy_version,
+            critic_version=deferral.critic_version,
+        )
+        return Answer(verdict=verdict, executed=executed, feedback=feedback)
+
+    def _deliver(self, card: Card, answer: Answer) -> None:
+        parent = context_from_headers(list(card.headers))
+        with self.tracer.start_as_current_span(
+            f"{self.topics.copilot_feedback} publish",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "selauto.session_id": card.session_id,
+                "selauto.state_version": card.state_version,
+                "selauto.verdict": answer.verdict.value,
+            },
+        ) as span:
+            headers = headers_for(span) or [(k, v) for k, v in card.headers if k in TRACE_HEADERS]
+            records: list[tuple[str, EventModel]] = [
+                (self.topics.actions_executed, answer.executed),
+                (self.topics.copilot_feedback, answer.feedback),
+            ]
+            sink = self._sink()
+            # One answer at a time: a delivery error then belongs to the answer that caused it.
+            with self._send_lock:
+                for topic, event in records:
+                    sink.send(topic, event, key=card.session_id, headers=headers)
+                sink.flush(self.timeout_s)
+
+
+def _same(a: Action, b: Action) -> bool:
+    return a.canonical_json() == b.canonical_json()

@@ -1,0 +1,84 @@
+"""The JSON API: thin routes over :class:`InboxService` and :class:`AnswerService`.
+
+Errors are :class:`ErrorResponse` bodies: 401 anonymous or wrong token, 403 CSRF, 409 card gone,
+422 invalid body or an action the grammar refuses (its messages in ``violations``), 503 the
+broker did not acknowledge the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException
+from starlette.concurrency import run_in_threadpool
+
+from selective_autonomy.console.deps import ApiCaller, Context
+from selective_autonomy.console.protocol import (
+    AcceptRequest,
+    AlternativeRequest,
+    AnswerResponse,
+    CardView,
+    CorrectRequest,
+    CountersView,
+    ErrorResponse,
+    InboxView,
+)
+from selective_autonomy.schemas.grammar import action_json_schema
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422, 503)}
+
+router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
+
+
+@router.get("/inbox")
+async def inbox(ctx: Context, caller: ApiCaller) -> InboxView:
+    """Pending deferrals of the caller's processes, oldest first, with the header counters."""
+    return await run_in_threadpool(ctx.reader.inbox_view, caller.operator_id)
+
+
+@router.get("/counters")
+async def counters(ctx: Context, caller: ApiCaller) -> CountersView:
+    return await run_in_threadpool(ctx.reader.counters, caller.operator_id)
+
+
+@router.get("/deferrals/{deferral_id}")
+async def deferral(deferral_id: str, ctx: Context, caller: ApiCaller) -> CardView:
+    card = await run_in_threadpool(ctx.reader.card, caller.operator_id, deferral_id)
+    if card is None:
+        raise HTTPException(status_code=404, detail=f"deferral {deferral_id} is not pending")
+    return card
+
+
+@router.get("/processes/{process_id}/action-schema")
+async def action_schema(process_id: str, ctx: Context, caller: ApiCaller) -> dict[str, Any]:
+    """JSON Schema of the actions an operator may send for this process."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    schema = ctx.catalog.schema(process_id)
+    if schema is None or (visibility is not None and process_id not in visibility):
+        raise HTTPException(status_code=404, detail=f"no process schema for {process_id!r}")
+    return action_json_schema(schema)
+
+
+@router.post("/deferrals/{deferral_id}/accept")
+async def accept(
+    deferral_id: str, ctx: Context, caller: ApiCaller, body: Annotated[AcceptRequest | None, Body()] = None
+) -> AnswerResponse:
+    """Execute the suggestion as the operator's action; feedback verdict ``accepted``."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(
+        ctx.answers.accept, deferral_id, caller.operator_id, visibility, body or AcceptRequest()
+    )
+
+
+@router.post("/deferrals/{deferral_id}/correct")
+async def correct(deferral_id: str, ctx: Context, caller: ApiCaller, body: CorrectRequest) -> AnswerResponse:
+    """Execute the operator's action instead of the suggestion; feedback verdict ``corrected``."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.answers.correct, deferral_id, caller.operator_id, visibility, body)
+
+
+@router.post("/deferrals/{deferral_id}/alternative")
+async def alternative(deferral_id: str, ctx: Context, caller: ApiCaller, body: AlternativeRequest) -> AnswerResponse:
+    """The suggestion was fine too; the operator's action executes; verdict ``acceptable_alternative``."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.answers.alternative, deferral_id, caller.operator_id, visibility, body)

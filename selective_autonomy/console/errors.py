@@ -1,0 +1,38 @@
+"""Errors of the operator console; each carries the HTTP status it maps to."""
+
+from __future__ import annotations
+
+from selective_autonomy.errors import SelautoError
+
+
+class ConsoleError(SelautoError):
+    """Root of the console's errors."""
+
+    status_code = 500
+    code = "console_error"
+
+    def __init__(self, message: str, violations: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.violations = violations or []
+
+
+class CardGone(ConsoleError):
+    """The deferral is not pending any more: answered, superseded by a newer state, or unknown."""
+
+    status_code = 409
+    code = "card_gone"
+
+
+class AnswerRefused(ConsoleError):
+    """The answer does not fit the deferral or the process's action grammar."""
+
+    status_code = 422
+    code = "answer_refused"
+
+
+class AnswerNotDelivered(ConsoleError):
+    """The broker did not acknowledge the answer's records; the card is back in the inbox."""
+
+    status_code = 503
+    code = "not_delivered"

@@ -1,0 +1,130 @@
+"""Request and response bodies of the console's JSON API. Pydantic only: no FastAPI, no Kafka."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Scalar, Stage, Verdict
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActionInput(_Body):
+    """An operator's action, checked against the process's action grammar on the server."""
+
+    action_type: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Scalar] = Field(default_factory=dict)
+
+    def to_action(self) -> Action:
+        return Action(action_type=self.action_type, arguments=self.arguments)
+
+
+class AcceptRequest(_Body):
+    """Accept the suggestion: it executes as the operator's action."""
+
+    state_version: int | None = Field(
+        default=None, ge=0, description="When given, the state version the operator saw; another one answers 409."
+    )
+
+
+class CorrectRequest(_Body):
+    """The suggestion was wrong (or there was none): execute the operator's action instead."""
+
+    action: ActionInput
+    state_version: int | None = Field(default=None, ge=0)
+
+
+class AlternativeRequest(_Body):
+    """The suggestion was fine too, but the operator's own action is the one executed."""
+
+    action: ActionInput
+    state_version: int | None = Field(default=None, ge=0)
+
+
+class AnswerResponse(_Body):
+    deferral_id: str
+    session_id: str
+    verdict: Verdict
+    feedback_id: str
+    action_id: str = Field(description="Deterministic id of the executed action (ActionExecuted.action_id).")
+    executed_action: Action
+    operator_id: str
+    latency_ms: int
+
+
+class ErrorResponse(_Body):
+    error: str
+    message: str
+    violations: list[str] = Field(default_factory=list)
+
+
+class ChatLine(_Body):
+    speaker: str
+    text: str
+
+
+class ActionLine(_Body):
+    action_type: str
+    arguments: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class SuggestionView(_Body):
+    action_type: str
+    arguments: dict[str, Scalar]
+    action_id: str | None = None
+    tier: ActionTier | None = None
+
+
+class CardView(_Body):
+    """One pending deferral as an operator sees it: personal data masked everywhere."""
+
+    deferral_id: str
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int
+    reason: DeferralReason
+    detail: str
+    deferred_at: datetime
+    waiting_since: datetime
+    shown_at: datetime = Field(description="When this version entered the inbox; latency is measured from here.")
+    elapsed_s: int | None = Field(default=None, description="Age of the case at the deferred state.")
+    fields: dict[str, Scalar]
+    chat: list[ChatLine]
+    recent_actions: list[ActionLine]
+    suggestion: SuggestionView | None
+    critic_score: float | None
+    policy_probability: float | None
+    threshold: float | None
+    policy_version: str | None
+    critic_version: str | None
+    answers: list[Verdict] = Field(description="The answers this card allows.")
+    schema_known: bool = Field(description="False: the process schema is missing, so the view shows no values.")
+
+
+class StageRow(_Body):
+    process_id: str
+    business_cluster: str
+    stage: Stage
+
+
+class CountersView(_Body):
+    unattended_sessions: int = Field(description="Sessions whose last step ran unattended within the window.")
+    waiting: int = Field(description="Pending deferrals (one per session).")
+    automated_today: int
+    operator_today: int
+    deferred_today: int
+    automation_rate: float | None = Field(description="automated / (automated + operator) executed steps today.")
+    stages: list[StageRow]
+    feed: str = Field(description="State of the topic reader: starting, catching_up, live or error.")
+    revision: int = Field(default=0, description="Inbox revision these counters were computed at.")
+
+
+class InboxView(_Body):
+    operator_id: str
+    cards: list[CardView]
+    counters: CountersView

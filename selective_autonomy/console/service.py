@@ -1,0 +1,62 @@
+"""The read side of the console: an operator's inbox and counters, as protocol models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from selective_autonomy.console.cards import card_view
+from selective_autonomy.console.catalog import SchemaCatalog
+from selective_autonomy.console.inbox import Card, Inbox, Visibility, visible
+from selective_autonomy.console.protocol import CardView, CountersView, InboxView
+from selective_autonomy.console.settings import ConsoleSettings
+
+
+class InboxService:
+    """What one operator sees.
+
+    :param feed_state: the topic reader's state for the header; default ``"off"``.
+    """
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        catalog: SchemaCatalog,
+        config: ConsoleSettings,
+        feed_state: Callable[[], str] = lambda: "off",
+    ) -> None:
+        self.inbox = inbox
+        self.catalog = catalog
+        self.config = config
+        self.feed_state = feed_state
+
+    def visibility(self, operator_id: str) -> Visibility:
+        return self.config.processes_of(operator_id)
+
+    def view(self, card: Card) -> CardView:
+        return card_view(card, self.catalog.schema(card.process_id), self.config.chat_turns, self.config.recent_actions)
+
+    def cards(self, operator_id: str) -> list[CardView]:
+        return [self.view(card) for card in self.inbox.cards(self.visibility(operator_id))]
+
+    def card(self, operator_id: str, card_id: str) -> CardView | None:
+        card = self.inbox.get(card_id, self.visibility(operator_id))
+        return self.view(card) if card is not None else None
+
+    def counters(self, operator_id: str, max_age_s: float = 0.0) -> CountersView:
+        visibility = self.visibility(operator_id)
+        counts = self.inbox.counts(visibility, max_age_s)
+        stages = [row for row in self.catalog.stages() if visible(visibility, row.process_id)]
+        return CountersView(
+            unattended_sessions=counts.unattended_sessions,
+            waiting=counts.waiting,
+            automated_today=counts.automated_today,
+            operator_today=counts.operator_today,
+            deferred_today=counts.deferred_today,
+            automation_rate=counts.automation_rate,
+            stages=stages,
+            feed=self.feed_state(),
+            revision=counts.revision,
+        )
+
+    def inbox_view(self, operator_id: str) -> InboxView:
+        return InboxView(operator_id=operator_id, cards=self.cards(operator_id), counters=self.counters(operator_id))

@@ -1,0 +1,171 @@
+"""The replay's session logic against an in-memory decide agent: trajectories, duplicates, stalls."""
+
+from __future__ import annotations
+
+from selective_autonomy.schemas.events import Actor, DeferralReason, UIStateChanged, Verdict, action_id_for
+from selective_autonomy.simulator.operator_model import HandlingTimeModel, InterruptionPolicy
+from selective_autonomy.simulator.sessions import ReplayConfig, SessionDriver, SessionStatus
+from selective_autonomy.traces.format import trace_event_id
+from tests.unit.simulator.support import Recorder, act, deferred, executed, make_case, pump
+
+LOOKUP, REPLY, CLOSE = act("lookup", order="A1"), act("reply"), act("close_chat")
+CASE = make_case("c1", [LOOKUP, REPLY, CLOSE], [0, 30, 10])
+HANDLING = HandlingTimeModel(step_seconds={"lookup": 20.0, "reply": 60.0, "close_chat": 10.0}, interruption_s=30.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def driver_for(recorder: Recorder, clock: Clock | None = None, **config: object) -> SessionDriver:
+    return SessionDriver(
+        recorder,
+        config=ReplayConfig.model_validate({"run_id": "r1", "decision_timeout_s": 5.0, **config}),
+        handling=HANDLING,
+        clock=clock or Clock(),
+    )
+
+
+def recorded_action(state: UIStateChanged) -> object:
+    return CASE.steps[state.state_version].action
+
+
+def test_all_executed_correctly() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    sid = driver.start(CASE)
+    assert sid == "sim-r1/c1"
+    pump(driver, recorder, lambda s: executed(s, CASE.steps[s.state_version].action))
+    report = driver.report(2.0)
+    assert report.sessions == report.sessions_completed == report.sessions_unattended == 1
+    assert report.automation_rate == 1.0 and report.coverage == 1.0 and report.precision == 1.0
+    assert report.sessions_unattended_correct == 1 and report.precision_on_record == 1.0
+    assert report.steps == report.steps_executed == 3 and report.feedback == 0
+    assert report.operator_time_s == 0.0 and report.baseline_time_s == 90.0 and report.handling_time_reduction == 1.0
+    # The published states are the recorded screens, re-keyed to the session, with system as actor.
+    assert [s.state_version for s in recorder.states] == [0, 1, 2]
+    first, second = recorder.states[0], recorder.states[1]
+    assert first.session_id == sid and first.event_id == trace_event_id(sid, 0) and first.last_action is None
+    assert second.actor is Actor.system and second.last_action == LOOKUP
+    assert second.last_action_id == action_id_for(sid, 0, LOOKUP)
+    assert second.ui_state.fields == CASE.steps[1].state.fields
+    assert second.timestamp == CASE.state_event(1).timestamp
+
+
+def test_copilot_every_step_deferred_and_answered() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    driver.start(CASE)
+    suggestions = {0: LOOKUP, 1: CLOSE, 2: None}
+    pump(driver, recorder, lambda s: deferred(s, suggestions[s.state_version]))
+    report = driver.report(1.0)
+    assert report.steps_deferred == report.feedback == report.steps == 3
+    assert report.feedback_by_verdict == {"accepted": 1, "corrected": 2}
+    assert report.deferrals_by_reason == {"copilot_stage": 3}
+    assert report.sessions_completed == 1 and report.sessions_unattended == 0 and report.automation_rate == 0.0
+    assert report.operator_time_s == (20 + 30) + (60 + 30) + (10 + 30)
+    assert [f.verdict for f in recorder.feedback_sent] == [Verdict.accepted, Verdict.corrected, Verdict.corrected]
+    assert recorder.feedback_sent[0].latency_ms == 50_000
+    # After a deferral the operator performed the step: the next state says so.
+    assert all(s.actor is Actor.operator for s in recorder.states[1:])
+    assert recorder.states[2].last_action == REPLY  # corrected: the operator did the recorded action
+
+
+def test_handover_interruptions_are_charged_once_per_takeover() -> None:
+    recorder = Recorder()
+    driver = SessionDriver(
+        recorder,
+        config=ReplayConfig(run_id="r1"),
+        handling=HANDLING.model_copy(update={"interruption": InterruptionPolicy.handover}),
+    )
+    driver.start(CASE)
+    pump(driver, recorder, lambda s: deferred(s, recorded_action(s)))  # type: ignore[arg-type]
+    assert driver.report(1.0).operator_time_s == 20 + 60 + 10 + 30
+
+
+def test_wrong_execution_is_an_error_and_the_record_goes_on() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    sid = driver.start(CASE)
+    wrong = act("lookup", order="B2")
+
+    def decide(state: UIStateChanged) -> object:
+        if state.state_version == 0:
+            return executed(state, wrong)
+        if state.state_version == 1:
+            return deferred(state, REPLY, DeferralReason.below_threshold)
+        return executed(state, CLOSE)
+
+    pump(driver, recorder, decide)  # type: ignore[arg-type]
+    report = driver.report(1.0)
+    assert report.steps_executed == 2 and report.executed_correct == 1 and report.automation_errors == 1
+    assert report.precision == 0.5 and report.coverage == 2 / 3
+    # Only step 0 ran while the history matched the record; step 2 came after the divergence.
+    assert report.steps_executed_on_record == 1 and report.precision_on_record == 0.0
+    [error] = report.automation_error_examples
+    assert (error.step, error.executed, error.recorded) == (0, wrong, LOOKUP)
+    after = recorder.states[1]
+    assert after.last_action == wrong and after.last_action_id == action_id_for(sid, 0, wrong)
+    assert after.ui_state.recent_actions == [wrong]  # what ran, not what was recorded
+    assert after.ui_state.fields == CASE.steps[1].state.fields  # the recorded screen otherwise
+    assert recorder.states[2].ui_state.recent_actions == [wrong, REPLY]
+    assert report.sessions_completed == 1 and report.sessions_unattended == 0
+
+
+def test_duplicates_and_foreign_records_are_ignored_and_counted() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    driver.start(CASE)
+    first = executed(recorder.states[0], LOOKUP)
+    driver.handle(first)
+    driver.handle(first)  # redelivered
+    driver.handle(deferred(recorder.states[0], LOOKUP))  # another decision for a step already checked
+    second = deferred(recorder.states[1], REPLY)
+    driver.handle(second)
+    driver.handle(second)
+    ghost = recorder.states[0].model_copy(update={"session_id": "someone-else"})
+    driver.handle(executed(ghost, LOOKUP))
+    ahead = recorder.states[2].model_copy(update={"state_version": 7})
+    driver.handle(executed(ahead, CLOSE))
+    driver.handle(executed(recorder.states[2], CLOSE))
+    driver.handle(executed(recorder.states[2], CLOSE))  # after the session completed
+    report = driver.report(1.0)
+    assert report.duplicates_ignored == 4
+    assert report.ignored_records == {"foreign_session": 1, "out_of_order": 1}
+    assert report.steps_executed + report.steps_deferred == report.steps == 3
+    assert report.feedback == 1 and len(recorder.feedback_sent) == 1 and len(recorder.states) == 3
+
+
+def test_a_session_without_decision_stalls_and_late_decisions_are_ignored() -> None:
+    clock = Clock()
+    recorder = Recorder()
+    driver = driver_for(recorder, clock)
+    other = make_case("c2", [REPLY, CLOSE], [0, 5])
+    driver.start(CASE)
+    driver.start(other)
+    driver.handle(executed(recorder.states[0], LOOKUP))
+    clock.now = 4.0
+    assert driver.expire() == []
+    driver.handle(executed(recorder.states[1], REPLY))  # c2 step 0
+    clock.now = 8.0  # c1 has waited 8 s for its step 1; c2 only 4 s for its step 1
+    assert driver.expire() == ["sim-r1/c1"]
+    clock.now = 9.5
+    assert driver.expire() == ["sim-r1/c2"]
+    assert driver.active == 0 and driver.finished == 2
+    driver.handle(executed(recorder.states[2], REPLY))  # c1's step 1, too late
+    report = driver.report(10.0)
+    assert report.stalled_sessions == 2 and report.ignored_records == {"late": 1}
+    assert report.sessions_completed == 0 and report.steps_decided == 2 < report.steps
+    assert driver.sessions["sim-r1/c1"].status is SessionStatus.stalled
+
+
+def test_session_ids_are_unique_within_a_run() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    assert driver.start(CASE) == "sim-r1/c1"
+    assert driver.start(CASE) == "sim-r1/c1#2"
+    assert driver.active == 2 and driver.report(1.0).steps == 6

@@ -115,39 +115,54 @@ def demo(
     log: Annotated[Path | None, typer.Option(help="Event log (XES or CSV); default: the Helpdesk log.")] = None,
     mapping: Annotated[str, typer.Option(help="Mapping file, or a built-in name (helpdesk, bpi2012w).")] = "helpdesk",
     limit_cases: Annotated[int | None, typer.Option(help="Only the first N cases of the log.")] = None,
+    policy: Annotated[str, typer.Option(help="Policy to train: embedded or ngram.")] = "embedded",
+    concurrency: Annotated[int, typer.Option(help="Live sessions in flight at once.")] = 50,
+    target_precision: Annotated[float, typer.Option(help="Precision of executed steps to certify.")] = 0.9,
+    out: Annotated[Path, typer.Option(help="Directory for the report (Markdown, PNG, JSON).")] = Path("reports"),
     config: ConfigOption = None,
 ) -> None:
-    """Run the main job on the embedded broker: start it, replay the log's cases as ui.state events,
-    consume them back through a faust agent, and print the counts."""
+    """The main job on the embedded broker: replay real traces, learn, go selective, print the report.
+
+    Starts the broker, imports the log, trains the policy on the past, runs the copilot stage over the
+    next slice with simulated operators (feedback through Kafka), trains the critic and certifies
+    thresholds, promotes to selective, replays the future as concurrent live sessions, and writes
+    reports/<log>/report.md with its plots.
+    """
     import tempfile
 
-    from selective_autonomy.demo.publish_log import publish_and_consume
+    from selective_autonomy.demo.loop import DemoConfig, run_demo
+    from selective_autonomy.demo.report import write_report
     from selective_autonomy.streams.broker import EmbeddedBroker
     from selective_autonomy.streams.topics import ensure_topics
     from selective_autonomy.traces.datasets import helpdesk_log_path
 
     settings = _settings(config)
     source = log or helpdesk_log_path()
+    workdir = Path(tempfile.mkdtemp(prefix="selauto-demo-"))
     with EmbeddedBroker() as running:
-        typer.echo(f"embedded broker on {running.bootstrap_servers}")
+        typer.echo(f"embedded broker on {running.bootstrap_servers} (memory storage); work dir {workdir}")
         local = settings.model_copy(
             update={
                 "kafka": running.kafka_settings(settings.kafka),
-                "data_dir": Path(tempfile.mkdtemp(prefix="selauto-demo-")),
+                "data_dir": workdir,
+                "models_dir": workdir / "models",
+                "app_id": "selauto-demo",
             }
         )
         ensure_topics(local)
-        report = publish_and_consume(local, source, mapping, limit_cases=limit_cases)
-    typer.echo(f"log: {source}")
-    typer.echo(
-        f"cases: {report.cases}  ui.state events published: {report.events_published} ({report.publish_s:.1f} s)"
-    )
-    typer.echo(
-        f"consumed by the agent: {report.events_consumed} events, {report.sessions_seen} sessions, "
-        f"{report.dead_letters} dead letters ({report.consume_s:.1f} s incl. group join)"
-    )
-    if report.events_consumed != report.events_published:
-        raise typer.Exit(1)
+        demo_config = DemoConfig(
+            log=source,
+            mapping=mapping,
+            limit_cases=limit_cases,
+            policy=policy,
+            concurrency=concurrency,
+            target_precision=target_precision,
+        )
+        result = run_demo(local, demo_config, progress=typer.echo)
+    report = write_report(result, out / source.name.split(".")[0].lower())
+    typer.echo("")
+    typer.echo(report.read_text())
+    typer.echo(f"report written to {report}")
 
 
 @topics_app.command("create")

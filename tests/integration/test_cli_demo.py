@@ -1,12 +1,14 @@
-"""`selauto demo` and `selauto broker` as a new user runs them."""
+"""`selauto demo` and `selauto broker` as a new user runs them (the demo on a short slice)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,11 +18,37 @@ from selective_autonomy.cli import app
 pytestmark = pytest.mark.integration
 
 
-def test_demo_replays_a_log_slice_end_to_end() -> None:
-    result = CliRunner().invoke(app, ["demo", "--limit-cases", "40"])
+@pytest.mark.slow
+def test_demo_runs_the_full_loop_on_a_short_slice(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["demo", "--limit-cases", "700", "--policy", "ngram", "--concurrency", "30", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
-    assert "cases: 40" in result.output
-    assert "0 dead letters" in result.output
+    report = json.loads((tmp_path / "helpdesk" / "report.json").read_text())
+    assert report["cases"] == {"train": 280, "copilot": 210, "future": 210}
+    copilot, selective = report["copilot"], report["selective"]
+    assert copilot["stalled_sessions"] == selective["stalled_sessions"] == 0
+    assert copilot["feedback"] == copilot["steps"] > 0
+    assert selective["steps_executed"] + selective["steps_deferred"] == selective["steps"]
+    assert (tmp_path / "helpdesk" / "report.md").read_text().startswith("# Selective autonomy")
+    assert (tmp_path / "helpdesk" / "time_to_autonomy.png").stat().st_size > 0
+    assert "session automation rate" in result.output
+
+
+def test_publish_and_consume_a_log_slice(tmp_path: Path) -> None:
+    from selective_autonomy.config import Settings
+    from selective_autonomy.demo.publish_log import publish_and_consume
+    from selective_autonomy.streams.broker import EmbeddedBroker
+    from selective_autonomy.streams.topics import ensure_topics
+    from selective_autonomy.traces.datasets import helpdesk_log_path
+
+    with EmbeddedBroker() as broker:
+        settings = Settings(kafka=broker.kafka_settings(), data_dir=tmp_path)
+        ensure_topics(settings)
+        report = publish_and_consume(settings, helpdesk_log_path(), "helpdesk", limit_cases=40)
+    assert report.cases == report.sessions_seen == 40
+    assert report.events_consumed == report.events_published
+    assert report.dead_letters == 0
 
 
 def test_broker_command_starts_prints_address_and_stops_on_sigterm() -> None:

@@ -1,0 +1,209 @@
+"""The main job: replay real traces, learn, go selective, report.
+
+1. import the event log and split it chronologically: past (train the policy), present (copilot),
+   future (selective);
+2. train the policy on the past and put it in service in the copilot stage;
+3. replay the present as concurrent live sessions through the worker; simulated operators answer
+   every suggestion, and the feedback flows through Kafka into the store;
+4. the feedback agent's learning loop trains the critic, certifies thresholds with MAPIE and
+   promotes the process to selective; the worker hot-reloads;
+5. replay the future through the same worker: the gate executes what it passes, operators answer
+   the rest;
+6. compute the time-to-autonomy curve and write the report.
+
+The worker runs in this thread (faust needs the main event loop); the phases run in another.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from selective_autonomy.agents.worker import build_worker, store_url
+from selective_autonomy.config import LearningSettings, Settings
+from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
+from selective_autonomy.errors import SelautoError
+from selective_autonomy.inference.learning import LearningReport
+from selective_autonomy.inference.ngram import NGramPolicy
+from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.simulator.operator_model import HandlingTimeModel
+from selective_autonomy.simulator.replay import replay_cases
+from selective_autonomy.simulator.report import ReplayReport
+from selective_autonomy.simulator.sessions import ReplayConfig
+from selective_autonomy.store import FeedbackStore
+from selective_autonomy.store.datasets import critic_examples
+from selective_autonomy.streams.runner import run_app_until
+from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
+from selective_autonomy.traces.format import Case
+from selective_autonomy.traces.mapping import load_mapping
+from selective_autonomy.traces.split import chronological_order
+
+Progress = Callable[[str], None]
+
+
+class DemoConfig(BaseModel):
+    log: Path
+    mapping: str = "helpdesk"
+    limit_cases: int | None = None
+    fractions: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    concurrency: int = Field(default=50, ge=1)
+    policy: str = Field(default="ngram", description="ngram or embedded")
+    target_precision: float = 0.9
+    confidence: float = 0.9
+    min_calibration_samples: int = 100
+    curve_checkpoints: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
+    timeout_s: float = 900.0
+
+
+class DemoResult(BaseModel):
+    process_id: str
+    log: str
+    cases: dict[str, int]
+    policy_version: str
+    copilot: ReplayReport
+    learning: LearningReport
+    selective: ReplayReport
+    curve: AutonomyCurve
+    target_precision: float
+    confidence: float
+    stage_after_learning: dict[str, str]
+    phase_seconds: dict[str, float]
+
+
+@dataclass
+class _Shared:
+    copilot: ReplayReport | None = None
+    selective: ReplayReport | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _train_policy(kind: str, schema: ProcessSchema, train: list[Case], registry: ModelRegistry) -> str:
+    if kind == "embedded":
+        from selective_autonomy.inference.embedded_policy import train_embedded_artefact
+
+        return train_embedded_artefact(schema, train, registry.process_dir(schema.process_id) / "policy")
+    policy = NGramPolicy(schema).fit(train)
+    meta = policy.train_meta(train)
+    policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
+    return meta.version
+
+
+def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print) -> DemoResult:
+    """Run the whole loop on the (already running) broker that ``settings`` point at."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    table = read_event_log(config.log, load_mapping(config.mapping), limit_cases=config.limit_cases)
+    schema = derive_process_schema(table)
+    cases = chronological_order([c for c in iter_cases(table) if c.steps])
+    n_train = int(len(cases) * config.fractions[0])
+    n_copilot = int(len(cases) * config.fractions[1])
+    train, copilot, future = cases[:n_train], cases[n_train : n_train + n_copilot], cases[n_train + n_copilot :]
+    progress(
+        f"imported {len(cases)} cases of {schema.process_id}: {len(train)} past (train), "
+        f"{len(copilot)} present (copilot), {len(future)} future (selective)"
+    )
+    timings["import"] = time.monotonic() - started
+
+    registry = ModelRegistry(settings.models_dir)
+    registry.save_schema(schema)
+    t = time.monotonic()
+    version = _train_policy(config.policy, schema, train, registry)
+    registry.publish(schema.process_id, ServicePointer(policy=f"policy/{version}", default_stage=Stage.copilot))
+    timings["train_policy"] = time.monotonic() - t
+    progress(f"policy {version} in service; stage copilot")
+
+    copilot_steps = sum(len(c.steps) for c in copilot)
+    learning = LearningSettings(
+        retrain_every_feedback=copilot_steps,
+        retrain_every_s=10 * config.timeout_s,
+        target_precision=config.target_precision,
+        confidence=config.confidence,
+        min_calibration_samples=config.min_calibration_samples,
+    )
+    settings = settings.model_copy(
+        update={"learning": learning, "worker": settings.worker.model_copy(update={"reload_interval_s": 0.5})}
+    )
+    worker = build_worker(settings)
+    if worker.feedback is None or worker.feedback.scheduler is None:
+        raise SelautoError("the demo needs the worker's feedback agent and learning loop")
+    scheduler = worker.feedback.scheduler
+    handling = HandlingTimeModel.from_cases(train)
+    shared = _Shared()
+    process = schema.process_id
+
+    def phases() -> None:
+        try:
+            t0 = time.monotonic()
+            progress(f"copilot: replaying {len(copilot)} sessions ({copilot_steps} steps), operators answer each")
+            shared.copilot = replay_cases(
+                settings,
+                copilot,
+                config=ReplayConfig(concurrency=config.concurrency, run_id="copilot"),
+                handling=handling,
+            )
+            shared.phase_seconds["copilot"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            progress("learning: training the critic, certifying thresholds, deciding the stage")
+            while not scheduler.reports:
+                if time.monotonic() - t0 > config.timeout_s:
+                    raise SelautoError("the learning loop did not report in time")
+                time.sleep(0.2)
+            revision = scheduler.reports[-1].pointer_revision
+            while worker.models.versions().get(process, {}).get("revision", 0) != revision:
+                time.sleep(0.1)
+            shared.phase_seconds["learning"] = time.monotonic() - t0
+            stages = registry.pointer(process).stages
+            progress(f"stages now: {', '.join(f'{k}={v.value}' for k, v in stages.items()) or 'unchanged'}")
+            t0 = time.monotonic()
+            progress(f"selective: replaying {len(future)} future sessions through the gate")
+            shared.selective = replay_cases(
+                settings,
+                future,
+                config=ReplayConfig(concurrency=config.concurrency, run_id="selective"),
+                handling=handling,
+            )
+            shared.phase_seconds["selective"] = time.monotonic() - t0
+        except BaseException as error:  # surfaced in the caller's thread
+            shared.error = error
+        finally:
+            shared.done.set()
+
+    threading.Thread(target=phases, name="demo-phases", daemon=True).start()
+    run_app_until(worker.app, shared.done.is_set, timeout_s=config.timeout_s)
+    if shared.error is not None:
+        raise shared.error
+    assert shared.copilot is not None and shared.selective is not None
+    timings.update(shared.phase_seconds)
+
+    t = time.monotonic()
+    progress("time to autonomy: recertifying on growing prefixes of the copilot feedback")
+    with FeedbackStore.open(store_url(settings)) as store:
+        rows = [r for r in store.feedback_with_context(process_id=process) if r.context is not None]
+    copilot_rows = [r for r in rows if r.feedback.session_id.startswith("sim-copilot/")]
+    examples = critic_examples(copilot_rows)
+    days = max((cases[-1].started_at - cases[0].started_at).total_seconds() / 86400.0, 1.0)
+    curve = autonomy_curve(schema, examples, config.curve_checkpoints, learning, len(cases) / days)
+    timings["time_to_autonomy"] = time.monotonic() - t
+    return DemoResult(
+        process_id=process,
+        log=str(config.log),
+        cases={"train": len(train), "copilot": len(copilot), "future": len(future)},
+        policy_version=version,
+        copilot=shared.copilot,
+        learning=scheduler.reports[-1],
+        selective=shared.selective,
+        curve=curve,
+        target_precision=config.target_precision,
+        confidence=config.confidence,
+        stage_after_learning={k: v.value for k, v in registry.pointer(process).stages.items()},
+        phase_seconds={k: round(v, 1) for k, v in timings.items()},
+    )

@@ -14,6 +14,8 @@ import typer
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
 from selective_autonomy.console.cli import console
+from selective_autonomy.edges.executor.cli import executor
+from selective_autonomy.edges.ingest.cli import ingest_app
 from selective_autonomy.simulator.cli import sim_app
 from selective_autonomy.traces.cli import import_app
 
@@ -29,9 +31,13 @@ schema_app = typer.Typer(help="Event contracts and process schemas.", no_args_is
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(schema_app, name="schema")
+eval_app = typer.Typer(help="Offline evaluation on real logs (chronological splits).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 app.add_typer(import_app, name="import")
 app.add_typer(sim_app, name="sim")
 app.command()(console)
+app.add_typer(ingest_app, name="ingest")
+app.command()(executor)
 
 ConfigOption = Annotated[
     Path | None,
@@ -163,6 +169,94 @@ def demo(
     typer.echo("")
     typer.echo(report.read_text())
     typer.echo(f"report written to {report}")
+
+
+@eval_app.command("critic")
+def eval_critic(
+    log: Annotated[str, typer.Option(help="helpdesk, bpi2012w, sgd-dev, or an event-log path.")] = "helpdesk",
+    mapping: Annotated[str | None, typer.Option(help="Mapping file or built-in name (for a path).")] = None,
+    policy: Annotated[
+        str, typer.Option(help="Policy whose suggestions the critic judges: embedded or ngram.")
+    ] = "ngram",
+    processes: Annotated[int, typer.Option(help="For multi-process logs (SGD): the N largest processes.")] = 3,
+    target_precision: Annotated[float, typer.Option(help="Precision to certify.")] = 0.9,
+    out: Annotated[Path, typer.Option(help="Directory for critic_eval_<log>.json and .png.")] = Path("bench/results"),
+) -> None:
+    """Critic gate vs policy-confidence gate at equal recall, coverage at the certified threshold, and
+    the precision realised on the future split (past 40% trains the policy, the next 30% is the
+    copilot stage with simulated operators, the last 30% is the future)."""
+    from selective_autonomy.config import LearningSettings
+    from selective_autonomy.inference.critic_eval import evaluate_critic, write_critic_eval
+    from selective_autonomy.inference.datasets import load_log, log_label
+    from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
+    from selective_autonomy.inference.ngram import NGramPolicy
+    from selective_autonomy.inference.protocol import Policy
+    from selective_autonomy.traces.split import chronological_split
+
+    label = log_label(log)
+    loaded = sorted(load_log(log, mapping), key=lambda p: -len(p.cases))[:processes]
+    for process in loaded:
+        train, copilot, future = chronological_split(process.cases, (0.4, 0.3, 0.3))
+        trained: Policy = (
+            EmbeddedPolicy.train(process.schema, train)
+            if policy == "embedded"
+            else NGramPolicy(process.schema).fit(train)
+        )
+        name = label if len(loaded) == 1 else f"{label}-{process.schema.process_id}"
+        report = evaluate_critic(
+            process.schema, trained, copilot, future, LearningSettings(target_precision=target_precision), log=name
+        )
+        json_path, _png = write_critic_eval(report, out)
+        critic, conf = report.critic_at_certified, report.confidence_at_equal_recall
+        typer.echo(f"{name}: future steps {report.future_steps}, policy top-1 {report.policy_top1:.3f}")
+        if critic is None:
+            typer.echo("  no threshold certified: the process stays in copilot")
+        else:
+            typer.echo(
+                f"  critic gate at certified threshold {report.certified_threshold}: coverage "
+                f"{critic.coverage:.3f}, recall {critic.recall:.3f}, precision {critic.precision}"
+            )
+            if conf is not None:
+                typer.echo(
+                    f"  policy-confidence gate at equal recall: recall {conf.recall:.3f}, precision {conf.precision}"
+                )
+        typer.echo(f"  written {json_path}")
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Stages, models in service and certified thresholds per process / business cluster, with the
+    stage history from the feedback store."""
+    from selective_autonomy.agents.worker import store_url
+    from selective_autonomy.inference.registry import ModelRegistry
+    from selective_autonomy.store import FeedbackStore
+
+    settings = _settings(config)
+    registry = ModelRegistry(settings.models_dir)
+    processes = registry.processes()
+    if not processes:
+        typer.echo(f"no process in {settings.models_dir}")
+        return
+    with FeedbackStore.open(store_url(settings)) as store:
+        for process_id in processes:
+            schema, pointer = registry.schema(process_id), registry.pointer(process_id)
+            typer.echo(
+                f"{process_id} (revision {pointer.revision}): policy {pointer.policy or '-'}, "
+                f"critic {pointer.critic or 'policy-confidence'}, thresholds {pointer.thresholds.version}"
+            )
+            for cluster in schema.business_clusters:
+                stage = pointer.stage(cluster.id)
+                thresholds = {
+                    k.rsplit("/", 1)[-1]: v
+                    for k, v in pointer.thresholds.values.items()
+                    if k.startswith(f"{process_id}/{cluster.id}/")
+                }
+                typer.echo(f"  {cluster.id}: {stage.value}; thresholds {thresholds or 'none certified'}")
+                for change in store.stage_history(process_id, cluster.id)[-5:]:
+                    typer.echo(
+                        f"    {change.at:%Y-%m-%d %H:%M} {change.from_stage.value if change.from_stage else '-'}"
+                        f" -> {change.to_stage.value}: {change.reason}"
+                    )
 
 
 @topics_app.command("create")

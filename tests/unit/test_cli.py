@@ -51,3 +51,34 @@ def test_schema_export_writes_contracts(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert json.loads((tmp_path / "UIStateChanged.avsc").read_text())["name"].endswith("UIStateChanged")
     assert "properties" in json.loads((tmp_path / "process-schema.json").read_text())
+
+
+def test_status_shows_stages_thresholds_and_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+    from selective_autonomy.inference.thresholds import Thresholds
+    from selective_autonomy.schemas.events import Stage
+    from selective_autonomy.store import FeedbackStore, default_url
+    from tests.unit.agents.fixtures import SCHEMA
+
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    registry.publish(
+        "billing",
+        ServicePointer(
+            policy="policy/v1",
+            thresholds=Thresholds(values={"billing/retail/critical": 0.85}, version="t1"),
+            stages={"retail": Stage.selective},
+            default_stage=Stage.copilot,
+        ),
+    )
+    with FeedbackStore.open(default_url(tmp_path)) as store:
+        store.record_stage_transition("billing", "retail", Stage.copilot, reason="policy in service")
+        store.record_stage_transition("billing", "retail", Stage.selective, reason="certified 40%")
+    monkeypatch.setenv("SELAUTO_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("SELAUTO_DATA_DIR", str(tmp_path))
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "billing (revision 1): policy policy/v1" in result.output
+    assert "retail: selective; thresholds {'critical': 0.85}" in result.output
+    assert "vip: copilot; thresholds none certified" in result.output
+    assert "copilot -> selective: certified 40%" in result.output

@@ -148,3 +148,29 @@ def test_copilot_replay_collects_feedback_on_every_step(
     feedback = feedback_on_topic(settings)
     assert len(feedback) == steps
     assert all(f.deferral_id and f.session_id.startswith("sim-") for f in feedback)
+
+
+def test_offline_replay_reports_what_the_live_replay_reports(
+    helpdesk: Slice, stage_settings: Callable[[Stage, Slice], Settings]
+) -> None:
+    """The offline replay (decision engine called directly, used by benchmarks) matches the live
+    replay through the broker and the real worker, for the same models and cases."""
+    from selective_autonomy.simulator.offline import offline_replay
+
+    settings = stage_settings(Stage.selective, helpdesk)
+    live = replay_with_worker(settings, helpdesk)
+    models = ModelRegistry(settings.models_dir).load(helpdesk.schema.process_id)
+    offline = offline_replay(models, helpdesk.held_out, handling=HandlingTimeModel.from_cases(helpdesk.train))
+    for name in (
+        "sessions",
+        "steps",
+        "steps_executed",
+        "steps_deferred",
+        "executed_correct",
+        "sessions_unattended",
+        "feedback_by_verdict",
+        "deferrals_by_reason",
+    ):
+        assert getattr(offline, name) == getattr(live, name), name
+    assert offline.operator_time_s == pytest.approx(live.operator_time_s)
+    assert offline.baseline_time_s == pytest.approx(live.baseline_time_s)

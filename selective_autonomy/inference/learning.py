@@ -19,9 +19,10 @@ from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.artefact import new_version
 from selective_autonomy.inference.calibration import CalibrationReport, ScoredFeedback, calibrate_thresholds
 from selective_autonomy.inference.critic import CriticConfig, train_critic
-from selective_autonomy.inference.protocol import Critic, Policy
+from selective_autonomy.inference.protocol import Critic, Policy, PolicySignals
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
 from selective_autonomy.schemas.events import Stage, StageChanged, Verdict
+from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.datasets import CriticExample, PolicyExample, critic_examples, policy_examples
 from selective_autonomy.store.models import FeedbackWithContext, ModelKind
 from selective_autonomy.store.repository import FeedbackStore
@@ -81,6 +82,44 @@ def _scored(critic: Critic, examples: Sequence[CriticExample]) -> list[ScoredFee
     ]
 
 
+def relabelled(examples: Sequence[CriticExample], policy: Policy, schema: ProcessSchema) -> list[CriticExample]:
+    """The examples as the new ``policy`` would have suggested them, labelled by what the operator did.
+
+    An accept makes the suggestion the right action; a correction makes the operator's action the
+    right one; an acceptable alternative makes both right. A new suggestion is labelled accepted
+    when it is one of those, else corrected. Without this, thresholds certified on the old
+    policy's suggestions would be applied to the new policy's.
+    """
+    out: list[CriticExample] = []
+    for start in range(0, len(examples), 1024):
+        chunk = examples[start : start + 1024]
+        for example, proposal in zip(chunk, policy.propose([e.event for e in chunk]), strict=True):
+            top = proposal.top
+            if top is None:
+                continue
+            right = {example.operator_action or example.action}
+            if example.verdict is not Verdict.corrected:
+                right.add(example.action)
+            label = top.action in right
+            spec = schema.action(top.action.action_type)
+            out.append(
+                example.model_copy(
+                    update={
+                        "action": top.action,
+                        "candidates": proposal.candidates,
+                        "signals": PolicySignals.of(proposal, 0),
+                        "policy_probability": top.probability,
+                        "policy_version": proposal.policy_version,
+                        "tier": spec.tier if spec else example.tier,
+                        "label": label,
+                        "verdict": Verdict.accepted if label else Verdict.corrected,
+                        "operator_action": None if label else (example.operator_action or example.action),
+                    }
+                )
+            )
+    return out
+
+
 def _accuracy(policy: Policy, examples: Sequence[PolicyExample]) -> float:
     if not examples:
         return 0.0
@@ -99,8 +138,13 @@ class LearningLoop:
         models = self.registry.load(process_id)
         rows = self.store.feedback_with_context(process_id=process_id)
         examples = critic_examples(row for row in rows if not row.feedback.is_audit)
-        splits = _split(examples, self.config)
         notes: list[str] = []
+        # The policy first: thresholds must be certified for the (policy, critic) pair in service.
+        policy_path, policy_promoted, policy = self._policy(models, rows, notes)
+        if policy_promoted:
+            examples = relabelled(examples, policy, models.schema)
+            models = ProcessModels(models.schema, policy, models.critic, models.pointer)
+        splits = _split(examples, self.config)
 
         critic, critic_path, critic_promoted = self._critic(models, splits, notes)
         calibration = None
@@ -113,7 +157,6 @@ class LearningLoop:
             )
         else:
             notes.append(f"{len(splits.calibration)} calibration examples: too few to certify thresholds")
-        policy_path, policy_promoted = self._policy(models, rows, notes)
 
         thresholds_version = new_version("thresholds", f"{critic.version}:{len(splits.calibration)}")
         thresholds = calibration.thresholds(thresholds_version) if calibration else models.pointer.thresholds
@@ -191,26 +234,26 @@ class LearningLoop:
 
     def _policy(
         self, models: ProcessModels, rows: Sequence[FeedbackWithContext], notes: list[str]
-    ) -> tuple[str | None, bool]:
+    ) -> tuple[str | None, bool, Policy]:
         """Fold operator-endorsed actions into the policy when it supports incremental updates."""
         current = models.pointer.policy
         examples = policy_examples(rows)
         update = getattr(models.policy, "updated_with", None)
         if update is None or len(examples) < 20:
-            return current, False
+            return current, False, models.policy
         cut = int(len(examples) * (1 - self.config.holdout_fraction))
         candidate = update(examples[:cut])
         new_acc, old_acc = _accuracy(candidate, examples[cut:]), _accuracy(models.policy, examples[cut:])
         if new_acc < old_acc:
             notes.append(f"updated policy top-1 {new_acc:.3f} < {old_acc:.3f} in service: not promoted")
-            return current, False
+            return current, False, models.policy
         meta = candidate.meta.model_copy(update={"metrics": {"feedback_top1": new_acc, "previous_top1": old_acc}})
         path = f"policy/{meta.version}"
         candidate.save(self.registry.process_dir(models.schema.process_id) / path, meta)
         self.store.record_model_version(
             ModelKind.policy, models.schema.process_id, meta.version, path, dict(meta.metrics), promoted=True
         )
-        return path, True
+        return path, True, candidate
 
     def _stages(
         self,

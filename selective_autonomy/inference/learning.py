@@ -97,9 +97,9 @@ def relabelled(examples: Sequence[CriticExample], policy: Policy, schema: Proces
             top = proposal.top
             if top is None:
                 continue
-            right = {example.operator_action or example.action}
+            right = [example.operator_action or example.action]
             if example.verdict is not Verdict.corrected:
-                right.add(example.action)
+                right.append(example.action)
             label = top.action in right
             spec = schema.action(top.action.action_type)
             out.append(

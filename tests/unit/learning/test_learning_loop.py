@@ -74,3 +74,35 @@ def test_copilot_feedback_certifies_and_promotes_and_precision_holds(helpdesk, t
                 correct += decision.gate.action == recorded
     assert executed > 0.05 * len(pairs)
     assert correct / executed >= 0.9
+
+
+def test_critic_trains_from_sgd_copilot_feedback(tmp_path: Path) -> None:
+    """The same loop on a Schema-Guided Dialogue service: a chat process with typed slot arguments."""
+    from selective_autonomy.traces.datasets import sgd_dir
+    from selective_autonomy.traces.sgd import iter_sgd_cases, load_sgd_schemas, sgd_dialogue_files, sgd_process_id
+
+    folder = sgd_dir() / "dev"
+    schemas = {sgd_process_id(name): s for name, s in load_sgd_schemas(folder / "schema.json.gz").items()}
+    cases = [c for c in iter_sgd_cases(sgd_dialogue_files(folder)) if c.process_id == "sgd.Flights_3"]
+    schema = schemas["sgd.Flights_3"]
+    ordered = chronological_order(cases)
+    train, copilot = ordered[:120], ordered[120:]
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(schema)
+    policy = NGramPolicy(schema).fit(train)
+    meta = policy.train_meta(train)
+    policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
+    registry.publish(schema.process_id, ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'feedback.db'}") as store:
+        answered = run_copilot(registry.load(schema.process_id), copilot, store)
+        settings = LearningSettings(min_critic_examples=200, min_calibration_samples=50)
+        report = LearningLoop(registry, store, settings).run(schema.process_id)
+    assert report.feedback == answered > 1000
+    assert report.critic_examples >= 1000
+    assert report.critic_promoted, report.notes
+    assert registry.load(schema.process_id).critic.version == report.critic_version
+    # Whatever was certified, every certified threshold met the target on its calibration data.
+    assert report.calibration is not None
+    for result in report.calibration.results:
+        if result.threshold is not None:
+            assert result.empirical_precision is not None and result.empirical_precision >= 0.9

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from selective_autonomy.console.settings import ConsoleSettings
+from selective_autonomy.edges.settings import ExecutorSettings, IngestSettings
 from selective_autonomy.errors import ConfigError
 
 CONFIG_FILE_ENV = "SELAUTO_CONFIG_FILE"
@@ -67,6 +68,7 @@ class TopicSettings(_Section):
     copilot_feedback: str = "copilot.feedback"
     dead_letter: str = "dead.letter"
     stage_changes: str = "stage.changes"
+    actions_failed: str = "actions.failed"
     partitions: int = Field(default=4, ge=1, description="Bounds how many workers share the load.")
     replication_factor: int = Field(default=1, ge=1)
 
@@ -79,6 +81,7 @@ class TopicSettings(_Section):
             "copilot_feedback": self.copilot_feedback,
             "dead_letter": self.dead_letter,
             "stage_changes": self.stage_changes,
+            "actions_failed": self.actions_failed,
         }
 
 
@@ -186,6 +189,8 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -28,6 +28,7 @@ _SCHEMA_FILES: tuple[str, ...] = (
     "copilot_feedback.avsc",
     "dead_letter.avsc",
     "stage_changed.avsc",
+    "action_failed.avsc",
 )
 
 # The top-level records that travel on topics.
@@ -39,6 +40,7 @@ EVENT_RECORDS: tuple[str, ...] = (
     "CopilotFeedback",
     "DeadLetter",
     "StageChanged",
+    "ActionFailed",
 )
 
 

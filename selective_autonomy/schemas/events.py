@@ -312,6 +312,27 @@ class StageChanged(EventModel):
     changed_at: AwareDatetime = Field(default_factory=utc_now)
 
 
+class ActionFailed(EventModel):
+    """An executed action the BPM executor could not apply; an ``OperatorDeferral`` with reason
+    ``execution_failed`` goes out with it, so the session is never silently dropped."""
+
+    avro_name: ClassVar[str] = "ActionFailed"
+
+    schema_version: int = CURRENT_SCHEMA_VERSION
+    action_id: str
+    event_id: str
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    action: Action
+    status_code: int | None = None
+    response_excerpt: str = ""
+    error: str = ""
+    attempts: int = Field(ge=0)
+    failed_at: AwareDatetime = Field(default_factory=utc_now)
+
+
 EVENT_MODELS: dict[str, type[EventModel]] = {
     model.avro_name: model
     for model in (
@@ -322,5 +343,6 @@ EVENT_MODELS: dict[str, type[EventModel]] = {
         CopilotFeedback,
         DeadLetter,
         StageChanged,
+        ActionFailed,
     )
 }

@@ -149,8 +149,39 @@ Secrets. Each credential lives either in the chart's Secret (<fullname>) or in a
 {{- default (include "selective-autonomy.fullname" .) .Values.console.existingSecret -}}
 {{- end -}}
 
-{{- define "selective-autonomy.consoleSecretKey" -}}
-{{- ternary .Values.console.existingSecretKey "console-token" (not (empty .Values.console.existingSecret)) -}}
+{{/* Key of the operators JSON object (operator id -> token) in the console's Secret. */}}
+{{- define "selective-autonomy.consoleOperatorsKey" -}}
+{{- ternary .Values.console.existingSecretOperatorsKey "console-operators" (not (empty .Values.console.existingSecret)) -}}
+{{- end -}}
+
+{{/* Key of the session-cookie signing key in the console's Secret. */}}
+{{- define "selective-autonomy.consoleSecretKeyKey" -}}
+{{- ternary .Values.console.existingSecretSecretKeyKey "console-secret-key" (not (empty .Values.console.existingSecret)) -}}
+{{- end -}}
+
+{{/* True when the chart's own Secret carries the console credentials. */}}
+{{- define "selective-autonomy.chartConsoleSecret" -}}
+{{- if and .Values.console.enabled (not .Values.console.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the session cookie is HTTPS-only: console.cookieSecure, or (null) whether the Ingress has TLS. */}}
+{{- define "selective-autonomy.consoleCookieSecure" -}}
+{{- $secure := .Values.console.cookieSecure -}}
+{{- if kindIs "invalid" $secure -}}
+{{- $secure = and .Values.console.ingress.enabled (not (empty .Values.console.ingress.tls)) -}}
+{{- end -}}
+{{- ternary "true" "false" (eq (toString $secure) "true") -}}
+{{- end -}}
+
+{{/*
+pod annotation `checksum/secret` of the chart's Secret, so that changed credentials roll the pods
+(their env reads the Secret only at start). Empty when the chart renders no Secret.
+*/}}
+{{- define "selective-autonomy.secretChecksum" -}}
+{{- $secret := include (print .Template.BasePath "/secret.yaml") . -}}
+{{- if trim $secret -}}
+checksum/secret: {{ $secret | sha256sum }}
+{{- end -}}
 {{- end -}}
 
 {{/* True when a feedback store DSN is configured (inline or existingSecret). */}}
@@ -264,9 +295,15 @@ Usage: include "selective-autonomy.env" (dict "ctx" $ "component" "worker" "sasl
       name: {{ include "selective-autonomy.storeSecretName" $ctx }}
       key: {{ include "selective-autonomy.storeSecretKey" $ctx }}
 {{- end }}
+{{- $service := printf "%s-%s" (include "selective-autonomy.name" $ctx) .component }}
+- name: SELAUTO_TELEMETRY__SERVICE_NAME
+  value: {{ $service | quote }}
 - name: OTEL_SERVICE_NAME
-  value: {{ printf "%s-%s" (include "selective-autonomy.name" $ctx) .component | quote }}
+  value: {{ $service | quote }}
 {{- if $v.otel.endpoint }}
+{{- $base := trimSuffix "/" $v.otel.endpoint }}
+- name: SELAUTO_TELEMETRY__OTLP_ENDPOINT
+  value: {{ ternary $base (printf "%s/v1/traces" $base) (hasSuffix "/v1/traces" $base) | quote }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ $v.otel.endpoint | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL

@@ -52,7 +52,8 @@ def build_worker(
         on_decision=on_decision,
         tracer_provider=tracer_provider,
     )
-    decide.register(app)
+    if settings.worker.decide:
+        decide.register(app)
     worker = Worker(app=app, models=models, metrics=metrics, decide=decide)
     if settings.worker.feedback:
         worker.feedback = _feedback_agent(settings, metrics)

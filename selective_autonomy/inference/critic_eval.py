@@ -171,8 +171,8 @@ def write_critic_eval(report: CriticEvalReport, out_dir: Path) -> tuple[Path, Pa
     json_path.write_text(report.model_dump_json(indent=2))
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for label, curve in (("critic gate", report.critic_curve), ("policy-confidence gate", report.confidence_curve)):
-        points = [p for p in curve if p.precision is not None]
-        ax.plot([p.recall for p in points], [p.precision for p in points], marker=".", label=label)
+        points = [(p.recall, p.precision) for p in curve if p.precision is not None]
+        ax.plot([r for r, _ in points], [q for _, q in points], marker=".", label=label)
     if report.critic_at_certified is not None and report.critic_at_certified.precision is not None:
         ax.scatter(
             [report.critic_at_certified.recall],

@@ -136,6 +136,56 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in container.get("env", [])}
 
 
+ROLES = {
+    "worker": {
+        "SELAUTO_WORKER__DECIDE": "true",
+        "SELAUTO_WORKER__FEEDBACK": "false",
+        "SELAUTO_WORKER__LEARNING": "false",
+    },
+    "learner": {
+        "SELAUTO_WORKER__DECIDE": "false",
+        "SELAUTO_WORKER__FEEDBACK": "true",
+        "SELAUTO_WORKER__LEARNING": "true",
+    },
+}
+
+
+def _assert_decider_and_learner(rendered: Rendered, models_claim: str | None) -> None:
+    """Deciders scale and only read the models; one learner (Recreate) records feedback, learns and
+    writes the same models volume."""
+    worker = rendered.one("Deployment", "worker")
+    learner = rendered.one("Deployment", "learner")
+    assert learner["spec"]["replicas"] == 1
+    assert learner["spec"]["strategy"] == {"type": "Recreate"}
+    mounts: dict[str, dict[str, Any]] = {}
+    for component, workload in (("worker", worker), ("learner", learner)):
+        (container,) = _containers(workload)
+        assert container["name"] == component
+        assert container["command"] + container["args"] == ["selauto", "worker"]
+        env = _env(container)
+        assert {name: env[name]["value"] for name in ROLES[component]} == ROLES[component], component
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+        assert env["SELAUTO_MODELS_DIR"]["value"] == mount["mountPath"]
+        volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == "models")
+        if models_claim is None:
+            assert "emptyDir" in volume
+        else:
+            assert volume["persistentVolumeClaim"]["claimName"] == models_claim
+        mounts[component] = {"mount": mount, "volume": volume, "container": container}
+    assert mounts["worker"]["mount"]["readOnly"] is True
+    assert mounts["learner"]["mount"].get("readOnly", False) is False, "the learner publishes model versions"
+    assert mounts["learner"]["volume"].get("persistentVolumeClaim", {}).get("readOnly", False) is False
+    if models_claim is not None:
+        assert mounts["worker"]["volume"]["persistentVolumeClaim"]["readOnly"] is True
+    assert mounts["worker"]["mount"]["mountPath"] == mounts["learner"]["mount"]["mountPath"]
+    assert mounts["worker"]["mount"].get("subPath") == mounts["learner"]["mount"].get("subPath")
+    worker_c, learner_c = mounts["worker"]["container"], mounts["learner"]["container"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert learner_c[probe] == worker_c[probe], probe
+    assert learner_c["ports"][0]["name"] == "health"
+    assert "Learner: exactly one pod" in rendered.notes
+
+
 # --- lint and Kubernetes validation ------------------------------------------------------------
 
 
@@ -222,7 +272,7 @@ def test_names_fit_63_chars_and_stay_distinct_for_long_release_names(render: Any
     names = {(doc["kind"], doc["metadata"]["name"]) for doc in rendered.docs}
     assert all(len(name) <= 63 for _, name in names), names
     components = [name for kind, name in names if kind == "Deployment"]
-    assert sorted(name.rsplit("-", 1)[1] for name in components) == ["console", "executor", "worker"]
+    assert sorted(name.rsplit("-", 1)[1] for name in components) == ["console", "executor", "learner", "worker"]
 
 
 # --- scenarios -----------------------------------------------------------------------------------
@@ -262,7 +312,12 @@ def test_default_scenario(render: Any) -> None:
     assert 'Operator "admin" got a generated token' in rendered.notes
     assert 'get secret selauto-selective-autonomy -o jsonpath="{.data.console-operators}"' in rendered.notes
     assert "no feedback store" in rendered.notes
+    assert "The learner keeps feedback" in rendered.notes and "lost with the pod" in rendered.notes
     assert "WARNING" not in rendered.notes
+    _assert_decider_and_learner(rendered, models_claim=None)
+    learner = rendered.one("Deployment", "learner")
+    assert "SELAUTO_STORE__URL" not in _env(_containers(learner)[0])
+    assert "the learner's new versions never reach the workers" in rendered.notes
 
 
 def test_production_scenario(render: Any) -> None:
@@ -323,6 +378,41 @@ def test_production_scenario(render: Any) -> None:
     assert rendered.one("PodDisruptionBudget", "worker")["spec"]["minAvailable"] == 2
     assert "https://selauto.support.example.com/" in rendered.notes
 
+    _assert_decider_and_learner(rendered, models_claim="selauto-models")
+    learner = rendered.one("Deployment", "learner")
+    (learner_container,) = _containers(learner)
+    learner_env = _env(learner_container)
+    assert learner_env["SELAUTO_STORE__URL"]["valueFrom"]["secretKeyRef"] == {"name": "selauto-store", "key": "dsn"}
+    assert learner_env["SELAUTO_TELEMETRY__SERVICE_NAME"]["value"] == "selective-autonomy-learner"
+    assert learner_container["resources"]["limits"]["memory"] == "8Gi"
+    assert learner["spec"]["template"]["metadata"]["labels"]["cost-center"] == "support"
+    data = next(v for v in learner["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == "selauto-learner-data"
+    assert 'The models claim "selauto-models" is shared by every worker and the learner' in rendered.notes
+    assert "ReadWriteMany" in rendered.notes
+    assert "no feedback store" not in rendered.notes
+
+
+def test_learner_can_be_disabled(render: Any) -> None:
+    rendered = render({"learner": {"enabled": False}})
+    assert not [d for d in rendered.of_kind("Deployment") if "learner" in d["metadata"]["name"]]
+    env = _env(_containers(rendered.one("Deployment", "worker"))[0])
+    assert {name: env[name]["value"] for name in ROLES["worker"]} == ROLES["worker"]
+    assert "Learner: disabled (learner.enabled=false)" in rendered.notes
+    assert "The learner keeps feedback" not in rendered.notes
+
+
+def test_learner_extra_env_and_models_subpath(render: Any) -> None:
+    values = {
+        "worker": {"models": {"existingClaim": "models", "subPath": "selauto"}},
+        "learner": {"extraEnv": [{"name": "SELAUTO_LEARNING__RETRAIN_EVERY_FEEDBACK", "value": "50"}]},
+    }
+    rendered = render(values)
+    _assert_decider_and_learner(rendered, models_claim="models")
+    (container,) = _containers(rendered.one("Deployment", "learner"))
+    assert _env(container)["SELAUTO_LEARNING__RETRAIN_EVERY_FEEDBACK"]["value"] == "50"
+    assert next(m for m in container["volumeMounts"] if m["name"] == "models")["subPath"] == "selauto"
+
 
 def test_inline_credentials_are_never_rendered_with_existing_secrets(render: Any) -> None:
     values = _deep_merge(
@@ -353,12 +443,14 @@ def test_chart_managed_credentials(render: Any) -> None:
         "store-url": "postgresql+psycopg://selauto:pw@db:5432/selauto",
     }
     assert "Operators: alice, bob;" in rendered.notes
-    for component in ("worker", "console", "executor"):
+    for component in ("worker", "learner", "console", "executor"):
         env = _env(_containers(rendered.one("Deployment", component))[0])
         assert env["SELAUTO_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
         assert env["SELAUTO_STORE__URL"]["valueFrom"]["secretKeyRef"]["key"] == "store-url"
-    worker_env = _env(_containers(rendered.one("Deployment", "worker"))[0])
-    assert worker_env["SELAUTO_INFERENCE__URL"]["value"] == "http://inference.example:8000/v1"
+    for component in ("worker", "learner"):
+        env = _env(_containers(rendered.one("Deployment", component))[0])
+        assert env["SELAUTO_INFERENCE__URL"]["value"] == "http://inference.example:8000/v1", component
+    _assert_decider_and_learner(rendered, models_claim=None)
     executor = rendered.one("Deployment", "executor")
     assert _containers(executor)[0]["args"] == ["executor"]
     assert _containers(executor)[0]["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -421,6 +513,10 @@ def test_topic_job_can_be_disabled(render: Any) -> None:
         {"console": {"operators": {"": "long-enough-token"}}},
         {"console": {"cookieSecure": "yes"}},
         {"otel": {"protocol": "grpc"}},
+        {"learner": {"replicas": 2}},
+        {"learner": {"enabled": "yes"}},
+        {"learner": {"port": 0}},
+        {"learner": {"data": {"existingClaim": "Not_A_Name"}}},
     ],
     ids=lambda v: json.dumps(v, sort_keys=True),
 )
@@ -599,8 +695,13 @@ def test_every_selauto_env_var_is_a_setting_selauto_accepts(
             settings = load_settings()  # raises on any nested key selauto does not know
 
         assert str(settings.data_dir) == env["SELAUTO_DATA_DIR"]
-        if container["name"] == "worker":
+        if container["name"] in ROLES:  # `selauto worker` as a decider or as the learner
             assert settings.worker.health_port == container["ports"][0]["containerPort"]
+            role = ROLES[container["name"]]
+            assert settings.worker.decide is (role["SELAUTO_WORKER__DECIDE"] == "true"), where
+            assert settings.worker.feedback is (role["SELAUTO_WORKER__FEEDBACK"] == "true"), where
+            assert settings.worker.learning is (role["SELAUTO_WORKER__LEARNING"] == "true"), where
+            assert str(settings.models_dir) == env["SELAUTO_MODELS_DIR"]
         if container["name"] == "executor":
             assert settings.executor.health_port == container["ports"][0]["containerPort"]
         if container["name"] == "console":
@@ -611,7 +712,7 @@ def test_every_selauto_env_var_is_a_setting_selauto_accepts(
         if SCENARIOS[scenario].get("otel", {}).get("endpoint"):
             assert settings.telemetry.otlp_endpoint and settings.telemetry.otlp_endpoint.endswith("/v1/traces")
         checked.add(container["name"])
-    expected = {"worker", "console", "topics"} | ({"executor"} if scenario == "everything" else set())
+    expected = {"worker", "learner", "console", "topics"} | ({"executor"} if scenario == "everything" else set())
     assert checked == expected
 
 
@@ -696,9 +797,14 @@ def test_console_cookie_secure_follows_ingress_tls(render: Any, console: dict[st
 
 
 def test_health_ports_reach_selauto(render: Any) -> None:
-    rendered = render(_deep_merge(SCENARIOS["everything"], {"worker": {"port": 7070}, "executor": {"port": 7071}}))
+    rendered = render(
+        _deep_merge(
+            SCENARIOS["everything"], {"worker": {"port": 7070}, "learner": {"port": 7072}, "executor": {"port": 7071}}
+        )
+    )
     for component, port, var in (
         ("worker", 7070, "SELAUTO_WORKER__HEALTH_PORT"),
+        ("learner", 7072, "SELAUTO_WORKER__HEALTH_PORT"),
         ("executor", 7071, "SELAUTO_EXECUTOR__HEALTH_PORT"),
     ):
         (container,) = _containers(rendered.one("Deployment", component))
@@ -711,7 +817,7 @@ def test_credentials_roll_the_pods_through_a_secret_checksum(render: Any) -> Non
         rendered = render(values)
         return {
             c: rendered.one("Deployment", c)["spec"]["template"]["metadata"]["annotations"].get("checksum/secret")
-            for c in ("worker", "console", "executor")
+            for c in ("worker", "learner", "console", "executor")
         }
 
     before = checksums(SCENARIOS["everything"])

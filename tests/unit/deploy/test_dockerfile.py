@@ -16,7 +16,7 @@ helm_python = pytest.importorskip("helm_python")
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "Dockerfile"
 CHART_DIR = ROOT / "deploy" / "helm" / "selective-autonomy"
-# Every selauto component on: worker, console, executor and the topic Job.
+# Every selauto component on: worker, learner, console, executor and the topic Job.
 VALUES = {"executor": {"enabled": True}}
 
 
@@ -50,7 +50,7 @@ def _selauto_containers() -> list[dict[str, Any]]:
                 for container in doc["spec"]["template"]["spec"]["containers"]:
                     if "selective-autonomy/selective-autonomy" in container["image"]:
                         containers.append(container)
-    assert {c["name"] for c in containers} == {"worker", "console", "executor", "topics"}
+    assert {c["name"] for c in containers} == {"worker", "learner", "console", "executor", "topics"}
     return containers
 
 

@@ -342,7 +342,8 @@ Usage: include "selective-autonomy.env" (dict "ctx" $ "component" "worker" "sasl
 
 {{/*
 volumes common to every selauto pod.
-Usage: include "selective-autonomy.volumes" (dict "ctx" $ "configMap" "<name>" "dataClaim" "<pvc or empty>")
+Usage: include "selective-autonomy.volumes" (dict "ctx" $ "configMap" "<name>" "dataClaim" "<pvc or empty>" "dataSizeLimit" "<optional>")
+`dataSizeLimit` sizes the emptyDir data volume (default: worker.data.sizeLimit).
 */}}
 {{- define "selective-autonomy.volumes" -}}
 {{- $v := .ctx.Values -}}
@@ -358,7 +359,7 @@ Usage: include "selective-autonomy.volumes" (dict "ctx" $ "configMap" "<name>" "
     claimName: {{ .dataClaim }}
 {{- else }}
   emptyDir:
-    sizeLimit: {{ $v.worker.data.sizeLimit }}
+    sizeLimit: {{ .dataSizeLimit | default $v.worker.data.sizeLimit }}
 {{- end }}
 {{- if $v.kafka.tls.caSecret }}
 - name: kafka-ca
@@ -368,6 +369,41 @@ Usage: include "selective-autonomy.volumes" (dict "ctx" $ "configMap" "<name>" "
       - key: {{ $v.kafka.tls.caSecretKey }}
         path: ca.crt
 {{- end }}
+{{- end -}}
+
+{{/*
+SELAUTO_INFERENCE__* of the worker and learner containers: the in-chart vLLM server when enabled,
+otherwise inference.url / inference.model when set, otherwise nothing.
+*/}}
+{{- define "selective-autonomy.inferenceEnv" -}}
+{{- if .Values.vllm.enabled }}
+- name: SELAUTO_INFERENCE__URL
+  value: {{ printf "http://%s:%d/v1" (include "selective-autonomy.componentName" (dict "ctx" $ "component" "vllm")) (.Values.vllm.port | int) | quote }}
+- name: SELAUTO_INFERENCE__MODEL
+  value: {{ .Values.vllm.model.servedModelName | quote }}
+{{- else if .Values.inference.url }}
+- name: SELAUTO_INFERENCE__URL
+  value: {{ .Values.inference.url | quote }}
+{{- with .Values.inference.model }}
+- name: SELAUTO_INFERENCE__MODEL
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The role of a `selauto worker` container (SELAUTO_WORKER__DECIDE / __FEEDBACK / __LEARNING).
+The worker Deployment decides only and scales with the ui.state partitions; the single learner
+records feedback and runs the learning loop, the only writer of the models directory.
+Usage: include "selective-autonomy.workerRoleEnv" (dict "decide" true "feedback" false "learning" false)
+*/}}
+{{- define "selective-autonomy.workerRoleEnv" -}}
+- name: SELAUTO_WORKER__DECIDE
+  value: {{ ternary "true" "false" .decide | quote }}
+- name: SELAUTO_WORKER__FEEDBACK
+  value: {{ ternary "true" "false" .feedback | quote }}
+- name: SELAUTO_WORKER__LEARNING
+  value: {{ ternary "true" "false" .learning | quote }}
 {{- end -}}
 
 {{/*

@@ -28,6 +28,7 @@ from selective_autonomy.agents.worker import build_worker, store_url
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
 from selective_autonomy.errors import SelautoError
+from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
 from selective_autonomy.inference.learning import LearningReport
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
@@ -87,11 +88,13 @@ class _Shared:
 
 
 def _train_policy(kind: str, schema: ProcessSchema, train: list[Case], registry: ModelRegistry) -> str:
+    policy: EmbeddedPolicy | NGramPolicy
     if kind == "embedded":
-        from selective_autonomy.inference.embedded_policy import train_embedded_artefact
-
-        return train_embedded_artefact(schema, train, registry.process_dir(schema.process_id) / "policy")
-    policy = NGramPolicy(schema).fit(train)
+        policy = EmbeddedPolicy.train(schema, train)
+    elif kind == "ngram":
+        policy = NGramPolicy(schema).fit(train)
+    else:
+        raise SelautoError(f"unknown policy kind {kind!r} (embedded or ngram)")
     meta = policy.train_meta(train)
     policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
     return meta.version

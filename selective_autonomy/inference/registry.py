@@ -23,8 +23,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
-from selective_autonomy.inference.critic import KIND as CRITIC_KIND
-from selective_autonomy.inference.critic import EmbeddedCritic
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.thresholds import Thresholds
@@ -71,8 +69,22 @@ def _load_ngram(directory: Path, schema: ProcessSchema) -> Policy:
     return NGramPolicy.load(directory, schema)
 
 
-POLICY_LOADERS: dict[str, PolicyLoader] = {"policy-ngram": _load_ngram}
-CRITIC_LOADERS: dict[str, CriticLoader] = {CRITIC_KIND: EmbeddedCritic.load}
+def _load_embedded_policy(directory: Path, schema: ProcessSchema) -> Policy:
+    # torch is imported only when a torch model is loaded: readers of the registry (console,
+    # `selauto status`) never pay for it.
+    from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
+
+    return EmbeddedPolicy.load(directory, schema)
+
+
+def _load_embedded_critic(directory: Path, schema: ProcessSchema) -> Critic:
+    from selective_autonomy.inference.critic import EmbeddedCritic
+
+    return EmbeddedCritic.load(directory, schema)
+
+
+POLICY_LOADERS: dict[str, PolicyLoader] = {"policy-ngram": _load_ngram, "policy-embedded": _load_embedded_policy}
+CRITIC_LOADERS: dict[str, CriticLoader] = {"critic-embedded": _load_embedded_critic}
 
 
 def register_policy_loader(kind: str, loader: PolicyLoader) -> None:

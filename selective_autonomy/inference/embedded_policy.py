@@ -1,0 +1,563 @@
+"""The embedded policy: a compact torch model over :class:`FeatureEncoder` output (the default policy).
+
+What it sees that the n-gram baseline cannot: field values (categorical and numeric), the time of
+the case, the chat tail (hashed word bag) and a longer action history. A GRU reads the history of
+action types (each position also embeds the action with its enum and boolean arguments, when that is
+frequent), and the other inputs are embedded and concatenated into an MLP with two heads:
+
+* **type head**, logits over the encoder's action index space, schema-invalid indices (padding,
+  unknown) masked to ``-inf``: ``P(action type)``;
+* **template head**, ``P(argument template | action type)`` over the argument templates seen in
+  training. A template keeps each argument either as a constant or as "copy the value of field X
+  from the screen", so a service call is proposed with the values the user gave, not the values of
+  some earlier case. Argument-free actions have exactly one template, so on event logs this is a
+  pure next-activity model.
+
+A candidate's probability is ``P(type) * P(template | type)``; templates are filled from the
+event's fields and each filled action is checked with :func:`is_valid_action` before it is
+returned, so nothing the grammar rejects is ever proposed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn import functional as F
+
+from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
+from selective_autonomy.inference.datasets import Examples, case_examples
+from selective_autonomy.inference.protocol import Candidate, Policy, Proposal
+from selective_autonomy.inference.training import (
+    TrainConfig,
+    TrainReport,
+    chronological_holdout,
+    fit,
+    seed_everything,
+)
+from selective_autonomy.schemas.events import Action, Scalar, UIStateChanged
+from selective_autonomy.schemas.features import EncodedBatch, FeatureEncoder
+from selective_autonomy.schemas.grammar import is_valid_action
+from selective_autonomy.schemas.process import ProcessSchema, ValueType
+from selective_autonomy.traces.format import Case
+
+KIND = "policy-embedded"
+WEIGHTS_FILE = "weights.pt"
+ENCODER_FILE = "encoder.json"
+CONFIG_FILE = "config.json"
+ARTEFACT_FORMAT = 1
+
+PAD = 0
+OTHER = 1
+"""History token of an action outside the token vocabulary (its type is still embedded)."""
+
+FILL_CACHE_SIZE = 65_536
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class ModelConfig(BaseModel):
+    """Sizes of the network and of what is learned from the training cases."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_history: int = Field(default=8, ge=1, description="Most recent actions the GRU reads.")
+    action_dim: int = Field(default=32, ge=1)
+    gru_hidden: int = Field(default=64, ge=1)
+    categorical_dim: int = Field(default=8, ge=1)
+    numeric_dim: int = Field(default=16, ge=1)
+    chat_dim: int = Field(default=32, ge=1)
+    hidden: int = Field(default=128, ge=1)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    max_tokens: int = Field(default=256, ge=0, description="History tokens (type + discrete arguments) embedded.")
+    max_templates: int = Field(default=512, ge=1, description="Argument templates kept (most frequent first).")
+    min_count: int = Field(default=2, ge=1, description="Occurrences a token or template needs to be kept.")
+
+
+class EmbeddedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+# -- argument templates -------------------------------------------------------------------------
+
+
+def _same_scalar(a: Scalar, b: Scalar) -> bool:
+    """Equal value and type: ``1`` is not ``True`` nor ``1.0`` (the grammar tells them apart too)."""
+    return a is not None and type(a) is type(b) and a == b
+
+
+def _copyable(value: Scalar) -> bool:
+    # Booleans and empty strings match far too many fields by coincidence to be worth copying.
+    return isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTemplate:
+    """An action with each argument either a constant or a reference to a field of the screen."""
+
+    action_type: str
+    constants: tuple[tuple[str, Scalar], ...] = ()
+    copies: tuple[tuple[str, str], ...] = ()
+    """(argument, field) pairs: the argument takes the field's current value."""
+
+    @classmethod
+    def of(cls, action: Action, fields: Mapping[str, Scalar]) -> ActionTemplate:
+        """The template of an action taken on a screen: arguments equal to a field's value become copies.
+
+        A field named like the argument wins; otherwise the first matching field by name, so the
+        same (action, screen) always gives the same template.
+        """
+        constants: list[tuple[str, Scalar]] = []
+        copies: list[tuple[str, str]] = []
+        for name, value in sorted(action.arguments.items()):
+            source: str | None = None
+            if _copyable(value):
+                if _same_scalar(fields.get(name), value):
+                    source = name
+                else:
+                    source = next((f for f in sorted(fields) if _same_scalar(fields[f], value)), None)
+            if source is None:
+                constants.append((name, value))
+            else:
+                copies.append((name, source))
+        return cls(action.action_type, tuple(constants), tuple(copies))
+
+    def fill(self, fields: Mapping[str, Scalar]) -> Action | None:
+        """The action this template means on a screen; ``None`` when a copied field is empty there."""
+        arguments = dict(self.constants)
+        for name, source in self.copies:
+            value = fields.get(source)
+            if value is None or value == "":
+                return None
+            arguments[name] = value
+        return Action(action_type=self.action_type, arguments=arguments)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action_type": self.action_type,
+            "constants": [[name, value] for name, value in self.constants],
+            "copies": [[name, source] for name, source in self.copies],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActionTemplate:
+        return cls(
+            str(data["action_type"]),
+            tuple((str(n), v) for n, v in data["constants"]),
+            tuple((str(n), str(s)) for n, s in data["copies"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Filled:
+    action: Action
+    key: str
+    """``action.canonical_json()``, computed once."""
+
+
+def _frequent(counter: Counter[Any], limit: int, min_count: int) -> list[Any]:
+    """Keys by decreasing count (ties by their text, so the order is reproducible), at most ``limit``."""
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))
+    return [key for key, count in ranked if count >= min_count][:limit]
+
+
+def select_templates(
+    schema: ProcessSchema, targets: Sequence[tuple[Action, Mapping[str, Scalar]]], limit: int, min_count: int
+) -> list[ActionTemplate]:
+    """The templates kept as classes: frequent ones, plus the most frequent one of every seen type.
+
+    The per-type guarantee means every action type seen in training can be proposed at all. A
+    template holding a PII argument as a constant is never kept: personal data may be copied from
+    the screen in front of the policy, never memorised from another customer's case.
+    """
+    pii = {spec.name: {a.name for a in spec.arguments if a.pii} for spec in schema.actions}
+    templates = (ActionTemplate.of(action, fields) for action, fields in targets)
+    counts: Counter[ActionTemplate] = Counter(
+        t for t in templates if not any(name in pii.get(t.action_type, ()) for name, _ in t.constants)
+    )
+    kept = _frequent(counts, limit, min_count)
+    have = {t.action_type for t in kept}
+    for template in _frequent(counts, len(counts), 1):
+        if template.action_type not in have:
+            kept.append(template)
+            have.add(template.action_type)
+    return sorted(kept, key=lambda t: json.dumps(t.to_json(), sort_keys=True))
+
+
+def discrete_arguments(schema: ProcessSchema) -> dict[str, frozenset[str]]:
+    """Per action type, the non-PII arguments whose values form a small closed set (enum, boolean)."""
+    return {
+        spec.name: frozenset(a.name for a in spec.arguments if (a.enum or a.type is ValueType.boolean) and not a.pii)
+        for spec in schema.actions
+    }
+
+
+def history_key(action: Action, discrete: Mapping[str, frozenset[str]]) -> str:
+    """The history token of an action: its type and discrete arguments, free values reduced to ``*``.
+
+    ``CONFIRM(slot=date, value="March 3rd")`` becomes ``CONFIRM|slot='date',value=*``: frequent
+    enough to be learned, yet it still tells which slot was already confirmed in this turn.
+    """
+    if not action.arguments:
+        return action.action_type  # the common case, and the cheapest
+    kept = discrete.get(action.action_type, frozenset())
+    parts = [f"{name}={value!r}" if name in kept else f"{name}=*" for name, value in sorted(action.arguments.items())]
+    return f"{action.action_type}|{','.join(parts)}"
+
+
+# -- network ----------------------------------------------------------------------------------
+
+
+def _type_log_probs(logits: torch.Tensor, invalid: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits.masked_fill(invalid, -math.inf), dim=-1)
+
+
+def _grouped_log_softmax(logits: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """log-softmax of each template among the templates of its own action type.
+
+    Stabilised with each group's max (detached: the shift cancels, so gradients are unchanged);
+    every group holds its maximum, so no sum is ever zero.
+    """
+    batch = logits.shape[0]
+    index = groups.expand(batch, -1)
+    shift = torch.full((batch, n_groups), -math.inf, dtype=logits.dtype)
+    shift = shift.scatter_reduce(1, index, logits.detach(), reduce="amax", include_self=True)
+    shifted = logits - shift.gather(1, index)
+    sums = torch.zeros((batch, n_groups), dtype=logits.dtype).index_add(1, groups, shifted.exp())
+    return shifted - sums.gather(1, index).log()
+
+
+class PolicyNet(nn.Module):
+    """History GRU + field/time/chat embeddings -> MLP -> (type log-probs, template log-probs given type)."""
+
+    def __init__(
+        self,
+        encoder: FeatureEncoder,
+        config: ModelConfig,
+        n_tokens: int,
+        template_types: Sequence[int],
+    ) -> None:
+        super().__init__()
+        dims = encoder.dims
+        self.n_actions = dims["action_vocab"]
+        self.action_embedding = nn.Embedding(self.n_actions, config.action_dim, padding_idx=PAD)
+        self.token_embedding = nn.Embedding(n_tokens, config.action_dim, padding_idx=PAD)
+        self.gru = nn.GRU(config.action_dim, config.gru_hidden, batch_first=True)
+        self.categorical = nn.ModuleList(nn.Embedding(size, config.categorical_dim) for size in encoder.cardinalities)
+        self.numeric = nn.Sequential(nn.Linear(dims["numeric"], config.numeric_dim), nn.ReLU())
+        self.chat = nn.EmbeddingBag(dims["chat_vocab"], config.chat_dim, mode="mean", padding_idx=PAD)
+        width = (
+            config.gru_hidden
+            + config.action_dim
+            + config.categorical_dim * len(encoder.cardinalities)
+            + config.numeric_dim
+            + config.chat_dim
+        )
+        self.trunk = nn.Sequential(
+            nn.Linear(width, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.hidden),
+            nn.ReLU(),
+        )
+        self.type_head = nn.Linear(config.hidden, self.n_actions)
+        self.template_head = nn.Linear(config.hidden, len(template_types))
+        self.invalid: torch.Tensor
+        self.template_type: torch.Tensor
+        self.register_buffer("invalid", torch.from_numpy(~encoder.valid_action_mask()), persistent=False)
+        self.register_buffer("template_type", torch.tensor(list(template_types), dtype=torch.long), persistent=False)
+
+    def forward(
+        self,
+        history: torch.Tensor,
+        tokens: torch.Tensor,
+        categorical: torch.Tensor,
+        numeric: torch.Tensor,
+        chat: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        steps = self.action_embedding(history) + self.token_embedding(tokens)
+        _, last_hidden = self.gru(steps)
+        parts = [last_hidden[-1], steps[:, -1]]
+        parts += [embedding(categorical[:, i]) for i, embedding in enumerate(self.categorical)]
+        parts += [self.numeric(numeric), self.chat(chat)]
+        hidden = self.trunk(torch.cat(parts, dim=1))
+        type_lp = _type_log_probs(self.type_head(hidden), self.invalid)
+        template_lp = _grouped_log_softmax(self.template_head(hidden), self.template_type, self.n_actions)
+        return type_lp, template_lp
+
+
+def _policy_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    *inputs, type_target, template_target = batch
+    type_lp, template_lp = model(*inputs)
+    loss = F.nll_loss(type_lp, type_target)
+    known = template_target >= 0
+    if bool(known.any()):
+        loss = loss + F.nll_loss(template_lp[known], template_target[known])
+    return loss
+
+
+def _valid_examples(schema: ProcessSchema, cases: Sequence[Case]) -> Examples:
+    examples = case_examples(cases)
+    keep = [i for i, action in enumerate(examples.targets) if is_valid_action(schema, action)]
+    return Examples(events=[examples.events[i] for i in keep], targets=[examples.targets[i] for i in keep])
+
+
+# -- the policy -------------------------------------------------------------------------------
+
+
+class EmbeddedPolicy:
+    """Torch next-action policy; build with :meth:`train` or :meth:`load`, then :meth:`propose`."""
+
+    def __init__(
+        self,
+        schema: ProcessSchema,
+        encoder: FeatureEncoder,
+        config: EmbeddedConfig,
+        tokens: Sequence[str],
+        templates: Sequence[ActionTemplate],
+        meta: ArtefactMeta | None = None,
+    ) -> None:
+        self.schema = schema
+        self.encoder = encoder
+        self.config = config
+        self.meta = meta
+        self.tokens = list(tokens)
+        self.templates = list(templates)
+        self.report: TrainReport | None = None
+        self.dropped_examples = 0
+        self._token_index = {key: i + 2 for i, key in enumerate(self.tokens)}
+        self._discrete = discrete_arguments(schema)
+        self._template_index = {t: i for i, t in enumerate(self.templates)}
+        types = [encoder.action_index(t.action_type) for t in self.templates]
+        self.net = PolicyNet(encoder, config.model, len(self.tokens) + 2, types)
+        self.net.eval()
+        # Filled, checked actions by (template, copied values): screens repeat their values from step
+        # to step and across sessions, so building and validating each action once saves most of
+        # the time of proposing.
+        self._filled_cache: dict[tuple[int, tuple[tuple[type, Scalar], ...]], _Filled | None] = {}
+        self._static = {i: self._filled(i, {}) for i, template in enumerate(self.templates) if not template.copies}
+
+    @property
+    def version(self) -> str:
+        return self.meta.version if self.meta else f"{KIND}-untrained"
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def _token_ids(self, events: Sequence[UIStateChanged]) -> npt.NDArray[np.int64]:
+        width = self.encoder.max_history
+        rows = np.zeros((len(events), width), dtype=np.int64)
+        lookup, discrete = self._token_index, self._discrete
+        for b, event in enumerate(events):
+            recent = event.ui_state.recent_actions[-width:]
+            offset = width - len(recent)
+            for j, action in enumerate(recent):
+                rows[b, offset + j] = lookup.get(history_key(action, discrete), OTHER)
+        return rows
+
+    def inputs(self, events: Sequence[UIStateChanged]) -> tuple[torch.Tensor, ...]:
+        """The network's input tensors for a batch of events (encoding only, no forward pass)."""
+        batch: EncodedBatch = self.encoder.transform(events)
+        return (
+            torch.from_numpy(batch.history),
+            torch.from_numpy(self._token_ids(events)),
+            torch.from_numpy(batch.categorical),
+            torch.from_numpy(batch.numeric),
+            torch.from_numpy(batch.chat_tokens),
+        )
+
+    def scores(self, events: Sequence[UIStateChanged]) -> FloatArray:
+        """``P(type) * P(template | type)`` for every template: float32 [len(events), n_templates]."""
+        with torch.inference_mode():
+            type_lp, template_lp = self.net(*self.inputs(events))
+            joint = (type_lp[:, self.net.template_type] + template_lp).exp()
+        scores: FloatArray = joint.numpy()
+        return scores
+
+    # -- proposing ------------------------------------------------------------------------------
+
+    def _filled(self, index: int, fields: Mapping[str, Scalar]) -> _Filled | None:
+        """The template's action on this screen with its canonical key; ``None`` if unfillable or invalid."""
+        template = self.templates[index]
+        # The type is part of the key: True == 1 in Python, but not in the grammar.
+        values = tuple((type(v), v) for v in (fields.get(source) for _, source in template.copies))
+        key = (index, values)
+        if key in self._filled_cache:
+            return self._filled_cache[key]
+        action = template.fill(fields)
+        filled = None
+        if action is not None and is_valid_action(self.schema, action):
+            filled = _Filled(action, action.canonical_json())
+        if len(self._filled_cache) >= FILL_CACHE_SIZE:
+            self._filled_cache.clear()
+        self._filled_cache[key] = filled
+        return filled
+
+    def _candidates(
+        self, indices: list[int], probabilities: list[float], fields: Mapping[str, Scalar], top_k: int
+    ) -> list[Candidate]:
+        """Fill the best templates, merge those that give the same action, and rank what is valid."""
+        merged: dict[str, tuple[Action, float]] = {}
+        for index, probability in zip(indices, probabilities, strict=True):
+            if probability <= 0.0:
+                break
+            filled = self._static[index] if index in self._static else self._filled(index, fields)
+            if filled is None:
+                continue
+            seen = merged.get(filled.key)
+            merged[filled.key] = (filled.action, probability + (seen[1] if seen else 0.0))
+        ranked = sorted(merged.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top_k]
+        return [Candidate(action=action, probability=min(1.0, p)) for _, (action, p) in ranked]
+
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+        if not events:
+            return []
+        joint = self.scores(events)
+        # Look a little beyond top_k: templates can fail to fill, and two can fill to the same action.
+        depth = min(joint.shape[1], 2 * top_k + 6) if top_k > 0 else 0
+        order = np.argsort(-joint, axis=1, kind="stable")[:, :depth]
+        ranked = np.take_along_axis(joint, order, axis=1).tolist()
+        return [
+            Proposal(
+                candidates=self._candidates(indices, ranked[b], event.ui_state.fields, top_k),
+                policy_version=self.version,
+            )
+            for b, (indices, event) in enumerate(zip(order.tolist(), events, strict=True))
+        ]
+
+    # -- training -------------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls, schema: ProcessSchema, cases: Sequence[Case], config: EmbeddedConfig | None = None
+    ) -> EmbeddedPolicy:
+        """Fit encoder, vocabularies and weights on ``cases``; the latest ones are held out to stop early.
+
+        Steps whose recorded action the grammar rejects are left out: a policy must never learn to
+        propose them.
+        """
+        config = config or EmbeddedConfig()
+        fit_cases, val_cases = chronological_holdout(cases, config.train.val_fraction)
+        fit_part, val_part = _valid_examples(schema, fit_cases), _valid_examples(schema, val_cases)
+        events, targets = fit_part.events + val_part.events, fit_part.targets + val_part.targets
+        encoder = FeatureEncoder.fit(schema, events, max_history=config.model.max_history)
+        discrete = discrete_arguments(schema)
+        token_counts = Counter(history_key(a, discrete) for a in targets)
+        tokens = _frequent(token_counts, config.model.max_tokens, config.model.min_count)
+        pairs = [(action, event.ui_state.fields) for event, action in zip(events, targets, strict=True)]
+        templates = select_templates(schema, pairs, config.model.max_templates, config.model.min_count)
+        seed_everything(config.train.seed)  # the initial weights too, not only the batch order
+        policy = cls(schema, encoder, config, tokens, templates)
+        policy.report = fit(
+            policy.net,
+            _policy_loss,
+            policy._tensors(fit_part),
+            policy._tensors(val_part),
+            config.train,
+            desc=f"train {KIND} {schema.process_id}",
+        )
+        policy.dropped_examples = sum(len(c.steps) for c in cases) - len(events)
+        return policy
+
+    def _tensors(self, examples: Examples) -> tuple[torch.Tensor, ...]:
+        """Inputs, type targets and template targets (-1: a template that is not a class)."""
+        pairs = zip(examples.targets, examples.events, strict=True)
+        return (
+            *self.inputs(examples.events),
+            torch.tensor([self.encoder.action_index(a.action_type) for a in examples.targets], dtype=torch.long),
+            torch.tensor(
+                [self._template_index.get(ActionTemplate.of(a, e.ui_state.fields), -1) for a, e in pairs],
+                dtype=torch.long,
+            ),
+        )
+
+    def train_meta(self, cases: Sequence[Case], metrics: dict[str, float] | None = None) -> ArtefactMeta:
+        examples = sum(len(c.steps) for c in cases)
+        report = self.report
+        params: dict[str, Any] = {
+            "config": self.config.model_dump(mode="json"),
+            "tokens": len(self.tokens),
+            "templates": len(self.templates),
+            "dropped_examples": self.dropped_examples,
+        }
+        if report is not None:
+            params.update(epochs=report.epochs, best_epoch=report.best_epoch, train_seconds=round(report.seconds, 3))
+        return ArtefactMeta(
+            kind=KIND,
+            version=new_version(KIND, f"{self.schema.schema_hash()}:{len(cases)}:{examples}:{self.config.train.seed}"),
+            process_id=self.schema.process_id,
+            schema_hash=self.schema.schema_hash(),
+            train_from=min((c.started_at for c in cases), default=None),
+            train_to=max((c.started_at for c in cases), default=None),
+            train_cases=len(cases),
+            train_examples=examples,
+            metrics=metrics or {},
+            params=params,
+        )
+
+    # -- artefacts ------------------------------------------------------------------------------
+
+    def save(self, directory: Path, meta: ArtefactMeta) -> None:
+        """Write weights, encoder, config and metadata (metadata last is not needed: loaders read it first)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
+        (directory / ENCODER_FILE).write_text(self.encoder.to_json())
+        payload = {
+            "format": ARTEFACT_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "tokens": self.tokens,
+            "templates": [t.to_json() for t in self.templates],
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, sort_keys=True))
+        write_meta(directory, meta)
+        self.meta = meta
+
+    @classmethod
+    def load(cls, directory: Path, schema: ProcessSchema) -> EmbeddedPolicy:
+        """Load an artefact written by :meth:`save`; refuses one trained for another schema."""
+        meta = read_meta(directory, schema, kind_prefix=KIND)
+        try:
+            payload = json.loads((directory / CONFIG_FILE).read_text())
+            if payload["format"] != ARTEFACT_FORMAT:
+                raise ArtefactError(f"{directory}: artefact format {payload['format']!r}, expected {ARTEFACT_FORMAT}")
+            config = EmbeddedConfig.model_validate(payload["config"])
+            templates = [ActionTemplate.from_json(t) for t in payload["templates"]]
+            tokens = [str(t) for t in payload["tokens"]]
+            encoder = FeatureEncoder.from_json((directory / ENCODER_FILE).read_text(), schema)
+            state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except (OSError, KeyError, TypeError, ValueError) as error:
+            raise ArtefactError(f"{directory}: unreadable {KIND} artefact: {error}") from error
+        # Process-wide, but a worker serves these models only: see training.default_threads for why 1.
+        torch.set_num_threads(config.train.threads)
+        policy = cls(schema, encoder, config, tokens, templates, meta=meta)
+        policy.net.load_state_dict(state)
+        policy.net.eval()
+        return policy
+
+
+def load_embedded_policy(directory: Path, schema: ProcessSchema) -> Policy:
+    """The registry's loader for ``policy-embedded`` artefacts."""
+    return EmbeddedPolicy.load(directory, schema)
+
+
+def register() -> None:
+    """Make the model registry load ``policy-embedded`` artefacts.
+
+    The registry is imported here, inside the function, so that importing this module never
+    imports the registry (and the registry may import this module without a cycle).
+    """
+    from selective_autonomy.inference.registry import register_policy_loader
+
+    register_policy_loader(KIND, load_embedded_policy)

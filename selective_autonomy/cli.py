@@ -16,6 +16,7 @@ from selective_autonomy.config import Settings, load_settings, redacted
 from selective_autonomy.console.cli import console
 from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
+from selective_autonomy.inference.llm.cli import llm_app
 from selective_autonomy.inference.policy_cli import eval_policy_command, train_policy_command
 from selective_autonomy.simulator.cli import sim_app
 from selective_autonomy.traces.cli import import_app
@@ -37,6 +38,7 @@ app.add_typer(eval_app, name="eval")
 train_app = typer.Typer(help="Train model artefacts from traces.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 train_app.command("policy")(train_policy_command)
+app.add_typer(llm_app, name="llm")
 eval_app.command("policy")(eval_policy_command)
 app.add_typer(import_app, name="import")
 app.add_typer(sim_app, name="sim")

@@ -39,6 +39,8 @@ def build_worker(
     app_options: dict[str, Any] | None = None,
 ) -> Worker:
     app = build_app(settings, web_port=settings.worker.health_port if web else None, **(app_options or {}))
+    if settings.inference.url or settings.inference.critic_url:
+        _register_llm_loaders(settings)
     models = ModelsInService(ModelRegistry(settings.models_dir))
     models.refresh()
     metrics = RuntimeMetrics()
@@ -70,6 +72,24 @@ def build_worker(
     if web:
         _add_health_pages(worker)
     return worker
+
+
+def _register_llm_loaders(settings: Settings) -> None:
+    """LLM artefacts in the models directory are served by vLLM at the configured URLs."""
+    from selective_autonomy.inference.llm.loaders import register_llm_loaders
+    from selective_autonomy.inference.llm.settings import LLMClientSettings
+
+    inference = settings.inference
+
+    def client(url: str | None, model: str | None) -> LLMClientSettings:
+        return LLMClientSettings(
+            url=url or LLMClientSettings().url,
+            model=model,
+            timeout_s=inference.timeout_s,
+            max_retries=inference.max_retries,
+        )
+
+    register_llm_loaders(client(inference.url, inference.model), client(inference.critic_url, inference.critic_model))
 
 
 def store_url(settings: Settings) -> str:

@@ -60,6 +60,10 @@ class DemoConfig(BaseModel):
     confidence: float = 0.9
     min_calibration_samples: int = 100
     curve_checkpoints: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
+    audit_rate: float = Field(default=0.1, ge=0, le=1, description="Share of unattended steps operators review.")
+    relearn_every: int = Field(
+        default=400, ge=1, description="After going selective, rerun the learning loop every N feedback records."
+    )
     timeout_s: float = 900.0
 
 
@@ -70,6 +74,7 @@ class DemoResult(BaseModel):
     policy_version: str
     copilot: ReplayReport
     learning: LearningReport
+    relearning: list[LearningReport] = Field(default_factory=list)
     selective: ReplayReport
     curve: AutonomyCurve
     target_precision: float
@@ -164,6 +169,9 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
             while worker.models.versions().get(process, {}).get("revision", 0) != revision:
                 time.sleep(0.1)
             shared.phase_seconds["learning"] = time.monotonic() - t0
+            # From now on the loop keeps watching: audits of unattended steps and new deferrals
+            # can demote the process (and later feedback re-promote it) while the future runs.
+            scheduler.every_feedback = config.relearn_every
             stages = registry.pointer(process).stages
             progress(f"stages now: {', '.join(f'{k}={v.value}' for k, v in stages.items()) or 'unchanged'}")
             t0 = time.monotonic()
@@ -171,7 +179,7 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
             shared.selective = replay_cases(
                 settings,
                 future,
-                config=ReplayConfig(concurrency=config.concurrency, run_id="selective"),
+                config=ReplayConfig(concurrency=config.concurrency, run_id="selective", audit_rate=config.audit_rate),
                 handling=handling,
             )
             shared.phase_seconds["selective"] = time.monotonic() - t0
@@ -202,7 +210,8 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
         cases={"train": len(train), "copilot": len(copilot), "future": len(future)},
         policy_version=version,
         copilot=shared.copilot,
-        learning=scheduler.reports[-1],
+        learning=scheduler.reports[0],
+        relearning=scheduler.reports[1:],
         selective=shared.selective,
         curve=curve,
         target_precision=config.target_precision,

@@ -126,6 +126,18 @@ def write_report(result: DemoResult, out_dir: Path) -> Path:
         ),
         *(f"- note: {note}" for note in learning.notes),
         "",
+        f"While the future ran, operators audited {s.audits} unattended steps ({s.audits_corrected} found wrong) and "
+        f"the learning loop ran {len(result.relearning)} more times: "
+        + (
+            "; ".join(
+                f"{ch.business_cluster}: {ch.from_stage.value} -> {ch.to_stage.value} ({ch.reason})"
+                for report in result.relearning
+                for ch in report.stage_changes
+            )
+            or "no stage change"
+        )
+        + ".",
+        "",
         "## Selective stage",
         "",
         f"{s.sessions} sessions, {s.steps} steps: {s.steps_executed} executed unattended, {s.steps_deferred} deferred "

@@ -298,7 +298,19 @@ class LearningLoop:
         results = [r for r in (calibration.results if calibration else []) if r.key.startswith(prefix)]
         total = sum(r.samples for r in results)
         covered = sum(r.coverage * r.samples for r in results if r.threshold is not None)
-        audits = [r.feedback for r in rows if r.feedback.is_audit and r.feedback.business_cluster == cluster]
+        # Only audits of executions under the current promotion count: after a demotion and a
+        # recertification, the new thresholds are judged on what they execute, not on the old ones.
+        promoted = [
+            t.at for t in self.store.stage_history(models.schema.process_id, cluster) if t.to_stage is Stage.selective
+        ]
+        since = promoted[-1] if promoted else None
+        audits = [
+            r.feedback
+            for r in rows
+            if r.feedback.is_audit
+            and r.feedback.business_cluster == cluster
+            and (since is None or r.received_at >= since)
+        ]
         audits = audits[-self.config.audit_window :]
         accepted = sum(1 for a in audits if a.verdict is not Verdict.corrected)
         in_cluster = [e for e in examples if e.business_cluster == cluster]

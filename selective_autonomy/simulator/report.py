@@ -74,6 +74,8 @@ class ReplayReport(BaseModel):
     stalled_sessions: int = Field(description="Sessions that got no decision within the timeout.")
     stalled_session_ids: list[str] = Field(default_factory=list)
     duplicates_ignored: int = Field(description="Redelivered decisions (same action_id / deferral_id) ignored.")
+    audits: int = Field(default=0, description="Unattended steps an operator reviewed afterwards (audit feedback).")
+    audits_corrected: int = Field(default=0, description="Audited steps the operator found wrong.")
     ignored_records: dict[str, int] = Field(
         default_factory=dict, description="Other records not used, by why: foreign session, late, out_of_order, ..."
     )
@@ -120,6 +122,8 @@ class ReplayTally:
     baseline_time_s: float = 0.0
     stalled: list[str] = field(default_factory=list)
     duplicates: int = 0
+    audits: int = 0
+    audits_corrected: int = 0
     ignored: Counter[str] = field(default_factory=Counter)
 
     def on_automation_error(self, error: AutomationError) -> None:
@@ -159,6 +163,8 @@ class ReplayTally:
             stalled_sessions=len(self.stalled),
             stalled_session_ids=self.stalled[:MAX_EXAMPLES],
             duplicates_ignored=self.duplicates,
+            audits=self.audits,
+            audits_corrected=self.audits_corrected,
             ignored_records=dict(sorted(self.ignored.items())),
             wall_time_s=wall_time_s,
             sessions_per_s=_ratio(self.sessions_completed, wall_time_s),

@@ -17,6 +17,7 @@ before any divergence (``precision_on_record``).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from selective_autonomy.schemas.events import (
     CopilotFeedback,
     OperatorDeferral,
     UIStateChanged,
+    Verdict,
     action_id_for,
     new_id,
 )
@@ -67,6 +69,13 @@ class ReplayConfig(BaseModel):
     )
     poll_s: float = Field(default=0.05, gt=0, description="Longest wait for decisions in one loop turn.")
     progress: bool = Field(default=True, description="Show a tqdm bar over sessions.")
+    audit_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of unattended steps an operator reviews afterwards; each review is audit feedback "
+        "(CopilotFeedback without a deferral), from which the realised precision is tracked.",
+    )
 
 
 class SessionStatus(StrEnum):
@@ -227,9 +236,38 @@ class SessionDriver:
                     recorded=session.recorded,
                 )
             )
+        self._maybe_audit(session, record, correct)
         session.performed.append(record.action)
         session.attending = False
         self._advance(session, Actor.system)
+
+    def _maybe_audit(self, session: SimSession, record: ActionExecuted, correct: bool) -> None:
+        """Review a sample of unattended steps, as a supervising operator would, at a context-switch cost."""
+        key = f"audit\x1f{self.config.run_id}\x1f{session.case.case_id}/{session.step}"
+        if self.config.audit_rate <= 0.0 or random.Random(key).random() >= self.config.audit_rate:
+            return
+        self.tally.audits += 1
+        self.tally.audits_corrected += int(not correct)
+        self.tally.operator_time_s += self.handling.interruption_s
+        self.publisher.feedback(
+            CopilotFeedback(
+                deferral_id=None,
+                session_id=record.session_id,
+                process_id=record.process_id,
+                business_cluster=record.business_cluster,
+                state_version=record.state_version,
+                suggestion=record.action,
+                suggestion_action_id=record.action_id,
+                verdict=Verdict.accepted if correct else Verdict.corrected,
+                operator_action=None if correct else session.recorded,
+                operator_id=self.operator.config.operator_id,
+                latency_ms=round(self.handling.interruption_s * 1000),
+                policy_probability=record.policy_probability,
+                critic_score=record.critic_score,
+                policy_version=record.policy_version,
+                critic_version=record.critic_version,
+            )
+        )
 
     def on_deferral(self, record: OperatorDeferral) -> None:
         session = self._accept(record, record.deferral_id)

@@ -169,3 +169,26 @@ def test_session_ids_are_unique_within_a_run() -> None:
     assert driver.start(CASE) == "sim-r1/c1"
     assert driver.start(CASE) == "sim-r1/c1#2"
     assert driver.active == 2 and driver.report(1.0).steps == 6
+
+
+def test_audits_review_unattended_steps_and_report_wrong_ones() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder, audit_rate=1.0)
+    driver.start(CASE)
+    # The agent gets the second step wrong (CLOSE instead of REPLY); every unattended step is audited.
+    pump(driver, recorder, lambda s: executed(s, CLOSE if s.state_version == 1 else CASE.steps[s.state_version].action))
+    report = driver.report(1.0)
+    assert report.audits == 3 and report.audits_corrected == 1
+    audits = recorder.feedback_sent
+    assert all(f.is_audit and f.deferral_id is None for f in audits)
+    assert [f.verdict for f in audits] == [Verdict.accepted, Verdict.corrected, Verdict.accepted]
+    assert audits[1].operator_action == REPLY and audits[1].suggestion == CLOSE
+    assert report.operator_time_s == 3 * HANDLING.interruption_s  # an audit costs a context switch
+
+
+def test_no_audits_by_default() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    driver.start(CASE)
+    pump(driver, recorder, lambda s: executed(s, CASE.steps[s.state_version].action))
+    assert driver.report(1.0).audits == 0 and recorder.feedback_sent == []

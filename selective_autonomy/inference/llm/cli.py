@@ -1,0 +1,184 @@
+"""``selauto llm ...``: train the LLM policy and critic, serve an artefact with vLLM.
+
+Mount with ``app.add_typer(llm_app, name="llm")``. Heavy imports (torch, transformers, vLLM) happen
+inside the commands, so ``selauto --help`` stays fast and works without the ``llm`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from selective_autonomy.inference.artefact import ArtefactMeta
+    from selective_autonomy.inference.llm.sft import SFTConfig
+
+llm_app = typer.Typer(
+    help="LLM policy and critic: fine-tune a causal LM on traces or feedback, serve it with vLLM (CPU).",
+    no_args_is_help=True,
+)
+
+SchemaOption = Annotated[Path, typer.Option("--schema", "-s", help="Process schema YAML.", exists=True, dir_okay=False)]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Artefact directory to write (created).")]
+BaseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--base",
+        help="Local pretrained model directory (HF checkpoint or one .gguf) to LoRA-tune; "
+        "default: a tiny model from scratch. Never downloaded.",
+        exists=True,
+        file_okay=False,
+    ),
+]
+EpochsOption = Annotated[int, typer.Option(min=1, help="Passes over the examples.")]
+MaxStepsOption = Annotated[int | None, typer.Option(min=1, help="Stop after this many optimiser steps.")]
+MaxSecondsOption = Annotated[float | None, typer.Option(min=1, help="Stop after this much training time.")]
+MaxModelLenOption = Annotated[int, typer.Option(min=64, help="Context: prompt plus answer tokens.")]
+LimitOption = Annotated[int | None, typer.Option("--limit-cases", min=1, help="Use only the first N cases.")]
+
+
+def _config(epochs: int, max_steps: int | None, max_seconds: float | None, max_model_len: int) -> SFTConfig:
+    from selective_autonomy.inference.llm.sft import SFTConfig
+
+    return SFTConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, max_model_len=max_model_len)
+
+
+def _report(meta: ArtefactMeta, out: Path) -> None:
+    typer.echo(f"wrote {out}: {meta.kind} {meta.version} ({meta.train_examples} examples)")
+    typer.echo(json.dumps(meta.metrics, sort_keys=True))
+
+
+@llm_app.command("train-policy")
+def train_policy_command(
+    cases: Annotated[Path, typer.Option("--cases", "-i", help="Cases JSONL (selauto import ...).", exists=True)],
+    schema: SchemaOption,
+    out: OutOption,
+    base: BaseOption = None,
+    limit_cases: LimitOption = None,
+    epochs: EpochsOption = 3,
+    max_steps: MaxStepsOption = None,
+    max_seconds: MaxSecondsOption = None,
+    max_model_len: MaxModelLenOption = 512,
+) -> None:
+    """Fine-tune the LLM policy on (view -> next action) pairs of every step of the cases."""
+    from itertools import islice
+
+    from selective_autonomy.inference.llm.sft import train_policy
+    from selective_autonomy.schemas.process import ProcessSchema
+    from selective_autonomy.traces.format import read_cases
+    from selective_autonomy.traces.split import chronological_order
+
+    process = ProcessSchema.load(schema)
+    selected = chronological_order(
+        c for c in islice(read_cases(cases), limit_cases) if c.process_id == process.process_id
+    )
+    if not selected:
+        raise typer.BadParameter(f"no case of process {process.process_id!r} in {cases}", param_hint="--cases")
+    meta = train_policy(selected, process, out, _config(epochs, max_steps, max_seconds, max_model_len), base=base)
+    _report(meta, out)
+
+
+@llm_app.command("train-critic")
+def train_critic_command(
+    schema: SchemaOption,
+    out: OutOption,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(help="JSONL of {event, action, label: accept|reject} (CriticRecord).", exists=True),
+    ] = None,
+    from_cases: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of feedback: cases JSONL; operators' actions accepted, another rejected.", exists=True
+        ),
+    ] = None,
+    base: BaseOption = None,
+    limit_cases: LimitOption = None,
+    epochs: EpochsOption = 3,
+    max_steps: MaxStepsOption = None,
+    max_seconds: MaxSecondsOption = None,
+    max_model_len: MaxModelLenOption = 512,
+) -> None:
+    """Fine-tune the LLM critic on (view + proposed action -> accept/reject)."""
+    from itertools import islice
+
+    from selective_autonomy.inference.llm.sft import contrastive_critic_examples, read_critic_records, train_critic
+    from selective_autonomy.schemas.process import ProcessSchema
+    from selective_autonomy.traces.format import read_cases
+    from selective_autonomy.traces.split import chronological_order
+
+    if (feedback is None) == (from_cases is None):
+        raise typer.BadParameter("give exactly one of --feedback and --from-cases")
+    process = ProcessSchema.load(schema)
+    if feedback is not None:
+        examples = read_critic_records(feedback)
+    else:
+        assert from_cases is not None
+        selected = chronological_order(
+            c for c in islice(read_cases(from_cases), limit_cases) if c.process_id == process.process_id
+        )
+        examples = contrastive_critic_examples(selected)
+    if not examples:
+        raise typer.BadParameter("no training examples")
+    meta = train_critic(examples, process, out, _config(epochs, max_steps, max_seconds, max_model_len), base=base)
+    _report(meta, out)
+
+
+@llm_app.command("serve")
+def serve_command(
+    artefact: Annotated[
+        Path, typer.Argument(help="A policy-llm or critic-llm artefact directory.", exists=True, file_okay=False)
+    ],
+    port: Annotated[int, typer.Option(help="Port on the host; 0 picks a free one.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    max_model_len: Annotated[int | None, typer.Option(help="Default: what the model was trained for.")] = None,
+    kv_cache_gib: Annotated[int, typer.Option(min=1, help="VLLM_CPU_KVCACHE_SPACE in GiB.")] = 1,
+    eager: Annotated[bool, typer.Option(help="Skip torch.compile: faster start, slower decoding.")] = False,
+    work_dir: Annotated[Path | None, typer.Option(help="Caches and log; default a temp dir.")] = None,
+) -> None:
+    """Serve an artefact with vLLM's OpenAI-compatible server under its version as the model name.
+
+    Runs until Ctrl-C or SIGTERM. Point the inference settings' url at the printed address; the
+    served name is the artefact version, which is what clients ask for when their model is unset.
+    """
+    from selective_autonomy.inference.artefact import ArtefactError, read_meta
+    from selective_autonomy.inference.llm.server import ServerConfig, ServerError, VLLMServer
+
+    try:
+        meta = read_meta(artefact)
+    except ArtefactError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    config = ServerConfig(
+        model_dir=artefact.resolve(),
+        served_model_name=meta.version,
+        host=host,
+        port=port,
+        max_model_len=max_model_len or int(meta.params.get("max_model_len", 512)),
+        kv_cache_gib=kv_cache_gib,
+        enforce_eager=eager,
+        work_dir=work_dir,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = VLLMServer(config)
+    typer.echo(f"starting vLLM for {meta.kind} {meta.version} (log: {server.log_path})")
+    try:
+        server.start()
+    except ServerError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    try:
+        typer.echo(f"ready in {server.startup_seconds:.0f}s: url {server.url}, model {meta.version}")
+        while not stop.wait(1.0):
+            if not server.running:
+                typer.echo(f"vLLM exited unexpectedly:\n{server.log_tail()}", err=True)
+                raise typer.Exit(code=1)
+    finally:
+        server.stop()

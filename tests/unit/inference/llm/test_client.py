@@ -1,0 +1,163 @@
+"""The vLLM client against a mock transport: request shape, retries, and every failure as ModelUnavailable."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from selective_autonomy.inference.llm.client import CompletionLogprobs, CompletionResponse, VLLMClient
+from selective_autonomy.inference.llm.settings import LLMClientSettings
+from selective_autonomy.inference.protocol import ModelUnavailable
+
+from .conftest import MockServer, completion_choice
+
+Handler = Callable[[httpx.Request, dict[str, Any]], httpx.Response]
+SETTINGS = LLMClientSettings(url="http://vllm.test/v1", model="m", timeout_s=1.0, max_retries=2, retry_backoff_s=0.0)
+
+
+def _ok(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+    n = body.get("n", 1)
+    choices = [completion_choice("x", [-0.5], index=i) for i in range(len(body["prompt"]) * n)]
+    return httpx.Response(200, json={"id": "c", "model": body["model"], "choices": choices})
+
+
+def _client(server: MockServer, settings: LLMClientSettings = SETTINGS) -> VLLMClient:
+    return VLLMClient(settings, transport=server.transport())
+
+
+def test_complete_sends_one_request_for_all_prompts() -> None:
+    server = MockServer(_ok)
+    with _client(server) as client:
+        response = client.complete(
+            ["a", "b"], max_tokens=7, n=3, temperature=1.0, logprobs=0,
+            structured_outputs={"json": {"type": "object"}}, seed=5,
+        )  # fmt: skip
+    assert server.paths == ["/v1/completions"]
+    assert server.requests == [
+        {
+            "model": "m", "prompt": ["a", "b"], "max_tokens": 7, "n": 3, "temperature": 1.0, "logprobs": 0,
+            "structured_outputs": {"json": {"type": "object"}}, "seed": 5,
+        }
+    ]  # fmt: skip
+    groups = response.by_prompt(2, 3)
+    assert [[c.index for c in g] for g in groups] == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_optional_fields_are_left_out() -> None:
+    server = MockServer(_ok)
+    _client(server).complete(["a"], max_tokens=1)
+    assert set(server.requests[0]) == {"model", "prompt", "max_tokens", "n", "temperature"}
+
+
+def test_model_name_falls_back_to_the_given_one() -> None:
+    server = MockServer(_ok)
+    VLLMClient(SETTINGS.model_copy(update={"model": None}), model="v1", transport=server.transport()).complete(
+        ["a"], max_tokens=1
+    )
+    assert server.requests[0]["model"] == "v1"
+    with pytest.raises(ValueError, match="no served model name"):
+        VLLMClient(SETTINGS.model_copy(update={"model": None}))
+
+
+def test_api_key_is_sent_as_bearer_token() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return _ok(request, body)
+
+    settings = LLMClientSettings.model_validate({**SETTINGS.model_dump(), "api_key": "s3cret"})
+    _client(MockServer(handler), settings).complete(["a"], max_tokens=1)
+    assert seen == ["Bearer s3cret"]
+    assert "s3cret" not in repr(settings)
+
+
+def test_transient_failures_are_retried() -> None:
+    answers = iter([httpx.Response(503, json={"error": {"message": "busy"}}), None])
+
+    def handler(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        answer = next(answers)
+        if answer is None:
+            return _ok(request, body)
+        return answer
+
+    server = MockServer(handler)
+    response = _client(server).complete(["a"], max_tokens=1)
+    assert len(server.requests) == 2
+    assert response.choices[0].text == "x"
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (httpx.ConnectError("refused"), "cannot reach"),
+        (httpx.ReadTimeout("slow"), "timed out"),
+        (httpx.Response(500, json={"error": {"message": "engine dead"}}), "engine dead"),
+        (httpx.Response(429, text="slow down"), "HTTP 429"),
+    ],
+)
+def test_retries_exhausted_raise_model_unavailable(failure: Exception | httpx.Response, message: str) -> None:
+    def handler(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if isinstance(failure, httpx.Response):
+            return failure
+        raise failure
+
+    server = MockServer(handler)
+    with pytest.raises(ModelUnavailable, match=message) as caught:
+        _client(server).complete(["a"], max_tokens=1)
+    assert "3 attempt(s)" in str(caught.value)
+    assert len(server.requests) == 3
+
+
+def test_a_refusal_is_not_retried() -> None:
+    def handler(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        return httpx.Response(404, json={"error": {"message": "The model `m` does not exist."}})
+
+    server = MockServer(handler)
+    with pytest.raises(ModelUnavailable, match="HTTP 404: The model `m` does not exist"):
+        _client(server).complete(["a"], max_tokens=1)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html>proxy error</html>"),
+        httpx.Response(200, json={"choices": [{"text": 3}]}),
+        httpx.Response(200, json=["not", "an", "object"]),
+    ],
+)
+def test_an_unparseable_answer_raises_model_unavailable(response: httpx.Response) -> None:
+    server = MockServer(lambda request, body: response)
+    with pytest.raises(ModelUnavailable):
+        _client(server).complete(["a"], max_tokens=1)
+
+
+def test_missing_choices_raise_model_unavailable() -> None:
+    response = CompletionResponse.model_validate({"choices": [completion_choice("x", [0.0], index=0)]})
+    with pytest.raises(ModelUnavailable, match="expected 2 choices"):
+        response.by_prompt(2, 1)
+
+
+def test_unreachable_server_raises_model_unavailable() -> None:
+    settings = LLMClientSettings(url="http://127.0.0.1:9/v1", model="m", timeout_s=0.5, max_retries=1,
+                                 retry_backoff_s=0.0)  # fmt: skip
+    with pytest.raises(ModelUnavailable, match="cannot reach"):
+        VLLMClient(settings).complete(["a"], max_tokens=1)
+
+
+def test_models_lists_served_names() -> None:
+    server = MockServer(lambda request, body: httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]}))
+    assert _client(server).models() == ["m"]
+    assert server.paths == ["/v1/models"]
+
+
+def test_sequence_logprob() -> None:
+    assert CompletionLogprobs(token_logprobs=[-0.5, -0.25, 0.0]).sequence_logprob() == -0.75
+    assert CompletionLogprobs(token_logprobs=[-0.5, None]).sequence_logprob() == -math.inf
+    assert CompletionLogprobs(token_logprobs=[-9999.0]).sequence_logprob() == -math.inf
+    assert CompletionLogprobs(token_logprobs=[]).sequence_logprob() == 0.0

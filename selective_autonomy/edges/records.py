@@ -19,6 +19,8 @@ class Outgoing:
     key: str
     event: EventModel
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    value: bytes | None = None
+    """The event already encoded (the webhook encodes while validating); None: the publisher encodes it."""
 
 
 class RecordPublisher(Protocol):
@@ -39,7 +41,9 @@ class KafkaPublisher:
 
     async def publish(self, records: Sequence[Outgoing]) -> list[Delivered | NotDelivered]:
         futures = [
-            self.producer.send_nowait(r.topic, self.producer.encode(r.topic, r.event), r.key, r.headers)
+            self.producer.send_nowait(
+                r.topic, r.value if r.value is not None else self.producer.encode(r.topic, r.event), r.key, r.headers
+            )
             for r in records
         ]
         return await self.producer.wait(futures)

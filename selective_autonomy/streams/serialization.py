@@ -42,7 +42,7 @@ class AvroCodec:
             buffer.write(_HEADER.pack(MAGIC_BYTE, self.resolver.id_for(event.avro_name, f"{topic}-value")))
         try:
             fastavro.schemaless_writer(buffer, schema, event.to_avro())
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise ContractError(f"{event.avro_name} does not fit its Avro schema: {exc}") from exc
         return buffer.getvalue()
 

@@ -168,11 +168,16 @@ class ExecutorRunner:
                 letters.append(Outgoing(self.topics.dead_letter, key, record))
                 continue
             sessions.setdefault(_session_key(message, event), []).append((message, event))
-        results = await asyncio.gather(*(self._session(items) for items in sessions.values()))
+        # Every session runs to its end before anything is raised: a retried batch must never
+        # overlap a session still in flight (it would find that session's claims unsettled).
+        results = await asyncio.gather(*(self._session(items) for items in sessions.values()), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
         if letters:
             await publish_all(self.publisher, letters)
             self.state.dead_letters += len(letters)
-        return [execution for per_session in results for execution in per_session]
+        return [execution for per_session in results if isinstance(per_session, list) for execution in per_session]
 
     async def _session(self, items: list[tuple[Message, ActionExecuted]]) -> list[Execution]:
         out = []

@@ -26,7 +26,9 @@ from selective_autonomy.edges.ingest.protocol import (
 from selective_autonomy.edges.ingest.validation import SchemaSource, parse_json, validate_event
 from selective_autonomy.edges.publisher import Delivered
 from selective_autonomy.edges.records import Outgoing, RecordPublisher
+from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import TRACER_NAME, headers_for, messaging_attributes
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,16 @@ class IngestService:
         self.schemas = schemas
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
         self.counters = IngestCounters()
+        self.codec = AvroCodec(settings.wire_format)
+
+    def _encoded(self, event: UIStateChanged) -> bytes | list[Violation]:
+        """The record's bytes, or why the event does not fit Avro (an integer beyond 64 bits, say)."""
+        try:
+            return self.codec.encode(event, self.topic)
+        except ContractError as exc:
+            return [Violation(loc="body", msg=str(exc))]
+        except OverflowError as exc:  # fastavro's, for a long beyond 64 bits; AvroCodec lets it through
+            return [Violation(loc="body", msg=f"{event.avro_name} does not fit its Avro schema: {exc}")]
 
     def _document(self, raw: bytes) -> Any:
         try:
@@ -108,14 +120,22 @@ class IngestService:
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedJson(f"the body is not JSON: {exc}") from None
 
-    def parse_one(self, raw: bytes) -> UIStateChanged:
-        """The valid event in ``raw``; raises :class:`MalformedJson` or :class:`InvalidEvent`."""
-        checked = validate_event(self._document(raw), self.schemas)
+    def _checked(self, document: Any) -> tuple[UIStateChanged, bytes] | list[Violation]:
+        """The valid event with its record bytes, or every violation (contract, schema, then Avro)."""
+        checked = validate_event(document, self.schemas)
+        if isinstance(checked, list):
+            return checked
+        encoded = self._encoded(checked)
+        return encoded if isinstance(encoded, list) else (checked, encoded)
+
+    def parse_one(self, raw: bytes) -> tuple[UIStateChanged, bytes]:
+        """The valid event in ``raw`` and its record bytes; raises :class:`MalformedJson` or :class:`InvalidEvent`."""
+        checked = self._checked(self._document(raw))
         if isinstance(checked, list):
             raise InvalidEvent(f"{len(checked)} violation(s): {checked[0].loc}: {checked[0].msg}", violations=checked)
         return checked
 
-    def parse_batch(self, raw: bytes) -> list[UIStateChanged]:
+    def parse_batch(self, raw: bytes) -> list[tuple[UIStateChanged, bytes]]:
         """Every event of a batch body, or :class:`InvalidBatch` listing every bad item (all-or-nothing)."""
         document = self._document(raw)
         if not isinstance(document, dict) or set(document) != {"events"} or not isinstance(document["events"], list):
@@ -128,10 +148,10 @@ class IngestService:
             raise InvalidBatch("the batch is empty", violations=[Violation(loc="events", msg="must not be empty")])
         if len(items) > self.config.max_batch_items:
             raise TooLarge(f"{len(items)} events in one batch; at most {self.config.max_batch_items}")
-        events: list[UIStateChanged] = []
+        events: list[tuple[UIStateChanged, bytes]] = []
         bad: list[ItemViolations] = []
         for index, item in enumerate(items):
-            checked = validate_event(item, self.schemas)
+            checked = self._checked(item)
             if isinstance(checked, list):
                 bad.append(ItemViolations(index=index, violations=checked))
             else:
@@ -146,8 +166,9 @@ class IngestService:
         return events
 
     async def _publish(
-        self, events: list[UIStateChanged], caller: Caller, http_headers: Mapping[str, str]
+        self, encoded: list[tuple[UIStateChanged, bytes]], caller: Caller, http_headers: Mapping[str, str]
     ) -> list[Delivered | NotDelivered]:
+        events = [event for event, _ in encoded]
         parent = propagate.extract(dict(http_headers))
         with self.tracer.start_as_current_span(
             f"{self.topic} publish",
@@ -159,7 +180,7 @@ class IngestService:
             if len(events) == 1:
                 span.set_attribute("selauto.session_id", events[0].session_id)
             headers = headers_for(span)
-            records = [Outgoing(self.topic, e.session_id, e, headers) for e in events]
+            records = [Outgoing(self.topic, e.session_id, e, headers, value) for e, value in encoded]
             outcomes = await self.publisher.publish(records)
             failed = sum(isinstance(o, NotDelivered) for o in outcomes)
             span.set_attribute("selauto.ingest.not_delivered", failed)
@@ -169,8 +190,8 @@ class IngestService:
 
     async def publish_one(self, raw: bytes, caller: Caller, http_headers: Mapping[str, str]) -> Accepted:
         """Validate and publish one event; :class:`Unavailable` when the broker did not ack it in time."""
-        event = self.parse_one(raw)
-        [outcome] = await self._publish([event], caller, http_headers)
+        event, value = self.parse_one(raw)
+        [outcome] = await self._publish([(event, value)], caller, http_headers)
         if isinstance(outcome, NotDelivered):
             log.warning("ingest: %s/%s not delivered: %s", event.session_id, event.state_version, outcome)
             raise Unavailable(f"the broker did not acknowledge the event: {outcome}; retry it (same event_id)")
@@ -187,10 +208,10 @@ class IngestService:
         self, raw: bytes, caller: Caller, http_headers: Mapping[str, str]
     ) -> tuple[bool, BatchAccepted]:
         """Validate every event, then publish them in order; returns (all acknowledged, per-item report)."""
-        events = self.parse_batch(raw)
-        outcomes = await self._publish(events, caller, http_headers)
+        encoded = self.parse_batch(raw)
+        outcomes = await self._publish(encoded, caller, http_headers)
         items = []
-        for index, (event, outcome) in enumerate(zip(events, outcomes, strict=True)):
+        for index, ((event, _), outcome) in enumerate(zip(encoded, outcomes, strict=True)):
             common: dict[str, Any] = {
                 "index": index,
                 "event_id": event.event_id,

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 20
 """Known names listed in one message at most."""
 
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
 SCHEMA_FILE = "schema.yaml"
 """``<models_dir>/<process_id>/schema.yaml``: the layout of ``inference.registry``, read here without
 importing the model code (the webhook has no use for torch)."""
@@ -132,6 +134,8 @@ def field_violation(spec: UIField, value: Scalar) -> str | None:
         case ValueType.integer:
             if not isinstance(value, int) or isinstance(value, bool):
                 return f"must be an integer, got {_type_name(value)}"
+            if not _LONG_MIN <= value <= _LONG_MAX:
+                return "must fit in 64 bits (an Avro long)"
             return None
         case ValueType.number:
             if not isinstance(value, int | float) or isinstance(value, bool):

@@ -186,3 +186,14 @@ def test_the_committed_openapi_document_is_up_to_date() -> None:
         "$ref": "#/components/schemas/UIStateChanged"
     }
     assert set(committed["components"]["securitySchemes"]) == {"bearerAuth", "bodySignature"}
+
+
+def test_values_beyond_avro_are_refused_not_a_server_error(client: TestClient, publisher: ListPublisher) -> None:
+    huge = client.post("/v1/ui-state", json=body(state_version=2**70), headers=bearer())
+    assert huge.status_code == 422 and "Avro" in huge.json()["message"]
+    document = body()
+    document["ui_state"]["fields"]["tickets"] = 2**64
+    batch = client.post("/v1/ui-state:batch", json={"events": [body(), document]}, headers=bearer())
+    assert batch.status_code == 422 and [i["index"] for i in batch.json()["items"]] == [1]
+    assert batch.json()["items"][0]["violations"][0]["msg"] == "must fit in 64 bits (an Avro long)"
+    assert publisher.records == []

@@ -6,12 +6,23 @@ send each decision's record and wait for the broker's acknowledgement, and only 
 session table. The batch's offsets are committed after that (faust acks a taken batch once the
 loop body is done), so a crash anywhere re-decides at most the uncommitted batch, with the same
 deterministic ids.
+
+A Kafka log never changes under a consumer. If it does (an in-memory broker restarted and the same
+offsets now hold other records), the worker's offsets and session table no longer describe the
+broker, and faust cannot recover from that in place: the agent notices a re-read offset whose bytes
+differ, logs it, and exits the process with :data:`EXIT_LOG_REWRITTEN` so that the supervisor
+starts a fresh worker (faust then re-creates its internal topics and restores from what the broker has).
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import logging
+import os
+import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +41,42 @@ from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
 
 DecisionHook = Callable[[Decision], None]
+
+log = logging.getLogger(__name__)
+
+EXIT_LOG_REWRITTEN = 75
+"""Exit status when the broker's log changed under the worker (EX_TEMPFAIL: restart me)."""
+
+
+class LogFingerprints:
+    """CRC32 of the records read at the most recent offsets of each partition (a fixed ring per
+    partition), to tell a redelivery (same offset, same bytes) from a rewritten log."""
+
+    def __init__(self, window: int = 16384) -> None:
+        self.window = window
+        self._rings: dict[tuple[str, int], tuple[array.array[int], array.array[int]]] = {}
+
+    def changed(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
+        """Record this read; True when the same offset was read before with other bytes."""
+        ring = self._rings.get((topic, partition))
+        if ring is None:
+            ring = (array.array("q", [-1]) * self.window, array.array("L", [0]) * self.window)
+            self._rings[(topic, partition)] = ring
+        offsets, crcs = ring
+        slot, crc = offset % self.window, zlib.crc32(value or b"")
+        if offsets[slot] == offset and crcs[slot] != crc:
+            return True
+        offsets[slot], crcs[slot] = offset, crc
+        return False
+
+
+def exit_for_restart(message: str) -> None:
+    """Log, flush and leave at once, like a crash: nothing more is committed."""
+    log.critical(message)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_LOG_REWRITTEN)
 
 
 class DecideAgent:
@@ -55,6 +102,8 @@ class DecideAgent:
         self.on_decision = on_decision
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self.table: Any = None
+        self.fingerprints = LogFingerprints()
+        self.on_log_rewritten: Callable[[str], None] = exit_for_restart
 
     def register(self, app: faust.App) -> None:
         topics = self.settings.topics
@@ -88,6 +137,15 @@ class DecideAgent:
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]] = []
         latest_in_batch: dict[str, int] = {}
         for event in batch:
+            message = event.message
+            if self.fingerprints.changed(message.topic, message.partition, message.offset, message.value):
+                self.on_log_rewritten(
+                    f"{message.topic}[{message.partition}] offset {message.offset} now holds a different record "
+                    "than when this worker read it: the broker lost its data (an in-memory broker restarted?). "
+                    f"Offsets and session state no longer match the broker; exiting ({EXIT_LOG_REWRITTEN}) "
+                    "so that a fresh worker starts from what the broker has now."
+                )
+                return
             self.metrics.on_event()
             state = await router.decode(event, UIStateChanged)
             if state is None:
@@ -107,8 +165,28 @@ class DecideAgent:
                 continue
             latest_in_batch[state.session_id] = state.state_version
             fresh.append((event, state))
-        if not fresh:
-            return
+        # A session's later states in this batch are decided in a later round, once its earlier
+        # ones are in the session table: the gate counts the session's unattended steps, and a
+        # decision must not depend on how a session's states happened to be batched (a redelivery
+        # after a crash batches them differently and must decide the same).
+        rounds: list[list[tuple[faust.EventT[bytes], UIStateChanged]]] = []
+        occurrences: dict[str, int] = {}
+        for item in fresh:
+            index = occurrences.get(item[1].session_id, 0)
+            occurrences[item[1].session_id] = index + 1
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append(item)
+        for items in rounds:
+            await self._decide_round(engine, items, outputs)
+
+    async def _decide_round(
+        self,
+        engine: DecisionEngine,
+        fresh: list[tuple[faust.EventT[bytes], UIStateChanged]],
+        outputs: dict[str, faust.TopicT],
+    ) -> None:
+        """Decide states of distinct sessions in one engine call and emit them."""
         progress = {state.session_id: self._session(state.session_id).progress for _, state in fresh}
         decisions = engine.decide([state for _, state in fresh], progress)
         # Sessions are independent and emitted concurrently; one session's states go in order so

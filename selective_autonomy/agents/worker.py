@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from opentelemetry.sdk.trace import TracerProvider
 
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
-from selective_autonomy.agents.feedback import FeedbackAgent, RetrainScheduler, stage_publisher
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
 from selective_autonomy.config import Settings
-from selective_autonomy.inference.learning import LearningLoop
 from selective_autonomy.inference.registry import ModelRegistry
-from selective_autonomy.store import FeedbackStore, default_url
 from selective_autonomy.streams.app import build_app
 from selective_autonomy.streams.serialization import AvroCodec
+
+if TYPE_CHECKING:
+    from selective_autonomy.agents.feedback import FeedbackAgent
 
 
 @dataclass
@@ -93,10 +93,19 @@ def _register_llm_loaders(settings: Settings) -> None:
 
 
 def store_url(settings: Settings) -> str:
+    from selective_autonomy.store import default_url
+
     return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
 
 
 def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgent:
+    # Imported here: the feedback store and the learning loop (alembic, pandas, scikit-learn, MAPIE)
+    # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
+    # start, i.e. after every crash, while its partitions wait.
+    from selective_autonomy.agents.feedback import FeedbackAgent, RetrainScheduler, stage_publisher
+    from selective_autonomy.inference.learning import LearningLoop
+    from selective_autonomy.store import FeedbackStore
+
     store = FeedbackStore.open(store_url(settings))
     scheduler = None
     if settings.worker.learning:

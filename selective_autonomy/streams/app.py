@@ -6,18 +6,107 @@ never starts or configures anything.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from selective_autonomy.config import Settings
 from selective_autonomy.streams.kafka_config import ProfileTweaks, faust_settings, tweaks_for
 
+CHANGELOG_SUFFIX = "-changelog"
+BULK_MAX_BATCH_SIZE = 16384
+"""aiokafka's default batch size, for the records that need no batch-of-one workaround."""
+
+
+class ChangelogSingletonProducer(faust_aiokafka.Producer):
+    """faust's aiokafka producer that keeps batches of one for table changelogs only.
+
+    ``faust_producer_max_batch_size=1`` exists for table recovery (Tansu's wrong high watermark),
+    which reads changelog topics only. Applied to every record it costs a produce round trip per
+    record and partition (aiokafka's ``send`` waits until a full batch is drained, one request in
+    flight per broker): the agents' output records go through a second producer with normal
+    batches instead.
+    """
+
+    _bulk: Any = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        bulk = self._bulk = self._producer_type(
+            **{
+                **self._settings_default(),
+                **self._settings_auth(),
+                **self._settings_extra(),
+                "max_batch_size": BULK_MAX_BATCH_SIZE,
+            }
+        )
+        self.beacon.add(bulk)
+        await bulk.start()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        bulk, self._bulk = self._bulk, None
+        if bulk is not None:
+            await bulk.stop()
+
+    async def flush(self) -> None:
+        await super().flush()
+        if self._bulk is not None:
+            await self._bulk.flush()
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Any:
+        bulk = self._bulk
+        if bulk is None or transactional_id or topic.endswith(CHANGELOG_SUFFIX):
+            return await super().send(
+                topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+            )
+        # faust's non-transactional send path, on the bulk producer.
+        if isinstance(headers, Mapping):
+            headers = list(headers.items())
+        self._send_on_produce_message(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
+        if headers is not None and not self.allow_headers:
+            headers = None
+        timestamp_ms = int(timestamp * 1000.0) if timestamp else timestamp
+        try:
+            return await bulk.send(
+                topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
+            )
+        except KafkaError as exc:
+            raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+
+
+# Loggers that write whole record keys and values at DEBUG (faust's "send: ... v=b'...'", aiokafka's
+# "Sending (key=... value=...)"). Records carry the screen's field values, personal data included,
+# which must never reach a log: these two stay at INFO whatever level the worker logs at.
+PAYLOAD_LOGGERS = ("faust.topics", "aiokafka.producer.producer")
+
+
+def quiet_payload_loggers() -> None:
+    for name in PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
 
 def _tweaked_transport(tweaks: ProfileTweaks) -> type[faust_aiokafka.Transport]:
-    """faust's aiokafka transport with the profile's fetch wait (faust fixes it at 1.5 s)."""
+    """faust's aiokafka transport with the profile's fetch wait (faust fixes it at 1.5 s), and
+    batches of one only where the profile needs them (see :class:`ChangelogSingletonProducer`)."""
     fetch_wait_ms = tweaks.consumer_fetch_wait_ms
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -34,7 +123,10 @@ def _tweaked_transport(tweaks: ProfileTweaks) -> type[faust_aiokafka.Transport]:
     class Transport(faust_aiokafka.Transport):
         pass
 
-    Transport.Consumer = Consumer
+    if fetch_wait_ms is not None:
+        Transport.Consumer = Consumer
+    if tweaks.faust_producer_max_batch_size is not None:
+        Transport.Producer = ChangelogSingletonProducer
     return Transport
 
 
@@ -44,7 +136,7 @@ class SelautoApp(faust.App):
     tweaks: ProfileTweaks = ProfileTweaks()
 
     def _new_transport(self) -> Any:
-        if self.tweaks.consumer_fetch_wait_ms is None:
+        if self.tweaks.consumer_fetch_wait_ms is None and self.tweaks.faust_producer_max_batch_size is None:
             return super()._new_transport()
         return _tweaked_transport(self.tweaks)(self.conf.broker_consumer, self)
 
@@ -58,6 +150,7 @@ def build_app(
     **options: Any,
 ) -> SelautoApp:
     """A faust app for ``settings``; ``web_port`` enables faust's web server (health endpoints)."""
+    quiet_payload_loggers()
     conf = faust_settings(settings.kafka)
     datadir = datadir or settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)

@@ -60,9 +60,9 @@ class DemoConfig(BaseModel):
     confidence: float = 0.9
     min_calibration_samples: int = 100
     curve_checkpoints: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
-    audit_rate: float = Field(default=0.1, ge=0, le=1, description="Share of unattended steps operators review.")
+    audit_rate: float = Field(default=0.15, ge=0, le=1, description="Share of unattended steps operators review.")
     relearn_every: int = Field(
-        default=400, ge=1, description="After going selective, rerun the learning loop every N feedback records."
+        default=150, ge=1, description="After going selective, rerun the learning loop every N feedback records."
     )
     timeout_s: float = 900.0
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.calibration import ScoredFeedback, calibrate_thresholds
 from selective_autonomy.inference.critic import train_critic
+from selective_autonomy.inference.learning import split_feedback
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.datasets import CriticExample
 
@@ -55,13 +56,8 @@ def autonomy_curve(
     points = []
     for k in sorted({min(k, len(order)) for k in checkpoints if k > 0}):
         seen = [e for e in examples if rank[e.event.session_id] < k]
-        n_cal = int(len(seen) * config.calibration_fraction)
-        n_hold = int(len(seen) * config.holdout_fraction)
-        train, holdout, calibration = (
-            seen[: len(seen) - n_cal - n_hold],
-            seen[len(seen) - n_cal - n_hold : len(seen) - n_cal],
-            seen[len(seen) - n_cal :],
-        )
+        parts = split_feedback(seen, config)
+        train, holdout, calibration = parts.train, parts.holdout, parts.calibration
         coverage = 0.0
         certified = False
         if len(train) >= 20 and holdout and len(calibration) >= config.min_calibration_samples:

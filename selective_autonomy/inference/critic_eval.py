@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.calibration import ScoredFeedback, calibrate_thresholds
 from selective_autonomy.inference.critic import EmbeddedCritic, train_critic
+from selective_autonomy.inference.learning import split_feedback
 from selective_autonomy.inference.protocol import CriticInput, Policy, PolicyConfidenceCritic, PolicySignals
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.schemas.events import ActionTier
@@ -90,13 +91,8 @@ def evaluate_critic(
 ) -> CriticEvalReport:
     models = ProcessModels(schema, policy, PolicyConfidenceCritic(), ServicePointer(policy="in-memory"))
     examples = critic_examples(with_context(list(offline_copilot(models, copilot))))
-    n_cal = int(len(examples) * config.calibration_fraction)
-    n_hold = int(len(examples) * config.holdout_fraction)
-    train, holdout, calibration = (
-        examples[: len(examples) - n_cal - n_hold],
-        examples[len(examples) - n_cal - n_hold : len(examples) - n_cal],
-        examples[len(examples) - n_cal :],
-    )
+    parts = split_feedback(examples, config)
+    train, holdout, calibration = parts.train, parts.holdout, parts.calibration
     critic: EmbeddedCritic = train_critic(
         schema,
         [e.critic_input() for e in train],

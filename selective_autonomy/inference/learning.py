@@ -55,19 +55,19 @@ class LearningReport(BaseModel):
 
 
 @dataclass
-class _Splits:
+class FeedbackSplits:
     train: list[CriticExample] = field(default_factory=list)
     holdout: list[CriticExample] = field(default_factory=list)
     calibration: list[CriticExample] = field(default_factory=list)
 
 
-def _split(examples: Sequence[CriticExample], config: LearningSettings) -> _Splits:
+def split_feedback(examples: Sequence[CriticExample], config: LearningSettings) -> FeedbackSplits:
     """Chronological: train on the oldest, early-stop and Platt-scale on the next, certify on the newest."""
     n = len(examples)
     n_cal = int(n * config.calibration_fraction)
     n_hold = int(n * config.holdout_fraction)
     n_train = n - n_cal - n_hold
-    return _Splits(
+    return FeedbackSplits(
         list(examples[:n_train]), list(examples[n_train : n_train + n_hold]), list(examples[n_train + n_hold :])
     )
 
@@ -144,7 +144,7 @@ class LearningLoop:
         if policy_promoted:
             examples = relabelled(examples, policy, models.schema)
             models = ProcessModels(models.schema, policy, models.critic, models.pointer)
-        splits = _split(examples, self.config)
+        splits = split_feedback(examples, self.config)
 
         critic, critic_path, critic_promoted = self._critic(models, splits, notes)
         calibration = None
@@ -197,7 +197,9 @@ class LearningLoop:
             notes=notes,
         )
 
-    def _critic(self, models: ProcessModels, splits: _Splits, notes: list[str]) -> tuple[Critic, str | None, bool]:
+    def _critic(
+        self, models: ProcessModels, splits: FeedbackSplits, notes: list[str]
+    ) -> tuple[Critic, str | None, bool]:
         current_path = models.pointer.critic
         if len(splits.train) < self.config.min_critic_examples or not splits.calibration:
             notes.append(f"{len(splits.train)} critic training examples: keeping {models.critic.version}")
@@ -328,7 +330,7 @@ class LearningLoop:
 
     @staticmethod
     def _reference_acceptance(
-        pointer: ServicePointer, splits: _Splits, changes: Sequence[StageChanged]
+        pointer: ServicePointer, splits: FeedbackSplits, changes: Sequence[StageChanged]
     ) -> dict[str, float]:
         """Acceptance rate per cluster at the moment it was promoted to selective (the drift baseline)."""
         reference = dict(pointer.reference_acceptance)

@@ -292,7 +292,9 @@ def test_operator_answers_live_deferrals_in_the_browser(console: tuple[Server, S
             expect(page.locator(f'[data-card="{second}"]')).to_be_focused()
             page.keyboard.press("c")
             form = f'[data-card="{second}"] form.answer-form'
-            page.wait_for_selector(form)
+            # htmx binds the select's change trigger only when the swap settles (it then drops
+            # `htmx-added`); choosing an action before that would load no argument inputs.
+            page.wait_for_selector(f"{form}:not(.htmx-added)")
             page.select_option(f"{form} select[name=action_type]", "set_priority")
             page.wait_for_selector(f"{form} input[name='arg.level']")
             page.fill(f"{form} input[name='arg.level']", "2")

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.calibration import ScoredFeedback, calibrate_thresholds
-from selective_autonomy.inference.critic import train_critic
-from selective_autonomy.inference.learning import split_feedback
+from selective_autonomy.inference.learning import certify, fit_critic, split_feedback
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.datasets import CriticExample
 
@@ -57,27 +55,10 @@ def autonomy_curve(
     for k in sorted({min(k, len(order)) for k in checkpoints if k > 0}):
         seen = [e for e in examples if rank[e.event.session_id] < k]
         parts = split_feedback(seen, config)
-        train, holdout, calibration = parts.train, parts.holdout, parts.calibration
         coverage = 0.0
         certified = False
-        if len(train) >= 20 and holdout and len(calibration) >= config.min_calibration_samples:
-            critic = train_critic(
-                schema,
-                [e.critic_input() for e in train],
-                [e.label for e in train],
-                [e.critic_input() for e in holdout],
-                [e.label for e in holdout],
-            )
-            scores = critic.score([e.critic_input() for e in calibration])
-            report = calibrate_thresholds(
-                [
-                    ScoredFeedback(e.process_id, e.business_cluster, e.tier, s, e.label)
-                    for e, s in zip(calibration, scores, strict=True)
-                ],
-                config.target_precision,
-                config.confidence,
-                config.min_calibration_samples,
-            )
+        if len(parts.train) >= 20 and parts.holdout and len(parts.calibration) >= config.min_calibration_samples:
+            report = certify(fit_critic(schema, parts), parts.calibration, config)
             coverage = report.certified_coverage()
             certified = any(r.threshold is not None for r in report.results)
         points.append(

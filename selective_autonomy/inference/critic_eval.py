@@ -17,9 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.calibration import ScoredFeedback, calibrate_thresholds
-from selective_autonomy.inference.critic import EmbeddedCritic, train_critic
-from selective_autonomy.inference.learning import split_feedback
+from selective_autonomy.inference.learning import certify, fit_critic, split_feedback
 from selective_autonomy.inference.protocol import CriticInput, Policy, PolicyConfidenceCritic, PolicySignals
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.schemas.events import ActionTier
@@ -92,24 +90,8 @@ def evaluate_critic(
     models = ProcessModels(schema, policy, PolicyConfidenceCritic(), ServicePointer(policy="in-memory"))
     examples = critic_examples(with_context(list(offline_copilot(models, copilot))))
     parts = split_feedback(examples, config)
-    train, holdout, calibration = parts.train, parts.holdout, parts.calibration
-    critic: EmbeddedCritic = train_critic(
-        schema,
-        [e.critic_input() for e in train],
-        [e.label for e in train],
-        [e.critic_input() for e in holdout],
-        [e.label for e in holdout],
-    )
-    cal_scores = critic.score([e.critic_input() for e in calibration])
-    report = calibrate_thresholds(
-        [
-            ScoredFeedback(e.process_id, e.business_cluster, e.tier, s, e.label)
-            for e, s in zip(calibration, cal_scores, strict=True)
-        ],
-        config.target_precision,
-        config.confidence,
-        config.min_calibration_samples,
-    )
+    critic = fit_critic(schema, parts)
+    report = certify(critic, parts.calibration, config)
     certified = [r.threshold for r in report.results if r.threshold is not None]
     # One threshold for the comparison: the most demanding certified one (steps of other keys would
     # be deferred anyway when their key has none).

@@ -126,6 +126,9 @@ class PolicyReport(BaseModel):
     selective_area: float = Field(description="Mean precision over all coverages (area under the curve).")
     train_seconds: float | None = None
     latency_ms: dict[str, float] = Field(default_factory=dict, description="Median ms per batch, by measurement.")
+    extra: dict[str, float] = Field(
+        default_factory=dict, description="Other measurements, e.g. the LLM server's start-up seconds."
+    )
 
 
 class EvaluationReport(BaseModel):

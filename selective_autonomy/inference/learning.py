@@ -18,7 +18,7 @@ from selective_autonomy.agents.stages import StageDecision, StageEvidence, Stage
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.artefact import new_version
 from selective_autonomy.inference.calibration import CalibrationReport, ScoredFeedback, calibrate_thresholds
-from selective_autonomy.inference.critic import CriticConfig, train_critic
+from selective_autonomy.inference.critic import CriticConfig, EmbeddedCritic, train_critic
 from selective_autonomy.inference.protocol import Critic, Policy, PolicySignals
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
 from selective_autonomy.schemas.events import Stage, StageChanged, Verdict
@@ -80,6 +80,25 @@ def _scored(critic: Critic, examples: Sequence[CriticExample]) -> list[ScoredFee
         )
         for e, s in zip(examples, scores, strict=True)
     ]
+
+
+def fit_critic(schema: ProcessSchema, splits: FeedbackSplits, config: CriticConfig | None = None) -> EmbeddedCritic:
+    """A critic trained on the oldest feedback, early-stopped and Platt-scaled on the next (``holdout``)."""
+    return train_critic(
+        schema,
+        [e.critic_input() for e in splits.train],
+        [e.label for e in splits.train],
+        [e.critic_input() for e in splits.holdout],
+        [e.label for e in splits.holdout],
+        config,
+    )
+
+
+def certify(critic: Critic, calibration: Sequence[CriticExample], config: LearningSettings) -> CalibrationReport:
+    """Risk-controlled thresholds for ``critic`` from the newest feedback (per process, cluster and tier)."""
+    return calibrate_thresholds(
+        _scored(critic, calibration), config.target_precision, config.confidence, config.min_calibration_samples
+    )
 
 
 def relabelled(examples: Sequence[CriticExample], policy: Policy, schema: ProcessSchema) -> list[CriticExample]:
@@ -149,12 +168,7 @@ class LearningLoop:
         critic, critic_path, critic_promoted = self._critic(models, splits, notes)
         calibration = None
         if len(splits.calibration) >= self.config.min_calibration_samples:
-            calibration = calibrate_thresholds(
-                _scored(critic, splits.calibration),
-                self.config.target_precision,
-                self.config.confidence,
-                self.config.min_calibration_samples,
-            )
+            calibration = certify(critic, splits.calibration, self.config)
         else:
             notes.append(f"{len(splits.calibration)} calibration examples: too few to certify thresholds")
 
@@ -204,14 +218,7 @@ class LearningLoop:
         if len(splits.train) < self.config.min_critic_examples or not splits.calibration:
             notes.append(f"{len(splits.train)} critic training examples: keeping {models.critic.version}")
             return models.critic, current_path, False
-        candidate = train_critic(
-            models.schema,
-            [e.critic_input() for e in splits.train],
-            [e.label for e in splits.train],
-            [e.critic_input() for e in splits.holdout],
-            [e.label for e in splits.holdout],
-            CriticConfig(),
-        )
+        candidate = fit_critic(models.schema, splits, CriticConfig())
         new_cov = self._coverage(candidate, splits.calibration)
         old_cov = self._coverage(models.critic, splits.calibration)
         if new_cov < old_cov:
@@ -226,13 +233,7 @@ class LearningLoop:
         return candidate, path, True
 
     def _coverage(self, critic: Critic, calibration: Sequence[CriticExample]) -> float:
-        report = calibrate_thresholds(
-            _scored(critic, calibration),
-            self.config.target_precision,
-            self.config.confidence,
-            self.config.min_calibration_samples,
-        )
-        return report.certified_coverage()
+        return certify(critic, calibration, self.config).certified_coverage()
 
     def _policy(
         self, models: ProcessModels, rows: Sequence[FeedbackWithContext], notes: list[str]

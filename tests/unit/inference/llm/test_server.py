@@ -79,6 +79,17 @@ def test_command_line(tmp_path: Path) -> None:
     assert server.url == "http://127.0.0.1:8123/v1"
 
 
+def test_chunked_prefill_is_off_unless_asked_for(tmp_path: Path) -> None:
+    # Seeded sampling with a split prefill kills the CPU engine; off, every prompt must fit one step.
+    command = VLLMServer(_config(tmp_path, max_model_len=8192)).command()
+    assert "--no-enable-chunked-prefill" in command
+    assert command[command.index("--max-num-batched-tokens") + 1] == "8192"
+    assert VLLMServer(_config(tmp_path)).command()[-1] == "4096"
+    chunked = VLLMServer(_config(tmp_path, chunked_prefill=True, max_num_batched_tokens=256)).command()
+    assert "--no-enable-chunked-prefill" not in chunked
+    assert chunked[chunked.index("--max-num-batched-tokens") + 1] == "256"
+
+
 def test_environment_is_offline_and_contained(tmp_path: Path) -> None:
     server = VLLMServer(_config(tmp_path, kv_cache_gib=2, extra_env={"VLLM_LOGGING_LEVEL": "WARNING"}))
     env = server.environment()

@@ -1,0 +1,167 @@
+"""The LLM policy in the evaluation harness: train one per process, serve it with vLLM, propose.
+
+``selauto eval policy --llm`` compares the LLM policy with the n-gram and embedded policies on the
+same chronological split. An LLM is trained on each process's train part (time-boxed), and one vLLM
+server at a time serves it: :class:`ServedPolicies` starts the server of a process when the first
+state of that process arrives and stops the previous one, so a log with many processes (SGD) needs
+the memory of one server only. The harness feeds states grouped by process, so each server starts
+once.
+
+Heavy imports (torch, transformers) happen when training starts; vLLM runs in its own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from selective_autonomy.inference.llm.policy import LLMPolicy
+from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer
+from selective_autonomy.inference.llm.settings import LLMClientSettings
+from selective_autonomy.inference.protocol import ModelUnavailable, Policy, Proposal
+from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.traces.format import Case
+
+log = logging.getLogger(__name__)
+
+
+class LLMHarnessConfig(BaseModel):
+    """How the harness trains and serves the LLM policy of each process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_seconds: float = Field(default=300.0, gt=0, description="Training time limit per process.")
+    epochs: int = Field(default=3, ge=1, description="Passes over the train part (if time allows).")
+    max_model_len: int = Field(default=512, ge=64, description="Prompt plus answer tokens.")
+    max_new_tokens: int = Field(default=96, ge=4, description="Room for the action JSON.")
+    base: Path | None = Field(default=None, description="Local pretrained model to LoRA-tune; None: from scratch.")
+    samples: int = Field(default=8, ge=1, description="Choices sampled per state; distinct ones become candidates.")
+    max_num_seqs: int = Field(default=64, ge=1, description="Sequences the server decodes together.")
+    request_timeout_s: float = Field(default=900.0, gt=0, description="One batch of 256 states may take minutes.")
+    work_dir: Path | None = Field(default=None, description="Artefacts and server caches; None: a temp dir.")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedLLM:
+    schema: ProcessSchema
+    directory: Path
+    version: str
+    train_seconds: float
+
+
+def train_llm_policies(
+    parts: Sequence[tuple[ProcessSchema, Sequence[Case]]], root: Path, config: LLMHarnessConfig
+) -> dict[str, TrainedLLM]:
+    """One ``policy-llm`` artefact per process, trained on its cases, under ``root/<process id>``."""
+    from selective_autonomy.inference.llm.sft import SFTConfig, train_policy
+
+    sft = SFTConfig(
+        epochs=config.epochs,
+        max_seconds=config.train_seconds,
+        max_model_len=config.max_model_len,
+        max_new_tokens=config.max_new_tokens,
+    )
+    trained: dict[str, TrainedLLM] = {}
+    for schema, cases in parts:
+        directory = root / _safe(schema.process_id)
+        if directory.exists():
+            shutil.rmtree(directory)
+        started = time.perf_counter()
+        meta = train_policy(cases, schema, directory, sft, base=config.base)
+        seconds = time.perf_counter() - started
+        log.info("LLM policy for %s: %s in %.0f s, %s", schema.process_id, meta.version, seconds, meta.metrics)
+        trained[schema.process_id] = TrainedLLM(schema, directory, meta.version, seconds)
+    return trained
+
+
+def _safe(process_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in process_id)
+
+
+class ServedPolicies:
+    """A :class:`Policy` over one LLM per process, each served by vLLM while its states are proposed.
+
+    Use as a context manager so the last server is stopped. ``startup_seconds`` records how long each
+    server took to become ready (kept out of the proposal timings).
+    """
+
+    def __init__(self, trained: dict[str, TrainedLLM], config: LLMHarnessConfig, work_dir: Path) -> None:
+        self.trained = trained
+        self.config = config
+        self.work_dir = work_dir
+        self.startup_seconds: dict[str, float] = {}
+        self._current: tuple[str, VLLMServer, Policy] | None = None
+
+    @property
+    def version(self) -> str:
+        versions = sorted({t.version for t in self.trained.values()})
+        return versions[0] if len(versions) == 1 else f"{len(versions)} versions"
+
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+        out: list[Proposal | None] = [None] * len(events)
+        # Contiguous runs of one process, so states that arrive grouped start each server once.
+        start = 0
+        while start < len(events):
+            process_id = events[start].process_id
+            end = start
+            while end < len(events) and events[end].process_id == process_id:
+                end += 1
+            policy = self._policy(process_id)
+            for i, proposal in enumerate(policy.propose(events[start:end], top_k), start=start):
+                out[i] = proposal
+            start = end
+        return [p for p in out if p is not None]
+
+    def _policy(self, process_id: str) -> Policy:
+        if self._current is not None and self._current[0] == process_id:
+            return self._current[2]
+        trained = self.trained.get(process_id)
+        if trained is None:
+            raise ModelUnavailable(f"no LLM policy for process {process_id!r}")
+        self.close()
+        server, policy = self._serve(trained)
+        self.startup_seconds[process_id] = server.startup_seconds or 0.0
+        self._current = (process_id, server, policy)
+        return policy
+
+    def _serve(self, trained: TrainedLLM) -> tuple[VLLMServer, Policy]:
+        """Start a vLLM server on ``trained`` (blocking until ready) and the policy that asks it."""
+        server = VLLMServer(
+            ServerConfig(
+                model_dir=trained.directory,
+                served_model_name=trained.version,
+                max_model_len=self.config.max_model_len,
+                max_num_seqs=self.config.max_num_seqs,
+                # A small model: compiling costs more start-up time than it saves in decoding.
+                enforce_eager=self.config.base is None,
+                work_dir=self.work_dir / f"server-{_safe(trained.schema.process_id)}",
+                startup_timeout_s=900,
+            )
+        )
+        server.start()
+        settings = LLMClientSettings(url=server.url, timeout_s=self.config.request_timeout_s, max_retries=0)
+        policy = LLMPolicy.load(trained.directory, trained.schema, settings)
+        policy.samples = self.config.samples
+        return server, policy
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current[1].stop()
+            self._current = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

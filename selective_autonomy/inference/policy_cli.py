@@ -270,8 +270,9 @@ def _latency(policies: dict[str, Policy], splits: list[ProcessSplit]) -> dict[st
 def _evaluate_llm(splits: list[ProcessSplit], examples: Examples, config: LLMHarnessConfig) -> PolicyReport:
     """Train an LLM per process (time-boxed), serve each with vLLM in turn, and score it like the others.
 
-    Its latency is the mean wall time per batch of 256 states over the whole evaluation (one
-    request per batch, ``samples`` choices per state), not a median of repeats: a batch takes seconds.
+    Its latency is the mean wall time per batch of 256 states over the whole evaluation, server
+    start-ups left out (one request per batch, ``samples`` choices per state), not a median of
+    repeats: a batch takes seconds.
     """
     import tempfile
 
@@ -283,13 +284,14 @@ def _evaluate_llm(splits: list[ProcessSplit], examples: Examples, config: LLMHar
         started = time.perf_counter()
         report = evaluate_policy("llm", served, examples)
         seconds = time.perf_counter() - started
-    per_batch = seconds * 1000.0 * LATENCY_BATCH / max(len(examples), 1)
+    startup = sum(served.startup_seconds.values())
+    per_batch = (seconds - startup) * 1000.0 * LATENCY_BATCH / max(len(examples), 1)
     return report.model_copy(
         update={
             "train_seconds": sum(t.train_seconds for t in trained.values()),
             "latency_ms": {"propose_top3_mean": per_batch},
             "extra": {
-                "server_startup_seconds": sum(served.startup_seconds.values()),
+                "server_startup_seconds": startup,
                 "samples_per_state": float(config.samples),
                 "train_seconds_limit_per_process": config.train_seconds,
             },

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 STRUCTURED_OUTPUTS_CONFIG: dict[str, Any] = {"backend": "xgrammar", "disable_any_whitespace": True}
 """Without disable_any_whitespace, JSON output may be padded with whitespace up to max_tokens."""
+
+
+MAX_SOCKET_PATH = 107
+"""Longest Unix socket path (sizeof(sockaddr_un.sun_path) - 1)."""
+UUID_LENGTH = 36
 
 
 class ServerError(SelautoError):
@@ -100,6 +106,7 @@ class VLLMServer:
         self._started = 0.0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._short_tmp: Path | None = None
 
     @property
     def url(self) -> str:
@@ -137,7 +144,7 @@ class VLLMServer:
         return [*args, *c.extra_args]
 
     def environment(self) -> dict[str, str]:
-        tmp = self.work_dir / "tmp"
+        tmp = self._tmp_dir()
         cache = self.work_dir / "cache"
         for folder in (tmp, cache):
             folder.mkdir(parents=True, exist_ok=True)
@@ -162,6 +169,19 @@ class VLLMServer:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.config.cpu_bind
         env.update(self.config.extra_env)
         return env
+
+    def _tmp_dir(self) -> Path:
+        """TMPDIR for the server: in the work dir, unless that path is too long for the engine's IPC sockets.
+
+        vLLM puts ZMQ ``ipc://`` sockets named by a UUID in TMPDIR, and a Unix socket path holds at
+        most 107 bytes; a deep work dir (a test's temp dir) then gets a short folder of its own.
+        """
+        tmp = self.work_dir / "tmp"
+        if len(str(tmp)) + len("/") + UUID_LENGTH <= MAX_SOCKET_PATH:
+            return tmp
+        if self._short_tmp is None:
+            self._short_tmp = Path(tempfile.mkdtemp(prefix="selauto-vllm-"))
+        return self._short_tmp
 
     def start(self) -> None:
         """Launch the server and wait until it serves the model (stopping it again on failure)."""
@@ -243,6 +263,9 @@ class VLLMServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._short_tmp is not None:
+            shutil.rmtree(self._short_tmp, ignore_errors=True)
+            self._short_tmp = None
 
     def __enter__(self) -> Self:
         self.start()

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -334,6 +335,7 @@ def _fit(
     model.train()
     started = time.monotonic()
     step, recent = 0, list[float]()
+    bar = tqdm(total=total, desc="fine-tune", unit="step", leave=False)
     while step < total:
         order = list(range(len(train)))
         rng.shuffle(order)
@@ -347,9 +349,13 @@ def _fit(
             optimiser.zero_grad(set_to_none=True)
             recent = [*recent[-19:], loss.item()]
             step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
             if step >= total or (config.max_seconds is not None and time.monotonic() - started > config.max_seconds):
                 total = step
                 break
+    bar.close()
     seconds = time.monotonic() - started
     metrics = {
         "train_loss": sum(recent) / max(len(recent), 1),

@@ -90,13 +90,28 @@ def test_chunked_prefill_is_off_unless_asked_for(tmp_path: Path) -> None:
     assert chunked[chunked.index("--max-num-batched-tokens") + 1] == "256"
 
 
+def test_a_deep_work_dir_gets_a_short_tmpdir_for_ipc_sockets(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 90)
+    server = VLLMServer(_config(tmp_path, work_dir=deep))
+    tmp = Path(server.environment()["TMPDIR"])
+    assert not tmp.is_relative_to(deep) and tmp.is_dir()
+    assert len(str(tmp)) + 1 + 36 <= 107  # a UUID-named socket fits sockaddr_un
+    assert Path(server.environment()["TMPDIR"]) == tmp  # one per server
+    server.stop()
+    assert not tmp.exists()
+
+
 def test_environment_is_offline_and_contained(tmp_path: Path) -> None:
     server = VLLMServer(_config(tmp_path, kv_cache_gib=2, extra_env={"VLLM_LOGGING_LEVEL": "WARNING"}))
     env = server.environment()
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"
-    for key in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TMPDIR"):
+    for key in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
         assert Path(env[key]).is_relative_to(tmp_path / "work"), key
+    # TMPDIR too, unless the work dir is too deep for IPC socket paths (then a short one of its own).
+    tmp = Path(env["TMPDIR"])
+    assert tmp.is_relative_to(tmp_path / "work") or tmp.name.startswith("selauto-vllm-")
+    server.stop()
     assert env["VLLM_LOGGING_LEVEL"] == "WARNING"
     assert server.port > 0  # a free port was picked
 

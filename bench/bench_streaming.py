@@ -111,7 +111,9 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument("--tuning-duration", type=float, default=None, help="default: --duration")
     parser.add_argument("--max-inflight", type=int, default=2000, help="outstanding records in the max-rate phase")
     parser.add_argument(
-        "--max-backlog", type=float, default=3.0,
+        "--max-backlog",
+        type=float,
+        default=3.0,
         help="stop a fixed-rate phase early once this many seconds of records are outstanding (saturated)",
     )
     parser.add_argument("--train-cases", type=int, default=None, help="Helpdesk cases to train on (default 1500)")
@@ -122,17 +124,24 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument("--linger-ms", type=float, default=None, help="benchmark producer linger.ms (default: lib)")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="override the profile's fetch wait")
     parser.add_argument(
-        "--app-option", action="append", default=[], metavar="KEY=JSON",
+        "--app-option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
         help="extra faust App setting for the agents, e.g. producer_linger=0.001 (repeatable)",
     )
     parser.add_argument(
-        "--quiet-wait", type=float, default=None,
+        "--quiet-wait",
+        type=float,
+        default=None,
         help="on a shared machine: wait up to this many seconds before each phase for other processes "
         "to use under --quiet-cores (default 10; 0 with --quick)",
     )
     parser.add_argument("--quiet-cores", type=float, default=0.3)
     parser.add_argument(
-        "--retries", type=int, default=None,
+        "--retries",
+        type=int,
+        default=None,
         help="measure a phase again (at most this often) when other processes used over --contaminated-cores "
         "during it (default 1; 0 with --quick)",
     )
@@ -142,14 +151,17 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-tuning", action="store_true")
     parser.add_argument(
-        "--variants", default=None,
+        "--variants",
+        default=None,
         help="decide-agent setting variants to run: comma list, 'all' or 'none' (default all; none with --quick)",
     )
     parser.add_argument("--variant-duration", type=float, default=3.0, help="seconds per variant phase")
     parser.add_argument("--out", type=Path, default=RESULTS / "streaming.json")
     parser.add_argument("--png", default=str(RESULTS / "streaming.png"), help="'' for no plot")
     parser.add_argument(
-        "--from-json", type=Path, default=None,
+        "--from-json",
+        type=Path,
+        default=None,
         help="measure nothing: recompute the summary and redraw the plot of an earlier --out file",
     )
     args = parser.parse_args(argv)
@@ -320,8 +332,11 @@ def prepare_models(config: BenchConfig, models_dir: Path) -> Prepared:
     scores = np.asarray(critic.score(cal_items), dtype=np.float64)
     threshold = float(np.quantile(scores, 1.0 - config.execute_share)) if len(scores) else 0.5
     executed = scores >= threshold
-    values = {f"{schema.process_id}/{cluster.id}/{tier.value}": threshold
-              for cluster in schema.business_clusters for tier in ActionTier}
+    values = {
+        f"{schema.process_id}/{cluster.id}/{tier.value}": threshold
+        for cluster in schema.business_clusters
+        for tier in ActionTier
+    }
     registry.publish(
         schema.process_id,
         ServicePointer(
@@ -1057,11 +1072,16 @@ def child_main(spec: dict[str, Any]) -> None:
             m = worker.metrics
             batches = max(1, timing["batches"])
             return {
-                "events": m.events, "outcomes": dict(m.outcomes), "skipped": dict(m.skipped),
-                "dead_letters": m.dead_letters, "deferral_reasons": dict(m.deferral_reasons),
-                "batches": timing["batches"], "mean_batch": round(timing["events"] / batches, 2),
+                "events": m.events,
+                "outcomes": dict(m.outcomes),
+                "skipped": dict(m.skipped),
+                "dead_letters": m.dead_letters,
+                "deferral_reasons": dict(m.deferral_reasons),
+                "batches": timing["batches"],
+                "mean_batch": round(timing["events"] / batches, 2),
                 "batch_size_histogram_by_8": dict(sorted(timing["sizes"].items())),
-                "handle_batch_s": round(timing["handle_s"], 2), "models_decide_s": round(timing["decide_s"], 2),
+                "handle_batch_s": round(timing["handle_s"], 2),
+                "models_decide_s": round(timing["decide_s"], 2),
             }
     else:
         app = build_app(settings, **spec["app_options"])
@@ -1157,7 +1177,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         summary["decide_achieved_eps_at_1000"] = at_1000["achieved_eps"]
         summary["decide_at_1000_other_processes_cores"] = at_1000["cpu_cores"].get("other processes")
         summary["target_p99_under_50ms_met"] = bool(
-            at_1000["complete"] and not at_1000.get("saturated") and at_1000["p99_ms"] is not None
+            at_1000["complete"]
+            and not at_1000.get("saturated")
+            and at_1000["p99_ms"] is not None
             and at_1000["p99_ms"] < 50.0
         )
     for name in ("raw", "passthrough"):
@@ -1208,14 +1230,27 @@ def plot(results: dict[str, Any], path: Path) -> None:
         tput_ax.plot(x, [p["achieved_eps"] for p in fixed], "o-", color=colour, label=name)
         top = phase_by_label(pipeline, "max")
         if top:
-            tput_ax.axhline(top["achieved_eps"], color=colour, linestyle=":", linewidth=1,
-                            label=f"{name} max {top['achieved_eps']:.0f}/s")
+            tput_ax.axhline(
+                top["achieved_eps"],
+                color=colour,
+                linestyle=":",
+                linewidth=1,
+                label=f"{name} max {top['achieved_eps']:.0f}/s",
+            )
     lat_ax.axhline(50, color="black", linewidth=0.8, linestyle=":", label="50 ms target")
-    lat_ax.set(xlabel="offered load (events/s)", ylabel="produce -> output consumed (ms)", yscale="log",
-               title="Latency vs offered load")
+    lat_ax.set(
+        xlabel="offered load (events/s)",
+        ylabel="produce -> output consumed (ms)",
+        yscale="log",
+        title="Latency vs offered load",
+    )
     lat_ax.legend(fontsize=7, ncol=2)
-    tput_ax.set(xlabel="offered load (events/s)", ylabel="achieved (events/s)", yscale="log",
-                title="Throughput (dotted: max-rate phase)")
+    tput_ax.set(
+        xlabel="offered load (events/s)",
+        ylabel="achieved (events/s)",
+        yscale="log",
+        title="Throughput (dotted: max-rate phase)",
+    )
     tput_ax.legend(fontsize=7)
     scaling = results.get("scaling") or []
     if scaling:
@@ -1271,8 +1306,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
         twin.plot(xs, p99, "ko", markersize=7)
         twin.axhline(50, color="black", linewidth=0.8, linestyle=":")
         twin.set(ylabel="p99 ms at 1,000 ev/s", yscale="log")
-    fig.suptitle(f"Streaming benchmark on Tansu ({results['environment']['cpus_usable']} cores), "
-                 f"models: {results['models']['models']}")
+    fig.suptitle(
+        f"Streaming benchmark on Tansu ({results['environment']['cpus_usable']} cores), "
+        f"models: {results['models']['models']}"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -1301,7 +1338,11 @@ def run_tuning(bench: Bench, passthrough: dict[str, Any] | None, fetch_wait: int
     load, duration = config.tuning_load, config.tuning_duration_s
     log(f"tuning: pass-through at {load:g} ev/s with faust's 1.5 s fetch wait")
     slow = bench.pipeline(
-        "passthrough", config.partitions, 1, [(load, duration)], tag="passthrough-faust-fetch-wait",
+        "passthrough",
+        config.partitions,
+        1,
+        [(load, duration)],
+        tag="passthrough-faust-fetch-wait",
         overrides={"fetch_wait_ms": -1},
     )
     fast = phase_by_label(passthrough, f"{load:g}/s")
@@ -1343,8 +1384,12 @@ def run_variants(bench: Bench) -> dict[str, Any]:
         kind, overrides = VARIANTS[name]
         log(f"variant {name}: {overrides}")
         run = bench.pipeline(
-            kind, config.partitions, 1, [(1000.0, config.variant_duration_s), (None, config.variant_duration_s)],
-            tag=name, overrides=overrides,
+            kind,
+            config.partitions,
+            1,
+            [(1000.0, config.variant_duration_s), (None, config.variant_duration_s)],
+            tag=name,
+            overrides=overrides,
         )
         run["overrides"] = overrides
         out[name] = run
@@ -1374,8 +1419,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="selauto-bench-"))
     log(f"workdir {workdir}")
     prepared = prepare_models(config, workdir / "models")
-    log(f"models: {prepared.info['models']} ({prepared.info['policy_version']}, {prepared.info['critic_version']}),"
-        f" threshold {prepared.info['threshold']:.3f}, prepared in {prepared.info['prepare_s']} s")
+    log(
+        f"models: {prepared.info['models']} ({prepared.info['policy_version']}, {prepared.info['critic_version']}),"
+        f" threshold {prepared.info['threshold']:.3f}, prepared in {prepared.info['prepare_s']} s"
+    )
     results: dict[str, Any] = {
         "benchmark": "streaming",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,5 +1,6 @@
 """The operator console: deferred steps in a live inbox, answered by accept, correct or
-acceptable alternative. Start with :func:`selective_autonomy.console.app.create_app`."""
+acceptable alternative, and a sample of unattended steps to audit as right or wrong. Start with
+:func:`selective_autonomy.console.app.create_app`."""
 
 from selective_autonomy.console.settings import ConsoleSettings
 

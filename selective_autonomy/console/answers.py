@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from selective_autonomy.config import TopicSettings
 from selective_autonomy.console.catalog import SchemaCatalog
+from selective_autonomy.console.delivery import TRACE_HEADERS, Delivery
 from selective_autonomy.console.errors import AnswerNotDelivered, AnswerRefused, CardGone
 from selective_autonomy.console.inbox import Card, Inbox, Visibility
 from selective_autonomy.console.protocol import AcceptRequest, AlternativeRequest, AnswerResponse, CorrectRequest
@@ -31,24 +30,50 @@ from selective_autonomy.schemas.events import (
     ActionExecuted,
     ActionTier,
     CopilotFeedback,
-    EventModel,
     Executor,
     Verdict,
     action_id_for,
 )
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
-from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for
 
 log = logging.getLogger(__name__)
 
-TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+__all__ = [
+    "TRACE_HEADERS",
+    "Answer",
+    "AnswerService",
+    "checked_action",
+    "feedback_id_for",
+    "same_action",
+    "schema_to_check",
+]
 
 
 def feedback_id_for(deferral_id: str, verdict: Verdict, action: Action) -> str:
     """Deterministic: the same answer to the same deferral, retried, is the same feedback record."""
     material = f"feedback\x1f{deferral_id}\x1f{verdict.value}\x1f{action.canonical_json()}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def schema_to_check(catalog: SchemaCatalog, process_id: str) -> ProcessSchema:
+    """The process schema an operator's action is checked against; refused (422) when there is none."""
+    schema = catalog.schema(process_id)
+    if schema is None:
+        raise AnswerRefused(f"no process schema for {process_id!r}: an operator action cannot be checked")
+    return schema
+
+
+def checked_action(catalog: SchemaCatalog, process_id: str, action: Action) -> Action:
+    """``action`` when the process's action grammar allows it; else :class:`AnswerRefused` with its messages."""
+    violations = validate_action(schema_to_check(catalog, process_id), action)
+    if violations:
+        raise AnswerRefused("; ".join(violations), violations)
+    return action
+
+
+def same_action(a: Action, b: Action) -> bool:
+    return a.canonical_json() == b.canonical_json()
 
 
 @dataclass(frozen=True)
@@ -77,12 +102,10 @@ class AnswerService:
     ) -> None:
         self.inbox = inbox
         self.catalog = catalog
-        self._sink = sink
         self.topics = topics
-        self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self.clock = clock
-        self.timeout_s = timeout_s
-        self._send_lock = threading.Lock()
+        self.delivery = Delivery(sink, topics, tracer_provider, timeout_s)
+        """Shared with the audit answers: one answer is sent at a time."""
 
     # -- the three answers -------------------------------------------------------------------------
 
@@ -98,7 +121,7 @@ class AnswerService:
     def correct(self, card_id: str, operator_id: str, visibility: Visibility, body: CorrectRequest) -> AnswerResponse:
         card = self._pending(card_id, visibility, body.state_version)
         action = self._valid_action(card, body.action.to_action())
-        if card.deferral.suggestion is not None and _same(action, card.deferral.suggestion):
+        if card.deferral.suggestion is not None and same_action(action, card.deferral.suggestion):
             raise AnswerRefused("this action is the suggestion itself: accept it instead")
         return self._answer(card, visibility, operator_id, Verdict.corrected, action)
 
@@ -109,7 +132,7 @@ class AnswerService:
         if card.deferral.suggestion is None:
             raise AnswerRefused(f"deferral {card_id} has no suggestion to be an alternative to: correct it")
         action = self._valid_action(card, body.action.to_action())
-        if _same(action, card.deferral.suggestion):
+        if same_action(action, card.deferral.suggestion):
             raise AnswerRefused("this action is the suggestion itself: accept it instead")
         return self._answer(card, visibility, operator_id, Verdict.acceptable_alternative, action)
 
@@ -124,16 +147,10 @@ class AnswerService:
         return card
 
     def schema_for(self, card: Card) -> ProcessSchema:
-        schema = self.catalog.schema(card.process_id)
-        if schema is None:
-            raise AnswerRefused(f"no process schema for {card.process_id!r}: an operator action cannot be checked")
-        return schema
+        return schema_to_check(self.catalog, card.process_id)
 
     def _valid_action(self, card: Card, action: Action) -> Action:
-        violations = validate_action(self.schema_for(card), action)
-        if violations:
-            raise AnswerRefused("; ".join(violations), violations)
-        return action
+        return checked_action(self.catalog, card.process_id, action)
 
     # -- records -----------------------------------------------------------------------------------
 
@@ -208,29 +225,13 @@ class AnswerService:
         return Answer(verdict=verdict, executed=executed, feedback=feedback)
 
     def _deliver(self, card: Card, answer: Answer) -> None:
-        parent = context_from_headers(list(card.headers))
-        with self.tracer.start_as_current_span(
-            f"{self.topics.copilot_feedback} publish",
-            context=parent,
-            kind=SpanKind.PRODUCER,
-            attributes={
+        self.delivery.publish(
+            card.session_id,
+            card.headers,
+            [(self.topics.actions_executed, answer.executed), (self.topics.copilot_feedback, answer.feedback)],
+            {
                 "selauto.session_id": card.session_id,
                 "selauto.state_version": card.state_version,
                 "selauto.verdict": answer.verdict.value,
             },
-        ) as span:
-            headers = headers_for(span) or [(k, v) for k, v in card.headers if k in TRACE_HEADERS]
-            records: list[tuple[str, EventModel]] = [
-                (self.topics.actions_executed, answer.executed),
-                (self.topics.copilot_feedback, answer.feedback),
-            ]
-            sink = self._sink()
-            # One answer at a time: a delivery error then belongs to the answer that caused it.
-            with self._send_lock:
-                for topic, event in records:
-                    sink.send(topic, event, key=card.session_id, headers=headers)
-                sink.flush(self.timeout_s)
-
-
-def _same(a: Action, b: Action) -> bool:
-    return a.canonical_json() == b.canonical_json()
+        )

@@ -1,8 +1,9 @@
-"""The JSON API: thin routes over :class:`InboxService` and :class:`AnswerService`.
+"""The JSON API: thin routes over :class:`InboxService`, :class:`AnswerService` and
+:class:`AuditAnswerService`.
 
-Errors are :class:`ErrorResponse` bodies: 401 anonymous or wrong token, 403 CSRF, 409 card gone,
-422 invalid body or an action the grammar refuses (its messages in ``violations``), 503 the
-broker did not acknowledge the answer.
+Errors are :class:`ErrorResponse` bodies: 401 anonymous or wrong token, 403 CSRF, 409 card or
+audit gone, 422 invalid body or an action the grammar refuses (its messages in ``violations``),
+503 the broker did not acknowledge the answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from selective_autonomy.console.protocol import (
     AcceptRequest,
     AlternativeRequest,
     AnswerResponse,
+    AuditAnswerResponse,
+    AuditRightRequest,
+    AuditsView,
+    AuditView,
+    AuditWrongRequest,
     CardView,
     CorrectRequest,
     CountersView,
@@ -82,3 +88,39 @@ async def alternative(deferral_id: str, ctx: Context, caller: ApiCaller, body: A
     """The suggestion was fine too; the operator's action executes; verdict ``acceptable_alternative``."""
     visibility = ctx.reader.visibility(caller.operator_id)
     return await run_in_threadpool(ctx.answers.alternative, deferral_id, caller.operator_id, visibility, body)
+
+
+# -- audits of unattended steps ---------------------------------------------------------------------
+
+
+@router.get("/audits")
+async def audits(ctx: Context, caller: ApiCaller) -> AuditsView:
+    """Unattended steps of the caller's processes waiting for an audit, oldest first."""
+    return await run_in_threadpool(ctx.reader.audits_view, caller.operator_id)
+
+
+@router.get("/audits/{action_id}")
+async def audit(action_id: str, ctx: Context, caller: ApiCaller) -> AuditView:
+    view = await run_in_threadpool(ctx.reader.audit, caller.operator_id, action_id)
+    if view is None:
+        raise HTTPException(status_code=404, detail=f"audit {action_id} is not pending")
+    return view
+
+
+@router.post("/audits/{action_id}/right")
+async def audit_right(
+    action_id: str, ctx: Context, caller: ApiCaller, body: Annotated[AuditRightRequest | None, Body()] = None
+) -> AuditAnswerResponse:
+    """The step was right: publishes audit feedback with verdict ``accepted``; nothing is executed."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(
+        ctx.audit_answers.right, action_id, caller.operator_id, visibility, body or AuditRightRequest()
+    )
+
+
+@router.post("/audits/{action_id}/wrong")
+async def audit_wrong(action_id: str, ctx: Context, caller: ApiCaller, body: AuditWrongRequest) -> AuditAnswerResponse:
+    """The step was wrong: publishes audit feedback with verdict ``corrected`` and the operator's
+    action (checked against the grammar); nothing is executed."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.audit_answers.wrong, action_id, caller.operator_id, visibility, body)

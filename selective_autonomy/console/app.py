@@ -3,11 +3,13 @@ topic reader from one frozen settings object.
 
 Routes (every one but ``/healthz`` needs a signed-in operator or a bearer token):
 
-- ``GET /`` the inbox page; ``GET|POST /login``, ``POST /logout``; ``GET /events`` live updates (SSE);
-  ``GET /static/...``; ``/ui/deferrals/{id}/...`` htmx fragments and form answers.
+- ``GET /`` the inbox page (with the pending audits); ``GET|POST /login``, ``POST /logout``;
+  ``GET /events`` live updates (SSE); ``GET /static/...``; ``/ui/deferrals/{id}/...`` and
+  ``/ui/audits/{action_id}/...`` htmx fragments and form answers.
 - ``GET /api/inbox``, ``GET /api/counters``, ``GET /api/deferrals/{id}``,
   ``GET /api/processes/{process_id}/action-schema``,
-  ``POST /api/deferrals/{id}/accept|correct|alternative``.
+  ``POST /api/deferrals/{id}/accept|correct|alternative``;
+  ``GET /api/audits``, ``GET /api/audits/{action_id}``, ``POST /api/audits/{action_id}/right|wrong``.
 - ``GET /healthz``.
 """
 
@@ -30,6 +32,8 @@ from selective_autonomy import __version__
 from selective_autonomy.config import Settings
 from selective_autonomy.console import api, ui
 from selective_autonomy.console.answers import AnswerService
+from selective_autonomy.console.audit_answers import AuditAnswerService
+from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import Authenticator
 from selective_autonomy.console.catalog import SchemaCatalog
 from selective_autonomy.console.context import ConsoleContext, SinkHolder
@@ -84,6 +88,7 @@ def create_app(
     console: ConsoleSettings | None = None,
     sink: EventSink | None = None,
     inbox: Inbox | None = None,
+    audits: AuditBook | None = None,
     start_feed: bool = True,
     schemas: Mapping[str, ProcessSchema] | None = None,
     tracer_provider: trace.TracerProvider | None = None,
@@ -94,6 +99,7 @@ def create_app(
     :param console: console settings; default ``settings.console`` (or the defaults before that exists).
     :param sink: where answers are sent; default a Kafka producer created on the first answer.
     :param inbox: the inbox; default an empty one built from ``console``.
+    :param audits: the pending audits; default an empty book built from ``console``.
     :param start_feed: read the topics into the inbox while the app runs (lifespan); default True.
     :param schemas: process schemas used when ``settings.models_dir`` has none; default none.
     :param tracer_provider: for the answer spans; default the global provider.
@@ -107,23 +113,39 @@ def create_app(
         ending_actions=config.ending_actions,
         max_sessions=config.max_tracked_sessions,
     )
+    if audits is None:
+        audits = AuditBook(
+            rate=config.audit_rate,
+            max_pending=config.max_pending_audits,
+            max_answered=config.max_tracked_sessions,
+            clock=clock,
+        )
     catalog = SchemaCatalog(settings.models_dir, extra=schemas)
     sinks = SinkHolder(settings, sink=sink)
     secret = config.secret_key.get_secret_value().encode() if config.secret_key is not None else None
-    feed = KafkaInboxFeed(settings, inbox) if start_feed else None
+    feed = KafkaInboxFeed(settings, inbox, audits=audits) if start_feed else None
+    answers = AnswerService(
+        inbox, catalog, sinks.get, settings.topics, tracer_provider, clock=clock, timeout_s=config.answer_timeout_s
+    )
     context = ConsoleContext(
         settings=settings,
         config=config,
         inbox=inbox,
         catalog=catalog,
-        reader=InboxService(inbox, catalog, config, feed_state=(lambda: feed.state.value) if feed else lambda: "off"),
-        answers=AnswerService(
-            inbox, catalog, sinks.get, settings.topics, tracer_provider, clock=clock, timeout_s=config.answer_timeout_s
+        reader=InboxService(
+            inbox,
+            catalog,
+            config,
+            feed_state=(lambda: feed.state.value) if feed else lambda: "off",
+            audits=audits,
         ),
+        answers=answers,
         auth=Authenticator(config.operators, secret=secret, ttl_s=config.session_ttl_s, clock=clock),
-        broadcaster=Broadcaster(inbox),
+        broadcaster=Broadcaster(inbox, audits),
         views=Views(),
         sinks=sinks,
+        audits=audits,
+        audit_answers=AuditAnswerService(audits, catalog, answers.delivery, clock=clock),
         feed=feed,
     )
     if not config.operators:

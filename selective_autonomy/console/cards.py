@@ -1,9 +1,13 @@
-"""What an operator sees of a card: the PII-masked view, the masked suggestion, and the correction
-form derived from the process's action grammar.
+"""What an operator sees of a card or an audit: the PII-masked view, the masked suggestion or
+executed step, and the correction form derived from the process's action grammar.
 
 Masking reuses :mod:`selective_autonomy.schemas.view`: PII-flagged fields and arguments are
 masked, and so is any PII value quoted in free text (chat, the suggestion's text, the detail).
 Without the process schema nothing says which values are personal, so none are shown.
+
+An audit carries no screen state (an ``ActionExecuted`` has none), so only the step's own
+PII-flagged arguments are known: they are masked, and so are their values quoted in its other
+arguments.
 """
 
 from __future__ import annotations
@@ -15,11 +19,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from selective_autonomy.console.audits import PendingAudit
 from selective_autonomy.console.inbox import Card
-from selective_autonomy.console.protocol import ActionLine, CardView, ChatLine, SuggestionView
+from selective_autonomy.console.protocol import ActionLine, AuditView, CardView, ChatLine, SuggestionView
 from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, UIStateChanged, Verdict
 from selective_autonomy.schemas.process import ActionKind, ArgumentSpec, ProcessSchema, ValueType
-from selective_autonomy.schemas.view import MASK, ViewBudget, pii_scrubber, pii_values, render_view
+from selective_autonomy.schemas.view import (
+    MASK,
+    MIN_PII_MATCH_CHARS,
+    ViewBudget,
+    pii_scrubber,
+    pii_values,
+    render_view,
+)
 
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -126,6 +138,40 @@ def card_view(card: Card, schema: ProcessSchema | None, chat_turns: int = 8, rec
         policy_version=deferral.policy_version,
         critic_version=deferral.critic_version,
         answers=answers,
+        schema_known=schema is not None,
+    )
+
+
+def audit_view(audit: PendingAudit, schema: ProcessSchema | None) -> AuditView:
+    """The masked view of a pending audit; ``schema`` None shows no argument values."""
+    executed = audit.executed
+    action = executed.action
+    if schema is not None:
+        spec = schema.action(action.action_type)
+        own_pii: list[str] = []
+        for arg in spec.arguments if spec is not None else []:
+            value = action.arguments.get(arg.name)
+            if arg.pii and value is not None and not isinstance(value, bool) and len(str(value)) >= MIN_PII_MATCH_CHARS:
+                own_pii.append(str(value))
+        arguments = mask_action(action, schema, pii_scrubber(own_pii))
+    else:
+        arguments = {name: MASK for name in action.arguments}
+    return AuditView(
+        action_id=executed.action_id,
+        session_id=executed.session_id,
+        process_id=executed.process_id,
+        business_cluster=executed.business_cluster,
+        state_version=executed.state_version,
+        action=SuggestionView(
+            action_type=action.action_type, arguments=arguments, action_id=executed.action_id, tier=executed.tier
+        ),
+        critic_score=executed.critic_score,
+        threshold=executed.threshold,
+        policy_probability=executed.policy_probability,
+        policy_version=executed.policy_version,
+        critic_version=executed.critic_version,
+        executed_at=executed.decided_at,
+        shown_at=datetime.fromtimestamp(audit.arrived_at, UTC),
         schema_known=schema is not None,
     )
 

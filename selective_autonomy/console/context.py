@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from selective_autonomy.config import Settings
 from selective_autonomy.console.answers import AnswerService
+from selective_autonomy.console.audit_answers import AuditAnswerService
+from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import Authenticator
 from selective_autonomy.console.catalog import SchemaCatalog
 from selective_autonomy.console.errors import AnswerNotDelivered
@@ -61,4 +63,6 @@ class ConsoleContext:
     broadcaster: Broadcaster
     views: Views
     sinks: SinkHolder
+    audits: AuditBook
+    audit_answers: AuditAnswerService
     feed: KafkaInboxFeed | None = None

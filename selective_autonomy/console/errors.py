@@ -36,3 +36,9 @@ class AnswerNotDelivered(ConsoleError):
 
     status_code = 503
     code = "not_delivered"
+
+
+class AuditGone(CardGone):
+    """The audit is not pending any more: answered (here or in another console), dropped, or unknown."""
+
+    code = "audit_gone"

@@ -1,4 +1,5 @@
-"""The topic reader that fills the inbox: a confluent-kafka consumer in a daemon thread.
+"""The topic reader that fills the inbox and the pending audits: a confluent-kafka consumer in a
+daemon thread.
 
 It reads ``operator.deferrals``, ``actions.executed`` and ``copilot.feedback`` from the beginning
 of every partition, with no consumer group and nothing committed: the inbox is rebuilt from the
@@ -19,6 +20,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from selective_autonomy.config import Settings
+from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, EventModel, OperatorDeferral
@@ -37,8 +39,9 @@ class FeedState(StrEnum):
 
 
 class KafkaInboxFeed:
-    """Reads the console's topics into ``inbox`` until :meth:`stop`.
+    """Reads the console's topics into ``inbox`` (and ``audits``, when given) until :meth:`stop`.
 
+    :param audits: the pending audits, fed executed actions and feedback too; default none.
     :param poll_timeout_s: one poll's wait; default 0.2 s.
     :param metadata_interval_s: how often missing topics and new partitions are looked for; default 10 s.
     """
@@ -50,10 +53,13 @@ class KafkaInboxFeed:
         codec: AvroCodec | None = None,
         poll_timeout_s: float = 0.2,
         metadata_interval_s: float = 10.0,
+        *,
+        audits: AuditBook | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
+        self.audits = audits
         self.codec = codec or AvroCodec(settings.wire_format)
         self.poll_timeout_s = poll_timeout_s
         self.metadata_interval_s = metadata_interval_s
@@ -171,10 +177,17 @@ class KafkaInboxFeed:
             log.warning("skipping undecodable record %s[%s]@%s: %s", topic, message.partition(), message.offset(), exc)
             return
         if isinstance(event, OperatorDeferral):
-            raw: list[tuple[str, str | bytes | None]] = list(message.headers() or [])  # type: ignore[arg-type]
-            headers = [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw]
-            self.inbox.on_deferral(event, headers)
+            self.inbox.on_deferral(event, _headers(message))
         elif isinstance(event, ActionExecuted):
             self.inbox.on_executed(event)
+            if self.audits is not None:
+                self.audits.on_executed(event, _headers(message))
         elif isinstance(event, CopilotFeedback):
             self.inbox.on_feedback(event)
+            if self.audits is not None:
+                self.audits.on_feedback(event)
+
+
+def _headers(message: Message) -> list[tuple[str, bytes]]:
+    raw: list[tuple[str, str | bytes | None]] = list(message.headers() or [])  # type: ignore[arg-type]
+    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw]

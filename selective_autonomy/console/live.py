@@ -1,31 +1,36 @@
-"""Live updates: inbox changes fanned out to each server-sent-events connection.
+"""Live updates: inbox and audit changes fanned out to each server-sent-events connection.
 
 Changes come from any thread (the topic reader, request threads); each connection owns an
 asyncio queue on its own loop and is fed with ``call_soon_threadsafe``. A connection that falls
 behind by more than ``max_pending`` changes is told to resynchronise instead of being fed more.
-Counters are not queued: connections poll :attr:`Inbox.revision` about once a second.
+Counters are not queued: connections poll :attr:`Inbox.revision` and :attr:`AuditBook.revision`
+about once a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from selective_autonomy.console.audits import AuditBook, AuditChange
 from selective_autonomy.console.inbox import Change, Inbox
 
 RESYNC = "resync"
+
+Changes = Sequence[Change | AuditChange]
 
 
 @dataclass(eq=False)
 class Subscription:
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[list[Change] | str] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Changes | str] = field(default_factory=asyncio.Queue)
     pending: int = 0
     max_pending: int = 1000
     overflowed: bool = False
 
-    def offer(self, changes: list[Change]) -> None:
+    def offer(self, changes: Changes) -> None:
         """Called on the subscription's loop."""
         if self.overflowed:
             return
@@ -36,7 +41,7 @@ class Subscription:
         self.pending += 1
         self.queue.put_nowait(changes)
 
-    async def next(self, timeout_s: float) -> list[Change] | str | None:
+    async def next(self, timeout_s: float) -> Changes | str | None:
         try:
             item = await asyncio.wait_for(self.queue.get(), timeout_s)
         except TimeoutError:
@@ -51,12 +56,14 @@ class Subscription:
 
 
 class Broadcaster:
-    """Forwards inbox changes to every live subscription."""
+    """Forwards inbox (and audit) changes to every live subscription."""
 
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: Inbox, audits: AuditBook | None = None) -> None:
         self._subscriptions: set[Subscription] = set()
         self._lock = threading.Lock()
         inbox.subscribe(self.publish)
+        if audits is not None:
+            audits.subscribe(self.publish)
 
     def subscribe(self, max_pending: int = 1000) -> Subscription:
         subscription = Subscription(loop=asyncio.get_running_loop(), max_pending=max_pending)
@@ -73,7 +80,7 @@ class Broadcaster:
         with self._lock:
             return len(self._subscriptions)
 
-    def publish(self, changes: list[Change]) -> None:
+    def publish(self, changes: Changes) -> None:
         with self._lock:
             subscriptions = list(self._subscriptions)
         for subscription in subscriptions:

@@ -45,6 +45,16 @@ class AlternativeRequest(_Body):
     state_version: int | None = Field(default=None, ge=0)
 
 
+class AuditRightRequest(_Body):
+    """The unattended step was right. Nothing to send."""
+
+
+class AuditWrongRequest(_Body):
+    """The unattended step was wrong: ``action`` is what should have run instead (nothing is executed)."""
+
+    action: ActionInput
+
+
 class AnswerResponse(_Body):
     deferral_id: str
     session_id: str
@@ -52,6 +62,19 @@ class AnswerResponse(_Body):
     feedback_id: str
     action_id: str = Field(description="Deterministic id of the executed action (ActionExecuted.action_id).")
     executed_action: Action
+    operator_id: str
+    latency_ms: int
+
+
+class AuditAnswerResponse(_Body):
+    """The audit feedback that was published; no action runs (the step already did)."""
+
+    action_id: str = Field(description="The audited step (ActionExecuted.action_id).")
+    session_id: str
+    verdict: Verdict = Field(description="accepted (right) or corrected (wrong).")
+    feedback_id: str
+    audited_action: Action
+    operator_action: Action | None = Field(description="What should have run instead; null when right.")
     operator_id: str
     latency_ms: int
 
@@ -106,6 +129,30 @@ class CardView(_Body):
     schema_known: bool = Field(description="False: the process schema is missing, so the view shows no values.")
 
 
+class AuditView(_Body):
+    """An unattended step waiting for an audit, personal data masked."""
+
+    action_id: str
+    session_id: str
+    process_id: str
+    business_cluster: str
+    state_version: int
+    action: SuggestionView = Field(description="The step that ran, masked like a suggestion.")
+    critic_score: float | None
+    threshold: float | None
+    policy_probability: float | None
+    policy_version: str | None
+    critic_version: str | None
+    executed_at: datetime = Field(description="When the step ran (ActionExecuted.decided_at).")
+    shown_at: datetime = Field(description="When it was offered for audit; latency is measured from here.")
+    schema_known: bool = Field(description="False: the process schema is missing: no values shown, no 'wrong'.")
+
+
+class AuditsView(_Body):
+    operator_id: str
+    audits: list[AuditView] = Field(description="Pending audits of the operator's processes, oldest first.")
+
+
 class StageRow(_Body):
     process_id: str
     business_cluster: str
@@ -122,6 +169,7 @@ class CountersView(_Body):
     stages: list[StageRow]
     feed: str = Field(description="State of the topic reader: starting, catching_up, live or error.")
     revision: int = Field(default=0, description="Inbox revision these counters were computed at.")
+    audits_pending: int = Field(default=0, description="Unattended steps waiting for an audit.")
 
 
 class InboxView(_Body):

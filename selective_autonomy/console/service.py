@@ -1,13 +1,14 @@
-"""The read side of the console: an operator's inbox and counters, as protocol models."""
+"""The read side of the console: an operator's inbox, pending audits and counters, as protocol models."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from selective_autonomy.console.cards import card_view
+from selective_autonomy.console.audits import AuditBook, PendingAudit
+from selective_autonomy.console.cards import audit_view, card_view
 from selective_autonomy.console.catalog import SchemaCatalog
 from selective_autonomy.console.inbox import Card, Inbox, Visibility, visible
-from selective_autonomy.console.protocol import CardView, CountersView, InboxView
+from selective_autonomy.console.protocol import AuditsView, AuditView, CardView, CountersView, InboxView
 from selective_autonomy.console.settings import ConsoleSettings
 
 
@@ -15,6 +16,7 @@ class InboxService:
     """What one operator sees.
 
     :param feed_state: the topic reader's state for the header; default ``"off"``.
+    :param audits: the pending audits; default an empty book that offers none.
     """
 
     def __init__(
@@ -23,11 +25,13 @@ class InboxService:
         catalog: SchemaCatalog,
         config: ConsoleSettings,
         feed_state: Callable[[], str] = lambda: "off",
+        audits: AuditBook | None = None,
     ) -> None:
         self.inbox = inbox
         self.catalog = catalog
         self.config = config
         self.feed_state = feed_state
+        self.audits = audits if audits is not None else AuditBook(rate=0.0)
 
     def visibility(self, operator_id: str) -> Visibility:
         return self.config.processes_of(operator_id)
@@ -56,7 +60,23 @@ class InboxService:
             stages=stages,
             feed=self.feed_state(),
             revision=counts.revision,
+            audits_pending=self.audits.count(visibility),
         )
 
     def inbox_view(self, operator_id: str) -> InboxView:
         return InboxView(operator_id=operator_id, cards=self.cards(operator_id), counters=self.counters(operator_id))
+
+    # -- audits ------------------------------------------------------------------------------------
+
+    def audit_view(self, audit: PendingAudit) -> AuditView:
+        return audit_view(audit, self.catalog.schema(audit.process_id))
+
+    def audit_list(self, operator_id: str) -> list[AuditView]:
+        return [self.audit_view(audit) for audit in self.audits.pending(self.visibility(operator_id))]
+
+    def audit(self, operator_id: str, action_id: str) -> AuditView | None:
+        audit = self.audits.get(action_id, self.visibility(operator_id))
+        return self.audit_view(audit) if audit is not None else None
+
+    def audits_view(self, operator_id: str) -> AuditsView:
+        return AuditsView(operator_id=operator_id, audits=self.audit_list(operator_id))

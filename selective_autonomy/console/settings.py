@@ -50,6 +50,16 @@ class ConsoleSettings(BaseModel):
     chat_turns: int = Field(default=8, ge=0, description="Newest chat turns shown on a card.")
     recent_actions: int = Field(default=6, ge=0, description="Newest actions shown on a card.")
     answer_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for the broker to ack an answer.")
+    audit_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of unattended steps offered to operators for audit, sampled by action id (the same "
+        "steps in every console replica); 0 offers none.",
+    )
+    max_pending_audits: int = Field(
+        default=500, ge=1, description="Pending audits kept; beyond this the oldest are dropped."
+    )
 
     @field_validator("timezone")
     @classmethod

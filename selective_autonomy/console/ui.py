@@ -1,9 +1,10 @@
-"""The HTML side: login, the inbox page, the live stream, htmx fragments and form answers.
+"""The HTML side: login, the inbox page (with the pending audits), the live stream, htmx
+fragments and form answers.
 
 Form answers build the same pydantic bodies as the JSON API (form strings are typed by the
 process schema first) and call the same service. htmx gets fragments and ``HX-*`` headers:
-success removes the card, 409 removes it with a notice, 422 shows the grammar's messages in the
-form, 503 keeps the card and says so.
+success removes the card (or audit row), 409 removes it with a notice, 422 shows the grammar's
+messages in the form, 503 keeps it and says so.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from selective_autonomy.console.audits import AuditChange
 from selective_autonomy.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Identity
 from selective_autonomy.console.cards import action_options, argument_fields, coerce_form_action
 from selective_autonomy.console.context import ConsoleContext
@@ -33,6 +36,9 @@ from selective_autonomy.console.protocol import (
     ActionInput,
     AlternativeRequest,
     AnswerResponse,
+    AuditAnswerResponse,
+    AuditRightRequest,
+    AuditWrongRequest,
     CardView,
     CorrectRequest,
 )
@@ -117,8 +123,9 @@ async def logout(ctx: Context, caller: PageCaller) -> Response:
 @router.get("/", response_class=HTMLResponse)
 async def inbox_page(ctx: Context, caller: PageCaller) -> HTMLResponse:
     view = await run_in_threadpool(ctx.reader.inbox_view, caller.operator_id)
+    audits = await run_in_threadpool(ctx.reader.audit_list, caller.operator_id)
     csrf = caller.csrf_token or ""
-    html = ctx.views.page(caller.operator_id, csrf, view.cards, view.counters)
+    html = ctx.views.page(caller.operator_id, csrf, view.cards, view.counters, audits)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
@@ -148,7 +155,8 @@ async def static(path: str, caller: Annotated[Identity, Depends(api_identity)]) 
 @router.get("/events")
 async def events(request: Request, ctx: Context, caller: Annotated[Identity, Depends(api_identity)]) -> Response:
     """Server-sent events: ``inbox`` (all cards, on connect), ``card`` (added or newer version),
-    ``remove`` (card id), ``counters`` (the header tiles)."""
+    ``remove`` (card id), ``audits`` (all pending audits, on connect), ``audit`` (an audit row
+    added), ``audit-remove`` (its action id), ``counters`` (the header tiles)."""
     return StreamingResponse(
         _stream(request, ctx, caller.operator_id),
         media_type="text/event-stream",
@@ -163,6 +171,8 @@ async def _stream(request: Request, ctx: ConsoleContext, operator_id: str) -> As
     try:
         yield "retry: 3000\n\n"
         yield sse_message("inbox", ctx.views.cards(ctx.reader.cards(operator_id)))
+        yield sse_message("audits", ctx.views.audits(ctx.reader.audit_list(operator_id)))
+        audit_revision = ctx.audits.revision
         counters = ctx.reader.counters(operator_id, COUNTERS_MIN_INTERVAL_S)
         yield sse_message("counters", ctx.views.counters(counters))
         revision = counters.revision  # of the data sent: a shared, older result is followed up
@@ -174,18 +184,26 @@ async def _stream(request: Request, ctx: ConsoleContext, operator_id: str) -> As
             now = loop.time()
             if item == RESYNC:
                 yield sse_message("inbox", ctx.views.cards(ctx.reader.cards(operator_id)))
+                yield sse_message("audits", ctx.views.audits(ctx.reader.audit_list(operator_id)))
                 last_sent = now
-            elif isinstance(item, list):
+            elif item is not None and not isinstance(item, str):
                 for change in item:
                     if not visible(visibility, change.process_id):
                         continue
-                    if change.kind is ChangeKind.upsert and change.card is not None:
+                    if isinstance(change, AuditChange):
+                        if change.kind is ChangeKind.upsert and change.audit is not None:
+                            yield sse_message("audit", ctx.views.audit(ctx.reader.audit_view(change.audit)))
+                        else:
+                            yield sse_message("audit-remove", change.action_id)
+                    elif change.kind is ChangeKind.upsert and change.card is not None:
                         yield sse_message("card", ctx.views.card(ctx.reader.view(change.card)))
                     else:
                         yield sse_message("remove", change.card_id)
                     last_sent = now
-            stale = ctx.inbox.revision != revision and now - last_counters >= COUNTERS_MIN_INTERVAL_S
+            changed = ctx.inbox.revision != revision or ctx.audits.revision != audit_revision
+            stale = changed and now - last_counters >= COUNTERS_MIN_INTERVAL_S
             if stale or now - last_counters >= COUNTERS_REFRESH_S:
+                audit_revision = ctx.audits.revision
                 counters = ctx.reader.counters(operator_id, COUNTERS_MIN_INTERVAL_S)
                 yield sse_message("counters", ctx.views.counters(counters))
                 revision = counters.revision
@@ -296,6 +314,18 @@ async def alternative_from_page(deferral_id: str, request: Request, ctx: Context
     return await _own_action(deferral_id, request, ctx, caller, Verdict.acceptable_alternative)
 
 
+def _form_action(ctx: ConsoleContext, process_id: str, form: dict[str, list[str]]) -> ActionInput | None:
+    """The action a form describes, argument strings typed by the process schema; None without an action type."""
+    schema = ctx.catalog.schema(process_id)
+    action_type = (first(form, "action_type") or "").strip()
+    raw = {name[4:]: values[0] for name, values in form.items() if name.startswith("arg.") and values}
+    arguments = coerce_form_action(schema, action_type, raw) if schema is not None else dict(raw)
+    try:
+        return ActionInput(action_type=action_type, arguments=arguments)
+    except ValidationError:
+        return None
+
+
 async def _own_action(
     deferral_id: str, request: Request, ctx: ConsoleContext, caller: Identity, verdict: Verdict
 ) -> Response:
@@ -304,13 +334,8 @@ async def _own_action(
     card = ctx.inbox.get(deferral_id, visibility)
     if card is None:
         return _gone("Already answered, or the session moved on.")
-    schema = ctx.catalog.schema(card.process_id)
-    action_type = (first(form, "action_type") or "").strip()
-    raw = {name[4:]: values[0] for name, values in form.items() if name.startswith("arg.") and values}
-    arguments = coerce_form_action(schema, action_type, raw) if schema is not None else dict(raw)
-    try:
-        action = ActionInput(action_type=action_type, arguments=arguments)
-    except ValidationError:
+    action = _form_action(ctx, card.process_id, form)
+    if action is None:
         return HTMLResponse(
             ctx.views.errors(["choose an action"]),
             status_code=422,
@@ -322,3 +347,94 @@ async def _own_action(
         return await _answered(ctx, "correct", deferral_id, caller.operator_id, visibility, body)
     body = AlternativeRequest(action=action, state_version=version)
     return await _answered(ctx, "alternative", deferral_id, caller.operator_id, visibility, body)
+
+
+# -- audits ---------------------------------------------------------------------------------------
+
+AUDIT_GONE = "This audit was answered meanwhile."
+
+
+def _audit_base(action_id: str) -> str:
+    return "/ui/audits/" + quote(action_id, safe="")
+
+
+@router.get("/ui/audits/{action_id}/form", response_class=HTMLResponse)
+async def audit_form(action_id: str, ctx: Context, caller: PageCaller) -> Response:
+    """The "wrong" form: the correction form generated from the grammar, prefilled with the step."""
+    audit = ctx.reader.audit(caller.operator_id, action_id)
+    if audit is None:
+        return _gone(AUDIT_GONE)
+    schema = ctx.catalog.schema(audit.process_id)
+    if schema is None:
+        return Response(
+            status_code=422,
+            headers={"HX-Reswap": "none", "HX-Trigger": _toast("Wrong answers need the process schema.", "warn")},
+        )
+    action_type = audit.action.action_type if schema.action(audit.action.action_type) is not None else ""
+    fields = argument_fields(schema, action_type, audit.action.arguments) if action_type else []
+    base = _audit_base(action_id)
+    return HTMLResponse(ctx.views.audit_form(audit, base, action_options(schema), action_type, fields))
+
+
+@router.get("/ui/audits/{action_id}/arguments", response_class=HTMLResponse)
+async def audit_argument_inputs(
+    action_id: str, ctx: Context, caller: PageCaller, action_type: Annotated[str, Query(max_length=200)] = ""
+) -> Response:
+    audit = ctx.reader.audit(caller.operator_id, action_id)
+    if audit is None:
+        return _gone(AUDIT_GONE)
+    schema = ctx.catalog.schema(audit.process_id)
+    spec = schema.action(action_type) if schema is not None else None
+    if schema is None or spec is None:
+        return HTMLResponse(ctx.views.arguments(audit, "", [], ""))
+    prefill = audit.action.arguments if audit.action.action_type == action_type else None
+    fields = argument_fields(schema, action_type, prefill)
+    return HTMLResponse(ctx.views.arguments(audit, action_type, fields, spec.description))
+
+
+async def _audit_answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
+    try:
+        result: AuditAnswerResponse = await run_in_threadpool(getattr(ctx.audit_answers, call), *args)
+    except ConsoleError as exc:
+        if exc.status_code == 409:
+            return _gone(AUDIT_GONE)
+        if exc.status_code == 422 and call == "wrong":
+            return HTMLResponse(
+                ctx.views.errors(exc.violations or [exc.message]),
+                status_code=422,
+                headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
+            )
+        return Response(
+            status_code=exc.status_code, headers={"HX-Reswap": "none", "HX-Trigger": _toast(exc.message, "error")}
+        )
+    if result.operator_action is None:
+        message = f"Audited as right: {result.audited_action.action_type}"
+    else:
+        message = f"Audited as wrong: should have been {result.operator_action.action_type}"
+    # After the swap: htmx then fires it on the body when the live stream has already removed the
+    # row (the claim is announced before the broker acknowledges), where HX-Trigger would be lost.
+    return Response(status_code=200, headers={"HX-Trigger-After-Swap": _toast(message)})
+
+
+@router.post("/ui/audits/{action_id}/right")
+async def audit_right_from_page(action_id: str, ctx: Context, caller: PageCaller) -> Response:
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await _audit_answered(ctx, "right", action_id, caller.operator_id, visibility, AuditRightRequest())
+
+
+@router.post("/ui/audits/{action_id}/wrong")
+async def audit_wrong_from_page(action_id: str, request: Request, ctx: Context, caller: PageCaller) -> Response:
+    form = await read_form(request)
+    visibility = ctx.reader.visibility(caller.operator_id)
+    audit = ctx.audits.get(action_id, visibility)
+    if audit is None:
+        return _gone(AUDIT_GONE)
+    action = _form_action(ctx, audit.process_id, form)
+    if action is None:
+        return HTMLResponse(
+            ctx.views.errors(["choose an action"]),
+            status_code=422,
+            headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
+        )
+    body = AuditWrongRequest(action=action)
+    return await _audit_answered(ctx, "wrong", action_id, caller.operator_id, visibility, body)

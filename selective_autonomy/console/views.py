@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from selective_autonomy import __version__
 from selective_autonomy.console.cards import REASON_LABELS, ActionOption, ArgumentField
-from selective_autonomy.console.protocol import CardView, CountersView
+from selective_autonomy.console.protocol import AuditView, CardView, CountersView
 from selective_autonomy.schemas.events import Scalar, Stage, Verdict
 
 HTMX_FILE = "vendor/htmx-2.0.11.min.js"
@@ -111,8 +111,22 @@ class Views:
     def render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(**context)
 
-    def page(self, operator_id: str, csrf_token: str, cards: list[CardView], counters: CountersView) -> str:
-        return self.render("inbox.html", operator_id=operator_id, csrf_token=csrf_token, cards=cards, counters=counters)
+    def page(
+        self,
+        operator_id: str,
+        csrf_token: str,
+        cards: list[CardView],
+        counters: CountersView,
+        audits: list[AuditView] | None = None,
+    ) -> str:
+        return self.render(
+            "inbox.html",
+            operator_id=operator_id,
+            csrf_token=csrf_token,
+            cards=cards,
+            counters=counters,
+            audits=audits or [],
+        )
 
     def login(self, csrf_token: str, error: str | None = None, operator_id: str = "", next_url: str = "/") -> str:
         return self.render(
@@ -130,6 +144,12 @@ class Views:
     def card(self, card: CardView) -> str:
         return self.render("_card.html", card=card)
 
+    def audits(self, audits: list[AuditView]) -> str:
+        return self.render("_audits.html", audits=audits)
+
+    def audit(self, audit: AuditView) -> str:
+        return self.render("_audit.html", audit=audit)
+
     def counters(self, counters: CountersView) -> str:
         return self.render("_counters.html", counters=counters)
 
@@ -143,7 +163,23 @@ class Views:
     ) -> str:
         return self.render("_form.html", card=card, mode=mode, actions=actions, action_type=action_type, fields=fields)
 
-    def arguments(self, card: CardView, action_type: str, fields: list[ArgumentField], description: str) -> str:
+    def audit_form(
+        self, audit: AuditView, base: str, actions: list[ActionOption], action_type: str, fields: list[ArgumentField]
+    ) -> str:
+        """The "wrong" form of an audit: the correction form, posting to ``base``/wrong."""
+        return self.render(
+            "_form.html",
+            card=audit,
+            form_base=base,
+            mode="wrong",
+            actions=actions,
+            action_type=action_type,
+            fields=fields,
+        )
+
+    def arguments(
+        self, card: CardView | AuditView, action_type: str, fields: list[ArgumentField], description: str
+    ) -> str:
         return self.render(
             "_arguments.html", card=card, action_type=action_type, fields=fields, description=description
         )

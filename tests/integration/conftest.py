@@ -30,8 +30,9 @@ def make_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Setti
         topics = TopicSettings(
             **{role: f"{name}.{suffix}" for role, name in base.names().items()}, partitions=partitions
         )
-        settings = Settings(kafka=broker.kafka_settings(), topics=topics, app_id=f"test-{suffix}",
-                            data_dir=tmp_path / f"data-{suffix}")
+        settings = Settings(
+            kafka=broker.kafka_settings(), topics=topics, app_id=f"test-{suffix}", data_dir=tmp_path / f"data-{suffix}"
+        )
         if create:
             ensure_topics(settings)
         return settings

@@ -26,6 +26,7 @@ from selective_autonomy.agents.decisions import Decision, DecisionEngine
 from selective_autonomy.agents.gate import Outcome, SessionProgress
 from selective_autonomy.config import Settings
 from selective_autonomy.console.app import create_app
+from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import SESSION_COOKIE, Authenticator
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.console.settings import ConsoleSettings
@@ -45,7 +46,7 @@ from selective_autonomy.schemas.events import (
 from selective_autonomy.schemas.grammar import DEFAULT_MAX_TEXT_CHARS, validate_action
 from tests.unit.agents.fixtures import SCHEMA, event
 from tests.unit.console.fixtures import SCHEMA as CONSOLE_SCHEMA
-from tests.unit.console.fixtures import ListSink, deferral
+from tests.unit.console.fixtures import ListSink, deferral, step
 
 CLUSTERS = ("retail", "vip", "not-in-the-schema")
 EVERYTHING_PASSES = Thresholds(
@@ -193,10 +194,17 @@ def console(tmp_path: Path) -> Iterator[tuple[TestClient, ListSink]]:
     registry.publish("helpdesk", ServicePointer(default_stage=Stage.copilot))
     inbox = Inbox()
     inbox.on_deferral(deferral("s1", 3))
+    audits = AuditBook(rate=1.0)
+    audits.on_executed(AUDITED)
     sink = ListSink()
     settings = ConsoleSettings(operators={"alice": SecretStr("alice-token-1")}, secret_key=SecretStr("k" * 32))
     app = create_app(
-        Settings(models_dir=tmp_path / "models"), console=settings, sink=sink, inbox=inbox, start_feed=False
+        Settings(models_dir=tmp_path / "models"),
+        console=settings,
+        sink=sink,
+        inbox=inbox,
+        audits=audits,
+        start_feed=False,
     )
     with TestClient(app) as client:
         yield client, sink
@@ -218,6 +226,8 @@ def forged_cookies() -> list[str]:
     ]
 
 
+AUDITED = step("s2", 4)
+
 ROUTES = [
     ("GET", "/api/inbox"),
     ("GET", "/api/counters"),
@@ -234,6 +244,14 @@ ROUTES = [
     ("POST", "/ui/deferrals/d-s1-3/accept"),
     ("POST", "/ui/deferrals/d-s1-3/correct"),
     ("POST", "/ui/deferrals/d-s1-3/alternative"),
+    ("GET", "/api/audits"),
+    ("GET", f"/api/audits/{AUDITED.action_id}"),
+    ("POST", f"/api/audits/{AUDITED.action_id}/right"),
+    ("POST", f"/api/audits/{AUDITED.action_id}/wrong"),
+    ("GET", f"/ui/audits/{AUDITED.action_id}/form"),
+    ("GET", f"/ui/audits/{AUDITED.action_id}/arguments?action_type=lookup_invoice"),
+    ("POST", f"/ui/audits/{AUDITED.action_id}/right"),
+    ("POST", f"/ui/audits/{AUDITED.action_id}/wrong"),
     ("POST", "/logout"),
 ]
 

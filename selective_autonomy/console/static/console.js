@@ -1,4 +1,4 @@
-/* Operator console: live inbox (server-sent events), keyboard shortcuts, htmx glue. No build step. */
+/* Operator console: live inbox and audits (server-sent events), keyboard shortcuts, htmx glue. No build step. */
 (function () {
   "use strict";
 
@@ -6,6 +6,8 @@
   const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
   const inbox = () => $("#inbox");
   const cards = () => $$("#inbox > .card");
+  const auditList = () => $("#audits");
+  const audits = () => $$("#audits > .audit");
   let focusedId = null;
   let focusedIndex = 0;
 
@@ -93,6 +95,49 @@
     if (again) focusCard(again, false); else { focusedId = null; repairFocus(); }
   }
 
+  // -- audits: unattended steps sampled for review -------------------------------------------------
+
+  function auditsChanged() {
+    const count = audits().length;
+    const empty = $("#audits-empty");
+    if (empty) empty.hidden = count > 0;
+    const badge = $("#audit-count");
+    if (badge) badge.textContent = String(count);
+  }
+
+  function upsertAudit(html) {
+    const list = auditList();
+    const row = fromHtml(html).firstElementChild;
+    if (!list || !row) return;
+    const old = audits().find((a) => a.dataset.audit === row.dataset.audit);
+    if (old) old.replaceWith(row);
+    else {
+      const shown = Number(row.dataset.shown);
+      const after = audits().find((a) => Number(a.dataset.shown) > shown);
+      row.classList.add("is-new");
+      list.insertBefore(row, after || null);
+    }
+    htmx.process(row);
+    auditsChanged();
+  }
+
+  function removeAudit(id) {
+    const row = audits().find((a) => a.dataset.audit === id);
+    if (row) row.remove();
+    auditsChanged();
+  }
+
+  function replaceAudits(html) {
+    const list = auditList();
+    if (!list) return;
+    // Keep rows whose "wrong" form is open: the operator may be typing in it.
+    const open = new Map(audits().filter((a) => $(".card-form > *", a)).map((a) => [a.dataset.audit, a]));
+    list.replaceChildren(fromHtml(html));
+    audits().forEach((a) => { const kept = open.get(a.dataset.audit); if (kept) a.replaceWith(kept); });
+    htmx.process(list);
+    auditsChanged();
+  }
+
   function replaceCounters(html) {
     const counters = $("#counters");
     counters.replaceChildren(fromHtml(html));
@@ -112,6 +157,9 @@
     source.addEventListener("inbox", (e) => replaceInbox(e.data));
     source.addEventListener("card", (e) => upsertCard(e.data));
     source.addEventListener("remove", (e) => removeCard(e.data));
+    source.addEventListener("audits", (e) => replaceAudits(e.data));
+    source.addEventListener("audit", (e) => upsertAudit(e.data));
+    source.addEventListener("audit-remove", (e) => removeAudit(e.data));
     source.addEventListener("counters", (e) => replaceCounters(e.data));
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.CLOSED) {
@@ -165,7 +213,8 @@
     const slot = card && $(".card-form", card);
     if (slot && slot.children.length) {
       slot.replaceChildren();
-      focusCard(card);
+      if (card.matches("#inbox > .card")) focusCard(card);
+      else card.focus();
     }
   }
 
@@ -221,6 +270,7 @@
   document.body.addEventListener("htmx:sendError", () => toast("The console is not reachable.", "error"));
 
   new MutationObserver(repairFocus).observe(inbox(), { childList: true });
+  if (auditList()) new MutationObserver(auditsChanged).observe(auditList(), { childList: true });
   repairFocus();
   tick();
   setInterval(tick, 1000);

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from selective_autonomy.schemas.events import (
     Action,
+    ActionExecuted,
     ActionTier,
     ChatTurn,
     DeferralReason,
     EventModel,
+    Executor,
     OperatorDeferral,
     Speaker,
     UIState,
@@ -98,6 +100,40 @@ def deferral(
         policy_version="ngram-7" if suggestion else None,
         critic_version="critic-3" if suggestion else None,
         deferred_at=at or T0,
+    )
+
+
+LOOKUP = Action(action_type="lookup_invoice", arguments={"invoice_id": "INV-204"})
+
+
+def step(
+    session: str = "u1",
+    version: int = 2,
+    action: Action = LOOKUP,
+    by: Executor = Executor.system,
+    process: str = "helpdesk",
+    cluster: str = "billing",
+    at: datetime | None = None,
+) -> ActionExecuted:
+    """A step the decide agent executed unattended (or, with ``by=operator``, an operator's)."""
+    system = by is Executor.system
+    return ActionExecuted(
+        action_id=action_id_for(session, version, action),
+        event_id=f"e-{session}-{version}",
+        session_id=session,
+        process_id=process,
+        business_cluster=cluster,
+        state_version=version,
+        action=action,
+        tier=tier_of(action) or ActionTier.auto,
+        policy_probability=0.88 if system else None,
+        critic_score=0.97 if system else None,
+        threshold=0.93 if system else None,
+        policy_version="ngram-7" if system else None,
+        critic_version="critic-3" if system else None,
+        executed_by=by,
+        operator_id=None if system else "bob",
+        decided_at=at or T0,
     )
 
 

@@ -370,7 +370,7 @@ def test_live_stream_sends_the_inbox_then_changes(client: TestClient, inbox: Inb
             elif line == "" and event:
                 seen.append((event, "\n".join(data)))
                 event, data = "", []
-                if seen[-1][0] == "counters" and len(seen) == 2:
+                if seen[-1][0] == "counters" and len(seen) == 3:
                     inbox.on_deferral(deferral("s8", 1))  # not bob's process: never sent to him
                     inbox.on_deferral(deferral("s9", 1, process="onboarding"))
                 elif seen[-1][0] == "card":
@@ -378,7 +378,7 @@ def test_live_stream_sends_the_inbox_then_changes(client: TestClient, inbox: Inb
                 elif seen[-1][0] == "remove":
                     break
     kinds = [kind for kind, _ in seen]
-    assert kinds == ["inbox", "counters", "card", "remove"]
+    assert kinds == ["inbox", "audits", "counters", "card", "remove"]
     assert 'data-card="d-s4-2"' in seen[0][1] and 'data-card="d-s1-3"' not in seen[0][1]
-    assert 'data-card="d-s9-1"' in seen[2][1] and NAME not in seen[2][1] and EMAIL not in seen[2][1]
-    assert seen[3][1] == "d-s9-1"
+    assert 'data-card="d-s9-1"' in seen[3][1] and NAME not in seen[3][1] and EMAIL not in seen[3][1]
+    assert seen[4][1] == "d-s9-1"

@@ -308,6 +308,7 @@ def test_default_scenario(render: Any) -> None:
     }
     assert console_env["SELAUTO_CONSOLE__SECRET_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "console-secret-key"
     assert console_env["SELAUTO_CONSOLE__COOKIE_SECURE"]["value"] == "false"
+    assert console_env["SELAUTO_CONSOLE__AUDIT_RATE"]["value"] == "0.05"
     assert "port-forward svc/selauto-selective-autonomy-console" in rendered.notes
     assert 'Operator "admin" got a generated token' in rendered.notes
     assert 'get secret selauto-selective-autonomy -o jsonpath="{.data.console-operators}"' in rendered.notes

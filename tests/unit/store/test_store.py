@@ -256,8 +256,7 @@ def test_claim_is_atomic_across_processes(store_url: str) -> None:
     barrier = context.Barrier(racers)
     results = context.Queue()
     processes = [
-        context.Process(target=claim_in_process, args=(store_url, "contended", barrier, results))
-        for _ in range(racers)
+        context.Process(target=claim_in_process, args=(store_url, "contended", barrier, results)) for _ in range(racers)
     ]
     for process in processes:
         process.start()

@@ -3,8 +3,7 @@ feedback and executed topics, later decisions drop cards, and a restart rebuilds
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +14,6 @@ from pydantic import SecretStr
 from selective_autonomy.config import Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.settings import ConsoleSettings
-from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,
@@ -28,11 +26,11 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.streams.consumer import EventConsumer, Received
 from selective_autonomy.streams.producer import EventProducer
-from tests.unit.console.fixtures import EMAIL, NAME, SCHEMA, deferral
+from tests.integration.console_support import ALICE, wait_for, with_schema
+from tests.unit.console.fixtures import EMAIL, NAME, deferral
 
 pytestmark = pytest.mark.integration
 
-ALICE = {"Authorization": "Bearer alice-token-1"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()
 E = TypeVar("E", bound=EventModel)
@@ -41,25 +39,13 @@ CONSOLE = ConsoleSettings(operators={"alice": SecretStr("alice-token-1")})
 
 @pytest.fixture
 def console_settings(settings: Settings, tmp_path: Path) -> Settings:
-    models = tmp_path / "models"
-    ModelRegistry(models).save_schema(SCHEMA)
-    return settings.model_copy(update={"models_dir": models})
+    return with_schema(settings, tmp_path)
 
 
 @pytest.fixture
 def client(console_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(console_settings, console=CONSOLE)) as test_client:
         yield test_client
-
-
-def wait_for(what: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s")
 
 
 def card_ids(client: TestClient) -> list[str]:

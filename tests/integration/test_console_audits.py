@@ -5,9 +5,8 @@ in headless Chromium (skipped without Debian's chromium at /usr/bin/chromium).""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from pydantic import SecretStr
 from selective_autonomy.config import Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.settings import ConsoleSettings
-from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,
@@ -26,14 +24,13 @@ from selective_autonomy.schemas.events import (
     Executor,
     Verdict,
 )
-from selective_autonomy.streams.broker import free_port
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
-from tests.unit.console.fixtures import EMAIL, SCHEMA, step
+from tests.integration.console_support import ALICE, CHROMIUM, LAUNCH_ARGS, Server, wait_for, with_schema
+from tests.unit.console.fixtures import EMAIL, step
 
 pytestmark = pytest.mark.integration
 
-ALICE = {"Authorization": "Bearer alice-token-1"}
 TRACE_ID = "5bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()
 CONSOLE = ConsoleSettings(operators={"alice": SecretStr("alice-token-1")}, audit_rate=1.0)
@@ -47,25 +44,13 @@ BY_OPERATOR = step("a4", 3, by=Executor.operator)
 
 @pytest.fixture
 def console_settings(settings: Settings, tmp_path: Path) -> Settings:
-    models = tmp_path / "models"
-    ModelRegistry(models).save_schema(SCHEMA)
-    return settings.model_copy(update={"models_dir": models})
+    return with_schema(settings, tmp_path)
 
 
 @pytest.fixture
 def client(console_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(console_settings, console=CONSOLE)) as test_client:
         yield test_client
-
-
-def wait_for(what: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s")
 
 
 def pending(client: TestClient) -> list[str]:
@@ -134,38 +119,6 @@ def test_operators_audit_unattended_steps_and_only_feedback_is_published(
 
 
 # -- in the browser ---------------------------------------------------------------------------------
-
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-class Server:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="console-uvicorn", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            assert self.thread.is_alive(), "uvicorn exited"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")

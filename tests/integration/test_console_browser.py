@@ -7,12 +7,10 @@ Needs Debian's chromium at /usr/bin/chromium and the playwright package (never `
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -38,22 +36,12 @@ from selective_autonomy.schemas.events import (
     Verdict,
     action_id_for,
 )
-from selective_autonomy.streams.broker import free_port
 from selective_autonomy.streams.consumer import EventConsumer, Received
 from selective_autonomy.streams.producer import EventProducer
+from tests.integration.console_support import CHROMIUM, LAUNCH_ARGS, Server
 from tests.unit.console.fixtures import SCHEMA, tier_of
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-inbox.png"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.integration
 
@@ -190,35 +178,6 @@ E = TypeVar("E", bound=EventModel)
 def events(records: list[Received[E]]) -> list[E]:
     assert all(r.event is not None for r in records), [r.error for r in records if r.error]
     return [r.event for r in records if r.event is not None]
-
-
-class Server:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="console-uvicorn", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            assert self.thread.is_alive(), "uvicorn exited"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -293,7 +293,10 @@ async def _answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
             status_code=exc.status_code, headers={"HX-Reswap": "none", "HX-Trigger": _toast(exc.message, "error")}
         )
     verb = {"accepted": "Accepted", "corrected": "Corrected", "acceptable_alternative": "Done"}[result.verdict.value]
-    return Response(status_code=200, headers={"HX-Trigger": _toast(f"{verb}: {result.executed_action.action_type}")})
+    # After the swap, like audit answers: the live stream may already have removed the card.
+    return Response(
+        status_code=200, headers={"HX-Trigger-After-Swap": _toast(f"{verb}: {result.executed_action.action_type}")}
+    )
 
 
 @router.post("/ui/deferrals/{deferral_id}/accept")

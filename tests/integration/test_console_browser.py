@@ -241,6 +241,7 @@ def test_operator_answers_live_deferrals_in_the_browser(console: tuple[Server, S
             expect(page.locator(first)).to_be_focused()
             page.keyboard.press("a")
             page.wait_for_selector(first, state="detached", timeout=10_000)
+            expect(page.locator("#toasts")).to_contain_text("Accepted: lookup_invoice", timeout=10_000)
 
             # Focus moves on to the next card; `j`/`k` move it; `c` opens the correction form.
             second = DEFERRALS[1].deferral_id

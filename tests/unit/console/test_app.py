@@ -150,7 +150,7 @@ def test_cookie_session_needs_the_csrf_token_on_posts(client: TestClient, sink: 
     assert sink.sent == []
     ok = client.post("/ui/deferrals/d-s1-3/accept", data={"state_version": "3", "csrf_token": csrf})
     assert ok.status_code == 200, ok.text
-    assert "console-toast" in ok.headers["hx-trigger"]
+    assert "console-toast" in ok.headers["hx-trigger-after-swap"]
     assert [e.operator_id for e in sink.of(CopilotFeedback)] == ["alice"]  # type: ignore[attr-defined]
 
 

@@ -116,6 +116,9 @@ class WorkerSettings(_Section):
     batch_window_s: float = Field(default=0.005, gt=0, description="Longest wait to fill a batch.")
     reload_interval_s: float = Field(default=5.0, gt=0, description="How often models/current.json is checked.")
     health_port: int = Field(default=6066, ge=1, le=65535, description="/healthz and /readyz.")
+    lag_interval_s: float = Field(
+        default=15.0, gt=0, description="How often the consumer group's lag is read (not on the tansu profile)."
+    )
     decide: bool = Field(default=True, description="Run the decide agent (ui.state -> decisions).")
     feedback: bool = Field(default=True, description="Run the feedback agent (store deferrals and feedback).")
     learning: bool = Field(

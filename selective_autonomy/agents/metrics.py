@@ -1,5 +1,9 @@
 """Runtime metrics: OpenTelemetry instruments plus plain counters the health and status
-endpoints read (so the numbers are visible without a metrics backend)."""
+endpoints read (so the numbers are visible without a metrics backend).
+
+The instruments record into the meter provider given (``selauto worker`` passes the one built from
+the telemetry settings, :mod:`selective_autonomy.streams.meters`), else the global one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics
+
+from selective_autonomy.streams.lag import PartitionLag
 
 
 @dataclass
@@ -17,9 +23,13 @@ class RuntimeMetrics:
     outcomes: Counter[str] = field(default_factory=Counter)
     deferral_reasons: Counter[str] = field(default_factory=Counter)
     feedback: Counter[str] = field(default_factory=Counter)
+    consumer_lag: list[PartitionLag] = field(default_factory=list)
+    consumer_lag_note: str | None = None
+    """Why no lag is shown (not read on this broker profile, or the last read failed)."""
+    meter_provider: metrics.MeterProvider | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        meter = metrics.get_meter("selective_autonomy")
+        meter = metrics.get_meter("selective_autonomy", meter_provider=self.meter_provider)
         self._events = meter.create_counter("selauto.events", description="ui.state records consumed")
         self._decisions = meter.create_counter("selauto.decisions", description="decisions by outcome")
         self._deferrals = meter.create_counter("selauto.deferrals", description="deferrals by reason")
@@ -31,6 +41,12 @@ class RuntimeMetrics:
             "selauto.automation_rate",
             callbacks=[lambda _options: [metrics.Observation(self.automation_rate)]],
             description="share of decided steps executed unattended",
+        )
+        self._lag = meter.create_observable_gauge(
+            "selauto.consumer.lag",
+            callbacks=[lambda _options: self._lag_observations()],
+            unit="{record}",
+            description="records on the broker the worker's consumer group has not committed, per partition",
         )
 
     def on_event(self) -> None:
@@ -52,6 +68,20 @@ class RuntimeMetrics:
             self._deferrals.add(1, {"reason": reason, "process": process_id})
         self._latency.record(latency_ms, {"outcome": outcome})
 
+    def on_consumer_lag(self, partitions: list[PartitionLag] | None, note: str | None = None) -> None:
+        """The latest lag reading; None keeps the previous one (a failed read) and says why."""
+        if partitions is not None:
+            self.consumer_lag = partitions
+        self.consumer_lag_note = note
+
+    def _lag_observations(self) -> list[metrics.Observation]:
+        return [
+            metrics.Observation(
+                p.lag, {"messaging.destination.name": p.topic, "messaging.destination.partition.id": str(p.partition)}
+            )
+            for p in self.consumer_lag
+        ]
+
     @property
     def automation_rate(self) -> float:
         decided = self.outcomes["execute"] + self.outcomes["defer"]
@@ -66,4 +96,6 @@ class RuntimeMetrics:
             "deferral_reasons": dict(self.deferral_reasons),
             "feedback": dict(self.feedback),
             "automation_rate": round(self.automation_rate, 4),
+            "consumer_lag": {f"{p.topic}[{p.partition}]": p.lag for p in self.consumer_lag},
+            "consumer_lag_note": self.consumer_lag_note,
         }

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
 from selective_autonomy.config import Settings
+from selective_autonomy.errors import BrokerError
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.app import build_app
+from selective_autonomy.streams.kafka_config import tweaks_for
+from selective_autonomy.streams.lag import ConsumerLagReader
 from selective_autonomy.streams.serialization import AvroCodec
 
 if TYPE_CHECKING:
@@ -35,6 +40,7 @@ def build_worker(
     *,
     web: bool = False,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     on_decision: DecisionHook | None = None,
     app_options: dict[str, Any] | None = None,
 ) -> Worker:
@@ -43,7 +49,7 @@ def build_worker(
         _register_llm_loaders(settings)
     models = ModelsInService(ModelRegistry(settings.models_dir))
     models.refresh()
-    metrics = RuntimeMetrics()
+    metrics = RuntimeMetrics(meter_provider=meter_provider)
     decide = DecideAgent(
         settings,
         models.current,
@@ -65,6 +71,16 @@ def build_worker(
     async def reload_models() -> None:
         models.refresh()
 
+    if tweaks_for(settings.kafka).reports_true_high_watermark:
+        reader = ConsumerLagReader(settings.kafka, app.conf.id, consumed_topics(settings))
+
+        @app.timer(settings.worker.lag_interval_s)  # type: ignore[untyped-decorator]
+        async def read_consumer_lag() -> None:
+            await refresh_consumer_lag(reader, metrics)
+
+    else:
+        metrics.on_consumer_lag([], NO_LAG_ON_TANSU)
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         worker.ready["assigned"] = True
@@ -72,6 +88,27 @@ def build_worker(
     if web:
         _add_health_pages(worker)
     return worker
+
+
+NO_LAG_ON_TANSU = "not read: the tansu broker profile's high watermark is wrong after multi-record batches"
+
+
+def consumed_topics(settings: Settings) -> list[str]:
+    """The topics this worker's roles consume through its consumer group."""
+    topics = []
+    if settings.worker.decide:
+        topics.append(settings.topics.ui_state)
+    if settings.worker.feedback:
+        topics += [settings.topics.operator_deferrals, settings.topics.copilot_feedback]
+    return topics
+
+
+async def refresh_consumer_lag(reader: ConsumerLagReader, metrics: RuntimeMetrics) -> None:
+    """Read the lag off the event loop; a broker that does not answer leaves the last reading."""
+    try:
+        metrics.on_consumer_lag(await asyncio.to_thread(reader.read))
+    except BrokerError as exc:
+        metrics.on_consumer_lag(None, f"last read failed: {exc}")
 
 
 def _register_llm_loaders(settings: Settings) -> None:

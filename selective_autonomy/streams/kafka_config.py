@@ -39,6 +39,10 @@ class ProfileTweaks:
     # before the end of the changelog. A one-byte batch limit makes aiokafka send every record
     # in a batch of its own (the first record of a batch always fits), so recovery reads it all.
     faust_producer_max_batch_size: int | None = None
+    # The same wrong high watermark would make consumer lag (high watermark minus committed
+    # offset) report records as consumed or outstanding that are not: the worker does not read
+    # lag where the broker cannot report it truthfully.
+    reports_true_high_watermark: bool = True
 
 
 PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
@@ -51,6 +55,7 @@ PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
         allow_transactions=False,
         can_add_partitions=False,
         faust_producer_max_batch_size=1,
+        reports_true_high_watermark=False,
     ),
 }
 

@@ -3,11 +3,15 @@ acts, dead letters, a restart mid-stream, and trace context carried across topic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -31,6 +35,7 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.schemas.process import BusinessCluster
 from selective_autonomy.streams.consumer import EventConsumer
+from selective_autonomy.streams.meters import build_meter_provider
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.streams.tracing import build_tracer_provider, headers_for
@@ -103,9 +108,13 @@ def worker_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> S
 
 
 def run_worker(
-    settings: Settings, until: Callable[[object], bool], provider: TracerProvider | None = None, timeout_s: float = 60
+    settings: Settings,
+    until: Callable[[object], bool],
+    provider: TracerProvider | None = None,
+    timeout_s: float = 60,
+    meters: MeterProvider | None = None,
 ) -> object:
-    worker = build_worker(settings, tracer_provider=provider)
+    worker = build_worker(settings, tracer_provider=provider, meter_provider=meters)
     run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
     return worker
 
@@ -192,3 +201,63 @@ def test_trace_context_links_ui_state_to_its_decision(worker_settings: Settings)
         [record] = consumer.take(1)
     traceparent = dict(record.headers)["traceparent"].decode()
     assert traceparent.split("-")[1] == f"{trace_id:032x}"
+
+
+class Collector(BaseHTTPRequestHandler):
+    """A stand-in OTLP/HTTP collector: keeps every request's path and body."""
+
+    received: list[tuple[str, bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    received: list[tuple[str, bytes]] = []
+    handler = type("Handler", (Collector,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_decision_metrics_reach_an_otlp_collector(
+    worker_settings: Settings, collector: tuple[str, list[tuple[str, bytes]]]
+) -> None:
+    url, received = collector
+    # The setting names the traces URL, as the chart sets it; metrics go to the same collector.
+    meters = build_meter_provider("selauto-worker", otlp_endpoint=f"{url}/v1/traces", export_interval_s=3600)
+    with EventProducer(worker_settings) as producer:
+        for session, cluster in (("m1", "retail"), ("m2", "vip")):
+            producer.send(worker_settings.topics.ui_state, state(session, 0, cluster), key=session)
+    run_worker(worker_settings, decided(2), meters=meters)
+    assert meters.force_flush(timeout_millis=10_000)
+    meters.shutdown()
+
+    assert received and {path for path, _ in received} == {"/v1/metrics"}
+    values: dict[str, dict[str, float]] = {}
+    for _, body in received:
+        request = ExportMetricsServiceRequest.FromString(body)
+        for resource in request.resource_metrics:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+            assert service == "selauto-worker"
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.sum.data_points:
+                        key = ",".join(sorted(a.value.string_value for a in point.attributes))
+                        values.setdefault(metric.name, {})[key] = point.as_int
+    assert values["selauto.events"] == {"": 2}
+    assert values["selauto.decisions"] == {"billing,execute": 1, "billing,defer": 1}
+    assert values["selauto.deferrals"] == {"billing,copilot_stage": 1}

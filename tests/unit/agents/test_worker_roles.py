@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from selective_autonomy.agents.worker import build_worker
-from selective_autonomy.config import Settings, WorkerSettings
+from selective_autonomy.agents.worker import NO_LAG_ON_TANSU, build_worker, consumed_topics
+from selective_autonomy.config import BrokerProfile, Settings, WorkerSettings
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,21 @@ def test_roles(tmp_path: Path, role: dict[str, bool], agents: set[str], learning
     names = {agent.name.rsplit(".", 1)[-1] for agent in worker.app.agents.values()}
     assert names == agents
     assert (worker.feedback is not None and worker.feedback.scheduler is not None) is learning
+
+
+def test_consumer_lag_is_read_only_where_the_broker_reports_it_truthfully(tmp_path: Path) -> None:
+    base = Settings(data_dir=tmp_path, models_dir=tmp_path / "models")
+    on_kafka = build_worker(base)
+    assert on_kafka.metrics.consumer_lag_note is None
+    tansu = base.kafka.model_copy(update={"profile": BrokerProfile.tansu})
+    on_tansu = build_worker(base.model_copy(update={"kafka": tansu}))
+    assert on_tansu.metrics.consumer_lag_note == NO_LAG_ON_TANSU
+    assert on_tansu.metrics.snapshot()["consumer_lag"] == {}
+
+
+def test_lag_covers_the_topics_of_the_worker_role(tmp_path: Path) -> None:
+    topics = Settings().topics
+    decider = Settings(worker=WorkerSettings(feedback=False, learning=False))
+    learner = Settings(worker=WorkerSettings(decide=False))
+    assert consumed_topics(decider) == [topics.ui_state]
+    assert consumed_topics(learner) == [topics.operator_deferrals, topics.copilot_feedback]

@@ -78,9 +78,14 @@ def test_feedback_agent_stores_learns_promotes_and_worker_reloads(
     scheduler = worker.feedback.scheduler
     threading.Thread(target=replay, daemon=True).start()
 
+    feedback_agent = worker.feedback
+
     def finished() -> bool:
         reloaded = worker.models.versions().get(process, {}).get("revision", 0)
-        return done.is_set() and bool(scheduler.reports) and not scheduler.running and int(reloaded) >= 2
+        # The deferrals and the answers are consumed by two agents from two topics: the store
+        # joins them once both have caught up, which the deferrals' agent may do last.
+        recorded = feedback_agent.proposals >= steps
+        return done.is_set() and recorded and bool(scheduler.reports) and not scheduler.running and int(reloaded) >= 2
 
     run_app_until(worker.app, finished, timeout_s=150)
     assert reports, "the replay did not finish"

@@ -18,9 +18,6 @@ from selective_autonomy.config import KafkaSettings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.streams.kafka_config import confluent_config
 
-NO_COMMIT = -1001
-"""librdkafka's OFFSET_INVALID: the group has committed nothing on that partition."""
-
 
 class PartitionLag(BaseModel):
     topic: str
@@ -94,11 +91,8 @@ class ConsumerLagReader:
         request = ConsumerGroupTopicPartitions(self.group_id, [TopicPartition(t, p) for t, p in partitions])
         futures = self.admin.list_consumer_group_offsets([request], request_timeout=self.timeout_s)
         answer = futures[self.group_id].result()
-        return {
-            (tp.topic, tp.partition): tp.offset
-            for tp in answer.topic_partitions
-            if tp.offset != NO_COMMIT and tp.offset >= 0
-        }
+        # A negative offset (librdkafka's OFFSET_INVALID) means nothing is committed there.
+        return {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
 
     def _offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec) -> dict[tuple[str, int], int]:
         futures = self.admin.list_offsets(

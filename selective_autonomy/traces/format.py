@@ -48,6 +48,11 @@ class Case(_TraceModel):
     started_at: AwareDatetime = Field(description="First event of the case; chronological splits order by it.")
     attributes: dict[str, Scalar] = Field(default_factory=dict, description="Case-level data known at the start.")
     steps: list[TraceStep] = Field(default_factory=list)
+    ended: bool = Field(
+        default=True,
+        description="The record shows the case's end. False for a case that may still have been open when the "
+        "log was extracted: its last step is the last one recorded, not a close.",
+    )
 
     @model_validator(mode="after")
     def _time_runs_forward(self) -> Self:

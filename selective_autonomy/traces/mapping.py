@@ -78,6 +78,14 @@ class EventLogMapping(BaseModel):
     timestamp_format: str | None = Field(default=None, description="strftime format of CSV timestamps; else inferred.")
     timezone: str = Field(default="UTC", description="Zone of timestamps that carry no offset.")
     csv_separator: str = Field(default=",", min_length=1, max_length=1)
+    open_case_quantile: float | None = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="A case whose last event is closer to the end of the log than this quantile of the gaps "
+        "between consecutive events of a case may still have been open when the log was extracted: it gets "
+        "no close_chat step. None: every case ended.",
+    )
 
     @field_validator("keep_transitions")
     @classmethod

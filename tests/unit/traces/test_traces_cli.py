@@ -41,7 +41,7 @@ def test_csv_then_split(tmp_path: Path) -> None:
         import_app, ["csv", str(log), "--mapping", "csv_example", "--out", str(out), "--schema-out", str(schema_out)]
     )
     assert result.exit_code == 0, result.output
-    assert "cases=2 steps=5 actions=3" in result.output
+    assert "cases=2 steps=4 actions=3" in result.output  # T2 may be open at the log's end: no close
     assert ProcessSchema.load(schema_out).process_id == "csv_example"
     assert [c.case_id for c in read_cases(out)] == ["T1", "T2"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +18,7 @@ from selective_autonomy.traces.eventlog import (
     derive_process_schema,
     iter_cases,
     normalize_events,
+    open_case_horizon,
     read_event_log,
 )
 from selective_autonomy.traces.format import Case
@@ -25,6 +26,7 @@ from selective_autonomy.traces.mapping import EventLogMapping, load_mapping
 from selective_autonomy.traces.validate import case_violations
 
 HELPDESK_CASES, HELPDESK_EVENTS = 4_580, 21_348
+HELPDESK_OPEN_AT_END = 94  # last event within the 95th percentile gap (43 days) of the log's end
 BPI_CASES, BPI_EVENTS = 9_658, 72_413
 
 
@@ -35,7 +37,13 @@ def test_full_helpdesk_counts(helpdesk_path: Path) -> None:
     print(f"helpdesk: cases={len(cases)} events={table.n_events} steps={steps}")
     assert (table.n_cases, table.n_events, table.dropped_events) == (HELPDESK_CASES, HELPDESK_EVENTS, 0)
     assert len(cases) == HELPDESK_CASES
-    assert steps == HELPDESK_EVENTS + HELPDESK_CASES  # one step per event plus close_chat per case
+    ended = sum(case.ended for case in cases)
+    assert ended == HELPDESK_CASES - HELPDESK_OPEN_AT_END
+    assert steps == HELPDESK_EVENTS + ended  # one step per event plus close_chat per case that ended
+    horizon = open_case_horizon(table)
+    assert horizon is not None and timedelta(days=40) < horizon[1] < timedelta(days=46)
+    for case in cases:
+        assert case.ended == (horizon[0] - case.steps[-1].timestamp >= horizon[1])
     schema = derive_process_schema(table)
     assert len(schema.controls) == 14
     assert {case.process_id for case in cases} == {"helpdesk"}
@@ -142,6 +150,25 @@ def test_csv_import_with_the_example_mapping(tmp_path: Path) -> None:
     assert [c.id for c in schema.business_clusters] == ["chat", "phone"]
     assert schema.field("priority").enum == ["high", "low"]  # type: ignore[union-attr]
     assert case_violations(schema, cases) == []
+
+
+def test_a_case_cut_off_by_the_end_of_the_log_gets_no_close(tmp_path: Path) -> None:
+    """T2's last event is 5 minutes before the log's end, well inside the gaps between events of a
+    case: it may still have been open, so no close_chat is invented for it; T1 ended long before."""
+    t2, t1 = iter_cases(_csv_table(tmp_path))
+    assert (t1.ended, t2.ended) == (True, False)
+    assert [s.action.action_type for s in t2.steps] == ["Open", "Answer"]
+    mapping = load_mapping("csv_example").model_copy(update={"open_case_quantile": None})
+    path = tmp_path / "log.csv"
+    every_case_ended = list(iter_cases(read_event_log(path, mapping)))
+    assert [c.steps[-1].action.action_type for c in every_case_ended] == [END_ACTION, END_ACTION]
+
+
+def test_a_slice_keeps_the_whole_logs_end(helpdesk_path: Path) -> None:
+    """The first cases of a slice are not open just because the slice ends with them."""
+    table = read_event_log(helpdesk_path, load_mapping("helpdesk"), limit_cases=50)
+    assert table.log_end is not None and table.log_end > datetime(2013, 12, 1, tzinfo=UTC)
+    assert all(case.ended for case in iter_cases(table))
 
 
 def test_changing_an_event_never_changes_the_state_before_it(tmp_path: Path) -> None:

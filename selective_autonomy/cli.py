@@ -147,7 +147,7 @@ def demo(
     import tempfile
 
     from selective_autonomy.demo.loop import DemoConfig, run_demo
-    from selective_autonomy.demo.report import write_report
+    from selective_autonomy.demo.report import certified_vs_realised, write_report
     from selective_autonomy.streams.broker import EmbeddedBroker
     from selective_autonomy.streams.topics import ensure_topics
     from selective_autonomy.traces.datasets import helpdesk_log_path
@@ -178,6 +178,7 @@ def demo(
     report = write_report(result, out / source.name.split(".")[0].lower())
     typer.echo("")
     typer.echo(report.read_text())
+    typer.echo(certified_vs_realised(result))
     typer.echo(f"report written to {report}")
 
 
@@ -196,7 +197,7 @@ def eval_critic(
     the precision realised on the future split (past 40% trains the policy, the next 30% is the
     copilot stage with simulated operators, the last 30% is the future)."""
     from selective_autonomy.config import LearningSettings
-    from selective_autonomy.inference.critic_eval import evaluate_critic, write_critic_eval
+    from selective_autonomy.demo.critic_eval import evaluate_critic, write_critic_eval
     from selective_autonomy.inference.datasets import load_log, log_label
     from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
     from selective_autonomy.inference.ngram import NGramPolicy
@@ -223,7 +224,7 @@ def eval_critic(
             typer.echo("  no threshold certified: the process stays in copilot")
         else:
             typer.echo(
-                f"  critic gate at certified threshold {report.certified_threshold}: coverage "
+                f"  critic gate at its {len(report.certified_thresholds)} certified thresholds: coverage "
                 f"{critic.coverage:.3f}, recall {critic.recall:.3f}, precision {critic.precision}"
             )
             if conf is not None:
@@ -303,7 +304,7 @@ def schema_export(
 
     out.mkdir(parents=True, exist_ok=True)
     for name in contracts.EVENT_RECORDS:
-        (out / f"{name}.avsc").write_text(json.dumps(contracts.expanded_schema(name), indent=2))
+        (out / f"{name}.avsc").write_text(json.dumps(contracts.self_contained_schema(name), indent=2))
     (out / "process-schema.json").write_text(json.dumps(process_schema_json_schema(), indent=2))
     typer.echo(f"wrote {len(contracts.EVENT_RECORDS)} contracts and the process schema format to {out}")
 

@@ -154,21 +154,48 @@ class InferenceSettings(_Section):
 
 
 class LearningSettings(_Section):
-    """When and how feedback retrains the critic, recertifies thresholds and moves stages."""
+    """When and how feedback retrains the critic, recertifies thresholds, watches them and moves stages."""
 
     retrain_every_feedback: int = Field(default=500, ge=1, description="Run the learning loop after this many.")
     retrain_every_s: float = Field(default=600.0, gt=0, description="...or after this long with any new feedback.")
+    monitor_every_s: float = Field(
+        default=1.0, gt=0, description="Longest wait before a judged unattended step (audit) reaches the monitor."
+    )
+    monitor_arl: float = Field(
+        default=10_000.0,
+        gt=1,
+        description="The change detector's threshold: judged steps at the target between false alarms, on average.",
+    )
     target_precision: float = Field(default=0.9, gt=0, le=1, description="Certified precision of executed steps.")
-    confidence: float = Field(default=0.9, gt=0, lt=1, description="Probability that the precision holds.")
-    min_calibration_samples: int = Field(default=100, ge=10, description="Per (process, cluster, tier).")
-    min_critic_examples: int = Field(default=300, ge=20, description="Below this the policy-confidence critic stays.")
-    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
-    calibration_fraction: float = Field(default=0.3, gt=0, lt=0.6)
-    audit_window: int = Field(default=200, ge=1, description="Recent audits per cluster for rolling precision.")
+    confidence: float = Field(
+        default=0.9, gt=0, lt=1, description="Probability that the precision holds; 1 - it bounds false alarms."
+    )
+    min_calibration_samples: int = Field(default=100, ge=10, description="Per (process, cluster, tier, action type).")
+    min_judgements: int = Field(
+        default=50, ge=0, description="Judgements an action type needs in the certifying evidence to run unattended."
+    )
+    min_critic_examples: int = Field(default=300, ge=20, description="Below this no critic is trained.")
+    policy_update_examples: int = Field(
+        default=1_000, ge=20, description="Endorsed actions the policy has not learned from before it is updated."
+    )
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=0.5, description="Unbiased evidence before the certifying part: fits, chooses the critic."
+    )
+    calibration_fraction: float = Field(
+        default=0.3, gt=0, lt=0.6, description="Newest share of the unbiased evidence: certifies the thresholds."
+    )
+    window_feedback: int = Field(
+        default=20_000, ge=100, description="Newest feedback records one run reads: bounds its cost as feedback grows."
+    )
+    exploration_share: float = Field(
+        default=0.05, ge=0, lt=1, description="Share of sessions that stay in copilot while their cluster is selective."
+    )
+    critic: Literal["auto", "confidence"] = Field(
+        default="auto",
+        description="auto: choose among the policy-confidence critic, the critic in service and a newly trained one "
+        "on evidence the certificate does not use; confidence: always the policy's own probability.",
+    )
     min_certified_coverage: float = Field(default=0.05, ge=0, le=1, description="Promote to selective above this.")
-    min_audits: int = Field(default=30, ge=1)
-    drift_tolerance: float = Field(default=0.15, ge=0, le=1)
-    min_drift_samples: int = Field(default=50, ge=1)
 
 
 class Settings(BaseSettings):

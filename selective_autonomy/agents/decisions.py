@@ -29,6 +29,7 @@ from selective_autonomy.schemas.events import (
     UIStateChanged,
     action_id_for,
 )
+from selective_autonomy.schemas.sampling import in_exploration_holdout
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Decision(BaseModel):
     proposal: Proposal | None = None
     critic_score: float | None = None
     critic_version: str | None = None
+    holdout: bool = False
+    exploration_share: float = 0.0
 
     @property
     def outcome(self) -> Outcome:
@@ -61,6 +64,19 @@ class Decision(BaseModel):
     @property
     def deferral_id(self) -> str:
         return deferral_id_for(self.event.session_id, self.event.state_version)
+
+    @property
+    def handled_in(self) -> Stage:
+        """The stage the step was handled in: copilot for a session of the exploration holdout."""
+        return Stage.copilot if self.holdout else self.stage
+
+    @property
+    def inclusion_probability(self) -> float | None:
+        """P(the step is labelled whatever its score): 1 in copilot, the holdout share in the holdout,
+        None for a selective-stage deferral (labelled because the gate did not pass it)."""
+        if self.holdout:
+            return self.exploration_share
+        return 1.0 if self.stage is Stage.copilot else None
 
     @property
     def policy_probability(self) -> float | None:
@@ -107,6 +123,9 @@ class Decision(BaseModel):
                 threshold=self.gate.threshold,
                 reason=self.gate.reason,
                 detail=self.gate.detail,
+                stage=self.handled_in,
+                inclusion_probability=self.inclusion_probability,
+                state_at=event.timestamp,
                 candidates=[
                     RankedAction(action=c.action, probability=c.probability)
                     for c in (self.proposal.candidates if self.proposal else [])
@@ -167,18 +186,25 @@ class DecisionEngine:
             proposals, model_error = [None] * len(events), f"policy failed: {type(exc).__name__}: {exc}"
 
         scores = self._scores(models, events, proposals, stages)
+        pointer = models.pointer
         decisions = []
         for i, event in enumerate(events):
             score = scores[i]
+            holdout = stages[i] is Stage.selective and in_exploration_holdout(
+                event.session_id, pointer.exploration_share
+            )
             verdict = gate(
                 schema=models.schema,
                 business_cluster=event.business_cluster,
                 stage=stages[i],
                 proposal=proposals[i],
                 critic_score=score,
-                thresholds=models.pointer.thresholds,
+                thresholds=pointer.thresholds,
                 progress=progress.get(event.session_id, SessionProgress()),
                 model_error=model_error,
+                certificate=pointer.certificates.get(event.business_cluster),
+                holdout=holdout,
+                step=event.state_version,
             )
             decisions.append(
                 Decision(
@@ -188,6 +214,8 @@ class DecisionEngine:
                     proposal=proposals[i],
                     critic_score=score,
                     critic_version=models.critic.version,
+                    holdout=holdout,
+                    exploration_share=pointer.exploration_share,
                 )
             )
         return decisions

@@ -22,13 +22,15 @@ import faust
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.config import Settings
-from selective_autonomy.inference.learning import LearningLoop, LearningReport
 from selective_autonomy.inference.protocol import Candidate
+from selective_autonomy.learning.apply import LearningReport
+from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.schemas.events import (
     CopilotFeedback,
     DeferralReason,
     OperatorDeferral,
     Stage,
+    StageChanged,
     UIStateChanged,
 )
 from selective_autonomy.store.models import ProposalRecord
@@ -48,58 +50,79 @@ def state_of(deferral: OperatorDeferral) -> UIStateChanged:
         process_id=deferral.process_id,
         business_cluster=deferral.business_cluster,
         state_version=deferral.state_version,
-        timestamp=deferral.deferred_at,
+        timestamp=deferral.state_at or deferral.deferred_at,  # v1 deferrals did not carry the state's time
         ui_state=deferral.ui_state,
     )
 
 
 def proposal_of(deferral: OperatorDeferral) -> ProposalRecord:
-    stage = Stage.copilot if deferral.reason is DeferralReason.copilot_stage else Stage.selective
+    stage = deferral.stage
+    if stage is None:  # a v1 deferral: only copilot-stage deferrals said which stage they came from
+        stage = Stage.copilot if deferral.reason is DeferralReason.copilot_stage else Stage.selective
     candidates = [Candidate(action=c.action, probability=c.probability) for c in deferral.candidates]
     return ProposalRecord.for_deferral(deferral, state_of(deferral), stage=stage, candidates=candidates)
 
 
+ReportListener = Callable[[LearningReport], None]
+
+
 class RetrainScheduler:
-    """Counts new feedback per process and runs the learning loop by count or time, one job per
-    process at a time, in a worker thread."""
+    """Runs the learning loop of each process in a worker thread, one job per process at a time:
+    a full run (retrain, recertify) after ``every_feedback`` new records or ``every_s`` with any,
+    and in between a monitor-only run at most every ``monitor_every_s`` while feedback arrives, so
+    an audit that breaks a certificate demotes its cluster within seconds, not at the next retrain.
+
+    :param listeners: called with every report, in the learning thread.
+    """
 
     def __init__(
         self,
         loop_factory: Callable[[], LearningLoop],
         every_feedback: int,
         every_s: float,
-        on_report: Callable[[LearningReport], None],
+        monitor_every_s: float = 1.0,
+        listeners: list[ReportListener] | None = None,
     ) -> None:
         self.loop_factory = loop_factory
         self.every_feedback = every_feedback
         self.every_s = every_s
-        self.on_report = on_report
+        self.monitor_every_s = monitor_every_s
+        self.listeners: list[ReportListener] = list(listeners or [])
         self.pending: Counter[str] = Counter()
+        self.unwatched: Counter[str] = Counter()
         self.last_run: dict[str, float] = {}
+        self.last_watch: dict[str, float] = {}
         self.running: dict[str, Future[LearningReport]] = {}
-        self.reports: list[LearningReport] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="selauto-learning")
 
     def note(self, process_id: str) -> None:
         self.pending[process_id] += 1
+        self.unwatched[process_id] += 1
         self.last_run.setdefault(process_id, time.monotonic())
 
-    def due(self) -> list[str]:
+    def due(self) -> list[tuple[str, bool]]:
+        """(process, retrain) for each job to start now."""
         now = time.monotonic()
-        return [
-            process_id
-            for process_id, count in self.pending.items()
-            if count > 0
-            and process_id not in self.running
-            and (count >= self.every_feedback or now - self.last_run.get(process_id, now) >= self.every_s)
-        ]
+        jobs = []
+        for process_id, count in self.pending.items():
+            if process_id in self.running:
+                continue
+            if count > 0 and (count >= self.every_feedback or now - self.last_run.get(process_id, now) >= self.every_s):
+                jobs.append((process_id, True))
+            elif self.unwatched[process_id] > 0 and now - self.last_watch.get(process_id, 0.0) >= self.monitor_every_s:
+                jobs.append((process_id, False))
+        return jobs
 
-    def start_due(self) -> list[str]:
+    def start_due(self) -> list[tuple[str, bool]]:
         started = self.due()
-        for process_id in started:
-            self.pending[process_id] = 0
-            self.last_run[process_id] = time.monotonic()
-            future = self._executor.submit(self._run, process_id)
+        for process_id, retrain in started:
+            now = time.monotonic()
+            self.unwatched[process_id] = 0
+            self.last_watch[process_id] = now
+            if retrain:
+                self.pending[process_id] = 0
+                self.last_run[process_id] = now
+            future = self._executor.submit(self._run, process_id, retrain)
             self.running[process_id] = future
             future.add_done_callback(self._forget(process_id))
         return started
@@ -110,18 +133,15 @@ class RetrainScheduler:
 
         return done
 
-    def _run(self, process_id: str) -> LearningReport:
+    def _run(self, process_id: str, retrain: bool) -> LearningReport:
         try:
-            report = self.loop_factory().run(process_id)
+            report = self.loop_factory().run(process_id, retrain=retrain)
         except Exception:
             log.exception("learning loop for %s failed", process_id)
             raise
-        self.reports.append(report)
-        self.on_report(report)
+        for listener in self.listeners:
+            listener(report)
         return report
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True)
 
 
 class FeedbackAgent:
@@ -174,23 +194,24 @@ class FeedbackAgent:
         if self.scheduler is not None:
             scheduler = self.scheduler
 
-            @app.timer(min(5.0, self.settings.learning.retrain_every_s))  # type: ignore[untyped-decorator]
+            learning = self.settings.learning
+            interval = min(5.0, learning.retrain_every_s, learning.monitor_every_s)
+
+            @app.timer(interval)  # type: ignore[untyped-decorator]
             async def retrain_by_time() -> None:
                 scheduler.start_due()
 
 
-def stage_publisher(settings: Settings) -> Callable[[LearningReport], None]:
-    """Emits a report's stage changes on ``stage.changes`` (from the learning thread)."""
+def stage_publisher(settings: Settings) -> Callable[[list[StageChanged]], None]:
+    """Emits stage changes on ``stage.changes`` (from the learning thread)."""
 
-    def publish(report: LearningReport) -> None:
-        if not report.stage_changes:
-            return
+    def publish(changes: list[StageChanged]) -> None:
         with EventProducer(settings) as producer:
-            for change in report.stage_changes:
+            for change in changes:
                 producer.send(
                     settings.topics.stage_changes, change, key=f"{change.process_id}/{change.business_cluster}"
                 )
-        for change in report.stage_changes:
+        for change in changes:
             log.info(
                 "stage %s/%s: %s -> %s (%s)",
                 change.process_id,

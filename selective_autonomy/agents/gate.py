@@ -10,7 +10,11 @@ run in a fixed order and the first that fails names the deferral reason:
 4. the action violates the process schema   -> ``schema_violation``
 5. the action's tier is approval_required    -> ``approval_required`` (never unattended)
 6. a cluster guardrail forbids it            -> ``guardrail``
-7. no certified threshold, or score below it -> ``below_threshold``
+7. no threshold for the action, and its type was judged too rarely when the cluster was certified,
+   or the step lies outside what the certificate was earned on          -> ``novel_situation``
+8. no certified threshold, or score below it -> ``below_threshold``
+9. the session belongs to the exploration holdout -> ``exploration`` (it would have run; an
+   operator judges it instead, which keeps unbiased evidence coming after promotion)
 otherwise the step is executed.
 """
 
@@ -20,8 +24,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.protocol import Proposal
-from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.inference.thresholds import ThresholdKey, Thresholds
 from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
@@ -62,6 +67,9 @@ def gate(
     thresholds: Thresholds,
     progress: SessionProgress,
     model_error: str | None = None,
+    certificate: Certificate | None = None,
+    holdout: bool = False,
+    step: int = 0,
 ) -> GateDecision:
     top = proposal.top if proposal is not None else None
     action = top.action if top is not None else None
@@ -99,13 +107,26 @@ def gate(
             DeferralReason.guardrail, f"{progress.autonomous_steps} unattended steps reached the cluster's limit"
         )
 
-    threshold = thresholds.get(schema.process_id, business_cluster, tier)
+    threshold = thresholds.get(schema.process_id, business_cluster, tier, action.action_type)
+    if certificate is not None:
+        key = ThresholdKey(
+            process_id=schema.process_id, business_cluster=business_cluster, tier=tier, action_type=action.action_type
+        ).text()
+        outside = certificate.uncovered(key, action.action_type, step)
+        if outside is not None:
+            return defer(DeferralReason.novel_situation, outside, threshold)
     if threshold is None:
-        return defer(DeferralReason.below_threshold, f"no certified threshold for {tier.value} actions here")
+        return defer(DeferralReason.below_threshold, f"no certified threshold for {action.action_type} here")
     if critic_score is None:
         return defer(DeferralReason.model_unavailable, "the critic gave no score", threshold)
     if critic_score < threshold:
         return defer(
             DeferralReason.below_threshold, f"critic {critic_score:.3f} < threshold {threshold:.3f}", threshold
+        )
+    if holdout:
+        return defer(
+            DeferralReason.exploration,
+            f"exploration holdout: would have run (critic {critic_score:.3f} >= {threshold:.3f}); an operator judges",
+            threshold,
         )
     return GateDecision(outcome=Outcome.execute, action=action, tier=tier, threshold=threshold)

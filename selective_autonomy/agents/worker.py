@@ -140,7 +140,7 @@ def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgen
     # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
     # start, i.e. after every crash, while its partitions wait.
     from selective_autonomy.agents.feedback import FeedbackAgent, RetrainScheduler, stage_publisher
-    from selective_autonomy.inference.learning import LearningLoop
+    from selective_autonomy.learning.loop import LearningLoop
     from selective_autonomy.store import FeedbackStore
 
     store = FeedbackStore.open(store_url(settings))
@@ -148,10 +148,10 @@ def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgen
     if settings.worker.learning:
         registry = ModelRegistry(settings.models_dir)
         scheduler = RetrainScheduler(
-            lambda: LearningLoop(registry, store, settings.learning),
+            lambda: LearningLoop(registry, store, settings.learning, stage_publisher(settings)),
             settings.learning.retrain_every_feedback,
             settings.learning.retrain_every_s,
-            stage_publisher(settings),
+            settings.learning.monitor_every_s,
         )
     return FeedbackAgent(settings, store, AvroCodec(settings.wire_format), metrics, scheduler)
 

@@ -57,6 +57,7 @@ def audit_feedback(
         critic_score=executed.critic_score,
         policy_version=executed.policy_version,
         critic_version=executed.critic_version,
+        inclusion_probability=audit.inclusion_probability,
     )
 
 

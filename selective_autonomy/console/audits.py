@@ -8,8 +8,9 @@ read by the routers. No Kafka and no FastAPI here, so every rule is unit-tested 
 
 Rules:
 
-- Only actions executed by the system are offered, and only those :func:`sampled` picks: the
-  draw depends on the action id alone, so every console replica offers the same steps.
+- Only actions executed by the system are offered, and only those
+  :func:`~selective_autonomy.schemas.sampling.audit_sampled` picks: the draw depends on the action
+  id alone, so every console replica offers the same steps.
 - An audit is removed when any audit feedback for its action id is read (answered here or in
   another replica). Answered action ids are remembered (bounded, oldest forgotten), so reading the
   executed record again (a replay from the start of the topics, or the feedback read first) does
@@ -25,7 +26,6 @@ held: they must be quick and must not call back into the book.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -34,21 +34,7 @@ from dataclasses import dataclass, field
 
 from selective_autonomy.console.inbox import ChangeKind, Headers, Visibility, visible
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, Executor
-
-SAMPLE_SALT = "audit\x1f"
-
-
-def audit_draw(action_id: str) -> float:
-    """A number in [0, 1) fixed by the action id: the first 8 hex digits of a salted SHA-256."""
-    digest = hashlib.sha256((SAMPLE_SALT + action_id).encode()).hexdigest()
-    return int(digest[:8], 16) / 2**32
-
-
-def sampled(action_id: str, rate: float) -> bool:
-    """Whether the step ``action_id`` is offered for audit at ``rate`` (0: never, 1: always)."""
-    if rate <= 0.0:
-        return False
-    return audit_draw(action_id) < rate
+from selective_autonomy.schemas.sampling import audit_sampled
 
 
 @dataclass(frozen=True)
@@ -59,6 +45,9 @@ class PendingAudit:
     headers: Headers
     arrived_at: float = field(metadata={"doc": "epoch seconds the record reached this console"})
     seq: int = field(default=0, metadata={"doc": "arrival order, oldest first"})
+    inclusion_probability: float = field(
+        default=1.0, metadata={"doc": "the audit rate it was sampled at: weights the audit in the precision monitor"}
+    )
 
     @property
     def id(self) -> str:
@@ -92,7 +81,8 @@ AuditListener = Callable[[list[AuditChange]], None]
 class AuditBook:
     """Unattended steps waiting for an audit.
 
-    :param rate: share of system executions offered (see :func:`sampled`); default 0.05.
+    :param rate: share of system executions offered (see
+        :func:`~selective_autonomy.schemas.sampling.audit_sampled`); default 0.05.
     :param max_pending: pending audits kept, the oldest dropped beyond; default 500.
     :param max_answered: answered action ids remembered; default 100 000.
     :param clock: epoch seconds; default ``time.time``.
@@ -140,14 +130,20 @@ class AuditBook:
 
     def on_executed(self, executed: ActionExecuted, headers: Iterable[tuple[str, bytes]] = ()) -> list[AuditChange]:
         """Offer ``executed`` for audit if the system ran it and the sample picks it."""
-        if executed.executed_by is not Executor.system or not sampled(executed.action_id, self.rate):
+        if executed.executed_by is not Executor.system or not audit_sampled(executed.action_id, self.rate):
             return []
         with self._lock:
             action_id = executed.action_id
             if action_id in self._pending or action_id in self._claimed or action_id in self._answered:
                 return []
             self._seq += 1
-            audit = PendingAudit(executed=executed, headers=tuple(headers), arrived_at=self.clock(), seq=self._seq)
+            audit = PendingAudit(
+                executed=executed,
+                headers=tuple(headers),
+                arrived_at=self.clock(),
+                seq=self._seq,
+                inclusion_probability=self.rate,
+            )
             self._pending[action_id] = audit
             changes = [_upsert(audit)]
             while len(self._pending) > self.max_pending:

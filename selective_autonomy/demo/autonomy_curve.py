@@ -1,9 +1,10 @@
 """Time to autonomy: certified coverage as a function of how many copilot sessions were seen.
 
-For each prefix of the copilot feedback (first k sessions, in the order they ran), the critic is
-trained on the older part of that prefix and thresholds are certified on the newer part, exactly
-as the learning loop would have done at that moment. The curve answers "how long in copilot before
-a new process runs selectively", in sessions and in days of the log's own traffic.
+For each prefix of the copilot feedback (first k sessions, in the order they ran), the production
+plan (critic choice, certification per action type) runs on that prefix exactly as the learning
+loop would have at that moment, starting from the policy alone (the policy-confidence critic is
+the cold-start candidate). The curve answers "how long in copilot before a new process runs
+selectively", in sessions and in days of the log's own traffic.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.learning import certify, fit_critic, split_feedback
+from selective_autonomy.inference.protocol import Policy, PolicyConfidenceCritic
+from selective_autonomy.inference.registry import ProcessModels, ServicePointer
+from selective_autonomy.learning.evidence import CriticExample
+from selective_autonomy.learning.plan import LearningInput, plan_learning
+from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.process import ProcessSchema
-from selective_autonomy.store.datasets import CriticExample
 
 
 class CurvePoint(BaseModel):
@@ -23,6 +27,8 @@ class CurvePoint(BaseModel):
     examples: int
     certified_coverage: float
     certified: bool
+    promoted: bool = Field(default=False, description="The plan would move a cluster to selective.")
+    critic: str = ""
     days_of_traffic: float | None = None
 
 
@@ -38,35 +44,41 @@ class AutonomyCurve(BaseModel):
                 return point.sessions
         return None
 
+    def sessions_to_certificate(self) -> int | None:
+        """Copilot sessions before the first promotion to selective."""
+        return next((p.sessions for p in self.points if p.promoted), None)
+
 
 def autonomy_curve(
     schema: ProcessSchema,
+    policy: Policy,
     examples: Sequence[CriticExample],
     checkpoints: Sequence[int],
     config: LearningSettings,
     sessions_per_day: float | None = None,
 ) -> AutonomyCurve:
     order: list[str] = []
+    seen_sessions: set[str] = set()
     for example in examples:
-        if example.event.session_id not in order:
+        if example.event.session_id not in seen_sessions:
+            seen_sessions.add(example.event.session_id)
             order.append(example.event.session_id)
     rank = {session: i for i, session in enumerate(order)}
+    pointer = ServicePointer(policy="in-service", default_stage=Stage.copilot)
+    models = ProcessModels(schema, policy, PolicyConfidenceCritic(), pointer)
     points = []
     for k in sorted({min(k, len(order)) for k in checkpoints if k > 0}):
         seen = [e for e in examples if rank[e.event.session_id] < k]
-        parts = split_feedback(seen, config)
-        coverage = 0.0
-        certified = False
-        if len(parts.train) >= 20 and parts.holdout and len(parts.calibration) >= config.min_calibration_samples:
-            report = certify(fit_critic(schema, parts), parts.calibration, config)
-            coverage = report.certified_coverage()
-            certified = any(r.threshold is not None for r in report.results)
+        plan = plan_learning(LearningInput(schema=schema, pointer=pointer, models=models, examples=seen), config)
+        calibration = plan.calibration
         points.append(
             CurvePoint(
                 sessions=k,
                 examples=len(seen),
-                certified_coverage=coverage,
-                certified=certified,
+                certified_coverage=calibration.certified_coverage() if calibration else 0.0,
+                certified=bool(calibration and calibration.certified()),
+                promoted=any(d.stage is Stage.selective for d in plan.decisions.values()),
+                critic=plan.critic,
                 days_of_traffic=k / sessions_per_day if sessions_per_day else None,
             )
         )

@@ -29,9 +29,10 @@ from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
-from selective_autonomy.inference.learning import LearningReport
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+from selective_autonomy.learning.apply import LearningReport
+from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
@@ -39,7 +40,6 @@ from selective_autonomy.simulator.replay import replay_cases
 from selective_autonomy.simulator.report import ReplayReport
 from selective_autonomy.simulator.sessions import ReplayConfig
 from selective_autonomy.store import FeedbackStore
-from selective_autonomy.store.datasets import critic_examples
 from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
 from selective_autonomy.traces.format import Case
@@ -60,9 +60,12 @@ class DemoConfig(BaseModel):
     confidence: float = 0.9
     min_calibration_samples: int = 100
     curve_checkpoints: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
-    audit_rate: float = Field(default=0.15, ge=0, le=1, description="Share of unattended steps operators review.")
+    audit_rate: float = Field(default=0.05, ge=0, le=1, description="Share of unattended steps operators review.")
+    exploration_share: float = Field(
+        default=0.05, ge=0, lt=1, description="Share of sessions that stay in copilot while their cluster is selective."
+    )
     relearn_every: int = Field(
-        default=150, ge=1, description="After going selective, rerun the learning loop every N feedback records."
+        default=300, ge=1, description="After going selective, rerun the learning loop every N feedback records."
     )
     timeout_s: float = 900.0
 
@@ -80,6 +83,7 @@ class DemoResult(BaseModel):
     target_precision: float
     confidence: float
     stage_after_learning: dict[str, str]
+    pointer: ServicePointer = Field(description="What was in service at the end: certificates, stages.")
     phase_seconds: dict[str, float]
 
 
@@ -92,7 +96,9 @@ class _Shared:
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _train_policy(kind: str, schema: ProcessSchema, train: list[Case], registry: ModelRegistry) -> str:
+def _train_policy(
+    kind: str, schema: ProcessSchema, train: list[Case], registry: ModelRegistry
+) -> EmbeddedPolicy | NGramPolicy:
     policy: EmbeddedPolicy | NGramPolicy
     if kind == "embedded":
         policy = EmbeddedPolicy.train(schema, train)
@@ -102,7 +108,7 @@ def _train_policy(kind: str, schema: ProcessSchema, train: list[Case], registry:
         raise SelautoError(f"unknown policy kind {kind!r} (embedded or ngram)")
     meta = policy.train_meta(train)
     policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
-    return meta.version
+    return policy
 
 
 def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print) -> DemoResult:
@@ -124,7 +130,8 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
     registry = ModelRegistry(settings.models_dir)
     registry.save_schema(schema)
     t = time.monotonic()
-    version = _train_policy(config.policy, schema, train, registry)
+    copilot_policy = _train_policy(config.policy, schema, train, registry)
+    version = copilot_policy.version
     registry.publish(schema.process_id, ServicePointer(policy=f"policy/{version}", default_stage=Stage.copilot))
     timings["train_policy"] = time.monotonic() - t
     progress(f"policy {version} in service; stage copilot")
@@ -133,9 +140,11 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
     learning = LearningSettings(
         retrain_every_feedback=copilot_steps,
         retrain_every_s=10 * config.timeout_s,
+        monitor_every_s=0.5,
         target_precision=config.target_precision,
         confidence=config.confidence,
         min_calibration_samples=config.min_calibration_samples,
+        exploration_share=config.exploration_share,
     )
     settings = settings.model_copy(
         update={"learning": learning, "worker": settings.worker.model_copy(update={"reload_interval_s": 0.5})}
@@ -144,6 +153,13 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
     if worker.feedback is None or worker.feedback.scheduler is None:
         raise SelautoError("the demo needs the worker's feedback agent and learning loop")
     scheduler = worker.feedback.scheduler
+    reports: list[LearningReport] = []
+
+    def keep(report: LearningReport) -> None:
+        if report.retrained or report.stage_changes:  # monitor runs that changed nothing are not news
+            reports.append(report)
+
+    scheduler.listeners.append(keep)
     handling = HandlingTimeModel.from_cases(train)
     shared = _Shared()
     process = schema.process_id
@@ -161,11 +177,11 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
             shared.phase_seconds["copilot"] = time.monotonic() - t0
             t0 = time.monotonic()
             progress("learning: training the critic, certifying thresholds, deciding the stage")
-            while not scheduler.reports:
+            while not reports:
                 if time.monotonic() - t0 > config.timeout_s:
                     raise SelautoError("the learning loop did not report in time")
                 time.sleep(0.2)
-            revision = scheduler.reports[-1].pointer_revision
+            revision = reports[-1].pointer_revision
             while worker.models.versions().get(process, {}).get("revision", 0) != revision:
                 time.sleep(0.1)
             shared.phase_seconds["learning"] = time.monotonic() - t0
@@ -202,7 +218,8 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
     copilot_rows = [r for r in rows if r.feedback.session_id.startswith("sim-copilot/")]
     examples = critic_examples(copilot_rows)
     days = max((cases[-1].started_at - cases[0].started_at).total_seconds() / 86400.0, 1.0)
-    curve = autonomy_curve(schema, examples, config.curve_checkpoints, learning, len(cases) / days)
+    # The curve starts from the policy trained on the past, as the copilot stage did.
+    curve = autonomy_curve(schema, copilot_policy, examples, config.curve_checkpoints, learning, len(cases) / days)
     timings["time_to_autonomy"] = time.monotonic() - t
     return DemoResult(
         process_id=process,
@@ -210,8 +227,9 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
         cases={"train": len(train), "copilot": len(copilot), "future": len(future)},
         policy_version=version,
         copilot=shared.copilot,
-        learning=scheduler.reports[0],
-        relearning=scheduler.reports[1:],
+        learning=reports[0],
+        relearning=reports[1:],
+        pointer=registry.pointer(process),
         selective=shared.selective,
         curve=curve,
         target_precision=config.target_precision,

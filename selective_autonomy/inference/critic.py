@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -147,12 +148,22 @@ class EmbeddedCritic:
         a, b = extra["platt"]
         return cls(schema, encoder, net, (float(a), float(b)), meta, config)
 
-    def new_meta(self, train_examples: int, metrics: dict[str, float]) -> ArtefactMeta:
+    def new_meta(
+        self,
+        train_examples: int,
+        metrics: dict[str, float],
+        train_from: datetime | None = None,
+        train_to: datetime | None = None,
+    ) -> ArtefactMeta:
+        """``train_to``: the newest evidence the fit saw (training, early stopping, Platt): a
+        certificate may only use evidence after it."""
         return ArtefactMeta(
             kind=KIND,
             version=new_version(KIND, f"{self.schema.schema_hash()}:{train_examples}:{sorted(metrics.items())}"),
             process_id=self.schema.process_id,
             schema_hash=self.schema.schema_hash(),
+            train_from=train_from,
+            train_to=train_to,
             train_examples=train_examples,
             metrics=metrics,
             params=dict(self.config.__dict__),

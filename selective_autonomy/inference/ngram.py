@@ -12,17 +12,13 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
-from selective_autonomy.inference.protocol import Candidate, Proposal
+from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
 from selective_autonomy.schemas.events import Action, UIStateChanged
 from selective_autonomy.schemas.grammar import is_valid_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case
-
-if TYPE_CHECKING:
-    from selective_autonomy.store.datasets import PolicyExample
 
 WEIGHTS_FILE = "ngram.json"
 # Pads the history so that "the case just started" is a context of its own.
@@ -107,7 +103,7 @@ class NGramPolicy:
             proposals.append(Proposal(candidates=candidates, policy_version=self.version))
         return proposals
 
-    def updated_with(self, examples: Sequence[PolicyExample]) -> NGramPolicy:
+    def updated_with(self, examples: Sequence[EndorsedExample]) -> NGramPolicy:
         """A new version with operator-endorsed actions from copilot feedback added to the counts."""
         updated = NGramPolicy(self.schema, order=self.order)
         updated._actions = dict(self._actions)

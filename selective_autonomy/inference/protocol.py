@@ -80,6 +80,17 @@ class CriticInput(BaseModel):
     signals: PolicySignals
 
 
+class EndorsedExample(Protocol):
+    """An action an operator endorsed in a state: the accepted suggestion or their own correction.
+    What a policy learns from feedback (``updated_with``)."""
+
+    @property
+    def event(self) -> UIStateChanged: ...
+
+    @property
+    def action(self) -> Action: ...
+
+
 @runtime_checkable
 class Policy(Protocol):
     @property

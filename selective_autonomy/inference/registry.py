@@ -18,11 +18,14 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
+from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.thresholds import Thresholds
@@ -37,7 +40,9 @@ CriticLoader = Callable[[Path, ProcessSchema], Critic]
 
 
 class ServicePointer(BaseModel):
-    """What is in service for one process: relative artefact paths, thresholds and stages."""
+    """What is in service for one process: relative artefact paths, thresholds, certificates and
+    stages. The one source of truth for stages: the store's history and ``stage.changes`` are
+    written from it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,10 +51,28 @@ class ServicePointer(BaseModel):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     stages: dict[str, Stage] = Field(default_factory=dict, description="business cluster -> stage")
     default_stage: Stage = Stage.logging
-    reference_acceptance: dict[str, float] = Field(
-        default_factory=dict, description="cluster -> operator acceptance rate when it went selective (drift baseline)"
+    certificates: dict[str, Certificate] = Field(
+        default_factory=dict, description="business cluster -> what its thresholds were certified on"
+    )
+    exploration_share: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Share of sessions kept in copilot while their cluster is selective."
+    )
+    selective_since: dict[str, datetime] = Field(
+        default_factory=dict, description="cluster -> feedback time it last went selective (the monitor's start)"
+    )
+    evidence_since: dict[str, datetime] = Field(
+        default_factory=dict, description="cluster -> certify only on evidence from this time on (after an alarm)"
     )
     revision: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: Any) -> Any:
+        # Pointers written by 0.1 carried the acceptance rate at promotion, a drift baseline that
+        # selective-stage deferrals are biased against; it is no longer read.
+        if isinstance(data, dict) and "reference_acceptance" in data:
+            data = {k: v for k, v in data.items() if k != "reference_acceptance"}
+        return data
 
     def stage(self, cluster: str) -> Stage:
         return self.stages.get(cluster, self.default_stage)

@@ -1,4 +1,12 @@
-"""Certified thresholds on the critic's score, per (process, business cluster, action tier)."""
+"""Certified thresholds on the critic's score, per (process, business cluster, action tier, action type).
+
+The learning loop certifies one threshold per action type: a threshold shared by a tier's action
+types promises precision for their mix only, and a weak action type hides behind easy ones until
+the mix or that type shifts (on Helpdesk, "Resolve ticket" after "Take in charge" ran at 75%
+under a 90% certificate, then fell to 34%; docs/guarantee.md). A key without an action type
+(``process/cluster/tier``) is still honoured, as a threshold set by hand for every action of the
+tier; an action-type key takes precedence over it.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +21,35 @@ class ThresholdKey(BaseModel):
     process_id: str
     business_cluster: str
     tier: ActionTier
+    action_type: str | None = None
 
     def text(self) -> str:
-        return f"{self.process_id}/{self.business_cluster}/{self.tier.value}"
+        base = f"{self.process_id}/{self.business_cluster}/{self.tier.value}"
+        return base if self.action_type is None else f"{base}/{self.action_type}"
 
 
 class Thresholds(BaseModel):
-    """Certified critic-score thresholds per (process, cluster, tier); a missing key means
-    nothing could be certified there, so that cluster and tier stay with the operator."""
+    """Thresholds per key; a missing key means nothing could be certified there, so those steps
+    stay with the operator."""
 
     model_config = ConfigDict(frozen=True)
 
-    values: dict[str, float] = Field(default_factory=dict, description="key 'process/cluster/tier' -> threshold")
+    values: dict[str, float] = Field(
+        default_factory=dict,
+        description="key 'process/cluster/tier/action_type' (or 'process/cluster/tier') -> threshold",
+    )
     version: str = "none"
 
-    def get(self, process_id: str, business_cluster: str, tier: ActionTier) -> float | None:
-        return self.values.get(ThresholdKey(process_id=process_id, business_cluster=business_cluster, tier=tier).text())
+    def get(
+        self, process_id: str, business_cluster: str, tier: ActionTier, action_type: str | None = None
+    ) -> float | None:
+        tier_key = ThresholdKey(process_id=process_id, business_cluster=business_cluster, tier=tier)
+        if action_type is not None:
+            specific = self.values.get(tier_key.model_copy(update={"action_type": action_type}).text())
+            if specific is not None:
+                return specific
+        return self.values.get(tier_key.text())
+
+    def for_cluster(self, process_id: str, business_cluster: str) -> dict[str, float]:
+        prefix = f"{process_id}/{business_cluster}/"
+        return {key: value for key, value in self.values.items() if key.startswith(prefix)}

@@ -20,6 +20,7 @@ NAMESPACE = "selective_autonomy.events"
 # Dependency order: a file may only name types defined in the files before it.
 _SCHEMA_FILES: tuple[str, ...] = (
     "action.avsc",
+    "stage.avsc",
     "ui_state.avsc",
     "ui_state_changed.avsc",
     "action_proposed.avsc",
@@ -67,6 +68,80 @@ def parsed_schema(record_name: str) -> Schema:
     if record_name not in schemas:
         raise KeyError(f"unknown Avro record {record_name!r}; known: {sorted(schemas)}")
     return schemas[record_name]
+
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+_NAMED = frozenset({"record", "enum", "fixed"})
+
+
+def _full_name(name: str, namespace: str) -> str:
+    return name if "." in name else f"{namespace}.{name}"
+
+
+@cache
+def _raw_named_types() -> dict[str, dict[str, Any]]:
+    """Every named type of the contract files, by full name, as written in its file."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def collect(node: Any, namespace: str) -> None:
+        if isinstance(node, list):
+            for branch in node:
+                collect(branch, namespace)
+        elif isinstance(node, dict):
+            inner = namespace
+            if node.get("type") in _NAMED:
+                full = _full_name(node["name"], node.get("namespace", namespace))
+                found[full] = node
+                inner = full.rpartition(".")[0]
+            for field in node.get("fields", []):
+                collect(field["type"], inner)
+            for key in ("items", "values"):
+                if key in node:
+                    collect(node[key], inner)
+            if isinstance(node.get("type"), dict | list):
+                collect(node["type"], inner)
+
+    for filename in _SCHEMA_FILES:
+        collect(_read_avsc(filename), NAMESPACE)
+    return found
+
+
+def self_contained_schema(record_name: str) -> dict[str, Any]:
+    """The record's schema as standard Avro JSON that any implementation (or a Schema Registry)
+    parses on its own: each named type defined once, where it is first used, under its full name,
+    and no library-private keys (fastavro's expanded form carries ``__fastavro_parsed``)."""
+    named = _raw_named_types()
+    defined: set[str] = set()
+
+    def inline(node: Any, namespace: str) -> Any:
+        if isinstance(node, str):
+            if node in _PRIMITIVES:
+                return node
+            full = _full_name(node, namespace)
+            if full in defined:
+                return full
+            return inline(named[full], full.rpartition(".")[0])
+        if isinstance(node, list):
+            return [inline(branch, namespace) for branch in node]
+        out = dict(node)
+        inner = namespace
+        if node.get("type") in _NAMED:
+            full = _full_name(node["name"], node.get("namespace", namespace))
+            defined.add(full)
+            out["name"] = full
+            out.pop("namespace", None)
+            inner = full.rpartition(".")[0]
+        if "fields" in node:
+            out["fields"] = [{**field, "type": inline(field["type"], inner)} for field in node["fields"]]
+        for key in ("items", "values"):
+            if key in node:
+                out[key] = inline(node[key], inner)
+        if isinstance(node.get("type"), dict | list):
+            out["type"] = inline(node["type"], inner)
+        return out
+
+    result: dict[str, Any] = inline(_full_name(record_name, NAMESPACE), NAMESPACE)
+    return result
 
 
 @cache

@@ -23,6 +23,7 @@ Scalar = bool | int | float | str | None
 """A field value or action argument: what the Avro union ``[null, boolean, long, double, string]`` holds."""
 
 CURRENT_SCHEMA_VERSION = 1
+"""The version of records that never evolved; an evolved record states its own (its .avsc default)."""
 
 
 def utc_now() -> datetime:
@@ -66,6 +67,9 @@ class DeferralReason(StrEnum):
     schema_violation = "schema_violation"
     model_unavailable = "model_unavailable"
     execution_failed = "execution_failed"
+    exploration = "exploration"  # v2: a session of the exploration holdout; the gate would have executed
+    novel_situation = "novel_situation"  # v2: outside what the certificate was earned on
+    paused = "paused"  # v2: autonomy paused by hand for this process or cluster
 
 
 class Stage(StrEnum):
@@ -213,7 +217,7 @@ class ActionExecuted(EventModel):
 class OperatorDeferral(EventModel):
     avro_name: ClassVar[str] = "OperatorDeferral"
 
-    schema_version: int = CURRENT_SCHEMA_VERSION
+    schema_version: int = 2  # v2 added stage, inclusion_probability and state_at
     deferral_id: str = Field(default_factory=new_id)
     event_id: str
     session_id: str
@@ -233,6 +237,14 @@ class OperatorDeferral(EventModel):
     critic_version: str | None = None
     candidates: list[RankedAction] = Field(default_factory=list)
     deferred_at: AwareDatetime = Field(default_factory=utc_now)
+    stage: Stage | None = Field(default=None, description="v2: copilot for a session of the exploration holdout.")
+    inclusion_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="v2: P(this step is labelled whatever its score); None where that depends on the score.",
+    )
+    state_at: AwareDatetime | None = Field(default=None, description="v2: the timestamp of the state it answers.")
 
 
 class CopilotFeedback(EventModel):
@@ -246,7 +258,7 @@ class CopilotFeedback(EventModel):
     def is_audit(self) -> bool:
         return self.deferral_id is None and self.suggestion_action_id is not None
 
-    schema_version: int = CURRENT_SCHEMA_VERSION
+    schema_version: int = 2  # v2 added inclusion_probability
     feedback_id: str = Field(default_factory=new_id)
     deferral_id: str | None = None
     session_id: str
@@ -264,6 +276,9 @@ class CopilotFeedback(EventModel):
     policy_version: str | None = None
     critic_version: str | None = None
     given_at: AwareDatetime = Field(default_factory=utc_now)
+    inclusion_probability: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="v2: for an audit, P(this executed step was sampled for audit)."
+    )
 
     @model_validator(mode="after")
     def _verdict_is_complete(self) -> Self:

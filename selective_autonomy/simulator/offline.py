@@ -1,7 +1,10 @@
-"""The copilot stage without a broker: the real decision engine proposes every step of recorded
-cases, and the simulated operator answers each suggestion. Used where the streaming path adds
-nothing but time: offline evaluation of critics, benchmarks, and tests of the learning loop.
-The live path (:mod:`selective_autonomy.simulator.replay`) runs the same operator through Kafka.
+"""The live loop without a broker: the real decision engine, session driver, feedback store and
+learning loop, called directly. Used where the streaming path adds nothing but time: benchmarks,
+offline evaluation of critics, and tests of the learning loop. The live path
+(:mod:`selective_autonomy.simulator.replay`) runs the same sessions and operator through Kafka.
+
+Feedback carries the recorded time of its step (``ReplayConfig.log_time``), so the learning loop's
+windows, certificates and monitor run on the log's own clock.
 """
 
 from __future__ import annotations
@@ -9,18 +12,29 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from selective_autonomy.agents.decisions import DecisionEngine
 from selective_autonomy.agents.feedback import proposal_of
 from selective_autonomy.agents.gate import SessionProgress
-from selective_autonomy.inference.registry import ProcessModels
-from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral, Stage, UIStateChanged
+from selective_autonomy.inference.registry import ModelRegistry, ProcessModels
+from selective_autonomy.learning.apply import LearningReport
+from selective_autonomy.learning.loop import LearningLoop
+from selective_autonomy.schemas.events import (
+    ActionExecuted,
+    CopilotFeedback,
+    DeferralReason,
+    OperatorDeferral,
+    Stage,
+    UIStateChanged,
+)
 from selective_autonomy.simulator.errors import SimulatorError
 from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel
 from selective_autonomy.simulator.report import ReplayReport
-from selective_autonomy.simulator.sessions import ReplayConfig, SessionDriver
+from selective_autonomy.simulator.sessions import AfterWrongStep, ReplayConfig, SessionDriver
 from selective_autonomy.store.models import FeedbackWithContext
+from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.traces.format import Case
 
 
@@ -45,7 +59,8 @@ def offline_copilot(
         chunk = pairs[start : start + batch]
         for decision, (event, step) in zip(engine.decide([e for e, _ in chunk], {}), chunk, strict=True):
             deferral = decision.output()
-            assert isinstance(deferral, OperatorDeferral)
+            if not isinstance(deferral, OperatorDeferral):
+                raise SimulatorError(f"the copilot stage produced {type(deferral).__name__}, not a deferral")
             answer = operator.answer(deferral.suggestion, step.action, key=f"{event.session_id}/{event.state_version}")
             feedback = operator.feedback(deferral, answer, latency_ms=0).model_copy(
                 update={"feedback_id": f"fb-{deferral.deferral_id}", "given_at": step.timestamp + timedelta(seconds=1)}
@@ -61,17 +76,40 @@ def with_context(pairs: Sequence[tuple[OperatorDeferral, CopilotFeedback]]) -> l
     ]
 
 
-class _Collect:
-    """A publisher that keeps the states the driver publishes, to be decided in batches."""
+def record_copilot(
+    models: ProcessModels, cases: Sequence[Case], store: FeedbackStore, operator: OperatorModel | None = None
+) -> int:
+    """The copilot stage over ``cases`` written to ``store``; returns the feedback count."""
+    pairs = list(offline_copilot(models, cases, operator))
+    store.record_proposals([proposal_of(deferral) for deferral, _ in pairs])
+    store.record_feedbacks([feedback for _, feedback in pairs])
+    return len(pairs)
 
-    def __init__(self) -> None:
-        self.states: list[UIStateChanged] = []
+
+@dataclass
+class _Publisher:
+    """Keeps what the driver publishes, to be decided and stored in batches."""
+
+    states: list[UIStateChanged] = field(default_factory=list)
+    answers: list[CopilotFeedback] = field(default_factory=list)
 
     def state(self, event: UIStateChanged) -> None:
         self.states.append(event)
 
     def feedback(self, event: CopilotFeedback) -> None:
-        """Feedback needs no transport offline: the driver already tallied it."""
+        self.answers.append(event)
+
+
+@dataclass
+class OfflineLearning:
+    """Where the offline replay stores feedback and how often it runs the learning loop."""
+
+    registry: ModelRegistry
+    store: FeedbackStore
+    loop: LearningLoop
+    relearn_every: int = 500
+    watch: bool = True
+    reports: list[LearningReport] = field(default_factory=list)
 
 
 def offline_replay(
@@ -82,38 +120,75 @@ def offline_replay(
     operator: OperatorModel | None = None,
     concurrency: int = 256,
     run_id: str = "offline",
+    audit_rate: float = 0.0,
+    learning: OfflineLearning | None = None,
+    after_wrong_step: AfterWrongStep = "back_on_record",
 ) -> ReplayReport:
     """The replay of :func:`~selective_autonomy.simulator.replay.replay_cases`, with the decision
     engine called directly instead of through Kafka: same sessions, gate, operator and report.
 
     Session progress (unattended steps so far) is tracked as the worker's session table would, so
-    per-cluster guardrails apply.
+    per-cluster guardrails apply. With ``learning``, deferrals and answers go into its store, the
+    monitor runs after every batch that brought a judged unattended step, the whole loop after
+    every ``relearn_every`` answers, and the engine picks up each new service pointer.
     """
-    engine = DecisionEngine({models.schema.process_id: models})
-    collect = _Collect()
+    process_id = models.schema.process_id
+    engine = DecisionEngine({process_id: models})
+    publisher = _Publisher()
     driver = SessionDriver(
-        collect,
-        config=ReplayConfig(concurrency=concurrency, run_id=run_id, progress=False),
+        publisher,
+        config=ReplayConfig(
+            concurrency=concurrency,
+            run_id=run_id,
+            progress=False,
+            audit_rate=audit_rate,
+            log_time=True,
+            after_wrong_step=after_wrong_step,
+        ),
         operator=operator,
         handling=handling or HandlingTimeModel.from_cases(cases),
     )
     pending = deque(case for case in cases if case.steps)
     unattended: Counter[str] = Counter()
+    since_relearn = 0
+    revision = models.pointer.revision
     started = time.monotonic()
-    while pending or collect.states:
+    while pending or publisher.states:
         while pending and driver.active < concurrency:
             driver.start(pending.popleft())
-        batch, collect.states = collect.states, []
+        batch, publisher.states = publisher.states, []
         progress = {e.session_id: SessionProgress(autonomous_steps=unattended[e.session_id]) for e in batch}
+        deferrals: list[OperatorDeferral] = []
         for decision in engine.decide(batch, progress):
             record = decision.output()
             if isinstance(record, ActionExecuted):
                 unattended[record.session_id] += 1
-                driver.handle(record)
             elif isinstance(record, OperatorDeferral):
-                driver.handle(record)
+                deferrals.append(record)
             else:
                 raise SimulatorError(
                     f"stage {decision.stage.value} neither executes nor defers: replay needs copilot or selective"
                 )
+            driver.handle(record)
+        answers, publisher.answers = publisher.answers, []
+        if learning is None:
+            continue
+        learning.store.record_proposals([proposal_of(d) for d in deferrals])
+        learning.store.record_feedbacks(answers)
+        since_relearn += len(answers)
+        exploring = {d.deferral_id for d in deferrals if d.reason is DeferralReason.exploration}
+        judged = any(a.is_audit or a.deferral_id in exploring for a in answers)
+        report = None
+        if since_relearn >= learning.relearn_every:
+            since_relearn = 0
+            report = learning.loop.run(process_id)
+        elif judged and learning.watch:
+            report = learning.loop.run(process_id, retrain=False)
+        if report is None:
+            continue
+        if report.retrained or report.stage_changes:
+            learning.reports.append(report)
+        if report.pointer_revision != revision:
+            revision = report.pointer_revision
+            engine = DecisionEngine({process_id: learning.registry.load(process_id)})
     return driver.report(time.monotonic() - started)

@@ -10,8 +10,9 @@ Pure and deterministic, so it is unit-tested without Kafka.
   depend on the order in which concurrent sessions reach the operator.
 * :class:`HandlingTimeModel` prices operator work: per action type, the median gap between
   consecutive events of the training cases (each gap capped), plus an interruption cost when a
-  deferral pulls the operator into a session. An unattended step costs no operator time; the
-  all-manual baseline pays the per-step time for every step.
+  deferral pulls the operator into a session. An unattended step costs no operator time unless it
+  was wrong: then the operator is interrupted, undoes it (``undo_factor`` times the step's own
+  time) and does the recorded step. The all-manual baseline pays the per-step time for every step.
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ class OperatorModel:
         # A str seed is hashed with SHA-512 by ``random``: stable across runs and PYTHONHASHSEED.
         return random.Random(f"{self.config.seed}\x1f{key}")
 
+    def accepts(self, executed: Action, recorded: Action) -> bool:
+        """Whether an operator who did ``recorded`` would have accepted ``executed`` (no noise: the
+        ground truth an unattended step is judged by)."""
+        return same_action(executed, recorded) or executed.action_type in self.config.alternatives.get(
+            recorded.action_type, ()
+        )
+
     def answer(self, suggestion: Action | None, recorded: Action, key: str = "") -> OperatorAnswer:
         """The verdict on ``suggestion`` when the case recorded ``recorded`` as the next action.
 
@@ -139,6 +147,9 @@ class HandlingTimeModel(BaseModel):
     default_step_s: float = Field(default=DEFAULT_STEP_S, ge=0.0, description="For action types never observed.")
     interruption_s: float = Field(default=DEFAULT_INTERRUPTION_S, ge=0.0, description="Context switch per deferral.")
     interruption: InterruptionPolicy = InterruptionPolicy.every_deferral
+    undo_factor: float = Field(
+        default=1.0, ge=0.0, description="Undoing a wrong unattended step takes this many times the step's own time."
+    )
 
     def step_s(self, action_type: str) -> float:
         """Seconds an operator spends doing one step of this type by hand."""
@@ -152,6 +163,11 @@ class HandlingTimeModel(BaseModel):
         """
         interrupted = self.interruption is InterruptionPolicy.every_deferral or not attending
         return self.step_s(action_type) + (self.interruption_s if interrupted else 0.0)
+
+    def correction_s(self, action_type: str) -> float:
+        """Seconds a wrong unattended step costs: the interruption, undoing it, and the recorded step
+        (of type ``action_type``) done by hand."""
+        return self.interruption_s + (1.0 + self.undo_factor) * self.step_s(action_type)
 
     def manual_case_s(self, case: Case) -> float:
         """The all-manual baseline of one case: the per-step time of every step, no interruptions."""

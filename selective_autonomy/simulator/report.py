@@ -42,11 +42,10 @@ class ReplayReport(BaseModel):
 
     sessions: int = Field(description="Sessions started (cases replayed).")
     sessions_completed: int = Field(description="Sessions that reached their last recorded step.")
-    sessions_unattended: int = Field(description="Completed sessions without any deferral.")
-    automation_rate: float | None = Field(description="sessions_unattended / sessions.")
-    sessions_unattended_correct: int = Field(
-        description="Completed sessions without any deferral whose every unattended step matched the record."
+    sessions_unattended: int = Field(
+        description="Completed sessions that ran end to end without an operator: no deferral, no wrong step."
     )
+    automation_rate: float | None = Field(description="sessions_unattended / sessions.")
     steps: int = Field(description="Steps of the replayed cases.")
     steps_decided: int = Field(description="Steps with a decision checked (executed + deferred).")
     steps_executed: int = Field(description="Steps executed unattended.")
@@ -56,18 +55,13 @@ class ReplayReport(BaseModel):
     precision: float | None = Field(description="executed_correct / steps_executed.")
     automation_errors: int = Field(description="Unattended steps that differ from the recorded action.")
     automation_error_examples: list[AutomationError] = Field(default_factory=list)
-    steps_executed_on_record: int = Field(
-        description="Unattended steps taken while every earlier action of the session matched the record."
-    )
-    precision_on_record: float | None = Field(
-        description="Precision over steps_executed_on_record: after a divergence the history no longer matches "
-        "the recorded trajectory the session keeps following, so later steps judge the policy harshly."
-    )
     deferrals_by_reason: dict[str, int] = Field(default_factory=dict)
     feedback: int = Field(description="CopilotFeedback records published (one per deferral).")
     feedback_by_verdict: dict[str, int] = Field(default_factory=dict)
     operator_noise: int = Field(default=0, description="Answers where the operator's noise flipped the verdict.")
-    operator_time_s: float = Field(description="Operator seconds spent on deferred steps (with interruptions).")
+    operator_time_s: float = Field(
+        description="Operator seconds in sessions: deferred steps and undone wrong unattended ones, with interruptions."
+    )
     baseline_time_s: float = Field(description="Operator seconds if every step of every case were manual.")
     handling_time_reduction: float | None = Field(description="1 - operator_time_s / baseline_time_s.")
     deferrals_per_operator_hour: float | None = Field(description="steps_deferred per hour of operator time.")
@@ -76,6 +70,7 @@ class ReplayReport(BaseModel):
     duplicates_ignored: int = Field(description="Redelivered decisions (same action_id / deferral_id) ignored.")
     audits: int = Field(default=0, description="Unattended steps an operator reviewed afterwards (audit feedback).")
     audits_corrected: int = Field(default=0, description="Audited steps the operator found wrong.")
+    audit_time_s: float = Field(default=0.0, description="QA seconds spent on audits (not in operator_time_s).")
     ignored_records: dict[str, int] = Field(
         default_factory=dict, description="Other records not used, by why: foreign session, late, out_of_order, ..."
     )
@@ -93,7 +88,6 @@ class ReplayReport(BaseModel):
             f"sessions={self.sessions} completed={self.sessions_completed} stalled={self.stalled_sessions} "
             f"automation={pct(self.automation_rate)} steps={self.steps} executed={self.steps_executed} "
             f"deferred={self.steps_deferred} coverage={pct(self.coverage)} precision={pct(self.precision)} "
-            f"(on record {pct(self.precision_on_record)}) "
             f"handling-time reduction={pct(self.handling_time_reduction)} "
             f"throughput={self.sessions_per_s or 0:.1f} sessions/s {self.steps_per_s or 0:.1f} steps/s"
         )
@@ -106,13 +100,10 @@ class ReplayTally:
     sessions: int = 0
     sessions_completed: int = 0
     sessions_unattended: int = 0
-    sessions_unattended_correct: int = 0
     steps: int = 0
     steps_executed: int = 0
     steps_deferred: int = 0
     executed_correct: int = 0
-    executed_on_record: int = 0
-    correct_on_record: int = 0
     automation_errors: list[AutomationError] = field(default_factory=list)
     automation_error_count: int = 0
     deferrals_by_reason: Counter[str] = field(default_factory=Counter)
@@ -124,6 +115,7 @@ class ReplayTally:
     duplicates: int = 0
     audits: int = 0
     audits_corrected: int = 0
+    audit_time_s: float = 0.0
     ignored: Counter[str] = field(default_factory=Counter)
 
     def on_automation_error(self, error: AutomationError) -> None:
@@ -140,7 +132,6 @@ class ReplayTally:
             sessions_completed=self.sessions_completed,
             sessions_unattended=self.sessions_unattended,
             automation_rate=_ratio(self.sessions_unattended, self.sessions),
-            sessions_unattended_correct=self.sessions_unattended_correct,
             steps=self.steps,
             steps_decided=decided,
             steps_executed=self.steps_executed,
@@ -150,8 +141,6 @@ class ReplayTally:
             precision=_ratio(self.executed_correct, self.steps_executed),
             automation_errors=self.automation_error_count,
             automation_error_examples=list(self.automation_errors),
-            steps_executed_on_record=self.executed_on_record,
-            precision_on_record=_ratio(self.correct_on_record, self.executed_on_record),
             deferrals_by_reason=dict(sorted(self.deferrals_by_reason.items())),
             feedback=sum(self.feedback_by_verdict.values()),
             feedback_by_verdict=dict(sorted(self.feedback_by_verdict.items())),
@@ -165,6 +154,7 @@ class ReplayTally:
             duplicates_ignored=self.duplicates,
             audits=self.audits,
             audits_corrected=self.audits_corrected,
+            audit_time_s=self.audit_time_s,
             ignored_records=dict(sorted(self.ignored.items())),
             wall_time_s=wall_time_s,
             sessions_per_s=_ratio(self.sessions_completed, wall_time_s),

@@ -4,25 +4,32 @@ No Kafka here: :class:`SessionDriver` publishes through a :class:`Publisher` and
 by the caller, so the whole replay logic is unit-tested with an in-memory decider, and
 :mod:`selective_autonomy.simulator.replay` only wires it to the broker.
 
-A replayed session follows its **recorded trajectory**. The state after step ``i`` is the BPM's
-screen recorded after that step (``case.state_event(i + 1)``), whatever was actually done: the
-simulator cannot know what the BPM would have shown after a different action. What it does know
-is which action actually ran, so the published state's ``last_action``, ``last_action_id`` and
-``ui_state.recent_actions`` reflect the executed (or operator-performed) actions, not the recorded
-ones. An unattended action that differs from the recorded one is counted as an automation error
-(a precision miss) and the session continues along the record. From then on the session's history
-no longer matches the record it follows, so the report also gives precision over the steps taken
-before any divergence (``precision_on_record``).
+A replayed session follows its **recorded trajectory**: the state after step ``i`` is the BPM's
+screen recorded after that step (``case.state_event(i + 1)``). A log records what the operator did,
+not what would have followed a different action, so every judgement must be made against the
+record. When an unattended step differs from what the operator did (an automation error: a
+precision miss), the simulated operator notices it, undoes it and does the recorded step, paying
+the interruption, the undo and the step itself (:meth:`HandlingTimeModel.correction_s`); the
+session continues from the recorded state with the recorded action in its history. So every
+executed step is judged on the screen the record shows, and realised precision is simply correct
+executed steps / executed steps, over all steps (``after_wrong_step="back_on_record"``).
+
+The earlier semantics (``"follow_record"``) kept the wrong action in the history while the screens
+followed the record, so later steps were judged against a reference that no longer applied: on
+Helpdesk it cost about 6 points of precision (docs/guarantee.md). It is kept only to measure that.
+
+Audits sample executed steps with :func:`~selective_autonomy.schemas.sampling.audit_sampled`, the
+console's rule, and each carries its sampling probability; their time is QA time, reported apart
+from the handling time of sessions.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,12 +44,14 @@ from selective_autonomy.schemas.events import (
     action_id_for,
     new_id,
 )
+from selective_autonomy.schemas.sampling import audit_sampled
 from selective_autonomy.simulator.errors import SimulatorError
-from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel, same_action
+from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel
 from selective_autonomy.simulator.report import AutomationError, ReplayReport, ReplayTally
 from selective_autonomy.traces.format import Case, trace_event_id
 
 DecisionRecord = ActionExecuted | OperatorDeferral
+AfterWrongStep = Literal["back_on_record", "follow_record"]
 
 
 class Publisher(Protocol):
@@ -76,6 +85,16 @@ class ReplayConfig(BaseModel):
         description="Share of unattended steps an operator reviews afterwards; each review is audit feedback "
         "(CopilotFeedback without a deferral), from which the realised precision is tracked.",
     )
+    after_wrong_step: AfterWrongStep = Field(
+        default="back_on_record",
+        description="back_on_record: the operator undoes a wrong unattended step and does the recorded one; "
+        "follow_record: the wrong action stays in the history (the earlier semantics, for comparison only).",
+    )
+    log_time: bool = Field(
+        default=False,
+        description="Stamp feedback with the recorded time of the step (offline runs: evidence windows in the "
+        "log's own time) instead of the wall clock.",
+    )
 
 
 class SessionStatus(StrEnum):
@@ -95,7 +114,6 @@ class SimSession:
     performed: list[Action] = field(default_factory=list)
     deferrals: int = 0
     errors: int = 0
-    diverged: bool = False  # an action that ran differed from the recorded one
     attending: bool = False  # the operator handled the previous step
     status: SessionStatus = SessionStatus.active
 
@@ -219,10 +237,9 @@ class SessionDriver:
             return
         tally = self.tally
         tally.steps_executed += 1
-        correct = same_action(record.action, session.recorded)
-        if not session.diverged:
-            tally.executed_on_record += 1
-            tally.correct_on_record += int(correct)
+        recorded = session.recorded
+        correct = self.operator.accepts(record.action, recorded)
+        performed = record.action
         if correct:
             tally.executed_correct += 1
         else:
@@ -233,22 +250,31 @@ class SessionDriver:
                     case_id=session.case.case_id,
                     step=session.step,
                     executed=record.action,
-                    recorded=session.recorded,
+                    recorded=recorded,
                 )
             )
+            if self.config.after_wrong_step == "back_on_record":
+                tally.operator_time_s += self.handling.correction_s(recorded.action_type)
+                performed = recorded
         self._maybe_audit(session, record, correct)
-        session.performed.append(record.action)
+        session.performed.append(performed)
         session.attending = False
         self._advance(session, Actor.system)
 
+    def _given_at(self, session: SimSession) -> dict[str, object]:
+        """Feedback time: the recorded time of the step in log time, else now (the model's default)."""
+        if not self.config.log_time:
+            return {}
+        return {"given_at": session.case.steps[session.step].timestamp}
+
     def _maybe_audit(self, session: SimSession, record: ActionExecuted, correct: bool) -> None:
         """Review a sample of unattended steps, as a supervising operator would, at a context-switch cost."""
-        key = f"audit\x1f{self.config.run_id}\x1f{session.case.case_id}/{session.step}"
-        if self.config.audit_rate <= 0.0 or random.Random(key).random() >= self.config.audit_rate:
+        rate = self.config.audit_rate
+        if not audit_sampled(record.action_id, rate):
             return
         self.tally.audits += 1
         self.tally.audits_corrected += int(not correct)
-        self.tally.operator_time_s += self.handling.interruption_s
+        self.tally.audit_time_s += self.handling.interruption_s
         self.publisher.feedback(
             CopilotFeedback(
                 deferral_id=None,
@@ -266,6 +292,8 @@ class SessionDriver:
                 critic_score=record.critic_score,
                 policy_version=record.policy_version,
                 critic_version=record.critic_version,
+                inclusion_probability=rate,
+                **self._given_at(session),
             )
         )
 
@@ -282,21 +310,22 @@ class SessionDriver:
         tally.feedback_by_verdict[answer.verdict.value] += 1
         tally.operator_noise += int(answer.noisy)
         tally.operator_time_s += cost_s
-        self.publisher.feedback(self.operator.feedback(record, answer, latency_ms=round(cost_s * 1000)))
+        feedback = self.operator.feedback(record, answer, latency_ms=round(cost_s * 1000))
+        if self.config.log_time:
+            feedback = feedback.model_copy(update=self._given_at(session))
+        self.publisher.feedback(feedback)
         session.performed.append(answer.performed)
         session.deferrals += 1
         session.attending = True
         self._advance(session, Actor.operator)
 
     def _advance(self, session: SimSession, actor: Actor) -> None:
-        session.diverged = session.diverged or not same_action(session.performed[-1], session.recorded)
         session.step += 1
         if session.step == len(session.case.steps):
             session.status = SessionStatus.completed
             self._active.discard(session.session_id)
             self.tally.sessions_completed += 1
-            self.tally.sessions_unattended += int(session.deferrals == 0)
-            self.tally.sessions_unattended_correct += int(session.deferrals == 0 and session.errors == 0)
+            self.tally.sessions_unattended += int(session.deferrals == 0 and session.errors == 0)
             return
         session.waiting_since = self.clock()
         self.publisher.state(self.state_event(session, actor))

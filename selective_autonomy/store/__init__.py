@@ -1,11 +1,10 @@
 """The durable feedback store: what the system suggested, what operators answered, what ran.
 
 ``FeedbackStore.open(url)`` migrates and returns the store; ``default_url(settings.data_dir)`` is
-the SQLite file every process of one deployment shares. The dataset builders turn stored feedback
-into critic and policy training examples.
+the SQLite file every process of one deployment shares. ``selective_autonomy.learning.evidence``
+turns stored feedback into the learning loop's evidence.
 """
 
-from selective_autonomy.store.datasets import CriticExample, PolicyExample, critic_examples, policy_examples
 from selective_autonomy.store.engine import default_url
 from selective_autonomy.store.errors import SchemaNotReady, StoreError, UnknownAction, UnknownModelVersion
 from selective_autonomy.store.migration import migrate
@@ -25,12 +24,10 @@ from selective_autonomy.store.repository import FeedbackStore
 __all__ = [
     "ActionStatus",
     "AppliedAction",
-    "CriticExample",
     "FeedbackStore",
     "FeedbackWithContext",
     "ModelKind",
     "ModelVersion",
-    "PolicyExample",
     "ProposalOutcome",
     "ProposalRecord",
     "SchemaNotReady",
@@ -39,8 +36,6 @@ __all__ = [
     "StoreError",
     "UnknownAction",
     "UnknownModelVersion",
-    "critic_examples",
     "default_url",
     "migrate",
-    "policy_examples",
 ]

@@ -68,6 +68,13 @@ class ProposalRecord(_StoreModel):
     outcome: ProposalOutcome
     reason: DeferralReason | None = Field(default=None, description="Why it was deferred; None when executed.")
     created_at: AwareDatetime
+    inclusion_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="P(this step is labelled whatever its score): 1 in copilot, the holdout share in an "
+        "exploration session; None where labelling depended on the score (a selective-stage deferral).",
+    )
 
     @classmethod
     def for_deferral(
@@ -100,6 +107,7 @@ class ProposalRecord(_StoreModel):
             outcome=ProposalOutcome.deferred,
             reason=deferral.reason,
             created_at=deferral.deferred_at,
+            inclusion_probability=deferral.inclusion_probability,
         )
 
     @classmethod
@@ -150,6 +158,20 @@ class FeedbackWithContext(_StoreModel):
     feedback: CopilotFeedback
     received_at: AwareDatetime
     context: ProposalRecord | None = None
+
+
+class JudgedStep(_StoreModel):
+    """An operator's verdict on a step that ran (an audit) or would have run (an exploration step),
+    without the state: what the precision monitor reads."""
+
+    feedback_id: str
+    process_id: str
+    business_cluster: str
+    verdict: Verdict
+    audit: bool
+    inclusion_probability: float | None = Field(description="The audit's, or the exploration session's.")
+    critic_version: str | None = None
+    given_at: AwareDatetime
 
 
 class AppliedAction(_StoreModel):

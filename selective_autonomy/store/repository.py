@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from pydantic import JsonValue, TypeAdapter
-from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -37,6 +37,7 @@ from selective_autonomy.store.models import (
     ActionStatus,
     AppliedAction,
     FeedbackWithContext,
+    JudgedStep,
     ModelKind,
     ModelVersion,
     ProposalOutcome,
@@ -122,6 +123,8 @@ class FeedbackStore:
         process_id: str | None = None,
         cluster: str | None = None,
         since: datetime | None = None,
+        *,
+        newest: int | None = None,
     ) -> list[FeedbackWithContext]:
         """Feedback joined with the proposal it answers (``deferral_id = proposal_id``), oldest first.
 
@@ -130,16 +133,63 @@ class FeedbackStore:
         :param process_id: only this process (default: all).
         :param cluster: only this business cluster (default: all).
         :param since: only feedback given at or after this time (default: all).
+        :param newest: only the newest N records (default: all); the learning loop's window, so that
+            its cost does not grow with the store.
         """
-        labelled = [column.label(_PROPOSAL_PREFIX + column.name) for column in proposals.c]
+        return self._joined(_feedback_filters(process_id, cluster, since), newest)
+
+    def judged_unattended(self, process_id: str, since: datetime | None = None) -> list[JudgedStep]:
+        """Audits, and answers to exploration steps the gate would have executed, oldest first: the
+        precision monitor's outcomes (few: a sample of the executed steps; no state is read)."""
+        audit = feedback.c.deferral_id.is_(None) & feedback.c.suggestion_action_id.is_not(None)
         query = (
-            select(feedback, *labelled)
+            select(
+                feedback.c.feedback_id,
+                feedback.c.process_id,
+                feedback.c.business_cluster,
+                feedback.c.verdict,
+                feedback.c.critic_version,
+                feedback.c.given_at,
+                feedback.c.inclusion_probability,
+                proposals.c.inclusion_probability.label("exploration_probability"),
+                audit.label("audit"),
+            )
             .select_from(feedback.outerjoin(proposals, feedback.c.deferral_id == proposals.c.proposal_id))
-            .where(*_feedback_filters(process_id, cluster, since))
+            .where(*_feedback_filters(process_id, None, since))
+            .where(or_(audit, proposals.c.reason == DeferralReason.exploration.value))
             .order_by(feedback.c.given_at, feedback.c.feedback_id)
         )
         with read_transaction(self._engine) as connection:
             rows = connection.execute(query).mappings().all()
+        return [
+            JudgedStep(
+                feedback_id=row["feedback_id"],
+                process_id=row["process_id"],
+                business_cluster=row["business_cluster"],
+                verdict=Verdict(row["verdict"]),
+                audit=bool(row["audit"]),
+                inclusion_probability=row["inclusion_probability"] if row["audit"] else row["exploration_probability"],
+                critic_version=row["critic_version"],
+                given_at=row["given_at"],
+            )
+            for row in rows
+        ]
+
+    def _joined(self, filters: list[Any], newest: int | None) -> list[FeedbackWithContext]:
+        labelled = [column.label(_PROPOSAL_PREFIX + column.name) for column in proposals.c]
+        query = (
+            select(feedback, *labelled)
+            .select_from(feedback.outerjoin(proposals, feedback.c.deferral_id == proposals.c.proposal_id))
+            .where(*filters)
+        )
+        if newest is None:
+            query = query.order_by(feedback.c.given_at, feedback.c.feedback_id)
+        else:
+            query = query.order_by(feedback.c.given_at.desc(), feedback.c.feedback_id.desc()).limit(newest)
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        if newest is not None:
+            rows = list(reversed(rows))
         return [
             FeedbackWithContext(
                 feedback=_feedback(row),
@@ -360,6 +410,7 @@ def _proposal_row(proposal: ProposalRecord) -> dict[str, Any]:
         "outcome": proposal.outcome.value,
         "reason": _value(proposal.reason),
         "created_at": proposal.created_at,
+        "inclusion_probability": proposal.inclusion_probability,
     }
 
 
@@ -384,6 +435,7 @@ def _feedback_row(item: CopilotFeedback, received_at: datetime | None) -> dict[s
         "critic_version": item.critic_version,
         "given_at": item.given_at,
         "received_at": received_at or utc_now(),
+        "inclusion_probability": item.inclusion_probability,
     }
 
 
@@ -442,6 +494,7 @@ def _feedback(row: RowMapping) -> CopilotFeedback:
         policy_version=row["policy_version"],
         critic_version=row["critic_version"],
         given_at=row["given_at"],
+        inclusion_probability=row["inclusion_probability"],
     )
 
 
@@ -470,6 +523,7 @@ def _proposal(row: RowMapping, prefix: str = "") -> ProposalRecord:
         outcome=ProposalOutcome(get("outcome")),
         reason=None if reason is None else DeferralReason(reason),
         created_at=get("created_at"),
+        inclusion_probability=get("inclusion_probability"),
     )
 
 

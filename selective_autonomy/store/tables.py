@@ -83,6 +83,7 @@ proposals = Table(
     Column("outcome", String(ENUM), nullable=False),
     Column("reason", String(ENUM), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("inclusion_probability", Float, nullable=True),  # P(labelled whatever its score); None: depends on it
     CheckConstraint("outcome IN ('deferred', 'executed')", name="outcome"),
     Index(None, "process_id", "business_cluster"),
     Index(None, "session_id"),
@@ -110,9 +111,11 @@ feedback = Table(
     Column("critic_version", String(ID), nullable=True),
     Column("given_at", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    Column("inclusion_probability", Float, nullable=True),  # an audit's sampling probability
     CheckConstraint("verdict IN ('accepted', 'corrected', 'acceptable_alternative')", name="verdict"),
     Index(None, "deferral_id"),
     Index(None, "process_id", "business_cluster", "given_at"),
+    Index(None, "process_id", "given_at"),  # the learning loop reads a process's newest feedback first
 )
 
 applied_actions = Table(

@@ -96,7 +96,7 @@ class RegistrySchemaIds:
         with self._lock:
             if key in self._ids:
                 return self._ids[key]
-        body = {"schema": json.dumps(contracts.expanded_schema(record_name))}
+        body = {"schema": json.dumps(contracts.self_contained_schema(record_name))}
         answer = self._request("POST", f"/subjects/{subject}/versions", json=body)
         schema_id = int(answer["id"])
         with self._lock:

@@ -32,7 +32,10 @@ def test_demo_runs_the_full_loop_on_a_short_slice(tmp_path: Path) -> None:
     assert selective["steps_executed"] + selective["steps_deferred"] == selective["steps"]
     assert (tmp_path / "helpdesk" / "report.md").read_text().startswith("# Selective autonomy")
     assert (tmp_path / "helpdesk" / "time_to_autonomy.png").stat().st_size > 0
-    assert "session automation rate" in result.output
+    assert "sessions automated end to end" in result.output
+    # Certified and realised precision side by side, and whether they agree.
+    [line] = [line for line in result.output.splitlines() if line.startswith("precision of executed steps: certified")]
+    assert "realised" in line and ("agree" in line or "DISAGREE" in line)
 
 
 def test_publish_and_consume_a_log_slice(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from selective_autonomy.agents.worker import build_worker, store_url
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.inference.registry import ModelRegistry
+from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.schemas.events import Stage, StageChanged
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
 from selective_autonomy.simulator.replay import ReplayConfig, replay_cases
@@ -45,7 +46,8 @@ def test_feedback_agent_stores_learns_promotes_and_worker_reloads(
         target_precision=0.85,
         confidence=0.8,
         min_critic_examples=150,
-        min_calibration_samples=60,
+        # 150 sessions give 20-40 certifying steps per action type: enough for the easy ones.
+        min_calibration_samples=20,
     )
     settings = make_settings(partitions=2).model_copy(
         update={
@@ -76,6 +78,8 @@ def test_feedback_agent_stores_learns_promotes_and_worker_reloads(
     worker = build_worker(settings)
     assert worker.feedback is not None and worker.feedback.scheduler is not None
     scheduler = worker.feedback.scheduler
+    learned: list[LearningReport] = []
+    scheduler.listeners.append(lambda report: learned.append(report) if report.retrained else None)
     threading.Thread(target=replay, daemon=True).start()
 
     feedback_agent = worker.feedback
@@ -85,7 +89,7 @@ def test_feedback_agent_stores_learns_promotes_and_worker_reloads(
         # The deferrals and the answers are consumed by two agents from two topics: the store
         # joins them once both have caught up, which the deferrals' agent may do last.
         recorded = feedback_agent.proposals >= steps
-        return done.is_set() and recorded and bool(scheduler.reports) and not scheduler.running and int(reloaded) >= 2
+        return done.is_set() and recorded and bool(learned) and not scheduler.running and int(reloaded) >= 2
 
     run_app_until(worker.app, finished, timeout_s=150)
     assert reports, "the replay did not finish"
@@ -98,11 +102,13 @@ def test_feedback_agent_stores_learns_promotes_and_worker_reloads(
         assert counts.feedback_without_proposal == 0
         assert store.latest_stage(process, CLUSTER) is Stage.selective
 
-    [learning_report] = scheduler.reports
-    assert learning_report.critic_promoted, learning_report.notes
+    [learning_report] = learned
+    assert learning_report.calibration is not None, learning_report.notes
     assert [(c.from_stage, c.to_stage) for c in learning_report.stage_changes] == [(Stage.copilot, Stage.selective)]
     pointer = ModelRegistry(settings.models_dir).pointer(process)
-    assert pointer.stage(CLUSTER) is Stage.selective and pointer.critic is not None
+    assert pointer.stage(CLUSTER) is Stage.selective and pointer.certificates[CLUSTER].keys
+    # The critic was chosen among candidates on evidence the certificate did not use.
+    assert any("critic chosen on the selection split" in note for note in learning_report.notes), learning_report.notes
     assert worker.models.versions()[process]["critic"] == learning_report.critic_version  # hot-reloaded
     with EventConsumer(settings, [settings.topics.stage_changes], StageChanged) as consumer:
         [change] = consumer.take(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from selective_autonomy.agents.decisions import DecisionEngine, deferral_id_for
 from selective_autonomy.agents.gate import Outcome, SessionProgress
 from selective_autonomy.agents.session import SessionState, Skip
+from selective_autonomy.inference.registry import ProcessModels
 from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,
@@ -15,6 +16,7 @@ from selective_autonomy.schemas.events import (
     Stage,
     action_id_for,
 )
+from selective_autonomy.schemas.sampling import in_exploration_holdout
 from tests.unit.agents.fixtures import FixedPolicy, event, models
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
@@ -89,3 +91,30 @@ def test_session_state_skips_stale_and_duplicate_states_and_resumes_after_operat
     assert state.autonomous_steps == 1
     assert state.already_executed("a2")
     assert SessionState.model_validate(state.model_dump()) == state
+
+
+def test_deferrals_say_the_stage_they_were_handled_in_and_how_likely_their_label_was() -> None:
+    copilot = DecisionEngine({"billing": models(LOOKUP, stage=Stage.copilot)}).decide([event("s1", 3)], {})[0].output()
+    below = DecisionEngine({"billing": models(LOOKUP, score=0.5)}).decide([event("s1", 3)], {})[0].output()
+    assert isinstance(copilot, OperatorDeferral) and isinstance(below, OperatorDeferral)
+    assert (copilot.stage, copilot.inclusion_probability) == (Stage.copilot, 1.0)
+    assert (below.stage, below.inclusion_probability) == (Stage.selective, None)  # labelled for its low score
+    assert copilot.state_at == event("s1", 3).timestamp
+
+
+def test_the_exploration_holdout_is_a_fixed_share_of_sessions_judged_by_operators() -> None:
+    base = models(LOOKUP)
+    explored = ProcessModels(
+        base.schema, base.policy, base.critic, base.pointer.model_copy(update={"exploration_share": 0.2})
+    )
+    engine = DecisionEngine({"billing": explored})
+    sessions = [f"s{i}" for i in range(500)]
+    records = [d.output() for d in engine.decide([event(s, 2) for s in sessions], {})]
+    held = [r for r in records if isinstance(r, OperatorDeferral)]
+    assert all(r.reason is DeferralReason.exploration and r.stage is Stage.copilot for r in held)
+    assert all(r.inclusion_probability == 0.2 for r in held)
+    assert {r.session_id for r in held} == {s for s in sessions if in_exploration_holdout(s, 0.2)}
+    assert 0.14 * 500 < len(held) < 0.26 * 500
+    # The same session is in the holdout at every step: its whole trajectory stays labelled.
+    later = engine.decide([event(r.session_id, 5) for r in held], {})
+    assert all(d.gate.reason is DeferralReason.exploration for d in later)

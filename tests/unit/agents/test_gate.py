@@ -7,10 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from selective_autonomy.agents.gate import Outcome, SessionProgress, gate
+from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.protocol import Candidate, Proposal
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
-from tests.unit.agents.fixtures import SCHEMA
+from tests.unit.agents.fixtures import SCHEMA, T0
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 INVOICE = Action(action_type="send_invoice")
@@ -93,3 +94,58 @@ def test_approval_required_and_invalid_actions_never_execute(
 ) -> None:
     for action in (REFUND, Action(action_type="refund"), Action(action_type="drop_tables", arguments={"x": 1})):
         assert run(action, score=score, stage=stage, steps=steps, cluster=cluster).outcome is not Outcome.execute
+
+
+def certificate(judged: int = 500, max_step: int = 6) -> Certificate:
+    key = "billing/retail/auto/lookup_order"
+    return Certificate(
+        business_cluster="retail",
+        issued_at=T0,
+        critic_version="c",
+        policy_version="p",
+        target_precision=0.9,
+        confidence=0.9,
+        keys={key: CertifiedKey(threshold=0.8, samples=judged, coverage=0.5, max_step=max_step)},
+        judged_actions={"lookup_order": judged},
+        min_judgements=50,
+    )
+
+
+def run_certified(cert: Certificate | None, *, step: int = 2, holdout: bool = False, score: float = 0.95):  # type: ignore[no-untyped-def]
+    proposal = Proposal(candidates=[Candidate(action=LOOKUP, probability=0.9)], policy_version="p")
+    return gate(
+        schema=SCHEMA,
+        business_cluster="retail",
+        stage=Stage.selective,
+        proposal=proposal,
+        critic_score=score,
+        thresholds=Thresholds(values={"billing/retail/auto/lookup_order": 0.8}),
+        progress=SessionProgress(),
+        certificate=cert,
+        holdout=holdout,
+        step=step,
+    )
+
+
+def test_an_action_type_threshold_is_looked_up_before_the_tier_one() -> None:
+    thresholds = Thresholds(values={"billing/retail/auto": 0.5, "billing/retail/auto/lookup_order": 0.97})
+    assert thresholds.get("billing", "retail", ActionTier.auto, "lookup_order") == 0.97
+    assert thresholds.get("billing", "retail", ActionTier.auto, "other") == 0.5
+    assert run(LOOKUP, score=0.95, thresholds=thresholds).reason is DeferralReason.below_threshold
+
+
+def test_nothing_runs_outside_what_the_certificate_was_earned_on() -> None:
+    assert run_certified(certificate()).outcome is Outcome.execute
+    rare = run_certified(certificate(judged=10))
+    assert rare.reason is DeferralReason.novel_situation and "judged 10 times" in rare.detail
+    far = run_certified(certificate(), step=9)
+    assert far.reason is DeferralReason.novel_situation and "further into the case" in far.detail
+    # Without a certificate (thresholds set by hand) the gate has nothing to compare against.
+    assert run_certified(None, step=9).outcome is Outcome.execute
+
+
+def test_a_session_of_the_exploration_holdout_is_judged_instead_of_run() -> None:
+    decision = run_certified(certificate(), holdout=True)
+    assert decision.reason is DeferralReason.exploration and decision.threshold == 0.8
+    # The holdout never turns a deferral into something else: below the threshold stays below.
+    assert run_certified(certificate(), holdout=True, score=0.5).reason is DeferralReason.below_threshold

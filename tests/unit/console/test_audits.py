@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from selective_autonomy.config import Settings
-from selective_autonomy.console.audits import AuditBook, audit_draw, sampled
+from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import ChangeKind, Inbox
 from selective_autonomy.console.settings import ConsoleSettings
@@ -21,6 +21,7 @@ from selective_autonomy.schemas.events import (
     Executor,
     Verdict,
 )
+from selective_autonomy.schemas.sampling import audit_draw, audit_sampled
 from selective_autonomy.streams.serialization import AvroCodec
 
 from .fixtures import LOOKUP, T0, step
@@ -60,7 +61,7 @@ def test_sampling_is_a_fixed_function_of_the_action_id() -> None:
     action_id = step("u1").action_id
     expected = int(hashlib.sha256(("audit\x1f" + action_id).encode()).hexdigest()[:8], 16) / 2**32
     assert audit_draw(action_id) == expected
-    assert sampled(action_id, expected + 1e-9) and not sampled(action_id, expected)
+    assert audit_sampled(action_id, expected + 1e-9) and not audit_sampled(action_id, expected)
     # Two books (two console replicas) pick the same steps.
     steps = [step(f"s{i}", i % 7) for i in range(400)]
     first, second = AuditBook(rate=0.2), AuditBook(rate=0.2)
@@ -74,8 +75,8 @@ def test_sampling_is_a_fixed_function_of_the_action_id() -> None:
 
 def test_rate_zero_offers_nothing_and_rate_one_everything() -> None:
     steps = [step(f"s{i}", 1) for i in range(200)]
-    assert not any(sampled(s.action_id, 0.0) for s in steps)
-    assert all(sampled(s.action_id, 1.0) for s in steps)
+    assert not any(audit_sampled(s.action_id, 0.0) for s in steps)
+    assert all(audit_sampled(s.action_id, 1.0) for s in steps)
     none, every = AuditBook(rate=0.0), AuditBook(rate=1.0, max_pending=1000)
     for item in steps:
         assert none.on_executed(item) == []

@@ -1,10 +1,10 @@
-"""MAPIE-certified thresholds: certified where the data allow, absent where they do not."""
+"""MAPIE-certified thresholds: certified where the data allow, absent where they do not, one per action type."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from selective_autonomy.inference.calibration import ScoredFeedback, calibrate_thresholds, certify_threshold
+from selective_autonomy.learning.calibration import ScoredFeedback, calibrate_thresholds, certify_threshold
 from selective_autonomy.schemas.events import ActionTier
 
 
@@ -27,18 +27,36 @@ def test_nothing_is_certified_without_enough_evidence() -> None:
     assert certify_threshold([0.99] * 50, [False] * 50) is None
 
 
-def test_calibration_is_per_cluster_and_tier_and_skips_approval_required() -> None:
+def test_calibration_is_per_cluster_tier_and_action_type_and_skips_approval_required() -> None:
     scores, accepted = simulated(3000, 1)
-    items = [ScoredFeedback("p", "big", ActionTier.critical, s, a) for s, a in zip(scores, accepted, strict=True)] + [
-        ScoredFeedback("p", "small", ActionTier.critical, s, a) for s, a in zip(scores[:50], accepted[:50], strict=True)
+    items = [
+        ScoredFeedback("p", "big", ActionTier.critical, "refund", s, a) for s, a in zip(scores, accepted, strict=True)
     ]
-    items += [ScoredFeedback("p", "big", ActionTier.approval_required, 0.99, True)] * 500
+    items += [
+        ScoredFeedback("p", "small", ActionTier.critical, "refund", s, a)
+        for s, a in zip(scores[:50], accepted[:50], strict=True)
+    ]
+    # A weak action type next to an easy one: pooled they would pass at a low threshold.
+    items += [ScoredFeedback("p", "big", ActionTier.critical, "close", 0.6, True)] * 2000
+    items += [ScoredFeedback("p", "big", ActionTier.critical, "escalate", 0.6, i % 2 == 0) for i in range(300)]
+    items += [ScoredFeedback("p", "big", ActionTier.approval_required, "wire", 0.99, True)] * 500
     report = calibrate_thresholds(items, target_precision=0.9, confidence=0.9, min_samples=100)
     by_key = {r.key: r for r in report.results}
-    assert set(by_key) == {"p/big/critical", "p/small/critical"}
-    assert by_key["p/big/critical"].threshold is not None
-    assert by_key["p/small/critical"].threshold is None  # 50 samples < min_samples
+    assert set(by_key) == {
+        "p/big/critical/refund",
+        "p/small/critical/refund",
+        "p/big/critical/close",
+        "p/big/critical/escalate",
+    }
+    assert by_key["p/big/critical/refund"].threshold is not None
+    assert by_key["p/big/critical/close"].threshold is not None
+    assert by_key["p/big/critical/escalate"].threshold is None  # 50% accepted: never at 90%
+    assert by_key["p/small/critical/refund"].threshold is None  # 50 samples < min_samples
+    refund = by_key["p/big/critical/refund"]
+    assert refund.lower_bound is not None and refund.lower_bound < refund.empirical_precision  # type: ignore[operator]
     thresholds = report.thresholds("v1")
-    assert thresholds.get("p", "big", ActionTier.critical) == by_key["p/big/critical"].threshold
-    assert thresholds.get("p", "small", ActionTier.critical) is None
+    assert thresholds.get("p", "big", ActionTier.critical, "refund") == refund.threshold
+    assert thresholds.get("p", "big", ActionTier.critical, "escalate") is None
+    assert thresholds.get("p", "small", ActionTier.critical, "refund") is None
     assert 0 < report.certified_coverage() < 1
+    assert report.certified("p/big/") and not report.certified("p/small/")

@@ -1,24 +1,18 @@
-"""The stage machine: promotion on evidence, demotion on realised precision, lapsed certification or drift."""
+"""The stage machine: promotion on a certificate, demotion on the monitor's alarm or a lapsed certificate."""
 
 from __future__ import annotations
 
 import pytest
 
-from selective_autonomy.agents.stages import StageEvidence, StageRules, next_stage
+from selective_autonomy.learning.monitor import MonitorReading
+from selective_autonomy.learning.stages import StageEvidence, StageRules, next_stage
 from selective_autonomy.schemas.events import Stage
 
-RULES = StageRules(
-    target_precision=0.9, min_certified_coverage=0.05, min_audits=30, drift_tolerance=0.15, min_drift_samples=50
-)
+RULES = StageRules(target_precision=0.9, min_certified_coverage=0.05)
+QUIET = MonitorReading(outcomes=100, accepted=95, wealth=0.01, alarm=False, estimate=0.95)
+ALARM = MonitorReading(outcomes=40, accepted=30, wealth=12.0, alarm=True, alarm_at=39, estimate=0.75)
 HEALTHY = StageEvidence(
-    policy_in_service=True,
-    certified=True,
-    certified_coverage=0.4,
-    audited=100,
-    rolling_precision=0.95,
-    reference_acceptance=0.8,
-    recent_acceptance=0.78,
-    recent_samples=200,
+    policy_in_service=True, certification_ran=True, certified=True, certified_coverage=0.4, monitor=QUIET
 )
 
 
@@ -39,29 +33,20 @@ def test_copilot_promotes_only_with_nontrivial_certified_coverage(
     assert (decision is not None and decision.stage is Stage.selective) is promoted
 
 
-def test_selective_stays_while_healthy() -> None:
+def test_selective_stays_while_the_monitor_is_quiet_and_the_certificate_holds() -> None:
     assert next_stage(Stage.selective, HEALTHY, RULES) is None
+    # A run without enough evidence to recertify changes nothing either.
+    assert next_stage(Stage.selective, HEALTHY.model_copy(update={"certification_ran": False}), RULES) is None
 
 
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"rolling_precision": 0.85}, "realised precision"),
-        ({"certified": False}, "could not certify"),
-        ({"recent_acceptance": 0.6}, "drift"),
+        ({"monitor": ALARM}, "precision monitor: 10 of 40"),
+        ({"certified": False}, "certified nothing"),
     ],
 )
 def test_selective_demotes_to_copilot(change: dict, reason: str) -> None:
     decision = next_stage(Stage.selective, HEALTHY.model_copy(update=change), RULES)
     assert decision is not None and decision.stage is Stage.copilot
     assert reason in decision.reason
-
-
-def test_too_few_audits_or_drift_samples_do_not_demote() -> None:
-    assert (
-        next_stage(Stage.selective, HEALTHY.model_copy(update={"rolling_precision": 0.5, "audited": 10}), RULES) is None
-    )
-    assert (
-        next_stage(Stage.selective, HEALTHY.model_copy(update={"recent_acceptance": 0.1, "recent_samples": 10}), RULES)
-        is None
-    )

@@ -19,14 +19,13 @@ def test_rates_and_times() -> None:
         steps_executed=30,
         steps_deferred=15,
         executed_correct=27,
-        executed_on_record=20,
-        correct_on_record=19,
-        sessions_unattended_correct=2,
         automation_error_count=3,
         deferrals_by_reason=Counter({"below_threshold": 10, "approval_required": 5}),
         feedback_by_verdict=Counter({"accepted": 9, "corrected": 6}),
         operator_time_s=1800.0,
         baseline_time_s=7200.0,
+        audits=4,
+        audit_time_s=120.0,
         stalled=["s9"],
         duplicates=4,
         ignored=Counter({"foreign_session": 2}),
@@ -36,8 +35,7 @@ def test_rates_and_times() -> None:
     assert report.steps_decided == 45
     assert report.coverage == pytest.approx(30 / 45)
     assert report.precision == pytest.approx(0.9)
-    assert report.steps_executed_on_record == 20 and report.precision_on_record == pytest.approx(0.95)
-    assert report.sessions_unattended_correct == 2
+    assert report.audits == 4 and report.audit_time_s == 120.0  # QA time: not in the handling time
     assert report.automation_errors == 3
     assert report.feedback == 15 and report.feedback_by_verdict == {"accepted": 9, "corrected": 6}
     assert report.deferrals_by_reason == {"approval_required": 5, "below_threshold": 10}
@@ -52,7 +50,6 @@ def test_rates_and_times() -> None:
 def test_empty_denominators_give_none() -> None:
     report = ReplayTally().report(wall_time_s=0.0)
     assert report.automation_rate is None and report.coverage is None and report.precision is None
-    assert report.precision_on_record is None
     assert report.handling_time_reduction is None and report.deferrals_per_operator_hour is None
     assert report.sessions_per_s is None and report.steps_per_s is None
     assert "n/a" in report.summary()

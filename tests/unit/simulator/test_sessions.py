@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from selective_autonomy.schemas.events import Actor, DeferralReason, UIStateChanged, Verdict, action_id_for
-from selective_autonomy.simulator.operator_model import HandlingTimeModel, InterruptionPolicy
+from selective_autonomy.schemas.sampling import audit_sampled
+from selective_autonomy.simulator.operator_model import (
+    HandlingTimeModel,
+    InterruptionPolicy,
+    OperatorConfig,
+    OperatorModel,
+)
 from selective_autonomy.simulator.sessions import ReplayConfig, SessionDriver, SessionStatus
 from selective_autonomy.traces.format import trace_event_id
 from tests.unit.simulator.support import Recorder, act, deferred, executed, make_case, pump
@@ -43,7 +49,6 @@ def test_all_executed_correctly() -> None:
     report = driver.report(2.0)
     assert report.sessions == report.sessions_completed == report.sessions_unattended == 1
     assert report.automation_rate == 1.0 and report.coverage == 1.0 and report.precision == 1.0
-    assert report.sessions_unattended_correct == 1 and report.precision_on_record == 1.0
     assert report.steps == report.steps_executed == 3 and report.feedback == 0
     assert report.operator_time_s == 0.0 and report.baseline_time_s == 90.0 and report.handling_time_reduction == 1.0
     # The published states are the recorded screens, re-keyed to the session, with system as actor.
@@ -87,33 +92,60 @@ def test_handover_interruptions_are_charged_once_per_takeover() -> None:
     assert driver.report(1.0).operator_time_s == 20 + 60 + 10 + 30
 
 
-def test_wrong_execution_is_an_error_and_the_record_goes_on() -> None:
-    recorder = Recorder()
-    driver = driver_for(recorder)
-    sid = driver.start(CASE)
-    wrong = act("lookup", order="B2")
-
+def wrong_then_deferred_then_right(wrong: object) -> object:
     def decide(state: UIStateChanged) -> object:
         if state.state_version == 0:
-            return executed(state, wrong)
+            return executed(state, wrong)  # type: ignore[arg-type]
         if state.state_version == 1:
             return deferred(state, REPLY, DeferralReason.below_threshold)
         return executed(state, CLOSE)
 
-    pump(driver, recorder, decide)  # type: ignore[arg-type]
+    return decide
+
+
+def test_a_wrong_unattended_step_is_undone_and_the_session_goes_back_on_its_record() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    sid = driver.start(CASE)
+    wrong = act("lookup", order="B2")
+    pump(driver, recorder, wrong_then_deferred_then_right(wrong))  # type: ignore[arg-type]
     report = driver.report(1.0)
     assert report.steps_executed == 2 and report.executed_correct == 1 and report.automation_errors == 1
     assert report.precision == 0.5 and report.coverage == 2 / 3
-    # Only step 0 ran while the history matched the record; step 2 came after the divergence.
-    assert report.steps_executed_on_record == 1 and report.precision_on_record == 0.0
     [error] = report.automation_error_examples
     assert (error.step, error.executed, error.recorded) == (0, wrong, LOOKUP)
+    # The operator undid it and did the recorded step: every later step is judged on the record.
     after = recorder.states[1]
-    assert after.last_action == wrong and after.last_action_id == action_id_for(sid, 0, wrong)
-    assert after.ui_state.recent_actions == [wrong]  # what ran, not what was recorded
-    assert after.ui_state.fields == CASE.steps[1].state.fields  # the recorded screen otherwise
-    assert recorder.states[2].ui_state.recent_actions == [wrong, REPLY]
+    assert after.last_action == LOOKUP and after.last_action_id == action_id_for(sid, 0, LOOKUP)
+    assert after.ui_state.recent_actions == [LOOKUP] and after.ui_state.fields == CASE.steps[1].state.fields
+    assert recorder.states[2].ui_state.recent_actions == [LOOKUP, REPLY]
+    # Interruption + undo (as long as the step) + the step by hand, plus the deferred step.
+    assert report.operator_time_s == (30 + 2 * 20) + (60 + 30)
     assert report.sessions_completed == 1 and report.sessions_unattended == 0
+
+
+def test_the_earlier_semantics_kept_the_wrong_action_in_the_history() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder, after_wrong_step="follow_record")
+    driver.start(CASE)
+    wrong = act("lookup", order="B2")
+    pump(driver, recorder, wrong_then_deferred_then_right(wrong))  # type: ignore[arg-type]
+    assert recorder.states[1].ui_state.recent_actions == [wrong]  # what ran, under the recorded screen
+    assert driver.report(1.0).operator_time_s == 60 + 30  # the wrong step cost nothing
+
+
+def test_an_acceptable_alternative_that_runs_is_right() -> None:
+    recorder = Recorder()
+    driver = SessionDriver(
+        recorder,
+        config=ReplayConfig(run_id="r1"),
+        operator=OperatorModel(OperatorConfig(alternatives={"reply": frozenset({"reply_template"})})),
+        handling=HANDLING,
+    )
+    driver.start(CASE)
+    pump(driver, recorder, lambda s: executed(s, act("reply_template") if s.state_version == 1 else recorded_action(s)))  # type: ignore[arg-type]
+    report = driver.report(1.0)
+    assert report.precision == 1.0 and report.automation_errors == 0 and report.sessions_unattended == 1
 
 
 def test_duplicates_and_foreign_records_are_ignored_and_counted() -> None:
@@ -180,10 +212,35 @@ def test_audits_review_unattended_steps_and_report_wrong_ones() -> None:
     report = driver.report(1.0)
     assert report.audits == 3 and report.audits_corrected == 1
     audits = recorder.feedback_sent
-    assert all(f.is_audit and f.deferral_id is None for f in audits)
+    assert all(f.is_audit and f.deferral_id is None and f.inclusion_probability == 1.0 for f in audits)
     assert [f.verdict for f in audits] == [Verdict.accepted, Verdict.corrected, Verdict.accepted]
     assert audits[1].operator_action == REPLY and audits[1].suggestion == CLOSE
-    assert report.operator_time_s == 3 * HANDLING.interruption_s  # an audit costs a context switch
+    # Audits are QA time, apart from the sessions' handling time (which pays for undoing step 1).
+    assert report.audit_time_s == 3 * HANDLING.interruption_s
+    assert report.operator_time_s == HANDLING.correction_s("reply")
+
+
+def test_audits_sample_executed_steps_like_the_console_and_carry_the_rate() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder, audit_rate=0.3)
+    cases = [make_case(f"c{i}", [LOOKUP, REPLY, CLOSE], [0, 30, 10]) for i in range(60)]
+    for case in cases:
+        driver.start(case)
+    pump(driver, recorder, lambda s: executed(s, CASE.steps[s.state_version].action))
+    audited = {f.suggestion_action_id for f in recorder.feedback_sent}
+    every = {s.last_action_id for s in recorder.states if s.last_action_id} | {
+        action_id_for(s.session_id, 2, CLOSE) for s in recorder.states if s.state_version == 2
+    }
+    assert audited == {a for a in every if audit_sampled(a, 0.3)}
+    assert all(f.inclusion_probability == 0.3 for f in recorder.feedback_sent)
+
+
+def test_log_time_stamps_feedback_with_the_steps_recorded_time() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder, log_time=True, audit_rate=1.0)
+    driver.start(CASE)
+    pump(driver, recorder, lambda s: deferred(s, LOOKUP) if s.state_version == 0 else executed(s, recorded_action(s)))  # type: ignore[arg-type]
+    assert [f.given_at for f in recorder.feedback_sent] == [step.timestamp for step in CASE.steps]
 
 
 def test_no_audits_by_default() -> None:

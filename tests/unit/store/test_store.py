@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from selective_autonomy.schemas.events import Stage, Verdict
+from selective_autonomy.learning.evidence import critic_examples, policy_examples, verdict_counts
+from selective_autonomy.schemas.events import DeferralReason, Stage, Verdict
 from selective_autonomy.store import (
     ActionStatus,
     FeedbackStore,
@@ -26,11 +27,8 @@ from selective_autonomy.store import (
     SchemaNotReady,
     UnknownAction,
     UnknownModelVersion,
-    critic_examples,
     migrate,
-    policy_examples,
 )
-from selective_autonomy.store.datasets import verdict_counts
 from selective_autonomy.store.engine import create_store_engine
 from selective_autonomy.store.migration import head_revision
 from selective_autonomy.store.tables import metadata
@@ -362,3 +360,44 @@ def test_datasets_from_the_store_keep_graded_verdicts(store: FeedbackStore) -> N
         (Verdict.acceptable_alternative, REFUND),
         (Verdict.corrected, ESCALATE),
     ]
+
+
+def test_the_newest_window_is_the_newest_records_oldest_first(store: FeedbackStore) -> None:
+    proposals = [proposal_for(state(f"s{i}", version=i + 1)) for i in range(5)]
+    for proposal in proposals:
+        store.record_proposal(proposal)
+    for minute, proposal in enumerate(proposals):
+        store.record_feedback(answer(proposal, Verdict.accepted, given_at=T0 + timedelta(minutes=minute)))
+    window = store.feedback_with_context(process_id="returns", newest=3)
+    assert [row.feedback.session_id for row in window] == ["s2", "s3", "s4"]
+    assert all(row.context is not None for row in window)
+    assert len(store.feedback_with_context(process_id="returns")) == 5
+
+
+def test_judged_unattended_steps_are_audits_and_exploration_answers(store: FeedbackStore) -> None:
+    explored = proposal_for(
+        state("s1", 1), reason=DeferralReason.exploration, stage=Stage.copilot, inclusion_probability=0.05
+    )
+    deferred = proposal_for(state("s2", 1))
+    executed = executed_proposal(state("s3", 1))
+    for proposal in (explored, deferred):
+        store.record_proposal(proposal)
+    store.record_feedback(answer(explored, Verdict.accepted, given_at=T0 + timedelta(minutes=1)))
+    store.record_feedback(answer(deferred, Verdict.corrected, given_at=T0 + timedelta(minutes=2)))
+    audit = answer(
+        None,
+        Verdict.corrected,
+        deferral_id=None,
+        suggestion=executed.suggestion,
+        suggestion_action_id=executed.proposal_id,
+        inclusion_probability=0.04,
+        given_at=T0 + timedelta(minutes=3),
+    )
+    store.record_feedback(audit)
+    judged = store.judged_unattended("returns")
+    assert judged[1].feedback_id == audit.feedback_id
+    assert [(j.audit, j.verdict, j.inclusion_probability) for j in judged] == [
+        (False, Verdict.accepted, 0.05),
+        (True, Verdict.corrected, 0.04),
+    ]
+    assert store.judged_unattended("returns", since=T0 + timedelta(minutes=2)) == judged[1:]

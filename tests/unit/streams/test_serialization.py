@@ -13,7 +13,16 @@ import pytest
 from selective_autonomy.config import SchemaRegistrySettings, WireFormat
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas import contracts
-from selective_autonomy.schemas.events import CopilotFeedback, DeadLetter, UIState, UIStateChanged
+from selective_autonomy.schemas.events import (
+    Action,
+    CopilotFeedback,
+    DeadLetter,
+    DeferralReason,
+    OperatorDeferral,
+    UIState,
+    UIStateChanged,
+    Verdict,
+)
 from selective_autonomy.streams.schema_ids import PackageSchemaIds, RegistrySchemaIds
 from selective_autonomy.streams.serialization import AvroCodec
 
@@ -82,7 +91,7 @@ def test_feedback_missing_operator_action_is_refused_on_decode() -> None:
         "latency_ms": 1,
         "given_at": EVENT.timestamp,
     }
-    buffer = io.BytesIO(b"\x00\x00\x00\x03\xed")
+    buffer = io.BytesIO(struct.pack(">bI", 0, PackageSchemaIds().id_for("CopilotFeedback", "")))
     buffer.seek(5)
     fastavro.schemaless_writer(buffer, contracts.parsed_schema("CopilotFeedback"), record)
     with pytest.raises(DecodeError, match="operator's own action"):
@@ -104,6 +113,68 @@ def test_older_writer_schema_without_optional_fields_still_decodes() -> None:
 
     decoded = AvroCodec(resolver=OldIds()).decode(b"\x00\x00\x00\x00\x07" + buffer.getvalue(), UIStateChanged)
     assert decoded == EVENT
+
+
+@pytest.mark.parametrize(("record", "v1_id"), [("OperatorDeferral", 1004), ("CopilotFeedback", 1005)])
+def test_version_1_records_decode_into_version_2(record: str, v1_id: int) -> None:
+    """Records written before v2 (under the v1 id, with the kept v1 schema) still decode: the new
+    optional fields come out as null and schema_version says 1."""
+    v1 = contracts.historical_schema(record, 1)
+    v1_fields = {f["name"] for f in contracts.self_contained_schema(record)["fields"]} - {
+        "stage",
+        "inclusion_probability",
+        "state_at",
+    }
+    sample = {
+        "OperatorDeferral": OperatorDeferral(
+            event_id="e",
+            session_id="s",
+            process_id="p",
+            business_cluster="c",
+            state_version=3,
+            ui_state=EVENT.ui_state,
+            reason=DeferralReason.below_threshold,
+        ),
+        "CopilotFeedback": CopilotFeedback(
+            session_id="s",
+            process_id="p",
+            business_cluster="c",
+            state_version=3,
+            verdict=Verdict.corrected,
+            operator_action=Action(action_type="a"),
+            operator_id="o",
+            latency_ms=1,
+        ),
+    }[record]
+    buffer = io.BytesIO(struct.pack(">bI", 0, v1_id))
+    buffer.seek(5)
+    fastavro.schemaless_writer(
+        buffer, v1, {k: v for k, v in sample.to_avro().items() if k in v1_fields} | {"schema_version": 1}
+    )
+    decoded = AvroCodec().decode(buffer.getvalue(), type(sample))
+    assert decoded.schema_version == 1
+    assert decoded.model_dump(exclude={"schema_version"}) == sample.model_dump(exclude={"schema_version"})
+    assert PackageSchemaIds().id_for(record, "") != v1_id  # new records are written under the v2 id
+
+
+def test_a_v2_enum_symbol_reads_as_the_default_in_a_v1_reader() -> None:
+    """An old consumer (v1 reader) meets a v2 deferral reason it does not know: the enum's default."""
+    deferral = OperatorDeferral(
+        event_id="e",
+        session_id="s",
+        process_id="p",
+        business_cluster="c",
+        state_version=3,
+        ui_state=EVENT.ui_state,
+        reason=DeferralReason.exploration,
+    )
+    body = AvroCodec().encode(deferral)[5:]
+    old = fastavro.schemaless_reader(
+        io.BytesIO(body),
+        contracts.parsed_schema("OperatorDeferral"),
+        contracts.historical_schema("OperatorDeferral", 1),
+    )
+    assert isinstance(old, dict) and old["reason"] == "unspecified"
 
 
 def test_schema_registry_client_registers_and_fetches() -> None:

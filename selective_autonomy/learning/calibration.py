@@ -1,12 +1,16 @@
 """Risk-controlled thresholds on the critic's score, certified with MAPIE.
 
-For each (process, business cluster, tier) with enough held-out feedback, MAPIE's
+For each (process, business cluster, tier, action type) with enough calibration feedback, MAPIE's
 ``BinaryClassificationController`` (Learn-Then-Test over a grid of candidate thresholds fixed in
 advance, tested in a fixed sequence from the strictest down) finds the thresholds t such that, with probability at least
 ``confidence``, the precision of the steps whose score is >= t is at least ``target``: among the
 steps the gate executes, operators would have accepted at least that share. The lowest certified
 threshold is used (most coverage). Where nothing can be certified, the key is left out, so the
-gate defers every step there and the cluster stays in copilot.
+gate defers every step there (and a cluster with no key certified stays in copilot).
+
+The guarantee is a fixed-sample one: it holds for steps like the calibration steps (exchangeable
+with them), and only if those steps chose nothing else (the critic is picked on other data; see
+``learning.critic_choice``). Whether it keeps holding on the future is the monitor's job.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from mapie.risk_control import BinaryClassificationController
 from mapie.risk_control.fwer_control import FWERFixedSequenceTesting
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import beta
 
 from selective_autonomy.inference.thresholds import ThresholdKey, Thresholds
 from selective_autonomy.schemas.events import ActionTier
@@ -42,6 +47,7 @@ class ScoredFeedback:
     process_id: str
     business_cluster: str
     tier: ActionTier
+    action_type: str
     score: float
     accepted: bool
 
@@ -55,6 +61,11 @@ class CalibrationResult(BaseModel):
     threshold: float | None = Field(description="Lowest certified threshold; None when nothing is certified.")
     coverage: float = Field(description="Share of calibration steps at or above the threshold.")
     empirical_precision: float | None = None
+    lower_bound: float | None = Field(
+        default=None,
+        description="One-sided Clopper-Pearson lower bound, at the confidence level, on the precision of the "
+        "calibration steps at or above the threshold (descriptive: the guarantee is the LTT test's).",
+    )
 
 
 class CalibrationReport(BaseModel):
@@ -68,11 +79,15 @@ class CalibrationReport(BaseModel):
     def thresholds(self, version: str) -> Thresholds:
         return Thresholds(values={r.key: r.threshold for r in self.results if r.threshold is not None}, version=version)
 
-    def certified_coverage(self) -> float:
-        """Share of all calibration steps that the certified thresholds would execute."""
-        total = sum(r.samples for r in self.results)
-        covered = sum(r.coverage * r.samples for r in self.results if r.threshold is not None)
+    def certified_coverage(self, prefix: str = "") -> float:
+        """Share of all calibration steps (of keys starting with ``prefix``) the certified thresholds execute."""
+        results = [r for r in self.results if r.key.startswith(prefix)]
+        total = sum(r.samples for r in results)
+        covered = sum(r.coverage * r.samples for r in results if r.threshold is not None)
         return covered / total if total else 0.0
+
+    def certified(self, prefix: str = "") -> bool:
+        return any(r.threshold is not None for r in self.results if r.key.startswith(prefix))
 
 
 def certify_threshold(
@@ -111,12 +126,17 @@ def calibrate_thresholds(
     min_samples: int = 100,
     grid: Sequence[float] = DEFAULT_GRID,
 ) -> CalibrationReport:
-    """Certify one threshold per (process, cluster, tier) that has at least ``min_samples``."""
+    """Certify one threshold per (process, cluster, tier, action type) that has at least ``min_samples``."""
     groups: dict[str, list[ScoredFeedback]] = defaultdict(list)
     for item in feedback:
         if item.tier is ActionTier.approval_required:
             continue  # never executed unattended: nothing to certify
-        key = ThresholdKey(process_id=item.process_id, business_cluster=item.business_cluster, tier=item.tier)
+        key = ThresholdKey(
+            process_id=item.process_id,
+            business_cluster=item.business_cluster,
+            tier=item.tier,
+            action_type=item.action_type,
+        )
         groups[key.text()].append(item)
     results = []
     for text, items in sorted(groups.items()):
@@ -126,6 +146,7 @@ def calibrate_thresholds(
         if len(items) >= min_samples:
             threshold = certify_threshold(scores.tolist(), labels.tolist(), target_precision, confidence, grid)
         covered = scores >= threshold if threshold is not None else np.zeros(len(items), dtype=bool)
+        passed, right = int(covered.sum()), int(labels[covered].sum())
         results.append(
             CalibrationResult(
                 key=text,
@@ -133,9 +154,16 @@ def calibrate_thresholds(
                 positives=int(labels.sum()),
                 threshold=threshold,
                 coverage=float(covered.mean()) if len(items) else 0.0,
-                empirical_precision=float(labels[covered].mean()) if covered.any() else None,
+                empirical_precision=right / passed if passed else None,
+                lower_bound=_clopper_pearson_lower(right, passed, confidence) if passed else None,
             )
         )
     return CalibrationReport(
         target_precision=target_precision, confidence=confidence, min_samples=min_samples, results=results
     )
+
+
+def _clopper_pearson_lower(successes: int, trials: int, confidence: float) -> float:
+    if successes == 0:
+        return 0.0
+    return float(beta.ppf(1.0 - confidence, successes, trials - successes + 1))

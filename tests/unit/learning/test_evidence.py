@@ -1,4 +1,4 @@
-"""Dataset builders on hand-made rows (no database): labels, skip rules and policy signals."""
+"""Evidence builders on hand-made rows (no database): labels, sources, skip rules and policy signals."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from typing import Any
 
 import pytest
 
-from selective_autonomy.schemas.events import ActionTier, Verdict
-from selective_autonomy.store import FeedbackWithContext, critic_examples, policy_examples
-from selective_autonomy.store.datasets import label_of, verdict_counts
+from selective_autonomy.learning.evidence import (
+    EvidenceSource,
+    critic_examples,
+    label_of,
+    monitor_outcomes,
+    policy_examples,
+    verdict_counts,
+)
+from selective_autonomy.schemas.events import ActionTier, Stage, Verdict
+from selective_autonomy.store import FeedbackWithContext
+from selective_autonomy.store.models import JudgedStep
 from tests.unit.store.support import ESCALATE, LOOKUP, REFUND, T0, answer, proposal_for, state
 
 
@@ -69,3 +77,41 @@ def test_policy_examples_take_the_action_that_should_have_run() -> None:
         (Verdict.corrected, REFUND),
     ]
     assert all(e.event == state() and e.step_index == 3 for e in examples)
+
+
+def test_the_stage_a_step_was_handled_in_says_what_its_label_may_be_used_for() -> None:
+    """Copilot (and exploration-holdout) answers are unbiased evidence; selective deferrals are not."""
+    selective = row(Verdict.corrected)
+    copilot = row(Verdict.accepted)
+    copilot = copilot.model_copy(update={"context": copilot.context.model_copy(update={"stage": Stage.copilot})})  # type: ignore[union-attr]
+    sources = [e.source for e in critic_examples([selective, copilot])]
+    assert sources == [EvidenceSource.deferred, EvidenceSource.exploration]
+    assert [e.source for e in policy_examples([selective, copilot])] == sources
+
+
+def test_audits_are_monitor_outcomes_with_their_sampling_probability() -> None:
+    steps = [
+        JudgedStep(
+            feedback_id="a",
+            process_id="p",
+            business_cluster="c",
+            verdict=Verdict.corrected,
+            audit=True,
+            inclusion_probability=0.04,
+            given_at=T0,
+        ),
+        JudgedStep(
+            feedback_id="b",
+            process_id="p",
+            business_cluster="c",
+            verdict=Verdict.acceptable_alternative,
+            audit=False,
+            inclusion_probability=None,
+            given_at=T0,
+        ),
+    ]
+    outcomes = monitor_outcomes(steps)
+    assert [(o.accepted, o.inclusion_probability, o.audit) for o in outcomes] == [
+        (False, 0.04, True),
+        (True, 1.0, False),
+    ]

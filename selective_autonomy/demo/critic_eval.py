@@ -2,10 +2,11 @@
 
 On one log, split chronologically: the policy is trained on the past, the copilot stage runs
 offline over the present (simulated operators answer every suggestion), the critic is trained and
-its threshold certified on that feedback exactly as the learning loop does, and both gates are then
-measured on the future: precision of the steps each would execute, compared at equal recall (the
-confidence gate's threshold is chosen to pass as many correct steps as the critic gate does), plus
-the coverage at the certified threshold and the precision actually realised there.
+its thresholds (one per action type) certified on that feedback as the learning loop splits it,
+and both gates are then measured on the future: precision of the steps each would execute,
+compared at equal recall (the confidence gate's threshold is chosen to pass as many correct steps
+as the critic gate does), plus the coverage at the certified thresholds and the precision actually
+realised there.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.learning import certify, fit_critic, split_feedback
 from selective_autonomy.inference.protocol import CriticInput, Policy, PolicyConfidenceCritic, PolicySignals
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
+from selective_autonomy.learning.certify import certify
+from selective_autonomy.learning.critic_choice import fit_critic
+from selective_autonomy.learning.evidence import critic_examples
+from selective_autonomy.learning.splits import split_evidence
 from selective_autonomy.schemas.events import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import offline_copilot, with_context
-from selective_autonomy.store.datasets import critic_examples
 from selective_autonomy.traces.format import Case
 
 
@@ -39,10 +42,10 @@ class CriticEvalReport(BaseModel):
     future_steps: int
     policy_top1: float = Field(description="Share of future steps where the policy's top-1 is what the operator did.")
     critic_version: str
-    certified_threshold: float | None
+    certified_thresholds: dict[str, float]
     target_precision: float
     confidence: float
-    critic_at_certified: GatePoint | None = Field(description="The critic gate at its certified threshold, future.")
+    critic_at_certified: GatePoint | None = Field(description="The critic gate at its certified thresholds, future.")
     confidence_at_equal_recall: GatePoint | None = Field(description="The policy-confidence gate, same recall.")
     critic_curve: list[GatePoint]
     confidence_curve: list[GatePoint]
@@ -89,18 +92,14 @@ def evaluate_critic(
 ) -> CriticEvalReport:
     models = ProcessModels(schema, policy, PolicyConfidenceCritic(), ServicePointer(policy="in-memory"))
     examples = critic_examples(with_context(list(offline_copilot(models, copilot))))
-    parts = split_feedback(examples, config)
-    critic = fit_critic(schema, parts)
-    report = certify(critic, parts.calibration, config)
-    certified = [r.threshold for r in report.results if r.threshold is not None]
-    # One threshold for the comparison: the most demanding certified one (steps of other keys would
-    # be deferred anyway when their key has none).
-    threshold = max(certified) if certified else None
+    parts = split_evidence(examples, config)
+    critic = fit_critic(schema, parts.train, parts.select)
+    thresholds = certify(critic, parts.certify, config).thresholds("critic-eval")
 
     events = [case.state_event(i) for case in future for i in range(len(case.steps))]
     recorded = [step.action for case in future for step in case.steps]
     proposals = policy.propose(events, top_k=5)
-    inputs, correct, confidence = [], [], []
+    inputs, correct, confidence, limits = [], [], [], []
     for event, proposal, action in zip(events, proposals, recorded, strict=True):
         top = proposal.top
         if top is None:
@@ -116,17 +115,21 @@ def evaluate_critic(
         )
         correct.append(top.action == action)
         confidence.append(top.probability)
+        limit = thresholds.get(schema.process_id, event.business_cluster, inputs[-1].tier, top.action.action_type)
+        limits.append(np.inf if limit is None else limit)
     scores = np.asarray(critic.score(inputs)) if inputs else np.zeros(0)
     right = np.asarray(correct, dtype=bool)
     conf = np.asarray(confidence)
-    at_certified = _gate_point(scores, right, threshold) if threshold is not None else None
+    # Per-key thresholds as one gate: the score's margin over its key's threshold, passed at >= 0.
+    margins = scores - np.asarray(limits, dtype=float)
+    at_certified = _gate_point(margins, right, 0.0) if thresholds.values else None
     equal = _at_recall(conf, right, at_certified.recall) if at_certified is not None else None
     return CriticEvalReport(
         log=log,
         future_steps=len(events),
         policy_top1=float(right.mean()) if len(right) else 0.0,
         critic_version=critic.version,
-        certified_threshold=threshold,
+        certified_thresholds=dict(thresholds.values),
         target_precision=config.target_precision,
         confidence=config.confidence,
         critic_at_certified=at_certified,
@@ -157,7 +160,7 @@ def write_critic_eval(report: CriticEvalReport, out_dir: Path) -> tuple[Path, Pa
             [report.critic_at_certified.precision],
             color="black",
             zorder=3,
-            label=f"certified threshold {report.certified_threshold}",
+            label=f"certified thresholds ({len(report.certified_thresholds)} action types)",
         )
     ax.axhline(report.target_precision, color="grey", linestyle="--", linewidth=1, label="target precision")
     ax.set_xlabel("recall (correct steps executed / all correct top-1 steps)")

@@ -1,20 +1,37 @@
-"""Training sets built from stored feedback: critic examples and policy examples.
+"""The learning loop's evidence, built from stored feedback: critic examples, policy examples and the
+outcomes that watch a certificate.
+
+Every label says how it was obtained, because that decides what it may be used for
+(docs/guarantee.md):
+
+* ``exploration``: the step was labelled whatever its critic score (the copilot stage, or a session
+  of the exploration holdout while its cluster is selective). Only such labels are a sample of all
+  steps, so only they certify thresholds.
+* ``deferred``: a selective-stage deferral. It was labelled *because* the gate did not pass it
+  (low score, guardrail): its labels say nothing about the steps that run, and their acceptance rate
+  drops after promotion by construction. They still train the critic: which steps get labelled
+  depends on the state only, so P(accepted | state, action) is learned without bias from them.
+* audits and the exploration steps the gate would have executed are :class:`MonitorOutcome`\\ s: a
+  random sample, with a known probability, of the steps that run, which is what the precision
+  monitor needs.
 
 Graded feedback stays first-class: an ``acceptable_alternative`` is a positive critic label (the
 suggestion was fine) but keeps its verdict, so reports can count it apart from plain accepts.
-Only feedback whose proposal was recorded can become an example: without it there is no state.
+Only feedback whose proposal was recorded can become a critic or policy example: without it there
+is no state.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from selective_autonomy.inference.protocol import Candidate, CriticInput, PolicySignals, Proposal
-from selective_autonomy.schemas.events import Action, ActionTier, UIStateChanged, Verdict
-from selective_autonomy.store.models import FeedbackWithContext
+from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
+from selective_autonomy.store.models import FeedbackWithContext, JudgedStep
 
 POSITIVE_VERDICTS = frozenset({Verdict.accepted, Verdict.acceptable_alternative})
 
@@ -22,6 +39,11 @@ POSITIVE_VERDICTS = frozenset({Verdict.accepted, Verdict.acceptable_alternative}
 def label_of(verdict: Verdict) -> bool:
     """The critic's binary label: accepted and acceptable_alternative are True, corrected is False."""
     return verdict in POSITIVE_VERDICTS
+
+
+class EvidenceSource(StrEnum):
+    exploration = "exploration"  # labelled whatever its score: copilot stage or exploration holdout
+    deferred = "deferred"  # a selective-stage deferral: labelled because the gate did not pass it
 
 
 class CriticExample(BaseModel):
@@ -46,6 +68,8 @@ class CriticExample(BaseModel):
     verdict: Verdict
     label: bool
     operator_action: Action | None = Field(default=None, description="What the operator did instead, if not accepted.")
+    source: EvidenceSource = EvidenceSource.exploration
+    given_at: AwareDatetime = Field(description="When the operator answered: the evidence's clock.")
 
     def critic_input(self) -> CriticInput:
         """What the critic scores at run time, for this example."""
@@ -64,14 +88,34 @@ class PolicyExample(BaseModel):
     process_id: str
     business_cluster: str
     step_index: int = Field(ge=0)
+    source: EvidenceSource = EvidenceSource.exploration
+
+
+class MonitorOutcome(BaseModel):
+    """A step that ran (an audit) or would have run (an exploration step the gate passed), judged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feedback_id: str
+    process_id: str
+    business_cluster: str
+    accepted: bool
+    inclusion_probability: float = Field(gt=0.0, le=1.0, description="P(this step was sampled for a label).")
+    critic_version: str | None = None
+    given_at: AwareDatetime
+    audit: bool = Field(description="An audit of an executed step (else an exploration step).")
+
+
+def source_of(stage: Stage) -> EvidenceSource:
+    return EvidenceSource.exploration if stage is not Stage.selective else EvidenceSource.deferred
 
 
 def critic_examples(rows: Iterable[FeedbackWithContext]) -> list[CriticExample]:
-    """One example per feedback that has a recorded proposal, a suggestion and a tier; others are skipped."""
+    """One example per answered deferral that has a recorded proposal, a suggestion and a tier."""
     examples = []
     for row in rows:
         context, item = row.context, row.feedback
-        if context is None:
+        if context is None or item.is_audit:
             continue
         suggestion = item.suggestion or context.suggestion
         if suggestion is None or context.tier is None:
@@ -95,9 +139,28 @@ def critic_examples(rows: Iterable[FeedbackWithContext]) -> list[CriticExample]:
                 verdict=item.verdict,
                 label=label_of(item.verdict),
                 operator_action=item.operator_action,
+                source=source_of(context.stage),
+                given_at=item.given_at,
             )
         )
     return examples
+
+
+def monitor_outcomes(steps: Iterable[JudgedStep]) -> list[MonitorOutcome]:
+    """Audits of executed steps, and answers to exploration steps the gate would have executed."""
+    return [
+        MonitorOutcome(
+            feedback_id=step.feedback_id,
+            process_id=step.process_id,
+            business_cluster=step.business_cluster,
+            accepted=label_of(step.verdict),
+            inclusion_probability=step.inclusion_probability or 1.0,
+            critic_version=step.critic_version,
+            given_at=step.given_at,
+            audit=step.audit,
+        )
+        for step in steps
+    ]
 
 
 def policy_examples(rows: Iterable[FeedbackWithContext]) -> list[PolicyExample]:
@@ -105,7 +168,7 @@ def policy_examples(rows: Iterable[FeedbackWithContext]) -> list[PolicyExample]:
     examples = []
     for row in rows:
         context, item = row.context, row.feedback
-        if context is None:
+        if context is None or item.is_audit:
             continue
         accepted = item.verdict is Verdict.accepted
         action = (item.suggestion or context.suggestion) if accepted else item.operator_action
@@ -120,6 +183,7 @@ def policy_examples(rows: Iterable[FeedbackWithContext]) -> list[PolicyExample]:
                 process_id=item.process_id,
                 business_cluster=item.business_cluster,
                 step_index=context.state_version,
+                source=source_of(context.stage),
             )
         )
     return examples

@@ -1,0 +1,255 @@
+"""The learning loop's decision, as a pure plan: from the evidence, what to train, certify, promote
+or demote. Nothing here reads or writes the store, the models directory or a topic; :mod:`apply`
+publishes a plan. So every rule is unit-tested on hand-made evidence, without Kafka.
+
+Order within one run, and why:
+
+1. the monitor first: an alarm (precision of judged unattended steps fell below target, by the
+   anytime-valid test) demotes the cluster and restarts its evidence at the alarm, so this run's
+   certification for it can only use what came after;
+2. the policy, if it learns incrementally and is no worse on the newest unbiased feedback; every
+   example recorded under another policy version is then relabelled for its suggestions;
+3. the critic, chosen on the selection split;
+4. certification on the certifying split (or, when nothing was chosen or fitted, on all unbiased
+   evidence), per (cluster, tier, action type);
+5. stages, from the certificate and the monitor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from selective_autonomy.config import LearningSettings
+from selective_autonomy.inference.artefact import ArtefactMeta
+from selective_autonomy.inference.certificate import Certificate
+from selective_autonomy.inference.registry import ProcessModels, ServicePointer
+from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.learning.calibration import CalibrationReport
+from selective_autonomy.learning.certify import certificates, certify
+from selective_autonomy.learning.critic_choice import CriticChoice, choose_critic
+from selective_autonomy.learning.evidence import CriticExample, MonitorOutcome, PolicyExample
+from selective_autonomy.learning.monitor import MonitorReading, watch
+from selective_autonomy.learning.policy_update import for_policy, update_policy
+from selective_autonomy.learning.splits import split_evidence
+from selective_autonomy.learning.stages import StageDecision, StageEvidence, StageRules, next_stage
+from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.store.models import ModelKind
+
+
+@dataclass(frozen=True)
+class LearningInput:
+    """The evidence of one run, gathered by the loop (newest window of feedback, oldest first).
+    ``models`` is needed to retrain; a monitor-only run needs the schema and pointer alone."""
+
+    schema: ProcessSchema
+    pointer: ServicePointer
+    models: ProcessModels | None = None
+    examples: Sequence[CriticExample] = ()
+    policy_examples: Sequence[PolicyExample] = ()
+    outcomes: Sequence[MonitorOutcome] = ()
+    critic_fitted_until: datetime | None = None
+    feedback_read: int = 0
+
+
+@dataclass(frozen=True)
+class NewArtefact:
+    kind: ModelKind
+    model: Any = field(metadata={"doc": "has save(directory, meta)"})
+    meta: ArtefactMeta
+    path: str = field(metadata={"doc": "relative to the process directory"})
+
+
+@dataclass(frozen=True)
+class LearningPlan:
+    process_id: str
+    previous: ServicePointer
+    pointer: ServicePointer
+    artefacts: list[NewArtefact] = field(default_factory=list)
+    calibration: CalibrationReport | None = None
+    monitor: dict[str, MonitorReading] = field(default_factory=dict)
+    decisions: dict[str, StageDecision] = field(default_factory=dict)
+    critic: str = "unchanged"
+    critic_version: str = ""
+    policy_version: str = ""
+    examples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _monitor(
+    outcomes: Sequence[MonitorOutcome], cluster: str, since: datetime | None, config: LearningSettings
+) -> MonitorReading | None:
+    if since is None:
+        return None
+    mine = [o for o in outcomes if o.business_cluster == cluster and o.given_at > since]
+    mine.sort(key=lambda o: (o.given_at, o.feedback_id))
+    return watch(
+        [o.accepted for o in mine],
+        [o.inclusion_probability for o in mine],
+        config.target_precision,
+        1.0 - config.confidence,
+        config.monitor_arl,
+    )
+
+
+def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool = True) -> LearningPlan:
+    """The plan for one process. ``retrain=False`` only watches (cheap: after each audit)."""
+    pointer, schema = inp.pointer, inp.schema
+    clusters = [c.id for c in schema.business_clusters]
+    notes: list[str] = []
+    stages = {c: pointer.stage(c) for c in clusters}
+    evidence_since = dict(pointer.evidence_since)
+    selective_since = dict(pointer.selective_since)
+    thresholds = dict(pointer.thresholds.values)
+    certs: dict[str, Certificate] = dict(pointer.certificates)
+    decisions: dict[str, StageDecision] = {}
+
+    # 1. the monitor
+    readings: dict[str, MonitorReading] = {}
+    for cluster in clusters:
+        if stages[cluster] is not Stage.selective:
+            continue
+        reading = _monitor(inp.outcomes, cluster, selective_since.get(cluster), config)
+        if reading is None:
+            continue
+        readings[cluster] = reading
+        if reading.alarm:
+            mine = sorted(
+                (o for o in inp.outcomes if o.business_cluster == cluster and o.given_at > selective_since[cluster]),
+                key=lambda o: (o.given_at, o.feedback_id),
+            )
+            evidence_since[cluster] = mine[reading.alarm_at or 0].given_at
+
+    artefacts: list[NewArtefact] = []
+    policy_path, critic_path = pointer.policy, pointer.critic
+    policy_version, critic_version = "", ""
+    calibration: CalibrationReport | None = None
+    chosen = "unchanged"
+    certified_now: dict[str, Certificate] = {}
+    ran: set[str] = set()
+    examples = list(inp.examples)
+    if retrain:
+        if inp.models is None:
+            raise ValueError("retraining needs the models in service")
+        policy, critic = inp.models.policy, inp.models.critic
+        # 2. the policy
+        update, policy_notes = update_policy(policy, inp.policy_examples, config)
+        notes += policy_notes
+        if update is not None:
+            meta = update.policy.meta.model_copy(
+                update={"metrics": {"feedback_top1": update.top1, "previous_top1": update.previous_top1}}
+            )
+            policy_path = f"policy/{meta.version}"
+            artefacts.append(NewArtefact(ModelKind.policy, update.policy, meta, policy_path))
+            policy = update.policy
+        examples = for_policy(examples, policy, schema)
+        # 3. the critic
+        splits = split_evidence(examples, config)
+        choice, critic_notes = choose_critic(schema, critic, inp.critic_fitted_until, splits, config)
+        notes += critic_notes
+        critic, critic_path, chosen = _adopt(choice, critic_path, artefacts, schema.process_id, splits)
+        # 4. certification, only on evidence nothing was fitted or chosen on
+        pool = splits.certify if (choice.compared or choice.trained is not None) else splits.unbiased
+        pool = [e for e in pool if e.given_at >= evidence_since.get(e.business_cluster, e.given_at)]
+        if pool:
+            calibration = certify(critic, pool, config)
+            certified_now = certificates(calibration, pool, critic.version, policy.version, config)
+            ran = {
+                cluster
+                for cluster in clusters
+                if any(
+                    r.samples >= config.min_calibration_samples
+                    for r in calibration.results
+                    if r.key.startswith(f"{schema.process_id}/{cluster}/")
+                )
+            }
+        else:
+            notes.append("no unbiased evidence to certify on")
+        policy_version, critic_version = policy.version, critic.version
+
+    # 5. stages
+    rules = StageRules(target_precision=config.target_precision, min_certified_coverage=config.min_certified_coverage)
+    prefix = f"{schema.process_id}/"
+    for cluster in clusters:
+        if cluster in ran:
+            # The new certificate replaces the old one, certified or not (then the key set is empty).
+            thresholds = {k: v for k, v in thresholds.items() if not k.startswith(f"{prefix}{cluster}/")}
+            certs.pop(cluster, None)
+            if cluster in certified_now:
+                certs[cluster] = certified_now[cluster]
+                thresholds |= {k: key.threshold for k, key in certified_now[cluster].keys.items()}
+        evidence = StageEvidence(
+            policy_in_service=policy_path is not None,
+            certification_ran=cluster in ran,
+            certified=cluster in certs,
+            certified_coverage=calibration.certified_coverage(f"{prefix}{cluster}/")
+            if calibration is not None and cluster in ran
+            else (certs[cluster].coverage if cluster in certs else 0.0),
+            monitor=readings.get(cluster),
+        )
+        decision = next_stage(stages[cluster], evidence, rules)
+        if decision is None:
+            continue
+        decisions[cluster] = decision
+        if decision.stage is Stage.selective and stages[cluster] is Stage.copilot:
+            selective_since[cluster] = certs[cluster].issued_at
+        elif decision.stage is Stage.copilot and stages[cluster] is Stage.selective:
+            selective_since.pop(cluster, None)
+            certs.pop(cluster, None)
+            thresholds = {k: v for k, v in thresholds.items() if not k.startswith(f"{prefix}{cluster}/")}
+        stages[cluster] = decision.stage
+
+    version = pointer.thresholds.version
+    if calibration is not None:
+        version = f"thresholds-{critic_version}-{len(examples)}"
+    new_pointer = pointer.model_copy(
+        update={
+            "policy": policy_path,
+            "critic": critic_path,
+            "thresholds": Thresholds(values=thresholds, version=version),
+            "stages": stages,
+            "certificates": certs,
+            # A monitor-only run changes stages on an alarm and nothing else.
+            "exploration_share": config.exploration_share if retrain else pointer.exploration_share,
+            "selective_since": selective_since,
+            "evidence_since": evidence_since,
+        }
+    )
+    return LearningPlan(
+        process_id=schema.process_id,
+        previous=pointer,
+        pointer=new_pointer,
+        artefacts=artefacts,
+        calibration=calibration,
+        monitor=readings,
+        decisions=decisions,
+        critic=chosen,
+        critic_version=critic_version,
+        policy_version=policy_version,
+        examples=len(examples),
+        notes=notes,
+    )
+
+
+def _adopt(
+    choice: CriticChoice, current_path: str | None, artefacts: list[NewArtefact], process_id: str, splits: Any
+) -> tuple[Any, str | None, str]:
+    """The critic, its artefact path and the choice's name; a new critic becomes an artefact."""
+    if choice.name == "confidence":
+        return choice.critic, None, "confidence"
+    if choice.name == "in_service" or choice.trained is None:
+        return choice.critic, current_path, choice.name
+    fitted = [*splits.train, *splits.select]
+    meta = choice.trained.new_meta(
+        len(splits.train),
+        {f"selection_coverage_{k}": v for k, v in choice.selection_coverage.items()},
+        train_from=min(e.given_at for e in fitted),
+        train_to=choice.fitted_until,
+    )
+    path = f"critic/{meta.version}"
+    choice.trained.meta = meta  # its version, before apply writes it under that name
+    artefacts.append(NewArtefact(ModelKind.critic, choice.trained, meta, path))
+    return choice.trained, path, "new"

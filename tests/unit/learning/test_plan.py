@@ -1,0 +1,187 @@
+"""The learning plan on hand-made evidence, and its publication, without Kafka.
+
+The policy-confidence critic (``learning.critic = confidence``) keeps these fast and exact: an
+example's score is the probability its signals carry.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from selective_autonomy.config import LearningSettings
+from selective_autonomy.inference.protocol import PolicyConfidenceCritic, PolicySignals
+from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
+from selective_autonomy.learning.apply import apply_plan
+from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome
+from selective_autonomy.learning.plan import LearningInput, plan_learning
+from selective_autonomy.learning.splits import split_evidence
+from selective_autonomy.schemas.events import Action, ActionTier, Stage, Verdict
+from selective_autonomy.store.repository import FeedbackStore
+from tests.unit.agents.fixtures import SCHEMA, T0, FixedPolicy, event
+
+CONFIG = LearningSettings(critic="confidence", min_calibration_samples=100, exploration_share=0.05)
+LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
+INVOICE = Action(action_type="send_invoice")
+
+
+def example(
+    i: int,
+    action: Action,
+    probability: float,
+    accepted: bool,
+    *,
+    source: EvidenceSource = EvidenceSource.exploration,
+    cluster: str = "retail",
+    minutes: float | None = None,
+) -> CriticExample:
+    spec = SCHEMA.action(action.action_type)
+    assert spec is not None
+    return CriticExample(
+        feedback_id=f"fb-{cluster}-{i}",
+        event=event(session=f"s{i}", version=i % 5, cluster=cluster),
+        action=action,
+        tier=spec.tier,
+        signals=PolicySignals(top1_probability=probability, probability=probability),
+        policy_probability=probability,
+        policy_version=FixedPolicy.version,
+        process_id="billing",
+        business_cluster=cluster,
+        step_index=i % 5,
+        verdict=Verdict.accepted if accepted else Verdict.corrected,
+        label=accepted,
+        operator_action=None if accepted else Action(action_type="send_invoice"),
+        source=source,
+        given_at=T0 + timedelta(minutes=i if minutes is None else minutes),
+    )
+
+
+def copilot_evidence(n: int = 1500, seed: int = 0, start: int = 0, cluster: str = "retail") -> list[CriticExample]:
+    """lookup_order: accepted with probability = the policy's confidence; send_invoice: 50/50."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(start, start + n):
+        if i % 4:
+            p = float(rng.uniform(0.5, 1.0))
+            out.append(example(i, LOOKUP, p, bool(rng.random() < p), cluster=cluster))
+        else:
+            out.append(example(i, INVOICE, 0.9, bool(rng.random() < 0.5), cluster=cluster))
+    return out
+
+
+def inputs(
+    pointer: ServicePointer, examples: list[CriticExample], outcomes: list[MonitorOutcome] = ()
+) -> LearningInput:  # type: ignore[assignment]
+    models = ProcessModels(SCHEMA, FixedPolicy([(LOOKUP, 0.9)]), PolicyConfidenceCritic(), pointer)
+    return LearningInput(schema=SCHEMA, pointer=pointer, models=models, examples=examples, outcomes=outcomes)
+
+
+COPILOT = ServicePointer(policy="policy/fixed-1", default_stage=Stage.copilot)
+
+
+def test_copilot_evidence_certifies_per_action_type_and_promotes() -> None:
+    plan = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG)
+    pointer = plan.pointer
+    assert pointer.stage("retail") is Stage.selective and plan.decisions["retail"].stage is Stage.selective
+    certificate = pointer.certificates["retail"]
+    assert set(certificate.keys) == {"billing/retail/auto/lookup_order"}  # the 50/50 action never certifies
+    threshold = pointer.thresholds.get("billing", "retail", ActionTier.auto, "lookup_order")
+    assert threshold is not None and threshold >= 0.8  # P(accept) = score: precision >= 0.9 needs t >= 0.8
+    assert pointer.thresholds.get("billing", "retail", ActionTier.critical, "send_invoice") is None
+    assert pointer.selective_since["retail"] == certificate.issued_at
+    assert pointer.exploration_share == 0.05
+    assert certificate.judged_actions == {"lookup_order": 375 * 3, "send_invoice": 375}
+    # Nothing was chosen or fitted on the evidence (one untrained candidate): all of it certified.
+    assert plan.calibration is not None and sum(r.samples for r in plan.calibration.results) == 1500
+    # No evidence for the other cluster: it stays where it was.
+    assert pointer.stage("vip") is Stage.copilot
+
+
+def test_deferred_examples_never_certify() -> None:
+    deferred = [e.model_copy(update={"source": EvidenceSource.deferred}) for e in copilot_evidence()]
+    plan = plan_learning(inputs(COPILOT, deferred), CONFIG)
+    assert plan.calibration is None and "retail" not in plan.pointer.certificates
+    assert plan.pointer.stage("retail") is Stage.copilot
+
+
+def outcomes(n: int, accepted_share: float, start_minutes: float, seed: int = 1) -> list[MonitorOutcome]:
+    rng = np.random.default_rng(seed)
+    return [
+        MonitorOutcome(
+            feedback_id=f"audit-{start_minutes}-{i}",
+            process_id="billing",
+            business_cluster="retail",
+            accepted=bool(rng.random() < accepted_share),
+            inclusion_probability=0.04,
+            given_at=T0 + timedelta(minutes=start_minutes + i),
+            audit=True,
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_monitor_demotes_on_a_synthetic_drift_and_evidence_restarts_there() -> None:
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    since = promoted.selective_since["retail"]
+    minutes_after = (since - T0).total_seconds() / 60
+    healthy = outcomes(200, 0.97, minutes_after + 1)
+    quiet = plan_learning(inputs(promoted, [], healthy), CONFIG, retrain=False)
+    assert quiet.pointer == promoted and not quiet.monitor["retail"].alarm
+    # A new situation: most of what runs is now wrong. A handful of audits is enough.
+    drift = outcomes(20, 0.1, minutes_after + 300)
+    alarmed = plan_learning(inputs(promoted, [], healthy + drift), CONFIG, retrain=False)
+    reading = alarmed.monitor["retail"]
+    assert reading.alarm and reading.outcomes - len(healthy) <= 6
+    pointer = alarmed.pointer
+    assert pointer.stage("retail") is Stage.copilot and "precision monitor" in alarmed.decisions["retail"].reason
+    assert "retail" not in pointer.certificates and not pointer.thresholds.for_cluster("billing", "retail")
+    assert pointer.evidence_since["retail"] == (healthy + drift)[reading.alarm_at or 0].given_at
+    assert "retail" not in pointer.selective_since
+
+    # Retraining on the old evidence certifies nothing for the cluster: only what came after counts.
+    stale = plan_learning(inputs(pointer, copilot_evidence()), CONFIG)
+    assert stale.pointer.stage("retail") is Stage.copilot and "retail" not in stale.pointer.certificates
+    # Fresh copilot evidence after the alarm earns a new certificate and promotes again.
+    fresh = copilot_evidence(1500, seed=3, start=int(minutes_after) + 400)
+    recovered = plan_learning(inputs(pointer, copilot_evidence() + fresh), CONFIG)
+    assert recovered.pointer.stage("retail") is Stage.selective
+    assert recovered.pointer.certificates["retail"].evidence_from >= pointer.evidence_since["retail"]  # type: ignore[operator]
+
+
+def test_splits_keep_the_certifying_evidence_out_of_training_and_selection() -> None:
+    examples = copilot_evidence(1000) + [
+        e.model_copy(update={"source": EvidenceSource.deferred, "feedback_id": f"d-{e.feedback_id}"})
+        for e in copilot_evidence(500, seed=2, start=1000)
+    ]
+    splits = split_evidence(examples, LearningSettings())
+    certify, select, train = ({e.feedback_id for e in part} for part in (splits.certify, splits.select, splits.train))
+    assert not (certify & select) and not (certify & train) and not (select & train)
+    assert len(certify) == 300 and len(select) == 200  # shares of the 1,000 unbiased examples
+    assert all(e.source is EvidenceSource.exploration for e in (*splits.certify, *splits.select))
+    assert max(e.given_at for e in splits.select) <= min(e.given_at for e in splits.certify)
+    assert sum(e.source is EvidenceSource.deferred for e in splits.train) == 500  # deferrals only train
+
+
+def test_apply_publishes_the_pointer_and_writes_stage_changes_from_it(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    registry.publish("billing", COPILOT)
+    emitted = []
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        plan = plan_learning(inputs(registry.pointer("billing"), copilot_evidence()), CONFIG)
+        report = apply_plan(plan, registry, store, emitted.extend)
+        assert registry.pointer("billing").stage("retail") is Stage.selective
+        assert report.pointer_revision == registry.pointer("billing").revision == 2
+        [change] = report.stage_changes
+        assert (change.business_cluster, change.from_stage, change.to_stage) == (
+            "retail",
+            Stage.copilot,
+            Stage.selective,
+        )
+        assert emitted == [change]
+        assert store.latest_stage("billing", "retail") is Stage.selective
+        # A plan that changes nothing publishes nothing: no worker reloads for a quiet monitor run.
+        quiet = plan_learning(inputs(registry.pointer("billing"), []), CONFIG, retrain=False)
+        assert apply_plan(quiet, registry, store).pointer_revision == 2

@@ -66,8 +66,6 @@ def summarise(results: list[OfflineLoopResult]) -> dict[str, Any]:
         "certified": any(r.learning.calibration and r.learning.calibration.certified_coverage() > 0 for r in results),
         "coverage": executed / steps if steps else 0.0,
         "precision": correct / executed if executed else None,
-        "precision_on_record": sum(r.steps_executed_on_record * (r.precision_on_record or 0) for r in s)
-        / max(sum(r.steps_executed_on_record for r in s), 1),
         "session_automation_rate": sum(r.sessions_unattended for r in s) / sessions if sessions else 0.0,
         "handling_time_reduction": 1 - sum(r.operator_time_s for r in s) / baseline if baseline else None,
         "stages": {

@@ -2,7 +2,8 @@
 
 For each log: the policy is trained on the past 40% of cases (chronological); the copilot stage runs
 offline over the next 30% with simulated operators; for growing prefixes of that feedback the
-critic is retrained and thresholds recertified exactly as the learning loop does. Sessions are also
+learning plan runs exactly as the loop would have then (critic chosen among the policy's confidence
+and a newly trained one, thresholds certified per action type). Sessions are also
 expressed as days of the log's own traffic.
 
 Usage: python bench/bench_time_to_autonomy.py [--logs helpdesk bpi2012w abcd] [--policy embedded]
@@ -28,8 +29,8 @@ from selective_autonomy.demo.autonomy_curve import autonomy_curve
 from selective_autonomy.demo.offline_loop import train_policy
 from selective_autonomy.inference.protocol import PolicyConfidenceCritic
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
+from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.simulator.offline import offline_copilot, with_context
-from selective_autonomy.store.datasets import critic_examples
 from selective_autonomy.traces.split import chronological_split
 
 RESULTS = Path(__file__).parent / "results"
@@ -55,12 +56,13 @@ def main() -> None:
         models = ProcessModels(schema, policy, PolicyConfidenceCritic(), ServicePointer(policy="in-memory"))
         examples = critic_examples(with_context(list(offline_copilot(models, copilot))))
         days = max((cases[-1].started_at - cases[0].started_at).total_seconds() / 86400.0, 1.0)
-        curve = autonomy_curve(schema, examples, CHECKPOINTS, learning, len(cases) / days)
+        curve = autonomy_curve(schema, policy, examples, CHECKPOINTS, learning, len(cases) / days)
         results[log] = {
             "copilot_sessions": len(copilot),
             "sessions_per_day": round(len(cases) / days, 2),
             "sessions_to_25pct": curve.sessions_to_reach(0.25),
             "sessions_to_50pct": curve.sessions_to_reach(0.50),
+            "sessions_to_certificate": curve.sessions_to_certificate(),
             "points": [p.model_dump() for p in curve.points],
         }
         print(

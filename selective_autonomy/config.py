@@ -176,7 +176,7 @@ class LearningSettings(_Section):
     )
     min_critic_examples: int = Field(default=300, ge=20, description="Below this no critic is trained.")
     policy_update_examples: int = Field(
-        default=1_000, ge=20, description="Endorsed actions the policy has not learned from before it is updated."
+        default=2_000, ge=20, description="Endorsed actions the policy has not learned from before it is updated."
     )
     holdout_fraction: float = Field(
         default=0.2, gt=0, lt=0.5, description="Unbiased evidence before the certifying part: fits, chooses the critic."

@@ -60,7 +60,7 @@ class DemoConfig(BaseModel):
     confidence: float = 0.9
     min_calibration_samples: int = 100
     curve_checkpoints: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
-    audit_rate: float = Field(default=0.05, ge=0, le=1, description="Share of unattended steps operators review.")
+    audit_rate: float = Field(default=0.04, ge=0, le=1, description="Share of unattended steps operators review.")
     exploration_share: float = Field(
         default=0.05, ge=0, lt=1, description="Share of sessions that stay in copilot while their cluster is selective."
     )

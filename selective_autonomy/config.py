@@ -174,7 +174,13 @@ class LearningSettings(_Section):
     min_judgements: int = Field(
         default=50, ge=0, description="Judgements an action type needs in the certifying evidence to run unattended."
     )
-    min_critic_examples: int = Field(default=300, ge=20, description="Below this no critic is trained.")
+    min_critic_examples: int = Field(
+        default=3_000,
+        ge=20,
+        description="Training examples before a critic is trained and compared with the policy's confidence: the "
+        "comparison costs the certificate the evidence it is made on (synthetic ABCD, 2,300 training examples: "
+        "0% certified coverage with a trained candidate, 17.5% with the policy's confidence alone).",
+    )
     policy_update_examples: int = Field(
         default=2_000, ge=20, description="Endorsed actions the policy has not learned from before it is updated."
     )
@@ -183,6 +189,12 @@ class LearningSettings(_Section):
     )
     calibration_fraction: float = Field(
         default=0.3, gt=0, lt=0.6, description="Newest share of the unbiased evidence: certifies the thresholds."
+    )
+    recertify_after: int = Field(
+        default=500,
+        ge=1,
+        description="New unbiased examples a selective cluster needs before it is recertified: every certificate is "
+        "a test that may fail, so issuing one per run on nearly the same evidence would multiply the chances.",
     )
     window_feedback: int = Field(
         default=20_000, ge=100, description="Newest feedback records one run reads: bounds its cost as feedback grows."

@@ -33,6 +33,9 @@ class Certificate(BaseModel):
     business_cluster: str
     issued_at: AwareDatetime = Field(description="Time of the newest evidence used (feedback time).")
     evidence_from: AwareDatetime | None = None
+    received_to: AwareDatetime | None = Field(
+        default=None, description="The store's receive time of the newest evidence used: what counts as new after it."
+    )
     critic_version: str
     policy_version: str
     target_precision: float

@@ -58,10 +58,12 @@ class ServicePointer(BaseModel):
         default=0.0, ge=0.0, lt=1.0, description="Share of sessions kept in copilot while their cluster is selective."
     )
     selective_since: dict[str, datetime] = Field(
-        default_factory=dict, description="cluster -> feedback time it last went selective (the monitor's start)"
+        default_factory=dict,
+        description="cluster -> the store's receive time when it went selective: the monitor counts what came after",
     )
     evidence_since: dict[str, datetime] = Field(
-        default_factory=dict, description="cluster -> certify only on evidence from this time on (after an alarm)"
+        default_factory=dict,
+        description="cluster -> certify only on evidence received from this time on (set by an alarm)",
     )
     revision: int = 0
 

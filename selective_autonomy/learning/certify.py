@@ -73,6 +73,7 @@ def certificates(
             business_cluster=cluster,
             issued_at=max(e.given_at for e in items),
             evidence_from=min(e.given_at for e in items),
+            received_to=max(e.received_at for e in items),
             critic_version=critic_version,
             policy_version=policy_version,
             target_precision=config.target_precision,

@@ -69,7 +69,11 @@ class CriticExample(BaseModel):
     label: bool
     operator_action: Action | None = Field(default=None, description="What the operator did instead, if not accepted.")
     source: EvidenceSource = EvidenceSource.exploration
-    given_at: AwareDatetime = Field(description="When the operator answered: the evidence's clock.")
+    given_at: AwareDatetime = Field(description="When the operator answered: orders the evidence in time.")
+    received_at: AwareDatetime = Field(
+        description="When the store received it: the loop's own clock, which promotions and alarms are marked on "
+        "(answer times need not increase in the order the loop sees them: replays, late answers)."
+    )
 
     def critic_input(self) -> CriticInput:
         """What the critic scores at run time, for this example."""
@@ -103,6 +107,7 @@ class MonitorOutcome(BaseModel):
     inclusion_probability: float = Field(gt=0.0, le=1.0, description="P(this step was sampled for a label).")
     critic_version: str | None = None
     given_at: AwareDatetime
+    received_at: AwareDatetime
     audit: bool = Field(description="An audit of an executed step (else an exploration step).")
 
 
@@ -141,6 +146,7 @@ def critic_examples(rows: Iterable[FeedbackWithContext]) -> list[CriticExample]:
                 operator_action=item.operator_action,
                 source=source_of(context.stage),
                 given_at=item.given_at,
+                received_at=row.received_at,
             )
         )
     return examples
@@ -157,6 +163,7 @@ def monitor_outcomes(steps: Iterable[JudgedStep]) -> list[MonitorOutcome]:
             inclusion_probability=step.inclusion_probability or 1.0,
             critic_version=step.critic_version,
             given_at=step.given_at,
+            received_at=step.received_at,
             audit=step.audit,
         )
         for step in steps

@@ -172,6 +172,7 @@ class JudgedStep(_StoreModel):
     inclusion_probability: float | None = Field(description="The audit's, or the exploration session's.")
     critic_version: str | None = None
     given_at: AwareDatetime
+    received_at: AwareDatetime = Field(description="When the store received it: the monitor's clock.")
 
 
 class AppliedAction(_StoreModel):

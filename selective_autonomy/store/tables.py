@@ -38,6 +38,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ID = 255  # length of ids and names
 ENUM = 32  # length of enum symbols
+AUDIT = "deferral_id IS NULL AND suggestion_action_id IS NOT NULL"  # feedback on a step that ran
+EXPLORATION = "reason = 'exploration'"  # a proposal deferred only because its session is in the holdout
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -87,6 +89,15 @@ proposals = Table(
     CheckConstraint("outcome IN ('deferred', 'executed')", name="outcome"),
     Index(None, "process_id", "business_cluster"),
     Index(None, "session_id"),
+    # The exploration holdout's deferrals (a few percent of the rows): judged_unattended joins their
+    # answers without reading every proposal. See FeedbackStore.judged_unattended.
+    Index(
+        "ix_proposals_exploration",
+        "process_id",
+        "created_at",
+        sqlite_where=text(EXPLORATION),
+        postgresql_where=text(EXPLORATION),
+    ),
 )
 
 feedback = Table(
@@ -116,6 +127,8 @@ feedback = Table(
     Index(None, "deferral_id"),
     Index(None, "process_id", "business_cluster", "given_at"),
     Index(None, "process_id", "given_at"),  # the learning loop reads a process's newest feedback first
+    # Audits (a few percent of the rows), for the precision monitor: see FeedbackStore.judged_unattended.
+    Index("ix_feedback_audits", "process_id", "received_at", sqlite_where=text(AUDIT), postgresql_where=text(AUDIT)),
 )
 
 applied_actions = Table(

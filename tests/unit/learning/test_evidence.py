@@ -99,6 +99,7 @@ def test_audits_are_monitor_outcomes_with_their_sampling_probability() -> None:
             audit=True,
             inclusion_probability=0.04,
             given_at=T0,
+            received_at=T0,
         ),
         JudgedStep(
             feedback_id="b",
@@ -108,6 +109,7 @@ def test_audits_are_monitor_outcomes_with_their_sampling_probability() -> None:
             audit=False,
             inclusion_probability=None,
             given_at=T0,
+            received_at=T0,
         ),
     ]
     outcomes = monitor_outcomes(steps)

@@ -55,6 +55,7 @@ def example(
         operator_action=None if accepted else Action(action_type="send_invoice"),
         source=source,
         given_at=T0 + timedelta(minutes=i if minutes is None else minutes),
+        received_at=T0 + timedelta(minutes=i if minutes is None else minutes),
     )
 
 
@@ -116,6 +117,7 @@ def outcomes(n: int, accepted_share: float, start_minutes: float, seed: int = 1)
             accepted=bool(rng.random() < accepted_share),
             inclusion_probability=0.04,
             given_at=T0 + timedelta(minutes=start_minutes + i),
+            received_at=T0 + timedelta(minutes=start_minutes + i),
             audit=True,
         )
         for i in range(n)
@@ -185,3 +187,28 @@ def test_apply_publishes_the_pointer_and_writes_stage_changes_from_it(tmp_path: 
         # A plan that changes nothing publishes nothing: no worker reloads for a quiet monitor run.
         quiet = plan_learning(inputs(registry.pointer("billing"), []), CONFIG, retrain=False)
         assert apply_plan(quiet, registry, store).pointer_revision == 2
+
+
+def test_a_certificate_is_void_once_the_critic_it_was_earned_with_is_replaced() -> None:
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    # As if an embedded critic had earned it: the next run chooses the policy's confidence instead,
+    # and the cluster has no evidence to recertify with.
+    with_critic = promoted.model_copy(update={"critic": "critic/earlier"})
+    plan = plan_learning(inputs(with_critic, copilot_evidence(cluster="vip")), CONFIG)
+    assert plan.pointer.critic is None
+    assert "retail" not in plan.pointer.certificates and not plan.pointer.thresholds.for_cluster("billing", "retail")
+    assert plan.pointer.stage("retail") is Stage.copilot
+    assert any("void" in note for note in plan.notes)
+
+
+def test_a_current_certificate_is_not_reissued_until_enough_new_unbiased_evidence_arrived() -> None:
+    evidence = copilot_evidence()
+    promoted = plan_learning(inputs(COPILOT, evidence), CONFIG).pointer
+    few = copilot_evidence(100, seed=5, start=2000)
+    kept = plan_learning(inputs(promoted, evidence + few), CONFIG)
+    assert kept.calibration is None and kept.pointer == promoted
+    assert any("current" in note for note in kept.notes)
+    many = copilot_evidence(CONFIG.recertify_after, seed=6, start=2000)
+    renewed = plan_learning(inputs(promoted, evidence + many), CONFIG)
+    assert renewed.calibration is not None
+    assert renewed.pointer.certificates["retail"].received_to > promoted.certificates["retail"].received_to  # type: ignore[operator]

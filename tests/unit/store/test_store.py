@@ -382,8 +382,12 @@ def test_judged_unattended_steps_are_audits_and_exploration_answers(store: Feedb
     executed = executed_proposal(state("s3", 1))
     for proposal in (explored, deferred):
         store.record_proposal(proposal)
-    store.record_feedback(answer(explored, Verdict.accepted, given_at=T0 + timedelta(minutes=1)))
-    store.record_feedback(answer(deferred, Verdict.corrected, given_at=T0 + timedelta(minutes=2)))
+    store.record_feedback(
+        answer(explored, Verdict.accepted, given_at=T0 + timedelta(minutes=1)), received_at=T0 + timedelta(minutes=1)
+    )
+    store.record_feedback(
+        answer(deferred, Verdict.corrected, given_at=T0 + timedelta(minutes=2)), received_at=T0 + timedelta(minutes=2)
+    )
     audit = answer(
         None,
         Verdict.corrected,
@@ -393,7 +397,7 @@ def test_judged_unattended_steps_are_audits_and_exploration_answers(store: Feedb
         inclusion_probability=0.04,
         given_at=T0 + timedelta(minutes=3),
     )
-    store.record_feedback(audit)
+    store.record_feedback(audit, received_at=T0 + timedelta(minutes=3))
     judged = store.judged_unattended("returns")
     assert judged[1].feedback_id == audit.feedback_id
     assert [(j.audit, j.verdict, j.inclusion_probability) for j in judged] == [
@@ -401,3 +405,32 @@ def test_judged_unattended_steps_are_audits_and_exploration_answers(store: Feedb
         (True, Verdict.corrected, 0.04),
     ]
     assert store.judged_unattended("returns", since=T0 + timedelta(minutes=2)) == judged[1:]
+
+
+def test_judged_unattended_follows_the_time_answers_reached_the_store(store: FeedbackStore) -> None:
+    # An answer given (in platform time) before the cluster went selective but received after it
+    # is evidence about the selective period: the monitor must see it, in arrival order.
+    explored = proposal_for(
+        state("s1", 1), reason=DeferralReason.exploration, stage=Stage.copilot, inclusion_probability=0.05
+    )
+    store.record_proposal(explored)
+    executed = executed_proposal(state("s3", 1))
+    late = answer(
+        None,
+        Verdict.accepted,
+        deferral_id=None,
+        suggestion=executed.suggestion,
+        suggestion_action_id=executed.proposal_id,
+        inclusion_probability=0.04,
+        given_at=T0,
+    )
+    store.record_feedback(late, received_at=T0 + timedelta(hours=2))
+    store.record_feedback(
+        answer(explored, Verdict.corrected, given_at=T0 + timedelta(minutes=5)), received_at=T0 + timedelta(hours=1)
+    )
+    judged = store.judged_unattended("returns", since=T0 + timedelta(hours=1))
+    assert [(j.audit, j.received_at) for j in judged] == [
+        (False, T0 + timedelta(hours=1)),
+        (True, T0 + timedelta(hours=2)),
+    ]
+    assert store.judged_unattended("returns", since=T0 + timedelta(hours=3)) == []

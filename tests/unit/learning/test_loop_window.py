@@ -1,0 +1,63 @@
+"""The learning loop reads a bounded window: with more feedback stored than ``window_feedback``, a run
+reads exactly the newest window, and a monitor-only run reads no feedback window at all.
+
+bench/bench_learning_cost.py measures what that bounds on PostgreSQL at 10k to 1M records.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from selective_autonomy.config import LearningSettings
+from selective_autonomy.inference.ngram import NGramPolicy
+from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+from selective_autonomy.learning.loop import LearningLoop
+from selective_autonomy.schemas.events import Action, Stage, UIState
+from selective_autonomy.simulator.offline import record_copilot
+from selective_autonomy.store.repository import FeedbackStore
+from selective_autonomy.traces.format import Case, TraceStep
+from tests.unit.agents.fixtures import SCHEMA
+
+WINDOW = 100  # the smallest window the settings allow
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+FLOW = (
+    Action(action_type="lookup_order", arguments={"order_id": "A1"}),
+    Action(action_type="send_invoice"),
+    Action(action_type="close_chat"),
+)
+
+
+def case(i: int) -> Case:
+    """Three steps, one case an hour: feedback times are distinct and ordered by case."""
+    started = START + timedelta(hours=i)
+    steps = [
+        TraceStep(
+            state=UIState(fields={"plan": "pro"}, recent_actions=list(FLOW[:n]), case_started_at=started),
+            action=action,
+            timestamp=started + timedelta(minutes=n + 1),
+        )
+        for n, action in enumerate(FLOW)
+    ]
+    return Case(case_id=f"c{i:03d}", process_id="billing", business_cluster="retail", started_at=started, steps=steps)
+
+
+def test_a_run_reads_exactly_the_newest_window(tmp_path: Path) -> None:
+    cases = [case(i) for i in range(90)]  # 270 answers: 2.7 windows
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    policy = NGramPolicy(SCHEMA).fit(cases[:10])
+    meta = policy.train_meta(cases[:10])
+    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
+    registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        stored = record_copilot(registry.load("billing"), cases, store)
+        assert stored == 270 > WINDOW
+        loop = LearningLoop(registry, store, LearningSettings(window_feedback=WINDOW))
+        evidence = loop.gather("billing")
+        newest = sorted(store.feedback_with_context(process_id="billing"), key=lambda r: r.feedback.given_at)[-WINDOW:]
+        assert evidence.feedback_read == WINDOW
+        assert [e.feedback_id for e in evidence.examples] == [r.feedback.feedback_id for r in newest]
+        assert len(evidence.policy_examples) <= WINDOW
+        # The monitor-only run reads judged unattended steps only (none here): no feedback window.
+        assert loop.gather("billing", retrain=False).feedback_read == 0

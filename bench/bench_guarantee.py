@@ -17,7 +17,7 @@ The future is replayed as live sessions: operators answer deferrals, undo wrong 
 holdout, and audit a sample of unattended steps (QA time, reported apart). ``sessions_to_certificate``
 reruns the learning plan on growing prefixes of the copilot feedback (sessions in the order they ran).
 
-Usage: python bench/bench_guarantee.py [--logs helpdesk bpi2012w sgd-dev abcd] [--targets 0.85 0.9 0.95]
+Usage: python -m bench.bench_guarantee [--logs helpdesk bpi2012w sgd-dev abcd] [--targets 0.85 0.9 0.95]
        [--gates selauto confidence paper] [--log PATH --mapping FILE]
 Writes bench/results/guarantee.json and guarantee.png.
 """
@@ -253,7 +253,7 @@ def main() -> None:
     handling = HandlingTimeModel()
     payload = {
         "benchmark": "guarantee",
-        "command": "python bench/bench_guarantee.py",
+        "command": "python -m bench.bench_guarantee",
         "machine": {"python": platform.python_version(), "processor": platform.machine(), "cores": 2},
         "confidence": LearningSettings().confidence,
         "audit_rate": args.audit_rate,

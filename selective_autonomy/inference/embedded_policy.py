@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
-from selective_autonomy.inference.protocol import Candidate, Policy, Proposal
+from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Policy, Proposal
 from selective_autonomy.inference.training import (
     TrainConfig,
     TrainReport,
@@ -121,19 +121,6 @@ class UpdateConfig(BaseModel):
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     seed: int = 0
     progress: bool = False
-
-
-class EndorsedExample(Protocol):
-    """A state and the action an operator endorsed there (the accepted suggestion or their correction).
-
-    Read-only attributes, so frozen pydantic models (the feedback store's examples) satisfy it.
-    """
-
-    @property
-    def event(self) -> UIStateChanged: ...
-
-    @property
-    def action(self) -> Action: ...
 
 
 # -- argument templates -------------------------------------------------------------------------

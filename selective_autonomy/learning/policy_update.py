@@ -72,9 +72,7 @@ def for_policy(examples: Sequence[CriticExample], policy: Policy, schema: Proces
     fresh = {e.feedback_id: e for e in relabelled(stale, policy, schema)}
     # An example the policy has no suggestion for any more is dropped: there is nothing to judge.
     return [
-        fresh.get(e.feedback_id, e)
-        for e in examples
-        if e.policy_version == policy.version or e.feedback_id in fresh
+        fresh.get(e.feedback_id, e) for e in examples if e.policy_version == policy.version or e.feedback_id in fresh
     ]
 
 

@@ -112,3 +112,30 @@ def test_critic_trains_from_sgd_copilot_feedback(tmp_path: Path) -> None:
     for result in report.calibration.results:
         if result.threshold is not None:
             assert result.empirical_precision is not None and result.empirical_precision >= 0.9
+
+
+def test_a_plan_depends_only_on_the_store_content(helpdesk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two runs over the same feedback choose the same critic and certify the same thresholds: a
+    freshly trained critic (seeded fit, evidence read in a fixed order) included. A promotion that
+    comes and goes between runs of the integration test is then a matter of which answers had
+    reached the store, never of the fit."""
+    schema, train, copilot, _future = helpdesk
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(schema)
+    policy = NGramPolicy(schema).fit(train)
+    meta = policy.train_meta(train)
+    policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
+    registry.publish(schema.process_id, ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'feedback.db'}") as store:
+        record_copilot(registry.load(schema.process_id), copilot[:600], store)
+        config = LearningSettings(min_critic_examples=1000, min_calibration_samples=20)
+        loop = LearningLoop(registry, store, config)
+        first, second = loop.plan(schema.process_id)[1], loop.plan(schema.process_id)[1]
+    assert any("critic chosen" in note for note in first.notes), first.notes
+    assert first.notes == second.notes
+    assert first.critic == second.critic
+    # Versions carry the time they were made; what the gate applies must be the same.
+    assert first.pointer.thresholds.values == second.pointer.thresholds.values
+    assert first.pointer.certificates.keys() == second.pointer.certificates.keys()
+    for cluster, certificate in first.pointer.certificates.items():
+        assert certificate.keys == second.pointer.certificates[cluster].keys

@@ -124,6 +124,12 @@ class WorkerSettings(_Section):
     learning: bool = Field(
         default=True, description="Run the learning loop after feedback; enable it in one worker deployment only."
     )
+    model_deadline_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for the models on one batch; past it the batch's states are deferred "
+        "(model_unavailable). Models run off the event loop, so heartbeats and commits keep flowing.",
+    )
 
 
 class TelemetrySettings(_Section):

@@ -1,11 +1,10 @@
 """The decide agent: ``ui.state`` in, one decision record out per new state.
 
-A thin faust loop around :class:`DecisionEngine`: batch across sessions with ``take_events``,
+A thin faust loop around :class:`DecisionEngine`: batch across sessions with ``noack_take``,
 drop stale and redelivered states using the session table, dead-letter what cannot be decided,
 send each decision's record and wait for the broker's acknowledgement, and only then update the
-session table. The batch's offsets are committed after that (faust acks a taken batch once the
-loop body is done), so a crash anywhere re-decides at most the uncommitted batch, with the same
-deterministic ids.
+session table. The batch's events are acked after that, by this agent, so a crash or a stop
+anywhere re-decides at most the unacknowledged batch, with the same deterministic ids.
 
 A Kafka log never changes under a consumer. If it does (an in-memory broker restarted and the same
 offsets now hold other records), the worker's offsets and session table no longer describe the
@@ -23,7 +22,8 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -32,10 +32,11 @@ from opentelemetry.trace import SpanKind
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.decisions import Decision, DecisionEngine
+from selective_autonomy.agents.gate import GateDecision, Outcome, SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.session import SessionState, Skip
 from selective_autonomy.config import Settings
-from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
+from selective_autonomy.schemas.events import ActionExecuted, DeferralReason, OperatorDeferral, Stage, UIStateChanged
 from selective_autonomy.streams.app import raw_topic
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
@@ -68,6 +69,21 @@ class LogFingerprints:
             return True
         offsets[slot], crcs[slot] = offset, crc
         return False
+
+
+def timed_out(state: UIStateChanged, deadline_s: float, still_busy: bool = False) -> Decision:
+    """An operator takes the step: the models did not answer in time. Deferred without a
+    suggestion (nothing to judge, so it is no evidence for certification)."""
+    detail = (
+        f"the models are still on a call that missed its {deadline_s:g} s deadline"
+        if still_busy
+        else f"the models did not answer within {deadline_s:g} s"
+    )
+    return Decision(
+        event=state,
+        stage=Stage.logging,
+        gate=GateDecision(outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
+    )
 
 
 def exit_for_restart(message: str) -> None:
@@ -104,6 +120,12 @@ class DecideAgent:
         self.table: Any = None
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
+        self.model_deadline_s = settings.worker.model_deadline_s
+        # One thread: the models never run on the event loop (a slow or dead inference server must
+        # not stall heartbeats and commits), and a call that hangs past its deadline holds only this
+        # thread; later batches queue behind it and are deferred at their own deadline.
+        self._models_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide-models")
+        self._overdue: asyncio.Future[list[Decision]] | None = None
 
     def register(self, app: faust.App) -> None:
         topics = self.settings.topics
@@ -126,13 +148,22 @@ class DecideAgent:
 
         @app.agent(source, name="decide")
         async def decide(stream: faust.StreamT[bytes]) -> None:
-            batches = stream.take_events(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
+            # Our own acks, not take_events': take_events acks a whole batch in a ``finally`` when
+            # its generator is closed, so a batch whose handling was cancelled (SIGTERM, a stop
+            # before a rebalance) is acked, and committed by faust's commit on stop, although some
+            # of its states were never decided: a graceful restart lost them. noack_take leaves
+            # the acks to us. Invariant: an event is acked only after its decision record (or its
+            # dead letter) was acknowledged by the broker, or it was skipped as already decided.
+            batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
             async for batch in batches:
-                await self._handle_batch(batch, router, outputs)
+                if await self._handle_batch(batch, router, outputs):
+                    for event in batch:
+                        await stream.ack(event)
 
     async def _handle_batch(
         self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, faust.TopicT]
-    ) -> None:
+    ) -> bool:
+        """Decide the batch; False when it was abandoned (the log changed under the worker)."""
         engine = self.engine_provider()
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]] = []
         latest_in_batch: dict[str, int] = {}
@@ -145,7 +176,7 @@ class DecideAgent:
                     f"Offsets and session state no longer match the broker; exiting ({EXIT_LOG_REWRITTEN}) "
                     "so that a fresh worker starts from what the broker has now."
                 )
-                return
+                return False
             self.metrics.on_event()
             state = await router.decode(event, UIStateChanged)
             if state is None:
@@ -179,6 +210,7 @@ class DecideAgent:
             rounds[index].append(item)
         for items in rounds:
             await self._decide_round(engine, items, outputs)
+        return True
 
     async def _decide_round(
         self,
@@ -188,13 +220,36 @@ class DecideAgent:
     ) -> None:
         """Decide states of distinct sessions in one engine call and emit them."""
         progress = {state.session_id: self._session(state.session_id).progress for _, state in fresh}
-        decisions = engine.decide([state for _, state in fresh], progress)
+        decisions = await self._decide_within_deadline(engine, [state for _, state in fresh], progress)
         # Sessions are independent and emitted concurrently; one session's states go in order so
         # that each table update builds on the previous one.
         per_session: dict[str, list[tuple[faust.EventT[bytes], Decision]]] = {}
         for (event, _), decision in zip(fresh, decisions, strict=True):
             per_session.setdefault(decision.event.session_id, []).append((event, decision))
         await asyncio.gather(*(self._emit_in_order(items, outputs) for items in per_session.values()))
+
+    async def _decide_within_deadline(
+        self, engine: DecisionEngine, states: list[UIStateChanged], progress: Mapping[str, SessionProgress]
+    ) -> list[Decision]:
+        """The engine's decisions, or every state deferred when the models miss the deadline.
+
+        While a call that missed its deadline is still running, later batches are deferred at once
+        instead of queueing behind it: each would wait a deadline of its own, and the latency of a
+        decision must stay within one deadline plus the broker's round trip.
+        """
+        if self._overdue is not None and not self._overdue.done():
+            self.metrics.on_model_timeout(len(states))
+            return [timed_out(state, self.model_deadline_s, still_busy=True) for state in states]
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._models_thread, engine.decide, states, progress)
+        try:
+            # shield: on timeout the call keeps running in its thread, and ``_overdue`` tells when it ends.
+            return await asyncio.wait_for(asyncio.shield(call), timeout=self.model_deadline_s)
+        except TimeoutError:
+            self._overdue = call
+            log.warning("models missed the %.1f s deadline on %d states: deferred", self.model_deadline_s, len(states))
+            self.metrics.on_model_timeout(len(states))
+            return [timed_out(state, self.model_deadline_s) for state in states]
 
     async def _emit_in_order(
         self, items: list[tuple[faust.EventT[bytes], Decision]], outputs: dict[str, faust.TopicT]

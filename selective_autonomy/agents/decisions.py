@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,7 @@ from selective_autonomy.schemas.events import (
     ActionExecuted,
     ActionProposed,
     ActionTier,
+    DeferralReason,
     EventModel,
     OperatorDeferral,
     RankedAction,
@@ -153,9 +154,12 @@ class DecisionEngine:
 
     models: Mapping[str, ProcessModels]
     top_k: int = 5
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Registered processes (a schema is in the registry) with no model that loads, and why: their
+    states are deferred to an operator as ``model_unavailable``, not dead-lettered."""
 
     def knows(self, process_id: str) -> bool:
-        return process_id in self.models
+        return process_id in self.models or process_id in self.unavailable
 
     def decide(self, events: Sequence[UIStateChanged], progress: Mapping[str, SessionProgress]) -> list[Decision]:
         """One decision per event, in input order. Every event's process must be known."""
@@ -165,11 +169,26 @@ class DecisionEngine:
             by_process.setdefault(event.process_id, []).append(index)
         for process_id, indices in by_process.items():
             batch = [events[i] for i in indices]
-            for index, decision in zip(
-                indices, self._decide_process(self.models[process_id], batch, progress), strict=True
-            ):
+            models = self.models.get(process_id)
+            decided = (
+                self._decide_process(models, batch, progress)
+                if models is not None
+                else [self._without_models(event, self.unavailable[process_id]) for event in batch]
+            )
+            for index, decision in zip(indices, decided, strict=True):
                 decisions[index] = decision
         return [decisions[i] for i in range(len(events))]
+
+    @staticmethod
+    def _without_models(event: UIStateChanged, why: str) -> Decision:
+        """A person decides the step: the process has no policy in service (logging stage)."""
+        return Decision(
+            event=event,
+            stage=Stage.logging,
+            gate=GateDecision(
+                outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=f"no models in service: {why}"
+            ),
+        )
 
     def _decide_process(
         self, models: ProcessModels, events: list[UIStateChanged], progress: Mapping[str, SessionProgress]

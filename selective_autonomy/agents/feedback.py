@@ -167,24 +167,31 @@ class FeedbackAgent:
 
         @app.agent(raw_topic(app, topics.operator_deferrals), name="record_proposals")
         async def record_proposals(stream: faust.StreamT[bytes]) -> None:
-            async for event in stream.events():
+            # noack: faust's own ack runs when the iteration is closed, also for an event whose
+            # handling was cancelled (a SIGTERM mid-write); each event is acked once it is stored.
+            events = stream.noack()  # type: ignore[attr-defined]
+            async for event in events.events():
                 deferral = await router.decode(event, OperatorDeferral)
                 if deferral is None:
                     self.metrics.on_dead_letter(event.message.topic)
-                    continue
-                await asyncio.get_running_loop().run_in_executor(
-                    None, self.store.record_proposal, proposal_of(deferral)
-                )
-                self.proposals += 1
+                else:
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self.store.record_proposal, proposal_of(deferral)
+                    )
+                    self.proposals += 1
+                await events.ack(event)
 
         @app.agent(raw_topic(app, topics.copilot_feedback), name="record_feedback")
         async def record_feedback(stream: faust.StreamT[bytes]) -> None:
-            async for event in stream.events():
+            events = stream.noack()  # type: ignore[attr-defined]  # acked once stored, as above
+            async for event in events.events():
                 feedback = await router.decode(event, CopilotFeedback)
                 if feedback is None:
                     self.metrics.on_dead_letter(event.message.topic)
+                    await events.ack(event)
                     continue
                 await asyncio.get_running_loop().run_in_executor(None, self.store.record_feedback, feedback)
+                await events.ack(event)
                 self.feedback += 1
                 self.metrics.feedback[feedback.verdict.value] += 1
                 if self.scheduler is not None:

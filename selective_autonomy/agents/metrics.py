@@ -24,6 +24,8 @@ class RuntimeMetrics:
     deferral_reasons: Counter[str] = field(default_factory=Counter)
     feedback: Counter[str] = field(default_factory=Counter)
     consumer_lag: list[PartitionLag] = field(default_factory=list)
+    model_timeouts: int = 0
+    """States deferred because the models missed their deadline."""
     consumer_lag_note: str | None = None
     """Why no lag is shown (not read on this broker profile, or the last read failed)."""
     meter_provider: metrics.MeterProvider | None = field(default=None, repr=False, compare=False)
@@ -34,6 +36,9 @@ class RuntimeMetrics:
         self._decisions = meter.create_counter("selauto.decisions", description="decisions by outcome")
         self._deferrals = meter.create_counter("selauto.deferrals", description="deferrals by reason")
         self._dead = meter.create_counter("selauto.dead_letters", description="records sent to the dead-letter topic")
+        self._model_timeouts = meter.create_counter(
+            "selauto.model_timeouts", description="states deferred because the models missed their deadline"
+        )
         self._latency = meter.create_histogram(
             "selauto.decision.latency", unit="ms", description="ui.state produced to decision produced"
         )
@@ -56,6 +61,10 @@ class RuntimeMetrics:
     def on_dead_letter(self, topic: str) -> None:
         self.dead_letters += 1
         self._dead.add(1, {"topic": topic})
+
+    def on_model_timeout(self, states: int) -> None:
+        self.model_timeouts += states
+        self._model_timeouts.add(states)
 
     def on_skip(self, reason: str) -> None:
         self.skipped[reason] += 1
@@ -91,6 +100,7 @@ class RuntimeMetrics:
         return {
             "events": self.events,
             "dead_letters": self.dead_letters,
+            "model_timeouts": self.model_timeouts,
             "skipped": dict(self.skipped),
             "outcomes": dict(self.outcomes),
             "deferral_reasons": dict(self.deferral_reasons),

@@ -26,6 +26,7 @@ class ModelsInService:
     def refresh(self) -> list[str]:
         """Load what changed since the last call; return the processes (re)loaded."""
         changed: list[str] = []
+        unavailable_before = dict(self.load_errors)
         for process_id in self.registry.processes():
             revision = self.registry.revision(process_id)
             if self._seen.get(process_id) == revision:
@@ -39,8 +40,11 @@ class ModelsInService:
             self._seen[process_id] = revision
             self.load_errors.pop(process_id, None)
             changed.append(process_id)
+        if changed or self.load_errors != unavailable_before:
+            # A process that never loaded is still known: its states go to an operator.
+            unavailable = {p: why for p, why in self.load_errors.items() if p not in self._models}
+            self.engine = DecisionEngine(dict(self._models), top_k=self.top_k, unavailable=unavailable)
         if changed:
-            self.engine = DecisionEngine(dict(self._models), top_k=self.top_k)
             log.info("models in service updated for %s", ", ".join(changed))
         return changed
 

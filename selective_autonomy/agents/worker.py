@@ -81,6 +81,12 @@ def build_worker(
     else:
         metrics.on_consumer_lag([], NO_LAG_ON_TANSU)
 
+    # Ready while the worker holds a settled assignment: not from a revocation until the next
+    # assignment, i.e. not during a rebalance (a member may be assigned no partition at all).
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        worker.ready["assigned"] = False
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         worker.ready["assigned"] = True

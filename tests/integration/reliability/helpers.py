@@ -185,9 +185,15 @@ class WorkerProcess:
     """One ``python -m selective_autonomy.cli worker`` subprocess with its health port and log."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, health_port: int | None = None, loglevel: str = "info"
+        self,
+        settings: Settings,
+        log_path: Path,
+        health_port: int | None = None,
+        loglevel: str = "info",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        self.env = env or {}
         self.loglevel = loglevel
         self.log_path = log_path
         self.health_port = health_port or free_port()
@@ -202,7 +208,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "selective_autonomy.cli", "worker", "--loglevel", self.loglevel],
                 cwd=REPO_ROOT,
-                env=worker_env(self.settings, self.health_port),
+                env=worker_env(self.settings, self.health_port) | self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -224,6 +230,19 @@ class WorkerProcess:
             self.process.send_signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait(timeout=10)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting, as Kubernetes does when it rolls a pod."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -294,6 +313,7 @@ class DecisionRecord:
     record_id: str  # action_id, or deferral_id for deferrals
     session_id: str
     state_version: int
+    at: float = 0.0  # the record's timestamp (set by its producer), in seconds
 
 
 class TopicCollector:
@@ -336,6 +356,7 @@ class TopicCollector:
                 if message.error() is not None:
                     continue
                 kind, model = self.models[message.topic() or ""]
+                at = message.timestamp()[1] / 1000.0
                 try:
                     event = self.codec.decode(message.value(), model)
                 except Exception:
@@ -347,10 +368,10 @@ class TopicCollector:
                         self.dead_letters.append(event)
                     elif isinstance(event, OperatorDeferral):
                         self.records.append(
-                            DecisionRecord(kind, event.deferral_id, event.session_id, event.state_version)
+                            DecisionRecord(kind, event.deferral_id, event.session_id, event.state_version, at)
                         )
                     elif isinstance(event, ActionExecuted | ActionProposed):
-                        record = DecisionRecord(kind, event.action_id, event.session_id, event.state_version)
+                        record = DecisionRecord(kind, event.action_id, event.session_id, event.state_version, at)
                         self.records.append(record)
 
     def snapshot(self) -> tuple[list[DecisionRecord], list[DeadLetter]]:
@@ -396,6 +417,15 @@ def produce(settings: Settings, states: Iterable[UIStateChanged]) -> int:
             producer.send(settings.topics.ui_state, state, key=state.session_id)
             count += 1
     return count
+
+
+def produce_paced(settings: Settings, states: list[UIStateChanged], per_s: float) -> None:
+    """Produce ``states`` as a live stream of ``per_s`` states a second."""
+    with EventProducer(settings) as producer:
+        started = time.monotonic()
+        for index, state in enumerate(states):
+            time.sleep(max(0.0, started + index / per_s - time.monotonic()))
+            producer.send(settings.topics.ui_state, state, key=state.session_id)
 
 
 def expected_kind(cluster: str, version: int) -> str:

@@ -118,3 +118,16 @@ def test_the_exploration_holdout_is_a_fixed_share_of_sessions_judged_by_operator
     # The same session is in the holdout at every step: its whole trajectory stays labelled.
     later = engine.decide([event(r.session_id, 5) for r in held], {})
     assert all(d.gate.reason is DeferralReason.exploration for d in later)
+
+
+def test_a_registered_process_without_models_defers_every_state_to_an_operator() -> None:
+    engine = DecisionEngine({"billing": models(LOOKUP)}, unavailable={"shipping": "no policy in service"})
+    assert engine.knows("shipping") and not engine.knows("nope")
+    served, waiting = engine.decide([event("s1", 3), event("s2", 1, process="shipping")], {})
+    assert served.outcome is Outcome.execute
+    record = waiting.output()
+    assert isinstance(record, OperatorDeferral)
+    assert record.reason is DeferralReason.model_unavailable
+    assert "no policy in service" in record.detail
+    assert record.suggestion is None and record.inclusion_probability is None  # no evidence for a certificate
+    assert record.ui_state == event("s2", 1, process="shipping").ui_state

@@ -1,0 +1,248 @@
+"""The at-least-once contract under churn: workers in one group on 4 partitions replay 1,000
+sessions while a seeded driver SIGTERMs, SIGKILLs, starts workers and forces rebalances.
+
+Afterwards every ``ui.state`` record has exactly one decision after deduplication by id (of the kind
+its cluster's stage and guardrails call for), the executor applies every executed action id once,
+and the session tables agree with the records: sending every state again produces no record, every
+one is skipped as already decided.
+
+Size: 5 events of each kind in ``make test``. Run at 20 of each with nothing to wait for between
+events, the embedded broker (Tansu 0.6.0) wedged its group coordinator: after a member was
+SIGKILLed during a rebalance, the others rejoined the same generation every 5 s for over 90 s and
+no assignment completed (seen twice, after about 45 and after 10 membership changes). So each event
+is a membership change of a settled group (every worker assigned, none rebalancing), a SIGKILL is
+followed by the session timeout that evicts the dead member, and a change costs a rebalance of
+several seconds on this broker: 20 of each does not fit the suite's 15 minutes.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from selective_autonomy.config import Settings
+from selective_autonomy.edges.executor.runner import ExecutorRunner, run_executor_until
+from selective_autonomy.edges.settings import ExecutorSettings, HttpAdapterSettings, HttpRoute, RetrySettings
+from selective_autonomy.edges.standin import StandInPlatform, serve_in_thread
+
+from .helpers import (
+    TopicCollector,
+    WorkerProcess,
+    decided_count,
+    expected_kind,
+    install_models,
+    produce,
+    produce_paced,
+    replay,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SEED = 20261204
+EACH = 5  # SIGTERMs, SIGKILLs and forced rebalances, each (and a start back per stop); see below
+SESSIONS = 1000  # x 4 steps = 4,000 UIStateChanged
+STEP_S = 1.0  # of traffic before each event
+MAX_WORKERS = 3
+
+
+def schedule(rng: random.Random) -> list[str]:
+    """EACH SIGTERMs, SIGKILLs and forced rebalances, and a start back for every stopped worker, in
+    a seeded order that keeps 1 to MAX_WORKERS workers running."""
+    while True:  # rejection sampling: draw again when an order would leave no valid next event
+        left = Counter({"sigterm": EACH, "sigkill": EACH, "start": 2 * EACH, "rebalance": EACH})
+        running, events = 2, []
+        while left:
+            allowed = [
+                kind
+                for kind in left
+                if (kind in ("sigterm", "sigkill") and running > 1)
+                or (kind == "start" and running < MAX_WORKERS)
+                or kind == "rebalance"
+            ]
+            if not allowed:
+                break
+            kind = rng.choices(allowed, weights=[left[k] for k in allowed])[0]
+            left[kind] -= 1
+            if left[kind] == 0:
+                del left[kind]
+            running += {"sigterm": -1, "sigkill": -1, "start": 1}.get(kind, 0)
+            events.append(kind)
+        if not left:
+            return events
+
+
+def settle(workers: list[WorkerProcess], stable_s: float = 2.0, wait_s: float = 60.0) -> None:
+    """Wait until every worker has held a settled assignment (``/readyz``: assigned, not
+    rebalancing) for ``stable_s``: members learn of a rebalance at their next heartbeat (1 s), so
+    a short quiet period tells a settled group from one whose next rebalance has not shown yet.
+    Each event of the schedule is a membership change of a settled group (see the module's note)."""
+    deadline = time.monotonic() + wait_s
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < stable_s:
+        assert time.monotonic() < deadline, "the group did not settle:\n" + workers[-1].log_tail()
+        if not all(w.ready() for w in workers):
+            quiet_since = time.monotonic()
+        time.sleep(0.2)
+
+
+def stop_target(running: list[WorkerProcess], wait_s: float = 15.0) -> WorkerProcess:
+    """The worker to stop: one that has joined and decided (the oldest such), waiting for one if
+    none has yet, so that every stop lands on a worker holding partitions and uncommitted work."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for worker in running:
+            if worker.ready() and decided_count(worker) > 0:
+                return worker
+        time.sleep(0.2)
+    return running[0]
+
+
+def committed_vs_end(settings: Settings) -> str:
+    """The decide group's committed offsets against the ends of ui.state, for a failure message."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from selective_autonomy.streams.kafka_config import confluent_config
+
+    consumer = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id}))
+    try:
+        partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
+        committed = consumer.committed(partitions, timeout=10)
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+        pairs = zip(committed, ends, strict=True)
+        return ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(600)
+def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(partitions=4).model_copy(update={"models_dir": tmp_path / "models"})
+    install_models(settings.models_dir)
+    rng = random.Random(SEED)
+    events = schedule(rng)
+    states = replay(SESSIONS, prefix="c")
+    keys = {(s.session_id, s.state_version): s.business_cluster for s in states}
+    started: list[WorkerProcess] = []
+    stopped: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker{len(started)}.log").start()
+        started.append(worker)
+        return worker
+
+    try:
+        running = [start(), start()]
+        for worker in running:
+            worker.wait_until(lambda w: w.ready(), 90, "readiness")
+        began = time.monotonic()
+        with TopicCollector(settings) as collector:
+            # The replay is fed step by step with the schedule, so there is traffic at every stop.
+            per_step = -(-len(states) // len(events))
+            feeder: threading.Thread | None = None
+            hit: Counter[str] = Counter()  # stops that hit a worker holding partitions
+            session_timeout_s = 7.0  # the tansu profile's 6 s, and a margin
+            for step, kind in enumerate(events):
+                if feeder is not None:
+                    feeder.join()
+                batch = states[step * per_step : (step + 1) * per_step]
+                feeder = threading.Thread(target=produce_paced, args=(settings, batch, len(batch) / STEP_S))
+                feeder.start()
+                time.sleep(STEP_S)
+                if kind == "start":
+                    running.append(start())
+                elif kind == "rebalance":  # a member joins, and leaves once it has its partitions
+                    member = start()
+                    settle([*running, member])
+                    member.terminate()
+                    stopped.append(member)
+                else:
+                    victim = stop_target(running)
+                    running.remove(victim)
+                    hit[kind] += int(victim.ready() and decided_count(victim) > 0)
+                    if kind == "sigkill":
+                        victim.kill()
+                        # The group notices a dead member only when its session times out.
+                        time.sleep(session_timeout_s)
+                    else:
+                        victim.terminate()
+                        stopped.append(victim)
+                settle(running)
+            if feeder is not None:
+                feeder.join()
+            churn_s = time.monotonic() - began
+            for worker in running:
+                worker.wait_until(lambda w: w.ready(), 90, "readiness after the churn")
+            try:
+                collector.wait_for(lambda c: c.covers(keys), 180, "every state decided")
+            except AssertionError as exc:
+                decided = collector.by_state()
+                missing = sorted(k for k in keys if k not in decided)
+                raise AssertionError(
+                    f"{exc}: {len(missing)} of {len(keys)} states undecided (first: {missing[:5]}); "
+                    f"{committed_vs_end(settings)}\n{running[-1].log_tail()}"
+                ) from exc
+            records, dead = collector.snapshot()
+            by_state = collector.by_state()
+
+            # The session tables agree with the records: every state again, none decided again.
+            before = sum(sum(w.metrics().get("skipped", {}).values()) for w in running)
+            produce(settings, states)
+            time.sleep(1.0)
+            deadline = time.monotonic() + 60
+            while sum(sum(w.metrics().get("skipped", {}).values()) for w in running) - before < len(states):
+                assert time.monotonic() < deadline, "the states sent again were not all skipped"
+                time.sleep(0.2)
+            assert len(collector.snapshot()[0]) == len(records), "a state sent again was decided again"
+
+        for worker in stopped:
+            worker.wait_exit(timeout_s=30)
+        graceful = Counter(worker.returncode for worker in stopped)
+        refused = sum(w.log_path.read_text(errors="replace").count("not acknowledging") for w in started)
+
+        executed_ids = {record_id for kind, record_id in set().union(*by_state.values()) if kind == "executed"}
+        executed_records = sum(1 for r in records if r.kind == "executed")
+        with serve_in_thread((platform := StandInPlatform()).app) as url:
+            edge = settings.model_copy(
+                update={
+                    "executor": ExecutorSettings(
+                        health_port=0,
+                        http=HttpAdapterSettings(
+                            base_url=url, routes={"*": HttpRoute(url="/sessions/{session_id}/actions/{action_type}")}
+                        ),
+                        retry=RetrySettings(max_attempts=3, initial_delay_s=0.05, max_delay_s=0.2, budget_s=5.0),
+                    )
+                }
+            )
+
+            def settled(runner: ExecutorRunner) -> bool:
+                metrics = runner.executor.metrics
+                return metrics.applied + metrics.duplicates >= executed_records
+
+            runner = run_executor_until(edge, settled, timeout_s=180)
+        applied = Counter(call.idempotency_key for call in platform.requests)
+        print(
+            f"\nchaos (seed {SEED}): {Counter(events)} over {churn_s:.0f} s, {len(started)} worker processes; "
+            f"{len(records)} decision records for {len(keys)} states ({len(records) - len(keys)} repeated), "
+            f"{len(by_state)} distinct; {runner.executor.metrics.applied} actions applied "
+            f"({runner.executor.metrics.duplicates} duplicates skipped); SIGTERMed exits {dict(graceful)}; "
+            f"{refused} acks of undelivered records refused; stops on a deciding worker {dict(hit)}"
+        )
+        assert dead == []
+        assert all(len(decisions) == 1 for decisions in by_state.values()), "a state got two different decisions"
+        wrong = [k for k, c in keys.items() if next(iter(by_state[k]))[0] != expected_kind(c, k[1])]
+        assert wrong == [], f"{len(wrong)} states decided differently than their stage calls for"
+        assert graceful == Counter({0: len(stopped)}), f"SIGTERMed workers' exit codes: {graceful}"
+        # Most stops land on a worker with work in flight (a stop waits up to 15 s for one).
+        assert min(hit["sigterm"], hit["sigkill"]) >= EACH // 2, f"stops that hit a deciding worker: {hit}"
+        assert set(applied) == executed_ids and set(applied.values()) == {1}, "an action was applied twice"
+    finally:
+        for worker in started:
+            worker.kill()

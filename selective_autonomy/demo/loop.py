@@ -111,6 +111,20 @@ def _train_policy(
     return policy
 
 
+def wait_until_stored(settings: Settings, process_id: str, answers: int, timeout_s: float) -> None:
+    """Until the store holds ``answers`` feedback records of the process, each with its deferral."""
+    deadline = time.monotonic() + timeout_s
+    with FeedbackStore.open(store_url(settings)) as store:
+        while True:
+            counts = store.counts(process_id)
+            stored = sum(counts.feedback_by_verdict.values())
+            if stored >= answers and counts.feedback_without_proposal == 0:
+                return
+            if time.monotonic() > deadline:
+                raise SelautoError(f"the store holds {stored} of {answers} copilot answers after {timeout_s:g} s")
+            time.sleep(0.2)
+
+
 def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print) -> DemoResult:
     """Run the whole loop on the (already running) broker that ``settings`` point at."""
     timings: dict[str, float] = {}
@@ -138,7 +152,8 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
 
     copilot_steps = sum(len(c.steps) for c in copilot)
     learning = LearningSettings(
-        retrain_every_feedback=copilot_steps,
+        # The first run is started by the demo, once the store holds the whole copilot period.
+        retrain_every_feedback=10**9,
         retrain_every_s=10 * config.timeout_s,
         monitor_every_s=0.5,
         target_precision=config.target_precision,
@@ -177,6 +192,12 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
             shared.phase_seconds["copilot"] = time.monotonic() - t0
             t0 = time.monotonic()
             progress("learning: training the critic, certifying thresholds, deciding the stage")
+            # Learn on the whole copilot period: the feedback agent stores answers and deferrals
+            # from two topics independently, and a run that starts before both have caught up
+            # sees fewer examples with their context (measured: 4,380 of 7,248 in one run, 6,120
+            # in the next, and certified coverage 38% vs 57%).
+            wait_until_stored(settings, process, shared.copilot.feedback, config.timeout_s)
+            scheduler.every_feedback = 1
             while not reports:
                 if time.monotonic() - t0 > config.timeout_s:
                     raise SelautoError("the learning loop did not report in time")

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
@@ -35,9 +36,10 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.schemas.process import BusinessCluster
 from selective_autonomy.streams.consumer import EventConsumer
+from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.meters import build_meter_provider
 from selective_autonomy.streams.producer import EventProducer
-from selective_autonomy.streams.runner import run_app_until
+from selective_autonomy.streams.runner import RunTimeout, run_app_until
 from selective_autonomy.streams.tracing import build_tracer_provider, headers_for
 from selective_autonomy.traces.format import Case, TraceStep
 from tests.unit.agents.fixtures import SCHEMA, T0
@@ -115,8 +117,25 @@ def run_worker(
     meters: MeterProvider | None = None,
 ) -> object:
     worker = build_worker(settings, tracer_provider=provider, meter_provider=meters)
-    run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
+    try:
+        run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
+    except RunTimeout as exc:
+        raise AssertionError(f"{exc}: metrics {worker.metrics.snapshot()}; {committed_offsets(settings)}") from exc
     return worker
+
+
+def committed_offsets(settings: Settings) -> str:
+    """The group's committed offsets against the ends of ui.state, for a failure message."""
+    conf = confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id})
+    consumer = Consumer(conf)
+    try:
+        partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
+        committed = consumer.committed(partitions, timeout=10)
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+        pairs = zip(committed, ends, strict=True)
+        return "ui.state " + ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
+    finally:
+        consumer.close()
 
 
 def decided(count: int) -> Callable[[object], bool]:

@@ -31,12 +31,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
-from selective_autonomy.agents.decisions import Decision, DecisionEngine
-from selective_autonomy.agents.gate import GateDecision, Outcome, SessionProgress
+from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
+from selective_autonomy.agents.gate import SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.session import SessionState, Skip
 from selective_autonomy.config import Settings
-from selective_autonomy.schemas.events import ActionExecuted, DeferralReason, OperatorDeferral, Stage, UIStateChanged
+from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.app import raw_topic
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
@@ -72,18 +72,10 @@ class LogFingerprints:
 
 
 def timed_out(state: UIStateChanged, deadline_s: float, still_busy: bool = False) -> Decision:
-    """An operator takes the step: the models did not answer in time. Deferred without a
-    suggestion (nothing to judge, so it is no evidence for certification)."""
-    detail = (
-        f"the models are still on a call that missed its {deadline_s:g} s deadline"
-        if still_busy
-        else f"the models did not answer within {deadline_s:g} s"
-    )
-    return Decision(
-        event=state,
-        stage=Stage.logging,
-        gate=GateDecision(outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
-    )
+    """The state deferred because the models missed their deadline."""
+    if still_busy:
+        return without_models(state, f"the models are still on a call that missed its {deadline_s:g} s deadline")
+    return without_models(state, f"the models did not answer within {deadline_s:g} s")
 
 
 def exit_for_restart(message: str) -> None:
@@ -123,7 +115,7 @@ class DecideAgent:
         self.model_deadline_s = settings.worker.model_deadline_s
         # One thread: the models never run on the event loop (a slow or dead inference server must
         # not stall heartbeats and commits), and a call that hangs past its deadline holds only this
-        # thread; later batches queue behind it and are deferred at their own deadline.
+        # thread; while it runs, later batches are deferred at once (see _decide_within_deadline).
         self._models_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide-models")
         self._overdue: asyncio.Future[list[Decision]] | None = None
 

@@ -148,6 +148,16 @@ class Decision(BaseModel):
         )
 
 
+def without_models(event: UIStateChanged, detail: str) -> Decision:
+    """A person takes the step: no model answered for it (none in service, or none in time).
+    Deferred without a suggestion, so the answer is no evidence for a certificate."""
+    return Decision(
+        event=event,
+        stage=Stage.logging,
+        gate=GateDecision(outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
+    )
+
+
 @dataclass
 class DecisionEngine:
     """Decides batches of UI states with the models currently in service."""
@@ -173,22 +183,11 @@ class DecisionEngine:
             decided = (
                 self._decide_process(models, batch, progress)
                 if models is not None
-                else [self._without_models(event, self.unavailable[process_id]) for event in batch]
+                else [without_models(event, f"no models in service: {self.unavailable[process_id]}") for event in batch]
             )
             for index, decision in zip(indices, decided, strict=True):
                 decisions[index] = decision
         return [decisions[i] for i in range(len(events))]
-
-    @staticmethod
-    def _without_models(event: UIStateChanged, why: str) -> Decision:
-        """A person decides the step: the process has no policy in service (logging stage)."""
-        return Decision(
-            event=event,
-            stage=Stage.logging,
-            gate=GateDecision(
-                outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=f"no models in service: {why}"
-            ),
-        )
 
     def _decide_process(
         self, models: ProcessModels, events: list[UIStateChanged], progress: Mapping[str, SessionProgress]

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
@@ -36,12 +35,12 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.schemas.process import BusinessCluster
 from selective_autonomy.streams.consumer import EventConsumer
-from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.meters import build_meter_provider
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import RunTimeout, run_app_until
 from selective_autonomy.streams.tracing import build_tracer_provider, headers_for
 from selective_autonomy.traces.format import Case, TraceStep
+from tests.integration.reliability.helpers import committed_vs_end
 from tests.unit.agents.fixtures import SCHEMA, T0
 
 pytestmark = pytest.mark.integration
@@ -120,22 +119,8 @@ def run_worker(
     try:
         run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
     except RunTimeout as exc:
-        raise AssertionError(f"{exc}: metrics {worker.metrics.snapshot()}; {committed_offsets(settings)}") from exc
+        raise AssertionError(f"{exc}: metrics {worker.metrics.snapshot()}; {committed_vs_end(settings)}") from exc
     return worker
-
-
-def committed_offsets(settings: Settings) -> str:
-    """The group's committed offsets against the ends of ui.state, for a failure message."""
-    conf = confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id})
-    consumer = Consumer(conf)
-    try:
-        partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
-        committed = consumer.committed(partitions, timeout=10)
-        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-        pairs = zip(committed, ends, strict=True)
-        return "ui.state " + ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
-    finally:
-        consumer.close()
 
 
 def decided(count: int) -> Callable[[object], bool]:

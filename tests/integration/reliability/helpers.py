@@ -419,6 +419,19 @@ def produce(settings: Settings, states: Iterable[UIStateChanged]) -> int:
     return count
 
 
+def committed_vs_end(settings: Settings) -> str:
+    """The decide group's committed offsets against the ends of ui.state, for a failure message."""
+    consumer = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id}))
+    try:
+        partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
+        committed = consumer.committed(partitions, timeout=10)
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+        pairs = zip(committed, ends, strict=True)
+        return "ui.state " + ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
+    finally:
+        consumer.close()
+
+
 def produce_paced(settings: Settings, states: list[UIStateChanged], per_s: float) -> None:
     """Produce ``states`` as a live stream of ``per_s`` states a second."""
     with EventProducer(settings) as producer:

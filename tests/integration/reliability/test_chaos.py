@@ -34,6 +34,7 @@ from selective_autonomy.edges.standin import StandInPlatform, serve_in_thread
 from .helpers import (
     TopicCollector,
     WorkerProcess,
+    committed_vs_end,
     decided_count,
     expected_kind,
     install_models,
@@ -101,23 +102,6 @@ def stop_target(running: list[WorkerProcess], wait_s: float = 15.0) -> WorkerPro
                 return worker
         time.sleep(0.2)
     return running[0]
-
-
-def committed_vs_end(settings: Settings) -> str:
-    """The decide group's committed offsets against the ends of ui.state, for a failure message."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from selective_autonomy.streams.kafka_config import confluent_config
-
-    consumer = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id}))
-    try:
-        partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
-        committed = consumer.committed(partitions, timeout=10)
-        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-        pairs = zip(committed, ends, strict=True)
-        return ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
-    finally:
-        consumer.close()
 
 
 @pytest.mark.timeout(600)

@@ -40,7 +40,7 @@ from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import RunTimeout, run_app_until
 from selective_autonomy.streams.tracing import build_tracer_provider, headers_for
 from selective_autonomy.traces.format import Case, TraceStep
-from tests.integration.reliability.helpers import committed_vs_end
+from tests.integration.reliability.helpers import committed_vs_end, readable_after_committed
 from tests.unit.agents.fixtures import SCHEMA, T0
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,10 @@ def run_worker(
     try:
         run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
     except RunTimeout as exc:
-        raise AssertionError(f"{exc}: metrics {worker.metrics.snapshot()}; {committed_vs_end(settings)}") from exc
+        raise AssertionError(
+            f"{exc}: metrics {worker.metrics.snapshot()}; {committed_vs_end(settings)}; "
+            f"{readable_after_committed(settings)}"
+        ) from exc
     return worker
 
 

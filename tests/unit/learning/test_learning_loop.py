@@ -18,10 +18,12 @@ from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import record_copilot
 from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.traces.datasets import helpdesk_log_path
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
+from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.mapping import load_mapping
 from selective_autonomy.traces.split import chronological_order
 
@@ -36,14 +38,20 @@ def helpdesk(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     return schema, cases[:1500], cases[1500:3500], cases[3500:3800]
 
 
-def test_copilot_feedback_certifies_and_promotes_and_precision_holds(helpdesk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    schema, train, copilot, future = helpdesk
+def registry_in_copilot(tmp_path: Path, schema: ProcessSchema, train: list[Case]) -> ModelRegistry:
+    """A models registry with an n-gram policy trained on ``train`` in service, stage copilot."""
     registry = ModelRegistry(tmp_path / "models")
     registry.save_schema(schema)
     policy = NGramPolicy(schema).fit(train)
     meta = policy.train_meta(train)
     policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
     registry.publish(schema.process_id, ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    return registry
+
+
+def test_copilot_feedback_certifies_and_promotes_and_precision_holds(helpdesk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    schema, train, copilot, future = helpdesk
+    registry = registry_in_copilot(tmp_path, schema, train)
 
     with FeedbackStore.open(f"sqlite:///{tmp_path / 'feedback.db'}") as store:
         answered = record_copilot(registry.load(schema.process_id), copilot, store)
@@ -90,12 +98,7 @@ def test_critic_trains_from_sgd_copilot_feedback(tmp_path: Path) -> None:
     schema = schemas["sgd.Flights_3"]
     ordered = chronological_order(cases)
     train, copilot = ordered[:120], ordered[120:]
-    registry = ModelRegistry(tmp_path / "models")
-    registry.save_schema(schema)
-    policy = NGramPolicy(schema).fit(train)
-    meta = policy.train_meta(train)
-    policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
-    registry.publish(schema.process_id, ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    registry = registry_in_copilot(tmp_path, schema, train)
     with FeedbackStore.open(f"sqlite:///{tmp_path / 'feedback.db'}") as store:
         answered = record_copilot(registry.load(schema.process_id), copilot, store)
         settings = LearningSettings(min_critic_examples=200, min_calibration_samples=50)
@@ -120,12 +123,7 @@ def test_a_plan_depends_only_on_the_store_content(helpdesk, tmp_path: Path) -> N
     comes and goes between runs of the integration test is then a matter of which answers had
     reached the store, never of the fit."""
     schema, train, copilot, _future = helpdesk
-    registry = ModelRegistry(tmp_path / "models")
-    registry.save_schema(schema)
-    policy = NGramPolicy(schema).fit(train)
-    meta = policy.train_meta(train)
-    policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
-    registry.publish(schema.process_id, ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    registry = registry_in_copilot(tmp_path, schema, train)
     with FeedbackStore.open(f"sqlite:///{tmp_path / 'feedback.db'}") as store:
         record_copilot(registry.load(schema.process_id), copilot[:600], store)
         config = LearningSettings(min_critic_examples=1000, min_calibration_samples=20)

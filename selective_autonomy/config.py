@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,8 +21,6 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from selective_autonomy.console.settings import ConsoleSettings
-from selective_autonomy.edges.settings import ExecutorSettings, IngestSettings
 from selective_autonomy.errors import ConfigError
 
 CONFIG_FILE_ENV = "SELAUTO_CONFIG_FILE"
@@ -37,6 +36,227 @@ class BrokerProfile(StrEnum):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- the edges: ingest and executor sections (SELAUTO_INGEST__*, SELAUTO_EXECUTOR__*) --------------
+
+MIN_SECRET_CHARS = 16
+"""Shortest bearer token or signing secret accepted: machine credentials have no excuse to be short."""
+
+
+class IngestAuthMode(StrEnum):
+    """How a platform proves who it is on ``POST /v1/ui-state``."""
+
+    bearer = "bearer"  # Authorization: Bearer <token>
+    hmac = "hmac"  # <signature_header>: sha256=<hex HMAC-SHA256 of the raw body>
+    either = "either"  # one of the two; every credential presented must be valid
+
+
+def _check_secrets(what: str, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    for caller, secret in value.items():
+        if not caller.strip():
+            raise ValueError(f"a caller name of {what} may not be empty")
+        if len(secret.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"the {what} entry of {caller!r} is shorter than {MIN_SECRET_CHARS} characters")
+    return value
+
+
+class IngestSettings(_Section):
+    """The platform's webhook (`selauto ingest http`)."""
+
+    host: str = Field(default="127.0.0.1", description="Interface uvicorn listens on.")
+    port: int = Field(default=8088, ge=1, le=65535)
+    auth: IngestAuthMode = Field(default=IngestAuthMode.either, description="bearer, hmac or either.")
+    tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="caller name -> bearer token. The name is logged, never the token."
+    )
+    hmac_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="caller name -> HMAC-SHA256 signing secret; two entries for one caller allow a rotation.",
+    )
+    signature_header: str = Field(
+        default="X-Selauto-Signature", min_length=1, description="Header carrying sha256=<hex> of the raw body."
+    )
+    publish_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="Longest wait for the broker's ack before answering 503."
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_batch_items: int = Field(default=500, ge=1, le=100_000, description="Most events in one batch request.")
+
+    @field_validator("tokens")
+    @classmethod
+    def _usable_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return _check_secrets("ingest.tokens", value)
+
+    @field_validator("hmac_secrets")
+    @classmethod
+    def _usable_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return _check_secrets("ingest.hmac_secrets", value)
+
+
+class RetrySettings(_Section):
+    """Exponential backoff for transient failures (5xx, 408/425/429, timeouts, connection errors).
+
+    Attempt ``n`` (from 1) waits ``min(max_delay_s, initial_delay_s * multiplier ** (n - 1))`` before
+    the next one, spread by +/- ``jitter``; a ``Retry-After`` answer is honoured up to ``max_delay_s``.
+    The action fails once ``max_attempts`` calls were made or the next wait would end after ``budget_s``.
+    """
+
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    initial_delay_s: float = Field(default=0.2, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_delay_s: float = Field(default=5.0, ge=0)
+    budget_s: float = Field(default=30.0, gt=0, description="Longest time spent on one action, waits included.")
+    jitter: float = Field(default=0.2, ge=0, le=1, description="Relative spread of each wait (0.2: +/-20 %).")
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+DEFAULT_BODY: JsonValue = {
+    "action_id": "{action_id}",
+    "session_id": "{session_id}",
+    "process_id": "{process_id}",
+    "business_cluster": "{business_cluster}",
+    "state_version": "{state_version}",
+    "action_type": "{action_type}",
+    "arguments": "{arguments}",
+    "executed_by": "{executed_by}",
+    "operator_id": "{operator_id}",
+}
+"""The body a POST/PUT/PATCH route sends when it names none: the action and its session, typed."""
+
+
+class HttpRoute(_Section):
+    """How one action type is applied over HTTP. Templates: see :mod:`selective_autonomy.edges.executor.templates`."""
+
+    method: HttpMethod = "POST"
+    url: str = Field(
+        min_length=1,
+        description="URL template, absolute or relative to http.base_url, "
+        "e.g. /sessions/{session_id}/orders/{arguments.order_id}/lookup (placeholders are percent-encoded).",
+    )
+    body: JsonValue | None = Field(
+        default=None,
+        description="JSON body template; a string that is exactly one placeholder keeps the value's type. "
+        "None: the default envelope for POST/PUT/PATCH, no body for GET/DELETE.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Header templates for this route.")
+    timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout; default http.timeout_s.")
+
+
+class HttpAdapterSettings(_Section):
+    """The HTTP adapter: one route per action type (``*`` for every other type)."""
+
+    base_url: str | None = Field(default=None, description="Prefix of relative route URLs.")
+    routes: dict[str, HttpRoute] = Field(default_factory=dict, description="action type (or *) -> route.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Header templates sent on every call.")
+    secret_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers sent verbatim on every call (credentials); masked when shown."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Per-call timeout (connect, read, write).")
+    max_connections: int = Field(default=32, ge=1)
+    excerpt_chars: int = Field(default=500, ge=0, description="Response body kept in ActionFailed.")
+    transient_statuses: list[int] = Field(
+        default_factory=lambda: [408, 425, 429], description="Statuses retried besides every 5xx."
+    )
+
+
+class ExecutorSettings(_Section):
+    """The BPM executor (`selauto executor`)."""
+
+    group_id: str | None = Field(default=None, description="Consumer group; default <app_id>-executor.")
+    adapter: Literal["http"] = Field(default="http", description="How actions reach the platform.")
+    http: HttpAdapterSettings = Field(default_factory=HttpAdapterSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    health_host: str = Field(default="0.0.0.0", description="Interface of the health endpoint.")
+    health_port: int = Field(default=6067, ge=0, le=65535, description="/healthz and /readyz; 0 picks a free port.")
+    max_in_flight: int = Field(default=16, ge=1, description="Sessions applied concurrently (each in order).")
+    poll_batch: int = Field(default=64, ge=1, le=10_000, description="Most records taken per poll.")
+    publish_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for the ack of a failure record.")
+
+    @model_validator(mode="after")
+    def _poll_interval_fits(self) -> Self:
+        # The consumer's max.poll.interval.ms is derived from these; librdkafka caps it at 24 h.
+        if self.poll_batch * self.retry.budget_s > 86_000:
+            raise ValueError("executor.poll_batch * executor.retry.budget_s must stay under 86000 s")
+        return self
+
+    def group(self, app_id: str) -> str:
+        return self.group_id or f"{app_id}-executor"
+
+
+# -- the operator console section (SELAUTO_CONSOLE__*) -------------------------------------------
+
+
+class ConsoleSettings(BaseModel):
+    """The operator console (`selauto console`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Interface uvicorn listens on.")
+    port: int = Field(default=8080, ge=1, le=65535)
+    operators: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="operator id -> access token. The token is the bearer token of API calls and the password "
+        "of the login form; the id is what feedback records as operator_id. Nobody can log in while empty.",
+    )
+    operator_processes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="operator id -> the process ids whose deferrals they see and answer; unlisted: every process.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies and CSRF tokens; unset: a random key per start (sessions end on restart).",
+    )
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, description="How long a login lasts.")
+    cookie_secure: bool = Field(default=False, description="Send the session cookie over HTTPS only (set behind TLS).")
+    active_session_window_s: float = Field(
+        default=900.0, gt=0, description="A session counts as running unattended while it acted this recently."
+    )
+    ending_actions: list[str] = Field(
+        default_factory=lambda: ["close_chat"], description="Action types after which a session has ended."
+    )
+    max_tracked_sessions: int = Field(
+        default=100_000, ge=100, description="Sessions whose progress is remembered (least recently seen dropped)."
+    )
+    timezone: str = Field(default="UTC", description="IANA zone that decides when 'today' starts for the counters.")
+    chat_turns: int = Field(default=8, ge=0, description="Newest chat turns shown on a card.")
+    recent_actions: int = Field(default=6, ge=0, description="Newest actions shown on a card.")
+    answer_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for the broker to ack an answer.")
+    audit_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of unattended steps offered to operators for audit, sampled by action id (the same "
+        "steps in every console replica); 0 offers none.",
+    )
+    max_pending_audits: int = Field(
+        default=500, ge=1, description="Pending audits kept; beyond this the oldest are dropped."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("operators")
+    @classmethod
+    def _usable_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for operator_id, token in value.items():
+            if not operator_id.strip():
+                raise ValueError("an operator id may not be empty")
+            if len(token.get_secret_value()) < 8:
+                raise ValueError(f"the token of operator {operator_id!r} is shorter than 8 characters")
+        return value
+
+    def processes_of(self, operator_id: str) -> frozenset[str] | None:
+        """The processes ``operator_id`` answers for; None means every process."""
+        listed = self.operator_processes.get(operator_id)
+        return None if listed is None else frozenset(listed)
 
 
 class KafkaSettings(_Section):

@@ -44,7 +44,7 @@ from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.console.live import Broadcaster
 from selective_autonomy.console.protocol import ErrorResponse
 from selective_autonomy.console.service import InboxService
-from selective_autonomy.console.settings import ConsoleSettings, console_settings_of
+from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 from selective_autonomy.schemas.process import ProcessSchema
@@ -105,7 +105,7 @@ def create_app(
     :param tracer_provider: for the answer spans; default the global provider.
     :param clock: epoch seconds, for latencies and counters; default ``time.time``.
     """
-    config = console or console_settings_of(settings)
+    config = console or settings.console
     inbox = inbox or Inbox(
         clock=clock,
         timezone=config.timezone,

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from selective_autonomy.config import Settings, load_settings
-from selective_autonomy.console.settings import ConsoleSettings, console_settings_of
+from selective_autonomy.console.settings import ConsoleSettings
 
 
 def serve(
@@ -29,7 +29,7 @@ def serve(
 
     from selective_autonomy.console.app import create_app
 
-    config = console or console_settings_of(settings)
+    config = console or settings.console
     app = create_app(settings, console=config)
     uvicorn.run(
         app,
@@ -55,7 +55,7 @@ def console(
     Operators and their tokens come from console.operators (SELAUTO_CONSOLE__OPERATORS='{"alice": "token"}').
     """
     settings = load_settings(config)
-    console_config = console_settings_of(settings)
+    console_config = settings.console
     if not console_config.operators:
         typer.echo("warning: no operators configured (console.operators); nobody can sign in", err=True)
     typer.echo(f"console on http://{host or console_config.host}:{port or console_config.port}/")

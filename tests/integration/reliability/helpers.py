@@ -433,30 +433,32 @@ def committed_vs_end(settings: Settings) -> str:
 
 
 def readable_after_committed(settings: Settings, wait_s: float = 3.0) -> str:
-    """How many ui.state records a fresh consumer reads past the group's committed offsets: tells a
-    worker that stopped fetching from a broker that stopped serving, for a failure message."""
+    """How many ui.state records fresh consumers read past the group's committed offsets, with each
+    isolation level: tells a worker that stopped fetching from a broker that stopped serving (faust
+    reads uncommitted, librdkafka's default is committed), for a failure message."""
     group = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id}))
     try:
         partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
         committed = group.committed(partitions, timeout=10)
     finally:
         group.close()
-    reader = Consumer(
-        confluent_config(settings.kafka, "consumer", **{"group.id": "diagnostics-reader", "enable.auto.commit": False})
-    )
-    try:
-        reader.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed])
-        seen: dict[int, int] = defaultdict(int)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            for message in reader.consume(500, timeout=0.2):
-                if message.error() is None:
-                    seen[message.partition() or 0] += 1
-        return "readable past the committed offsets: " + ", ".join(
-            f"[{tp.partition}] {seen[tp.partition]} from {tp.offset}" for tp in committed
-        )
-    finally:
-        reader.close()
+    found = []
+    for isolation in ("read_uncommitted", "read_committed"):
+        conf = {"group.id": "diagnostics-reader", "enable.auto.commit": False, "isolation.level": isolation}
+        reader = Consumer(confluent_config(settings.kafka, "consumer", **conf))
+        try:
+            reader.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed])
+            seen: dict[int, int] = defaultdict(int)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                for message in reader.consume(500, timeout=0.2):
+                    if message.error() is None:
+                        seen[message.partition() or 0] += 1
+            counts = ", ".join(f"[{tp.partition}] {seen[tp.partition]} from {tp.offset}" for tp in committed)
+            found.append(f"{isolation}: {counts}")
+        finally:
+            reader.close()
+    return "readable past the committed offsets: " + "; ".join(found)
 
 
 def produce_paced(settings: Settings, states: list[UIStateChanged], per_s: float) -> None:

@@ -169,9 +169,16 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
             except AssertionError as exc:
                 decided = collector.by_state()
                 missing = sorted(k for k in keys if k not in decided)
+                gap_lines = [
+                    line
+                    for w in started
+                    for line in w.log_path.read_text(errors="replace").splitlines()
+                    if "skipped by the fetch" in line or "not acknowledging" in line
+                ]
                 raise AssertionError(
                     f"{exc}: {len(missing)} of {len(keys)} states undecided (first: {missing[:5]}); "
-                    f"{committed_vs_end(settings)}\n{running[-1].log_tail()}"
+                    f"{committed_vs_end(settings)}; fetch gaps and refused acks: {gap_lines[:10]}\n"
+                    f"{running[-1].log_tail()}"
                 ) from exc
             records, dead = collector.snapshot()
             by_state = collector.by_state()
@@ -189,7 +196,9 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
         for worker in stopped:
             worker.wait_exit(timeout_s=30)
         graceful = Counter(worker.returncode for worker in stopped)
-        refused = sum(w.log_path.read_text(errors="replace").count("not acknowledging") for w in started)
+        logs = [w.log_path.read_text(errors="replace") for w in started]
+        refused = sum(log.count("not acknowledging") for log in logs)
+        gaps = sum(log.count("skipped by the fetch") for log in logs)
 
         executed_ids = {record_id for kind, record_id in set().union(*by_state.values()) if kind == "executed"}
         executed_records = sum(1 for r in records if r.kind == "executed")
@@ -217,7 +226,7 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
             f"{len(records)} decision records for {len(keys)} states ({len(records) - len(keys)} repeated), "
             f"{len(by_state)} distinct; {runner.executor.metrics.applied} actions applied "
             f"({runner.executor.metrics.duplicates} duplicates skipped); SIGTERMed exits {dict(graceful)}; "
-            f"{refused} acks of undelivered records refused; stops on a deciding worker {dict(hit)}"
+            f"{refused} acks of undelivered records refused; {gaps} fetch gaps; stops on a deciding worker {dict(hit)}"
         )
         assert dead == []
         assert all(len(decisions) == 1 for decisions in by_state.values()), "a state got two different decisions"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
@@ -49,3 +52,12 @@ def test_delivered_records_commit_as_faust_does(tmp_path: Path) -> None:
         assert message(offset, delivered=True).ack(consumer)
     assert consumer.refused_acks == 0
     assert consumer._new_offset(TP(TOPIC, 0)) == 3
+
+
+def test_a_gap_in_the_fetched_offsets_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    tp = TP(TOPIC, 0)
+    with caplog.at_level(logging.WARNING, logger="selective_autonomy.streams.app"):
+        asyncio.run(consumer._add_gap(tp, 5, 7))
+    assert consumer.gaps == 1
+    assert "offsets 5..7" in caplog.text

@@ -188,13 +188,12 @@ class FeedbackAgent:
                 feedback = await router.decode(event, CopilotFeedback)
                 if feedback is None:
                     self.metrics.on_dead_letter(event.message.topic)
-                    await events.ack(event)
-                    continue
-                await asyncio.get_running_loop().run_in_executor(None, self.store.record_feedback, feedback)
+                else:
+                    await asyncio.get_running_loop().run_in_executor(None, self.store.record_feedback, feedback)
+                    self.feedback += 1
+                    self.metrics.feedback[feedback.verdict.value] += 1
                 await events.ack(event)
-                self.feedback += 1
-                self.metrics.feedback[feedback.verdict.value] += 1
-                if self.scheduler is not None:
+                if feedback is not None and self.scheduler is not None:
                     self.scheduler.note(feedback.process_id)
                     self.scheduler.start_due()
 

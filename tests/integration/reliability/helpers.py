@@ -419,29 +419,29 @@ def produce(settings: Settings, states: Iterable[UIStateChanged]) -> int:
     return count
 
 
-def committed_vs_end(settings: Settings) -> str:
-    """The decide group's committed offsets against the ends of ui.state, for a failure message."""
+def _committed_and_ends(settings: Settings) -> tuple[list[TopicPartition], list[int]]:
+    """The decide group's committed offsets on ui.state, and each partition's end (high watermark)."""
     consumer = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id}))
     try:
         partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
         committed = consumer.committed(partitions, timeout=10)
-        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-        pairs = zip(committed, ends, strict=True)
-        return "ui.state " + ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
+        return committed, [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
     finally:
         consumer.close()
+
+
+def committed_vs_end(settings: Settings) -> str:
+    """The decide group's committed offsets against the ends of ui.state, for a failure message."""
+    committed, ends = _committed_and_ends(settings)
+    pairs = zip(committed, ends, strict=True)
+    return "ui.state " + ", ".join(f"[{tp.partition}] committed {tp.offset} of {end}" for tp, end in pairs)
 
 
 def readable_after_committed(settings: Settings, wait_s: float = 3.0) -> str:
     """How many ui.state records fresh consumers read past the group's committed offsets, with each
     isolation level: tells a worker that stopped fetching from a broker that stopped serving (faust
     reads uncommitted, librdkafka's default is committed), for a failure message."""
-    group = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": settings.app_id}))
-    try:
-        partitions = [TopicPartition(settings.topics.ui_state, p) for p in range(settings.topics.partitions)]
-        committed = group.committed(partitions, timeout=10)
-    finally:
-        group.close()
+    committed, _ = _committed_and_ends(settings)
     found = []
     for isolation in ("read_uncommitted", "read_committed"):
         conf = {"group.id": "diagnostics-reader", "enable.auto.commit": False, "isolation.level": isolation}

@@ -79,7 +79,7 @@ from selective_autonomy.schemas.events import (
     Verdict,
 )
 from selective_autonomy.schemas.process import ProcessSchema
-from selective_autonomy.schemas.sampling import audit_sampled
+from selective_autonomy.schemas.sampling import SystematicSample
 from selective_autonomy.simulator.offline import offline_copilot, with_context
 from selective_autonomy.simulator.operator_model import OperatorConfig, OperatorModel
 from selective_autonomy.store.models import ProposalRecord
@@ -208,6 +208,7 @@ class RowMaker:
     def __init__(self, process: Process, seed: int) -> None:
         self.process = process
         self.operator = operator(seed)
+        self.audit_sample = SystematicSample(AUDIT_RATE)
         self.engines = {
             stage: DecisionEngine(
                 {process.process_id: ProcessModels(process.schema, process.policy, PolicyConfidenceCritic(), pointer)}
@@ -246,7 +247,7 @@ class RowMaker:
         if isinstance(record, ActionExecuted):
             # As the live path: only deferrals are recorded as proposals; an executed step leaves
             # a row only when it is audited (the audit needs no state: the monitor reads its verdict).
-            if not audit_sampled(record.action_id, AUDIT_RATE):
+            if not self.audit_sample.picks(record.process_id, record.action_id):
                 return None
             return None, audit(record, step.action, self.operator, step.timestamp + AUDIT_DELAY)
         raise SystemExit(f"the engine produced {type(record).__name__}: the bench needs copilot or selective")

@@ -3,8 +3,9 @@
 A thin faust loop around :class:`DecisionEngine`: batch across sessions with ``noack_take``,
 drop stale and redelivered states using the session table, dead-letter what cannot be decided,
 send each decision's record and wait for the broker's acknowledgement, and only then update the
-session table. The batch's events are acked after that, by this agent, so a crash or a stop
-anywhere re-decides at most the unacknowledged batch, with the same deterministic ids.
+session table. The batch's events are acked once the table's updates are acknowledged too, by
+this agent, so a crash or a stop anywhere re-decides at most the unacknowledged batch, with the
+same deterministic ids.
 
 A Kafka log never changes under a consumer. If it does (an in-memory broker restarted and the same
 offsets now hold other records), the worker's offsets and session table no longer describe the
@@ -39,6 +40,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.app import raw_topic
 from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.tables import add_acknowledged_table
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
 
 DecisionHook = Callable[[Decision], None]
@@ -109,7 +111,7 @@ class DecideAgent:
         self.batch_window_s = batch_window_s
         self.on_decision = on_decision
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
-        self.table: Any = None
+        self.table: Any = None  # an AcknowledgedTable once registered
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
         self.model_deadline_s = settings.worker.model_deadline_s
@@ -130,7 +132,8 @@ class DecideAgent:
         }
         # use_partitioner: changelog records go where the producer's partitioner puts the session
         # key, the same partition as its ui.state records (murmur2 on both sides).
-        self.table = app.Table(
+        self.table = add_acknowledged_table(
+            app,
             "sessions",
             default=dict,
             key_type=bytes,
@@ -145,10 +148,12 @@ class DecideAgent:
             # before a rebalance) is acked, and committed by faust's commit on stop, although some
             # of its states were never decided: a graceful restart lost them. noack_take leaves
             # the acks to us. Invariant: an event is acked only after its decision record (or its
-            # dead letter) was acknowledged by the broker, or it was skipped as already decided.
+            # dead letter) and the session table's update were acknowledged by the broker, or it was
+            # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
             batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
             async for batch in batches:
                 if await self._handle_batch(batch, router, outputs):
+                    await self.table.written()
                     for event in batch:
                         await stream.ack(event)
 

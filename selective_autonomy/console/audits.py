@@ -8,9 +8,14 @@ read by the routers. No Kafka and no FastAPI here, so every rule is unit-tested 
 
 Rules:
 
-- Only actions executed by the system are offered, and only those
-  :func:`~selective_autonomy.schemas.sampling.audit_sampled` picks: the draw depends on the action
-  id alone, so every console replica offers the same steps.
+- Only actions executed by the system are offered, and only those the systematic sample
+  (:class:`~selective_autonomy.schemas.sampling.SystematicSample`) picks in their scope, the
+  partition of ``actions.executed`` they were read from: every console replica reads each partition
+  from its beginning in the same order, so every replica offers the same steps, each step with
+  probability ``rate`` and ``rate`` of each partition's system executions, rounded. Once retention has
+  deleted the head of a partition, a replica started later counts from the new head and may offer
+  other steps than an older replica (each still with probability ``rate``); an answer in either
+  removes its step from both.
 - An audit is removed when any audit feedback for its action id is read (answered here or in
   another replica). Answered action ids are remembered (bounded, oldest forgotten), so reading the
   executed record again (a replay from the start of the topics, or the feedback read first) does
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 
 from selective_autonomy.console.inbox import ChangeKind, Headers, Visibility, visible
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, Executor
-from selective_autonomy.schemas.sampling import audit_sampled
+from selective_autonomy.schemas.sampling import SystematicSample
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class AuditBook:
     """Unattended steps waiting for an audit.
 
     :param rate: share of system executions offered (see
-        :func:`~selective_autonomy.schemas.sampling.audit_sampled`); default 0.05.
+        :class:`~selective_autonomy.schemas.sampling.SystematicSample`); default 0.05.
     :param max_pending: pending audits kept, the oldest dropped beyond; default 500.
     :param max_answered: answered action ids remembered; default 100 000.
     :param clock: epoch seconds; default ``time.time``.
@@ -96,6 +101,7 @@ class AuditBook:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rate = rate
+        self.sample = SystematicSample(rate, memory=max_answered)
         self.max_pending = max_pending
         self.max_answered = max_answered
         self.clock = clock
@@ -128,11 +134,16 @@ class AuditBook:
 
     # -- input -------------------------------------------------------------------------------------
 
-    def on_executed(self, executed: ActionExecuted, headers: Iterable[tuple[str, bytes]] = ()) -> list[AuditChange]:
-        """Offer ``executed`` for audit if the system ran it and the sample picks it."""
-        if executed.executed_by is not Executor.system or not audit_sampled(executed.action_id, self.rate):
+    def on_executed(
+        self, executed: ActionExecuted, headers: Iterable[tuple[str, bytes]] = (), scope: str = ""
+    ) -> list[AuditChange]:
+        """Offer ``executed``, the next system execution read from ``scope`` (the partition it came
+        from), for audit if the system ran it and the sample picks it."""
+        if executed.executed_by is not Executor.system:
             return []
         with self._lock:
+            if not self.sample.picks(scope, executed.action_id):
+                return []
             action_id = executed.action_id
             if action_id in self._pending or action_id in self._claimed or action_id in self._answered:
                 return []

@@ -181,7 +181,7 @@ class KafkaInboxFeed:
         elif isinstance(event, ActionExecuted):
             self.inbox.on_executed(event)
             if self.audits is not None:
-                self.audits.on_executed(event, _headers(message))
+                self.audits.on_executed(event, _headers(message), scope=f"{topic}[{message.partition()}]")
         elif isinstance(event, CopilotFeedback):
             self.inbox.on_feedback(event)
             if self.audits is not None:

@@ -18,8 +18,9 @@ The earlier semantics (``"follow_record"``) kept the wrong action in the history
 followed the record, so later steps were judged against a reference that no longer applied: on
 Helpdesk it cost about 6 points of precision (docs/guarantee.md). It is kept only to measure that.
 
-Audits sample executed steps with :func:`~selective_autonomy.schemas.sampling.audit_sampled`, the
-console's rule, and each carries its sampling probability; their time is QA time, reported apart
+Audits sample executed steps with :class:`~selective_autonomy.schemas.sampling.SystematicSample`,
+the console's rule (one scope per process here, one per partition there), and each carries its
+sampling probability; their time is QA time, reported apart
 from the handling time of sessions.
 """
 
@@ -44,7 +45,7 @@ from selective_autonomy.schemas.events import (
     action_id_for,
     new_id,
 )
-from selective_autonomy.schemas.sampling import audit_sampled
+from selective_autonomy.schemas.sampling import SystematicSample
 from selective_autonomy.simulator.errors import SimulatorError
 from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel
 from selective_autonomy.simulator.report import AutomationError, ReplayReport, ReplayTally
@@ -143,6 +144,7 @@ class SessionDriver:
         self.handling = handling or HandlingTimeModel()
         self.clock = clock
         self.tally = ReplayTally()
+        self.audit_sample = SystematicSample(self.config.audit_rate)
         self.sessions: dict[str, SimSession] = {}
         self._active: set[str] = set()
         self._seen_ids: set[str] = set()
@@ -270,7 +272,7 @@ class SessionDriver:
     def _maybe_audit(self, session: SimSession, record: ActionExecuted, correct: bool) -> None:
         """Review a sample of unattended steps, as a supervising operator would, at a context-switch cost."""
         rate = self.config.audit_rate
-        if not audit_sampled(record.action_id, rate):
+        if not self.audit_sample.picks(record.process_id, record.action_id):
             return
         self.tally.audits += 1
         self.tally.audits_corrected += int(not correct)

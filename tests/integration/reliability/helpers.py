@@ -314,6 +314,8 @@ class DecisionRecord:
     session_id: str
     state_version: int
     at: float = 0.0  # the record's timestamp (set by its producer), in seconds
+    partition: int = -1
+    offset: int = -1
 
 
 class TopicCollector:
@@ -336,6 +338,8 @@ class TopicCollector:
         )
         self._consumer = Consumer(conf)
         metadata = self._consumer.list_topics(timeout=10)
+        self._kafka = settings.kafka
+        self._partitions = {topic: sorted(metadata.topics[topic].partitions) for topic in self.models}
         partitions = [
             TopicPartition(topic, p, OFFSET_BEGINNING)
             for topic in self.models
@@ -345,6 +349,7 @@ class TopicCollector:
         self.records: list[DecisionRecord] = []
         self.dead_letters: list[DeadLetter] = []
         self.undecodable = 0
+        self._read_until: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to read
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="topic-collector", daemon=True)
@@ -357,6 +362,9 @@ class TopicCollector:
                     continue
                 kind, model = self.models[message.topic() or ""]
                 at = message.timestamp()[1] / 1000.0
+                where = (message.partition() or 0, message.offset() or 0)
+                with self._lock:
+                    self._read_until[(message.topic() or "", where[0])] = where[1] + 1
                 try:
                     event = self.codec.decode(message.value(), model)
                 except Exception:
@@ -368,10 +376,12 @@ class TopicCollector:
                         self.dead_letters.append(event)
                     elif isinstance(event, OperatorDeferral):
                         self.records.append(
-                            DecisionRecord(kind, event.deferral_id, event.session_id, event.state_version, at)
+                            DecisionRecord(kind, event.deferral_id, event.session_id, event.state_version, at, *where)
                         )
                     elif isinstance(event, ActionExecuted | ActionProposed):
-                        record = DecisionRecord(kind, event.action_id, event.session_id, event.state_version, at)
+                        record = DecisionRecord(
+                            kind, event.action_id, event.session_id, event.state_version, at, *where
+                        )
                         self.records.append(record)
 
     def snapshot(self) -> tuple[list[DecisionRecord], list[DeadLetter]]:
@@ -392,6 +402,21 @@ class TopicCollector:
                 raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
             time.sleep(0.1)
         return time.monotonic() - started
+
+    def caught_up(self) -> bool:
+        """Whether every record on the topics so far has been read: ``covers`` can hold while a
+        repeated record on another partition is still unread, and a later snapshot would count it."""
+        reader = Consumer(confluent_config(self._kafka, "consumer", **{"group.id": "reliability-ends"}))
+        try:
+            ends = {
+                (topic, p): reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for topic in self.models
+                for p in self._partitions[topic]
+            }
+        finally:
+            reader.close()
+        with self._lock:
+            return all(self._read_until.get(tp, 0) >= end for tp, end in ends.items())
 
     def covers(self, states: Iterable[tuple[str, int]]) -> bool:
         decided = self.by_state()

@@ -32,6 +32,7 @@ from selective_autonomy.edges.settings import ExecutorSettings, HttpAdapterSetti
 from selective_autonomy.edges.standin import StandInPlatform, serve_in_thread
 
 from .helpers import (
+    DecisionRecord,
     TopicCollector,
     WorkerProcess,
     committed_vs_end,
@@ -104,6 +105,24 @@ def stop_target(running: list[WorkerProcess], wait_s: float = 15.0) -> WorkerPro
     return running[0]
 
 
+def describe_repeats(again: list[DecisionRecord], before: list[DecisionRecord], resent_at: float) -> str:
+    """What the records that followed the resend were, for a failure message: where each landed,
+    when, and where its state's first decision had landed."""
+    first: dict[tuple[str, int], list[DecisionRecord]] = {}
+    for record in before:
+        first.setdefault((record.session_id, record.state_version), []).append(record)
+    lines = []
+    for r in again:
+        earlier = first.get((r.session_id, r.state_version), [])
+        same = any(e.record_id == r.record_id for e in earlier)
+        lines.append(
+            f"{r.kind} {r.record_id} of {r.session_id} v{r.state_version} at [{r.partition}]@{r.offset} "
+            f"{r.at - resent_at:+.1f} s after the resend ({'same id' if same else 'a new id'}); first "
+            + ", ".join(f"[{e.partition}]@{e.offset} {e.at - resent_at:+.1f} s" for e in earlier)
+        )
+    return "states sent again were decided again: " + "; ".join(lines)
+
+
 @pytest.mark.timeout(600)
 def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
     make_settings: Callable[..., Settings], tmp_path: Path
@@ -173,25 +192,30 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
                     line
                     for w in started
                     for line in w.log_path.read_text(errors="replace").splitlines()
-                    if "skipped by the fetch" in line or "not acknowledging" in line
+                    if any(m in line for m in ("skipped by the fetch", "not acknowledging", "reading again from"))
                 ]
                 raise AssertionError(
                     f"{exc}: {len(missing)} of {len(keys)} states undecided (first: {missing[:5]}); "
                     f"{committed_vs_end(settings)}; fetch gaps and refused acks: {gap_lines[:10]}\n"
                     f"{running[-1].log_tail()}"
                 ) from exc
+            collector.wait_for(lambda c: c.caught_up(), 30, "the collector at the ends of the topics")
             records, dead = collector.snapshot()
             by_state = collector.by_state()
 
             # The session tables agree with the records: every state again, none decided again.
             before = sum(sum(w.metrics().get("skipped", {}).values()) for w in running)
+            resent_at = time.time()
             produce(settings, states)
             time.sleep(1.0)
             deadline = time.monotonic() + 60
             while sum(sum(w.metrics().get("skipped", {}).values()) for w in running) - before < len(states):
                 assert time.monotonic() < deadline, "the states sent again were not all skipped"
                 time.sleep(0.2)
-            assert len(collector.snapshot()[0]) == len(records), "a state sent again was decided again"
+            collector.wait_for(lambda c: c.caught_up(), 30, "the collector at the ends of the topics")
+            again = collector.snapshot()[0][len(records) :]
+            log_paths = [str(w.log_path) for w in started]
+            assert again == [], describe_repeats(again, records, resent_at) + f"; logs {log_paths}"
 
         for worker in stopped:
             worker.wait_exit(timeout_s=30)
@@ -199,6 +223,7 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
         logs = [w.log_path.read_text(errors="replace") for w in started]
         refused = sum(log.count("not acknowledging") for log in logs)
         gaps = sum(log.count("skipped by the fetch") for log in logs)
+        jumps = sum(log.count("reading again from") for log in logs)
 
         executed_ids = {record_id for kind, record_id in set().union(*by_state.values()) if kind == "executed"}
         executed_records = sum(1 for r in records if r.kind == "executed")
@@ -226,7 +251,8 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
             f"{len(records)} decision records for {len(keys)} states ({len(records) - len(keys)} repeated), "
             f"{len(by_state)} distinct; {runner.executor.metrics.applied} actions applied "
             f"({runner.executor.metrics.duplicates} duplicates skipped); SIGTERMed exits {dict(graceful)}; "
-            f"{refused} acks of undelivered records refused; {gaps} fetch gaps; stops on a deciding worker {dict(hit)}"
+            f"{refused} acks of undelivered records refused; {jumps} fetch jumps read again; {gaps} fetch gaps; "
+            f"stops on a deciding worker {dict(hit)}"
         )
         assert dead == []
         assert all(len(decisions) == 1 for decisions in by_state.values()), "a state got two different decisions"

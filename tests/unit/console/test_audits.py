@@ -1,9 +1,10 @@
-"""The pending audits: sampling by action id, removal by audit feedback from anywhere, no return
+"""The pending audits: the systematic sample per partition, removal by audit feedback from anywhere, no return
 after an answer, duplicates, the bound, visibility, claims; the feed routes records to the book."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from selective_autonomy.schemas.events import (
     Executor,
     Verdict,
 )
-from selective_autonomy.schemas.sampling import audit_draw, audit_sampled
+from selective_autonomy.schemas.sampling import SystematicSample, audit_start, systematic_pick
 from selective_autonomy.streams.serialization import AvroCodec
 
 from .fixtures import LOOKUP, T0, step
@@ -57,31 +58,57 @@ def ids(book: AuditBook, visibility: frozenset[str] | None = None) -> list[str]:
 # -- sampling ---------------------------------------------------------------------------------------
 
 
-def test_sampling_is_a_fixed_function_of_the_action_id() -> None:
-    action_id = step("u1").action_id
-    expected = int(hashlib.sha256(("audit\x1f" + action_id).encode()).hexdigest()[:8], 16) / 2**32
-    assert audit_draw(action_id) == expected
-    assert audit_sampled(action_id, expected + 1e-9) and not audit_sampled(action_id, expected)
-    # Two books (two console replicas) pick the same steps.
+def test_every_position_is_picked_with_probability_rate_and_n_steps_hold_n_rate_rounded() -> None:
+    rate, starts = 0.04, [i / 10_000 for i in range(10_000)]  # the start, uniform on a fine grid
+    for position in (0, 1, 7, 24, 25, 26, 999):
+        share = sum(systematic_pick(u, position, rate) for u in starts) / len(starts)
+        assert share == pytest.approx(rate, abs=1e-4)
+    for u in (0.0, 0.31, 0.99):
+        for n in (1, 25, 145, 254, 1000):
+            picked = sum(systematic_pick(u, k, rate) for k in range(n))
+            assert picked == math.floor(u + n * rate)
+            assert math.floor(n * rate) <= picked <= math.ceil(n * rate)
+    # The start of a scope is a fixed function of its name.
+    expected = int(hashlib.sha256(b"audit\x1factions.executed[3]").hexdigest()[:8], 16) / 2**32
+    assert audit_start("actions.executed[3]") == expected
+
+
+def test_two_books_reading_a_partition_in_order_offer_the_same_share_of_its_steps() -> None:
     steps = [step(f"s{i}", i % 7) for i in range(400)]
-    first, second = AuditBook(rate=0.2), AuditBook(rate=0.2)
+    first, second = AuditBook(rate=0.2, max_pending=1000), AuditBook(rate=0.2, max_pending=1000)
     for item in steps:
-        first.on_executed(item)
-    for item in reversed(steps):
-        second.on_executed(item)
+        first.on_executed(item, scope="actions.executed[0]")
+    for item in steps:
+        second.on_executed(item, scope="actions.executed[0]")
+        second.on_executed(item, scope="actions.executed[0]")  # a redelivery keeps the first answer
     assert {a.id for a in first.pending()} == {a.id for a in second.pending()}
-    assert 0.12 * 400 < first.count() < 0.28 * 400
+    assert first.count() == 80 and all(a.inclusion_probability == 0.2 for a in first.pending())
+    # Operators' executions are never offered and do not move the sample.
+    mixed = AuditBook(rate=0.2, max_pending=1000)
+    for item in steps:
+        mixed.on_executed(step("op-" + item.session_id, by=Executor.operator), scope="actions.executed[0]")
+        mixed.on_executed(item, scope="actions.executed[0]")
+    assert {a.id for a in mixed.pending()} == {a.id for a in first.pending()}
+
+
+def test_scopes_are_sampled_apart() -> None:
+    sample = SystematicSample(0.25)
+    picks = {scope: [sample.picks(scope, f"{scope}/{i}") for i in range(100)] for scope in ("p0", "p1")}
+    assert sum(picks["p0"]) == sum(picks["p1"]) == 25
+    assert picks["p0"] != picks["p1"]  # another start
 
 
 def test_rate_zero_offers_nothing_and_rate_one_everything() -> None:
     steps = [step(f"s{i}", 1) for i in range(200)]
-    assert not any(audit_sampled(s.action_id, 0.0) for s in steps)
-    assert all(audit_sampled(s.action_id, 1.0) for s in steps)
+    assert not any(systematic_pick(0.5, k, 0.0) for k in range(200))
+    assert all(systematic_pick(0.5, k, 1.0) for k in range(200))
     none, every = AuditBook(rate=0.0), AuditBook(rate=1.0, max_pending=1000)
     for item in steps:
         assert none.on_executed(item) == []
         every.on_executed(item)
     assert none.count() == 0 and every.count() == 200
+    with pytest.raises(ValueError, match="rate"):
+        SystematicSample(1.5)
 
 
 def test_only_steps_the_system_executed_are_offered() -> None:

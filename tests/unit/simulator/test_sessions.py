@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from selective_autonomy.schemas.events import Actor, DeferralReason, UIStateChanged, Verdict, action_id_for
-from selective_autonomy.schemas.sampling import audit_sampled
+from selective_autonomy.schemas.sampling import audit_start
 from selective_autonomy.simulator.operator_model import (
     HandlingTimeModel,
     InterruptionPolicy,
@@ -231,7 +233,9 @@ def test_audits_sample_executed_steps_like_the_console_and_carry_the_rate() -> N
     every = {s.last_action_id for s in recorder.states if s.last_action_id} | {
         action_id_for(s.session_id, 2, CLOSE) for s in recorder.states if s.state_version == 2
     }
-    assert audited == {a for a in every if audit_sampled(a, 0.3)}
+    # A systematic sample of the process's executed steps: 30% of them, rounded, none twice.
+    assert audited <= every and len(audited) == len(recorder.feedback_sent)
+    assert len(audited) == math.floor(audit_start("billing") + len(every) * 0.3)
     assert all(f.inclusion_probability == 0.3 for f in recorder.feedback_sent)
 
 

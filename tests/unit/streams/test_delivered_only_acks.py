@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
@@ -52,6 +54,63 @@ def test_delivered_records_commit_as_faust_does(tmp_path: Path) -> None:
         assert message(offset, delivered=True).ack(consumer)
     assert consumer.refused_acks == 0
     assert consumer._new_offset(TP(TOPIC, 0)) == 3
+
+
+def fetched(offsets: list[int], partition: int = 0) -> list[tuple[TP, ConsumerMessage]]:
+    tp = TP(TOPIC, partition)
+    return [(tp, ConsumerMessage(TOPIC, partition, o, 0.0, 0, None, b"k", b"v", None)) for o in offsets]
+
+
+def deliver(
+    consumer: DeliveredOnlyAcks, monkeypatch: pytest.MonkeyPatch, batches: list[list[tuple[TP, ConsumerMessage]]]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Run the consumer's getmany over ``batches`` of fetched records as faust's drain loop would
+    (recording each delivered offset as read); returns (partition, offset) delivered and sought."""
+    queue = list(batches)
+    sought: list[tuple[int, int]] = []
+
+    async def parent_getmany(self: object, timeout: float) -> AsyncIterator[tuple[TP, ConsumerMessage]]:
+        for item in queue.pop(0):
+            yield item
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp.partition, offset))
+        consumer._read_offset[tp] = offset
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", parent_getmany)
+    monkeypatch.setattr(consumer, "seek", seek)
+    delivered: list[tuple[int, int]] = []
+
+    async def drain() -> None:
+        while queue:
+            async for tp, message in consumer.getmany(timeout=1.0):
+                delivered.append((tp.partition, message.offset))
+                consumer._read_offset[tp] = message.offset
+
+    asyncio.run(drain())
+    return delivered, sought
+
+
+def test_a_fetch_that_jumps_past_unread_records_reads_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    # Offsets 3 and 4 of partition 0 were not fetched after 2: faust would count them as read.
+    delivered, sought = deliver(
+        consumer, monkeypatch, [fetched([1, 2, 5, 6]) + fetched([7], partition=1), fetched([2, 3, 4, 5, 6])]
+    )
+    assert sought == [(0, 2)]
+    assert delivered == [(0, 1), (0, 2), (1, 7), (0, 2), (0, 3), (0, 4), (0, 5), (0, 6)]
+    assert consumer.jumps == 1
+
+
+def test_records_missing_after_reading_again_are_a_hole_left_to_faust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    delivered, sought = deliver(consumer, monkeypatch, [fetched([1, 2, 5]), fetched([2, 5, 6])])
+    assert sought == [(0, 2)]  # once: 3 and 4 are not in the log (a compacted or transactional topic)
+    assert delivered == [(0, 1), (0, 2), (0, 2), (0, 5), (0, 6)]
 
 
 def test_a_gap_in_the_fetched_offsets_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.metrics import MeterProvider
@@ -116,14 +117,44 @@ def run_worker(
     meters: MeterProvider | None = None,
 ) -> object:
     worker = build_worker(settings, tracer_provider=provider, meter_provider=meters)
+    seen: list[str] = [""]
+
+    def check() -> bool:
+        seen[0] = consumer_state(worker.app.consumer)  # the last view before a timeout stops the app
+        return until(worker)
+
     try:
-        run_app_until(worker.app, lambda: until(worker), timeout_s=timeout_s)
+        run_app_until(worker.app, check, timeout_s=timeout_s)
     except RunTimeout as exc:
         raise AssertionError(
             f"{exc}: metrics {worker.metrics.snapshot()}; {committed_vs_end(settings)}; "
-            f"{readable_after_committed(settings)}"
+            f"{readable_after_committed(settings)}; consumer {seen[0]}"
         ) from exc
     return worker
+
+
+def consumer_state(consumer: Any) -> str:
+    """faust's and aiokafka's view of each ui.state partition, for a failure message: faust's last
+    read, committed and acked offsets, aiokafka's position and pause flag, buffered records."""
+    parts = []
+    try:
+        aio = consumer._thread._consumer
+        assignment = aio._subscription.subscription.assignment if aio is not None else None
+        for tp in sorted(consumer._read_offset, key=str):
+            state = assignment.state_value(tp) if assignment is not None else None
+            position = state._position if state is not None else None
+            paused = state.paused if state is not None else None
+            buffered = tp in aio._fetcher._records if aio is not None else None
+            acked = sorted(consumer._acked.get(tp, []))[-5:]
+            parts.append(
+                f"[{tp.partition}] read {consumer._read_offset.get(tp)} committed {consumer._committed_offset.get(tp)} "
+                f"acked {acked} position {position} paused {paused} buffered {buffered}"
+            )
+        parts.append(f"jumps {consumer.jumps} gaps {consumer.gaps} refused {consumer.refused_acks}")
+        parts.append(f"unacked {len(consumer._unacked_messages)} flow_active {consumer.flow_active}")
+    except Exception as exc:  # diagnostics only: never mask the failure
+        parts.append(f"({type(exc).__name__}: {exc})")
+    return "; ".join(parts)
 
 
 def decided(count: int) -> Callable[[object], bool]:

@@ -147,9 +147,13 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
                 continue  # the rest of the partition's batch: read again after the seek
             back_to = self._seek_back_to(tp, message)
             if back_to is not None:
-                sought.add(tp)
-                await self.seek(tp, back_to)
-                continue
+                try:
+                    await self.seek(tp, back_to)
+                except Exception as exc:  # revoked meanwhile: faust's own handling applies
+                    log.warning("%s: could not read again from %d: %s", tp, back_to, exc)
+                else:
+                    sought.add(tp)
+                    continue
             yield tp, message
 
     def _seek_back_to(self, tp: Any, message: Any) -> int | None:

@@ -62,7 +62,10 @@ def fetched(offsets: list[int], partition: int = 0) -> list[tuple[TP, ConsumerMe
 
 
 def deliver(
-    consumer: DeliveredOnlyAcks, monkeypatch: pytest.MonkeyPatch, batches: list[list[tuple[TP, ConsumerMessage]]]
+    consumer: DeliveredOnlyAcks,
+    monkeypatch: pytest.MonkeyPatch,
+    batches: list[list[tuple[TP, ConsumerMessage]]],
+    seek_fails: bool = False,
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Run the consumer's getmany over ``batches`` of fetched records as faust's drain loop would
     (recording each delivered offset as read); returns (partition, offset) delivered and sought."""
@@ -74,6 +77,8 @@ def deliver(
             yield item
 
     async def seek(tp: TP, offset: int) -> None:
+        if seek_fails:
+            raise RuntimeError(f"{tp} is not assigned")
         sought.append((tp.partition, offset))
         consumer._read_offset[tp] = offset
 
@@ -111,6 +116,14 @@ def test_records_missing_after_reading_again_are_a_hole_left_to_faust(
     delivered, sought = deliver(consumer, monkeypatch, [fetched([1, 2, 5]), fetched([2, 5, 6])])
     assert sought == [(0, 2)]  # once: 3 and 4 are not in the log (a compacted or transactional topic)
     assert delivered == [(0, 1), (0, 2), (0, 2), (0, 5), (0, 6)]
+
+
+def test_a_partition_that_cannot_be_sought_any_more_is_left_to_faust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    delivered, sought = deliver(consumer, monkeypatch, [fetched([1, 2, 5])], seek_fails=True)
+    assert sought == [] and delivered == [(0, 1), (0, 2), (0, 5)]
 
 
 def test_a_gap_in_the_fetched_offsets_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -138,7 +138,15 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
     refused_acks: int = 0
     gaps: int = 0
     jumps: int = 0
-    _reread_from: dict[Any, int] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reread_from: dict[Any, int] = {}  # partition -> the last delivered offset read again from
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        for tp in revoked:
+            self._reread_from.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         sought: set[Any] = set()
@@ -163,8 +171,6 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
         # faust's own gap test (Consumer._drain_messages): a last offset, and this one more than one past it.
         if not last or message.offset - last <= 1 or not self.app.topics.acks_enabled_for(message.topic):
             return None
-        if self._reread_from is None:
-            self._reread_from = {}
         if self._reread_from.get(tp) == last:
             return None  # still missing after reading again: a hole in the log (see _add_gap)
         self._reread_from[tp] = last

@@ -338,7 +338,8 @@ class TopicCollector:
         )
         self._consumer = Consumer(conf)
         metadata = self._consumer.list_topics(timeout=10)
-        self._kafka = settings.kafka
+        # A second client for the ends of the topics, queried from the test's thread.
+        self._ends = Consumer(confluent_config(settings.kafka, "consumer", **{"group.id": "reliability-ends"}))
         self._partitions = {topic: sorted(metadata.topics[topic].partitions) for topic in self.models}
         partitions = [
             TopicPartition(topic, p, OFFSET_BEGINNING)
@@ -406,15 +407,11 @@ class TopicCollector:
     def caught_up(self) -> bool:
         """Whether every record on the topics so far has been read: ``covers`` can hold while a
         repeated record on another partition is still unread, and a later snapshot would count it."""
-        reader = Consumer(confluent_config(self._kafka, "consumer", **{"group.id": "reliability-ends"}))
-        try:
-            ends = {
-                (topic, p): reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for topic in self.models
-                for p in self._partitions[topic]
-            }
-        finally:
-            reader.close()
+        ends = {
+            (topic, p): self._ends.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for topic in self.models
+            for p in self._partitions[topic]
+        }
         with self._lock:
             return all(self._read_until.get(tp, 0) >= end for tp, end in ends.items())
 
@@ -426,6 +423,7 @@ class TopicCollector:
         self._stop.set()
         self._thread.join(timeout=5)
         self._consumer.close()
+        self._ends.close()
 
     def __enter__(self) -> TopicCollector:
         return self

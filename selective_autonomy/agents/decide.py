@@ -153,6 +153,8 @@ class DecideAgent:
             batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
             async for batch in batches:
                 if await self._handle_batch(batch, router, outputs):
+                    # Awaited in line: acking in the background while the next batch is decided
+                    # changed nothing measurable (make demo's phases within 0.5 s, 2026-12-04).
                     await self.table.written()
                     for event in batch:
                         await stream.ack(event)

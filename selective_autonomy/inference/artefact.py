@@ -33,6 +33,11 @@ class ArtefactMeta(BaseModel):
     created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     train_from: AwareDatetime | None = None
     train_to: AwareDatetime | None = None
+    evaluated_to: AwareDatetime | None = Field(
+        default=None,
+        description="Newest answer (operator's answer time) this version was trained or chosen on: a certificate "
+        "for it is earned only on answers given later. None when it learned from recorded cases only.",
+    )
     train_cases: int = 0
     train_examples: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -93,6 +93,7 @@ class PolicyExample(BaseModel):
     business_cluster: str
     step_index: int = Field(ge=0)
     source: EvidenceSource = EvidenceSource.exploration
+    given_at: AwareDatetime = Field(description="When the operator answered: the clock the evidence splits follow.")
 
 
 class MonitorOutcome(BaseModel):
@@ -191,6 +192,7 @@ def policy_examples(rows: Iterable[FeedbackWithContext]) -> list[PolicyExample]:
                 business_cluster=item.business_cluster,
                 step_index=context.state_version,
                 source=source_of(context.stage),
+                given_at=item.given_at,
             )
         )
     return examples

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from selective_autonomy.config import LearningSettings
@@ -31,19 +32,34 @@ def top1(policy: Policy, examples: Sequence[PolicyExample]) -> float:
     return hits / len(examples)
 
 
+def evaluated_to(policy: Policy) -> datetime | None:
+    """The newest answer ``policy`` was trained or chosen on (None: it learned from recorded cases only)."""
+    return getattr(getattr(policy, "meta", None), "evaluated_to", None)
+
+
 def update_policy(
-    policy: Policy, examples: Sequence[PolicyExample], config: LearningSettings
+    policy: Policy, examples: Sequence[PolicyExample], config: LearningSettings, before: datetime | None = None
 ) -> tuple[PolicyUpdate | None, list[str]]:
     """A new version trained on the endorsed actions the policy has not learned from yet (states
     newer than its ``meta.train_to``; folding the same ones in again would count them twice), if
     it supports incremental updates, there are at least ``policy_update_examples`` of them, and the
-    new version is no worse on the newest unbiased ones."""
+    new version is no worse on the newest unbiased ones.
+
+    :param before: only answers given before this are used, to train or to choose: the
+        certificate for the new version is earned on the answers from here on, which it must never
+        have seen (a policy fitted to its own calibration steps looks better there than it is; its
+        ``meta.evaluated_to`` records the newest answer it saw, and certification starts after it).
+    """
     update = getattr(policy, "updated_with", None)
     if update is None:
         return None, []
     learned_to = getattr(getattr(policy, "meta", None), "train_to", None)
     fresh = sorted(
-        (e for e in examples if learned_to is None or e.event.timestamp > learned_to),
+        (
+            e
+            for e in examples
+            if (learned_to is None or e.event.timestamp > learned_to) and (before is None or e.given_at < before)
+        ),
         key=lambda e: (e.event.timestamp, e.feedback_id),
     )
     if len(fresh) < max(MIN_POLICY_EXAMPLES, config.policy_update_examples):
@@ -58,7 +74,9 @@ def update_policy(
     new, old = top1(candidate, judged), top1(policy, judged)
     if new < old:
         return None, [f"updated policy top-1 {new:.3f} < {old:.3f} in service: not promoted"]
-    candidate.meta = candidate.meta.model_copy(update={"train_to": fresh[cut - 1].event.timestamp})
+    candidate.meta = candidate.meta.model_copy(
+        update={"train_to": fresh[cut - 1].event.timestamp, "evaluated_to": max(e.given_at for e in fresh)}
+    )
     note = f"policy updated from {cut} endorsed actions: top-1 {old:.3f} -> {new:.3f} on the newest {len(judged)}"
     return PolicyUpdate(candidate, new, old), [note]
 

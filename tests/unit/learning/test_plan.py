@@ -6,19 +6,22 @@ example's score is the probability its signals carry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.protocol import PolicyConfidenceCritic, PolicySignals
+from selective_autonomy.inference.artefact import ArtefactMeta
+from selective_autonomy.inference.protocol import PolicyConfidenceCritic, PolicySignals, Proposal
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
 from selective_autonomy.learning.apply import apply_plan
-from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome
+from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome, PolicyExample
 from selective_autonomy.learning.plan import LearningInput, plan_learning
 from selective_autonomy.learning.splits import split_evidence
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, Verdict
+from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
+from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore
 from tests.unit.agents.fixtures import SCHEMA, T0, FixedPolicy, event
 
@@ -212,3 +215,63 @@ def test_a_current_certificate_is_not_reissued_until_enough_new_unbiased_evidenc
     renewed = plan_learning(inputs(promoted, evidence + many), CONFIG)
     assert renewed.calibration is not None
     assert renewed.pointer.certificates["retail"].received_to > promoted.certificates["retail"].received_to  # type: ignore[operator]
+
+
+class LearningPolicy(FixedPolicy):
+    """Proposes lookup_order; an update remembers the endorsed actions it was trained on."""
+
+    def __init__(self, version: str = "fixed-1", trained: Sequence[PolicyExample] = ()) -> None:
+        super().__init__([(LOOKUP, 0.9)])
+        self.version = version
+        self.trained = list(trained)
+        self.meta = ArtefactMeta(kind="policy-test", version=version, process_id="billing", schema_hash="test")
+
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+        return [Proposal(candidates=self.candidates[:top_k], policy_version=self.version) for _ in events]
+
+    def updated_with(self, examples: Sequence[PolicyExample]) -> LearningPolicy:
+        return LearningPolicy("fixed-2", examples)
+
+
+def endorsed(examples: Sequence[CriticExample]) -> list[PolicyExample]:
+    return [
+        PolicyExample(
+            feedback_id=e.feedback_id,
+            event=e.event,
+            action=e.action if e.label else (e.operator_action or e.action),
+            verdict=e.verdict,
+            process_id=e.process_id,
+            business_cluster=e.business_cluster,
+            step_index=e.step_index,
+            source=e.source,
+            given_at=e.given_at,
+        )
+        for e in examples
+    ]
+
+
+def test_a_policy_update_never_learns_from_and_is_never_certified_on_the_certifying_answers() -> None:
+    """A policy fitted to its calibration steps looks better there than it is: the update learns
+    and is chosen only on answers before the certifying split, and certifies only after them."""
+    evidence = copilot_evidence()
+    config = CONFIG.model_copy(update={"policy_update_examples": 100})
+    policy = LearningPolicy()
+    models = ProcessModels(SCHEMA, policy, PolicyConfidenceCritic(), COPILOT)
+    plan = plan_learning(LearningInput(SCHEMA, COPILOT, models, evidence, policy_examples=endorsed(evidence)), config)
+    (artefact,) = [a for a in plan.artefacts if a.kind is ModelKind.policy]
+    certify_from = min(e.given_at for e in split_evidence(evidence, config).certify)
+    assert artefact.model.trained and max(e.given_at for e in artefact.model.trained) < certify_from
+    seen_to = artefact.meta.evaluated_to
+    assert seen_to is not None and seen_to < certify_from
+    assert plan.calibration is not None
+    assert sum(r.samples for r in plan.calibration.results) == sum(e.given_at > seen_to for e in evidence)
+
+    # A policy in service that saw answers (an earlier run's update): they never certify it.
+    seen = evidence[1200].given_at
+    experienced = LearningPolicy("fixed-2")
+    experienced.meta = experienced.meta.model_copy(update={"evaluated_to": seen})
+    models = ProcessModels(SCHEMA, experienced, PolicyConfidenceCritic(), COPILOT)
+    later = plan_learning(LearningInput(SCHEMA, COPILOT, models, evidence), config)
+    assert later.calibration is not None
+    assert sum(r.samples for r in later.calibration.results) == sum(e.given_at > seen for e in evidence)
+    assert any("policy fixed-2 saw them" in note for note in later.notes)

@@ -1,10 +1,11 @@
 """The JSON API: thin routes over :class:`InboxService`, :class:`AnswerService` and
 :class:`AuditAnswerService`.
 
-Errors are :class:`ErrorResponse` bodies: 401 anonymous or wrong token, 403 CSRF, 404 no such
-card, audit or process, 409 card or audit gone, 422 invalid body, an id in the path that breaks its
-pattern, or an action the grammar refuses (its messages in ``violations``), 503 the broker did not
-acknowledge the answer.
+Every route refuses an anonymous caller with 401 before its body is read. Errors are
+:class:`ErrorResponse` bodies: 400 a body that is not JSON, 401 anonymous or wrong token, 403 CSRF,
+404 no such card, audit or process, 409 card or audit gone, 422 invalid body, an id in the path that
+breaks its pattern, or an action the grammar refuses (its messages in ``violations``), 503 the broker
+did not acknowledge the answer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from selective_autonomy.console.deps import ApiCaller, Context
+from selective_autonomy.console.deps import ApiCaller, AuthenticatedRoute, Context
 from selective_autonomy.console.protocol import (
     AcceptRequest,
     AlternativeRequest,
@@ -34,13 +35,26 @@ from selective_autonomy.console.protocol import (
 from selective_autonomy.schemas.grammar import action_json_schema
 from selective_autonomy.schemas.identifiers import OPAQUE_ID_MAX, OPAQUE_ID_PATTERN, PROCESS_ID_MAX, PROCESS_ID_PATTERN
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": description}
+    for code, description in (
+        (400, "The body is not JSON."),
+        (401, "No or a wrong bearer token (or session)."),
+        (403, "A session-authenticated request without its CSRF token."),
+        (404, "No such pending card or audit, or no such process for this operator."),
+        (409, "The card or audit is gone, or the state version is not the one shown."),
+        (422, "An invalid body or path id, or an action the process's grammar refuses (see violations)."),
+        (503, "The broker did not acknowledge the answer; retry."),
+    )
+}
 
 # Documents the way in; the check itself is deps.api_identity's (a bearer token or a session cookie),
 # so auto_error is off and the value is not used.
 _bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth", description="Authorization: Bearer <operator token>.")
 
-router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS, dependencies=[Depends(_bearer)])
+router = APIRouter(
+    prefix="/api", tags=["api"], responses=ERRORS, dependencies=[Depends(_bearer)], route_class=AuthenticatedRoute
+)
 
 # Ids in paths are looked up, never used as paths; the patterns refuse control characters (422).
 DeferralId = Annotated[str, Path(pattern=OPAQUE_ID_PATTERN, max_length=OPAQUE_ID_MAX)]

@@ -13,7 +13,7 @@ import typer
 
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
-from selective_autonomy.console.cli import console
+from selective_autonomy.console.cli import console, console_openapi
 from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
 from selective_autonomy.inference.llm.cli import llm_app
@@ -43,6 +43,7 @@ eval_app.command("policy")(eval_policy_command)
 app.add_typer(import_app, name="import")
 app.add_typer(sim_app, name="sim")
 app.command()(console)
+app.command("console-openapi")(console_openapi)
 app.add_typer(ingest_app, name="ingest")
 app.command()(executor)
 

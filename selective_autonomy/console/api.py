@@ -1,19 +1,22 @@
 """The JSON API: thin routes over :class:`InboxService`, :class:`AnswerService` and
 :class:`AuditAnswerService`.
 
-Errors are :class:`ErrorResponse` bodies: 401 anonymous or wrong token, 403 CSRF, 409 card or
-audit gone, 422 invalid body or an action the grammar refuses (its messages in ``violations``),
-503 the broker did not acknowledge the answer.
+Every route refuses an anonymous caller with 401 before its body is read. Errors are
+:class:`ErrorResponse` bodies: 400 a body that is not JSON, 401 anonymous or wrong token, 403 CSRF,
+404 no such card, audit or process, 409 card or audit gone, 422 invalid body, an id in the path that
+breaks its pattern, or an action the grammar refuses (its messages in ``violations``), 503 the broker
+did not acknowledge the answer.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException, Path
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from selective_autonomy.console.deps import ApiCaller, Context
+from selective_autonomy.console.deps import ApiCaller, AuthenticatedRoute, Context
 from selective_autonomy.console.protocol import (
     AcceptRequest,
     AlternativeRequest,
@@ -30,10 +33,33 @@ from selective_autonomy.console.protocol import (
     InboxView,
 )
 from selective_autonomy.schemas.grammar import action_json_schema
+from selective_autonomy.schemas.identifiers import OPAQUE_ID_MAX, OPAQUE_ID_PATTERN, PROCESS_ID_MAX, PROCESS_ID_PATTERN
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": description}
+    for code, description in (
+        (400, "The body is not JSON."),
+        (401, "No or a wrong bearer token (or session)."),
+        (403, "A session-authenticated request without its CSRF token."),
+        (404, "No such pending card or audit, or no such process for this operator."),
+        (409, "The card or audit is gone, or the state version is not the one shown."),
+        (422, "An invalid body or path id, or an action the process's grammar refuses (see violations)."),
+        (503, "The broker did not acknowledge the answer; retry."),
+    )
+}
 
-router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
+# Documents the way in; the check itself is deps.api_identity's (a bearer token or a session cookie),
+# so auto_error is off and the value is not used.
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth", description="Authorization: Bearer <operator token>.")
+
+router = APIRouter(
+    prefix="/api", tags=["api"], responses=ERRORS, dependencies=[Depends(_bearer)], route_class=AuthenticatedRoute
+)
+
+# Ids in paths are looked up, never used as paths; the patterns refuse control characters (422).
+DeferralId = Annotated[str, Path(pattern=OPAQUE_ID_PATTERN, max_length=OPAQUE_ID_MAX)]
+ActionId = Annotated[str, Path(pattern=OPAQUE_ID_PATTERN, max_length=OPAQUE_ID_MAX)]
+ProcessIdPath = Annotated[str, Path(pattern=PROCESS_ID_PATTERN, max_length=PROCESS_ID_MAX)]
 
 
 @router.get("/inbox")
@@ -48,7 +74,7 @@ async def counters(ctx: Context, caller: ApiCaller) -> CountersView:
 
 
 @router.get("/deferrals/{deferral_id}")
-async def deferral(deferral_id: str, ctx: Context, caller: ApiCaller) -> CardView:
+async def deferral(deferral_id: DeferralId, ctx: Context, caller: ApiCaller) -> CardView:
     card = await run_in_threadpool(ctx.reader.card, caller.operator_id, deferral_id)
     if card is None:
         raise HTTPException(status_code=404, detail=f"deferral {deferral_id} is not pending")
@@ -56,7 +82,7 @@ async def deferral(deferral_id: str, ctx: Context, caller: ApiCaller) -> CardVie
 
 
 @router.get("/processes/{process_id}/action-schema")
-async def action_schema(process_id: str, ctx: Context, caller: ApiCaller) -> dict[str, Any]:
+async def action_schema(process_id: ProcessIdPath, ctx: Context, caller: ApiCaller) -> dict[str, Any]:
     """JSON Schema of the actions an operator may send for this process."""
     visibility = ctx.reader.visibility(caller.operator_id)
     schema = ctx.catalog.schema(process_id)
@@ -67,7 +93,7 @@ async def action_schema(process_id: str, ctx: Context, caller: ApiCaller) -> dic
 
 @router.post("/deferrals/{deferral_id}/accept")
 async def accept(
-    deferral_id: str, ctx: Context, caller: ApiCaller, body: Annotated[AcceptRequest | None, Body()] = None
+    deferral_id: DeferralId, ctx: Context, caller: ApiCaller, body: Annotated[AcceptRequest | None, Body()] = None
 ) -> AnswerResponse:
     """Execute the suggestion as the operator's action; feedback verdict ``accepted``."""
     visibility = ctx.reader.visibility(caller.operator_id)
@@ -77,14 +103,16 @@ async def accept(
 
 
 @router.post("/deferrals/{deferral_id}/correct")
-async def correct(deferral_id: str, ctx: Context, caller: ApiCaller, body: CorrectRequest) -> AnswerResponse:
+async def correct(deferral_id: DeferralId, ctx: Context, caller: ApiCaller, body: CorrectRequest) -> AnswerResponse:
     """Execute the operator's action instead of the suggestion; feedback verdict ``corrected``."""
     visibility = ctx.reader.visibility(caller.operator_id)
     return await run_in_threadpool(ctx.answers.correct, deferral_id, caller.operator_id, visibility, body)
 
 
 @router.post("/deferrals/{deferral_id}/alternative")
-async def alternative(deferral_id: str, ctx: Context, caller: ApiCaller, body: AlternativeRequest) -> AnswerResponse:
+async def alternative(
+    deferral_id: DeferralId, ctx: Context, caller: ApiCaller, body: AlternativeRequest
+) -> AnswerResponse:
     """The suggestion was fine too; the operator's action executes; verdict ``acceptable_alternative``."""
     visibility = ctx.reader.visibility(caller.operator_id)
     return await run_in_threadpool(ctx.answers.alternative, deferral_id, caller.operator_id, visibility, body)
@@ -100,7 +128,7 @@ async def audits(ctx: Context, caller: ApiCaller) -> AuditsView:
 
 
 @router.get("/audits/{action_id}")
-async def audit(action_id: str, ctx: Context, caller: ApiCaller) -> AuditView:
+async def audit(action_id: ActionId, ctx: Context, caller: ApiCaller) -> AuditView:
     view = await run_in_threadpool(ctx.reader.audit, caller.operator_id, action_id)
     if view is None:
         raise HTTPException(status_code=404, detail=f"audit {action_id} is not pending")
@@ -109,7 +137,7 @@ async def audit(action_id: str, ctx: Context, caller: ApiCaller) -> AuditView:
 
 @router.post("/audits/{action_id}/right")
 async def audit_right(
-    action_id: str, ctx: Context, caller: ApiCaller, body: Annotated[AuditRightRequest | None, Body()] = None
+    action_id: ActionId, ctx: Context, caller: ApiCaller, body: Annotated[AuditRightRequest | None, Body()] = None
 ) -> AuditAnswerResponse:
     """The step was right: publishes audit feedback with verdict ``accepted``; nothing is executed."""
     visibility = ctx.reader.visibility(caller.operator_id)
@@ -119,7 +147,9 @@ async def audit_right(
 
 
 @router.post("/audits/{action_id}/wrong")
-async def audit_wrong(action_id: str, ctx: Context, caller: ApiCaller, body: AuditWrongRequest) -> AuditAnswerResponse:
+async def audit_wrong(
+    action_id: ActionId, ctx: Context, caller: ApiCaller, body: AuditWrongRequest
+) -> AuditAnswerResponse:
     """The step was wrong: publishes audit feedback with verdict ``corrected`` and the operator's
     action (checked against the grammar); nothing is executed."""
     visibility = ctx.reader.visibility(caller.operator_id)

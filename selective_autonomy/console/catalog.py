@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from selective_autonomy.console.protocol import StageRow
 from selective_autonomy.inference.registry import SCHEMA_FILE, ModelRegistry
+from selective_autonomy.schemas.identifiers import is_process_id
 from selective_autonomy.schemas.process import ProcessSchema
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class SchemaCatalog:
         self._stages: tuple[float, list[StageRow]] | None = None
 
     def schema(self, process_id: str) -> ProcessSchema | None:
+        # An id from a URL or a record that is no process id names no schema, and no path is built from it.
+        if not is_process_id(process_id):
+            return None
         path = self.registry.process_dir(process_id) / SCHEMA_FILE
         try:
             stat = path.stat()

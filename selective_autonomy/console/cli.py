@@ -8,6 +8,7 @@ Mount it in ``selective_autonomy/cli.py`` with::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -60,3 +61,19 @@ def console(
         typer.echo("warning: no operators configured (console.operators); nobody can sign in", err=True)
     typer.echo(f"console on http://{host or console_config.host}:{port or console_config.port}/")
     serve(settings, console_config, host=host, port=port, log_level=loglevel)
+
+
+def console_openapi(
+    out: Annotated[
+        Path | None, typer.Option(help="Write here, e.g. docs/openapi-console.json; default stdout.")
+    ] = None,
+) -> None:
+    """Print the console JSON API's OpenAPI document (the committed copy is docs/openapi-console.json)."""
+    from selective_autonomy.console.openapi import openapi_document
+
+    text = json.dumps(openapi_document(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")

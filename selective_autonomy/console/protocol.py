@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Scalar, Stage, Verdict
+from selective_autonomy.schemas.events import NAMED_VALUES, Action, ActionTier, DeferralReason, Scalar, Stage, Verdict
+from selective_autonomy.schemas.identifiers import Name
 
 
 class _Body(BaseModel):
@@ -16,8 +17,8 @@ class _Body(BaseModel):
 class ActionInput(_Body):
     """An operator's action, checked against the process's action grammar on the server."""
 
-    action_type: str = Field(min_length=1, max_length=200)
-    arguments: dict[str, Scalar] = Field(default_factory=dict)
+    action_type: Name
+    arguments: dict[Name, Scalar] = Field(default_factory=dict, json_schema_extra=NAMED_VALUES)
 
     def to_action(self) -> Action:
         return Action(action_type=self.action_type, arguments=self.arguments)

@@ -7,6 +7,11 @@ Layout::
     <models_dir>/<process_id>/critic/<version>/
     <models_dir>/<process_id>/current.json             what is in service (ServicePointer)
 
+``<process_id>`` is the directory name :func:`~selective_autonomy.schemas.identifiers.process_dir_name`
+gives: an id that is not a valid process id (a path separator, ``..``, NUL) raises
+:class:`~selective_autonomy.schemas.identifiers.InvalidIdentifier` before any path is built, and
+only directories whose names are valid ids are listed.
+
 Training jobs write a new artefact directory, then publish it by atomically replacing
 ``current.json``; workers poll that file and hot-reload, so a new version goes into service
 without a restart and a half-written model is never loaded.
@@ -30,6 +35,7 @@ from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.identifiers import is_process_id, process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema
 
 CURRENT_FILE = "current.json"
@@ -125,12 +131,15 @@ class ModelRegistry:
         self.models_dir = models_dir
 
     def process_dir(self, process_id: str) -> Path:
-        return self.models_dir / process_id
+        """The process's directory; :class:`InvalidIdentifier` for an id that is not a process id."""
+        return self.models_dir / process_dir_name(process_id)
 
     def processes(self) -> list[str]:
         if not self.models_dir.is_dir():
             return []
-        return sorted(p.name for p in self.models_dir.iterdir() if (p / SCHEMA_FILE).is_file())
+        return sorted(
+            p.name for p in self.models_dir.iterdir() if is_process_id(p.name) and (p / SCHEMA_FILE).is_file()
+        )
 
     def schema(self, process_id: str) -> ProcessSchema:
         return ProcessSchema.load(self.process_dir(process_id) / SCHEMA_FILE)

@@ -18,12 +18,19 @@ from enum import StrEnum
 from typing import Any, ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+
+from selective_autonomy.schemas.identifiers import Name, OpaqueId, ProcessId
 
 Scalar = bool | int | float | str | None
 """A field value or action argument: what the Avro union ``[null, boolean, long, double, string]`` holds."""
 
 CURRENT_SCHEMA_VERSION = 1
 """The version of records that never evolved; an evolved record states its own (its .avsc default)."""
+
+
+TIME_ZONE_PATTERN = r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+"""Stated in the JSON Schema of the times that travel in from outside: a time must end in its zone."""
 
 
 def utc_now() -> datetime:
@@ -100,9 +107,14 @@ class ContractModel(BaseModel):
         return cls.model_validate(record)
 
 
+NAMED_VALUES: JsonDict = {"additionalProperties": False}
+"""JSON Schema of a ``dict[Name, ...]``: pydantic states the key pattern as ``patternProperties``;
+without this, a key outside the pattern would look allowed in the OpenAPI documents."""
+
+
 class Action(ContractModel):
-    action_type: str = Field(min_length=1)
-    arguments: dict[str, Scalar] = Field(default_factory=dict)
+    action_type: Name
+    arguments: dict[Name, Scalar] = Field(default_factory=dict, json_schema_extra=NAMED_VALUES)
 
     def canonical_json(self) -> str:
         """Deterministic text of the action: sorted argument keys, no whitespace."""
@@ -133,13 +145,13 @@ class RankedAction(ContractModel):
 class ChatTurn(ContractModel):
     speaker: Speaker
     text: str
-    at: AwareDatetime | None = None
+    at: AwareDatetime | None = Field(default=None, description="With its time zone, like every time.")
 
 
 class UIState(ContractModel):
-    fields: dict[str, Scalar] = Field(default_factory=dict)
+    fields: dict[Name, Scalar] = Field(default_factory=dict, json_schema_extra=NAMED_VALUES)
     chat_tail: list[ChatTurn] = Field(default_factory=list)
-    controls: list[str] = Field(default_factory=list)
+    controls: list[Name] = Field(default_factory=list)
     recent_actions: list[Action] = Field(default_factory=list)
     case_started_at: AwareDatetime | None = None
 
@@ -154,16 +166,20 @@ class UIStateChanged(EventModel):
     avro_name: ClassVar[str] = "UIStateChanged"
 
     schema_version: int = CURRENT_SCHEMA_VERSION
-    event_id: str = Field(default_factory=new_id, min_length=1)
-    session_id: str = Field(min_length=1)
-    process_id: str = Field(min_length=1)
-    business_cluster: str = Field(min_length=1)
+    event_id: OpaqueId = Field(default_factory=new_id)
+    session_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     state_version: int = Field(ge=0)
-    timestamp: AwareDatetime = Field(default_factory=utc_now)
+    timestamp: AwareDatetime = Field(
+        default_factory=utc_now,
+        description="RFC 3339 date-time with its time zone (Z or +hh:mm); a time without one is refused.",
+        json_schema_extra={"pattern": TIME_ZONE_PATTERN},
+    )
     actor: Actor = Actor.system
     ui_state: UIState = Field(default_factory=UIState)
     last_action: Action | None = None
-    last_action_id: str | None = None
+    last_action_id: OpaqueId | None = None
 
 
 class ActionProposed(EventModel):
@@ -172,9 +188,9 @@ class ActionProposed(EventModel):
     schema_version: int = CURRENT_SCHEMA_VERSION
     action_id: str
     event_id: str
-    session_id: str
-    process_id: str
-    business_cluster: str
+    session_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     state_version: int = Field(ge=0)
     action: Action
     tier: ActionTier
@@ -191,9 +207,9 @@ class ActionExecuted(EventModel):
     schema_version: int = CURRENT_SCHEMA_VERSION
     action_id: str
     event_id: str
-    session_id: str
-    process_id: str
-    business_cluster: str
+    session_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     state_version: int = Field(ge=0)
     action: Action
     tier: ActionTier
@@ -220,9 +236,9 @@ class OperatorDeferral(EventModel):
     schema_version: int = 2  # v2 added stage, inclusion_probability and state_at
     deferral_id: str = Field(default_factory=new_id)
     event_id: str
-    session_id: str
-    process_id: str
-    business_cluster: str
+    session_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     state_version: int = Field(ge=0)
     ui_state: UIState
     suggestion: Action | None = None
@@ -261,9 +277,9 @@ class CopilotFeedback(EventModel):
     schema_version: int = 2  # v2 added inclusion_probability
     feedback_id: str = Field(default_factory=new_id)
     deferral_id: str | None = None
-    session_id: str
-    process_id: str
-    business_cluster: str
+    session_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     state_version: int = Field(ge=0)
     suggestion: Action | None = None
     suggestion_action_id: str | None = None
@@ -316,8 +332,8 @@ class StageChanged(EventModel):
     avro_name: ClassVar[str] = "StageChanged"
 
     schema_version: int = CURRENT_SCHEMA_VERSION
-    process_id: str
-    business_cluster: str
+    process_id: ProcessId
+    business_cluster: Name
     from_stage: Stage
     to_stage: Stage
     reason: str
@@ -336,9 +352,9 @@ class ActionFailed(EventModel):
     schema_version: int = CURRENT_SCHEMA_VERSION
     action_id: str
     event_id: str
-    session_id: str
-    process_id: str
-    business_cluster: str
+    session_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     state_version: int = Field(ge=0)
     action: Action
     status_code: int | None = None

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.identifiers import Name, ProcessId
 
 
 class ValueType(StrEnum):
@@ -41,7 +42,7 @@ class _SchemaModel(BaseModel):
 class UIField(_SchemaModel):
     """One field of the BPM screen."""
 
-    name: str = Field(min_length=1, description="Field key as it appears in UIState.fields.")
+    name: Name = Field(description="Field key as it appears in UIState.fields.")
     type: ValueType = ValueType.string
     enum: list[str] | None = Field(default=None, description="Allowed values when type is enum.")
     required: bool = False
@@ -58,7 +59,7 @@ class UIField(_SchemaModel):
 class ArgumentSpec(_SchemaModel):
     """One typed argument of an action."""
 
-    name: str = Field(min_length=1)
+    name: Name
     type: ValueType = ValueType.string
     enum: list[str] | None = None
     required: bool = True
@@ -75,7 +76,7 @@ class ArgumentSpec(_SchemaModel):
 class ActionSpec(_SchemaModel):
     """A control (button) or chat action, with the tier that decides if it may run unattended."""
 
-    name: str = Field(min_length=1, description="The action_type of Action events.")
+    name: Name = Field(description="The action_type of Action events.")
     kind: ActionKind = ActionKind.control
     tier: ActionTier = Field(
         default=ActionTier.critical,
@@ -114,14 +115,14 @@ def default_chat_actions() -> list[ActionSpec]:
 class Guardrails(_SchemaModel):
     """Per-cluster limits that hold whatever the critic says."""
 
-    blocked_actions: list[str] = Field(default_factory=list, description="Never executed unattended here.")
+    blocked_actions: list[Name] = Field(default_factory=list, description="Never executed unattended here.")
     max_autonomous_steps: int | None = Field(
         default=None, ge=0, description="Unattended steps allowed in one session before an operator must look."
     )
 
 
 class BusinessCluster(_SchemaModel):
-    id: str = Field(min_length=1)
+    id: Name
     description: str = ""
     guardrails: Guardrails = Field(default_factory=Guardrails)
 
@@ -129,7 +130,7 @@ class BusinessCluster(_SchemaModel):
 class ProcessSchema(_SchemaModel):
     """A support process: its screen, its clusters and its actions."""
 
-    process_id: str = Field(min_length=1)
+    process_id: ProcessId
     version: int = Field(default=1, ge=1)
     description: str = ""
     business_clusters: list[BusinessCluster] = Field(default_factory=lambda: [BusinessCluster(id="default")])

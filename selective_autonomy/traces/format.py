@@ -19,6 +19,7 @@ from typing import IO, Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selective_autonomy.schemas.events import Action, Actor, Scalar, UIState, UIStateChanged, action_id_for
+from selective_autonomy.schemas.identifiers import Name, OpaqueId, ProcessId
 from selective_autonomy.traces.errors import TraceFormatError
 
 
@@ -42,9 +43,9 @@ class TraceStep(_TraceModel):
 class Case(_TraceModel):
     """One recorded session (a ticket, a dialogue, a loan application) from start to end."""
 
-    case_id: str = Field(min_length=1)
-    process_id: str = Field(min_length=1)
-    business_cluster: str = Field(min_length=1)
+    case_id: OpaqueId
+    process_id: ProcessId
+    business_cluster: Name
     started_at: AwareDatetime = Field(description="First event of the case; chronological splits order by it.")
     attributes: dict[str, Scalar] = Field(default_factory=dict, description="Case-level data known at the start.")
     steps: list[TraceStep] = Field(default_factory=list)

@@ -29,6 +29,7 @@ from selective_autonomy.schemas.events import (
     Verdict,
     action_id_for,
 )
+from tests.unit.schemas.strategies import names
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 ACTION = Action(
@@ -192,8 +193,8 @@ scalars = st.one_of(
 
 
 @given(
-    fields=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=8),
-    arguments=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=5),
+    fields=st.dictionaries(names(10), scalars, max_size=8),
+    arguments=st.dictionaries(names(10), scalars, max_size=5),
     version=st.integers(0, 2**40),
 )
 def test_scalar_values_keep_their_type_through_avro(fields: dict, arguments: dict, version: int) -> None:

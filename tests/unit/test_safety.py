@@ -47,6 +47,7 @@ from selective_autonomy.schemas.grammar import DEFAULT_MAX_TEXT_CHARS, validate_
 from tests.unit.agents.fixtures import SCHEMA, event
 from tests.unit.console.fixtures import SCHEMA as CONSOLE_SCHEMA
 from tests.unit.console.fixtures import ListSink, deferral, step
+from tests.unit.schemas.strategies import names
 
 CLUSTERS = ("retail", "vip", "not-in-the-schema")
 EVERYTHING_PASSES = Thresholds(
@@ -98,8 +99,8 @@ not_a_string = st.one_of(st.none(), st.booleans(), st.integers(), st.floats())
 not_a_number = st.one_of(st.none(), st.booleans(), st.text(max_size=20))
 unknown_type = st.builds(
     Action,
-    action_type=st.text(min_size=1, max_size=30).filter(lambda name: SCHEMA.action(name) is None),
-    arguments=st.dictionaries(st.text(max_size=10), scalars, max_size=3),
+    action_type=names(30).filter(lambda name: SCHEMA.action(name) is None),
+    arguments=st.dictionaries(names(10), scalars, max_size=3),
 )
 unknown_argument = st.builds(
     lambda base, name, value: Action(action_type=base.action_type, arguments={**base.arguments, name: value}),
@@ -110,7 +111,7 @@ unknown_argument = st.builds(
             Action(action_type="close_chat"),
         ]
     ),
-    st.text(min_size=1, max_size=12).filter(lambda name: name not in ("order_id",)),
+    names(12).filter(lambda name: name not in ("order_id",)),
     scalars,
 )
 missing_argument = st.sampled_from(

@@ -57,10 +57,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _body_schema(name: str) -> dict[str, Any]:
+def _body_schema(name: str, max_bytes: int) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
+            "description": f"At most {max_bytes} bytes (413 beyond). Identifiers follow the patterns of the "
+            "schema; the process and its cluster, fields and actions must also be in the process's schema (422).",
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
     }
@@ -114,7 +116,7 @@ def _router(config: IngestSettings) -> APIRouter:
         response_model=Accepted,
         summary="Publish one UI state",
         responses={**_ERRORS, 503: {"model": ErrorResponse, "description": "The broker did not acknowledge it."}},
-        openapi_extra=_body_schema("UIStateChanged"),
+        openapi_extra=_body_schema("UIStateChanged", config.max_body_bytes),
     )
     async def post_ui_state(request: Request, caller: Annotated[Caller, Depends(authenticated)]) -> Accepted:
         """Validate one `UIStateChanged` against the contract and its process schema, publish it to `ui.state`
@@ -132,7 +134,7 @@ def _router(config: IngestSettings) -> APIRouter:
             422: {"model": ErrorResponse, "description": "Some events are invalid; none was published."},
             503: {"model": BatchAccepted, "description": "Some events were not acknowledged (see items)."},
         },
-        openapi_extra=_body_schema("UIStateBatch"),
+        openapi_extra=_body_schema("UIStateBatch", config.max_body_bytes),
     )
     async def post_ui_state_batch(request: Request, caller: Annotated[Caller, Depends(authenticated)]) -> Response:
         """Validate every event first (all-or-nothing: one invalid event refuses the batch), then publish them
@@ -195,8 +197,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(422, body)
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the contract models the raw-body routes take."""
+def _openapi(app: FastAPI, config: IngestSettings) -> dict[str, Any]:
+    """FastAPI's document plus the contract models the raw-body routes take, with the batch limit."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     document = get_openapi(
@@ -208,6 +210,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in definitions.get("$defs", {}).items():
         schemas.setdefault(name, schema)
+    # The limit is a setting, not part of the model: state the configured one.
+    schemas["UIStateBatch"]["properties"]["events"]["maxItems"] = config.max_batch_items
     document["components"]["schemas"] = dict(sorted(schemas.items()))
     app.openapi_schema = document
     return document
@@ -257,7 +261,7 @@ def create_ingest_app(
     app.state.authenticator = authenticator
     app.include_router(_router(config))
     _add_error_handlers(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, config)  # type: ignore[method-assign]
     return app
 
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from selective_autonomy.edges.ingest.protocol import Violation
 from selective_autonomy.schemas.events import Scalar, UIStateChanged
 from selective_autonomy.schemas.grammar import is_rfc3339_datetime, validate_action
+from selective_autonomy.schemas.identifiers import InvalidIdentifier, is_process_id, process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema, UIField, ValueType
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,11 @@ class SchemaDirectory:
         self._cache: dict[str, tuple[tuple[int, int], ProcessSchema]] = {}
 
     def schema(self, process_id: str) -> ProcessSchema | None:
-        if not process_id or "/" in process_id or process_id.startswith("."):
+        # The contract already refused such an id; this keeps any other caller off the disk too.
+        try:
+            path = self.models_dir / process_dir_name(process_id) / SCHEMA_FILE
+        except InvalidIdentifier:
             return None
-        path = self.models_dir / process_id / SCHEMA_FILE
         try:
             stat = path.stat()
         except OSError:
@@ -85,7 +88,9 @@ class SchemaDirectory:
     def processes(self) -> list[str]:
         on_disk: set[str] = set()
         if self.models_dir.is_dir():
-            on_disk = {p.name for p in self.models_dir.iterdir() if (p / SCHEMA_FILE).is_file()}
+            on_disk = {
+                p.name for p in self.models_dir.iterdir() if is_process_id(p.name) and (p / SCHEMA_FILE).is_file()
+            }
         return sorted(on_disk | set(self.extra))
 
 

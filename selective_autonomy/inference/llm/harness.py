@@ -28,6 +28,7 @@ from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import ModelUnavailable, Policy, Proposal
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.schemas.identifiers import process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case
 
@@ -72,7 +73,7 @@ def train_llm_policies(
     )
     trained: dict[str, TrainedLLM] = {}
     for schema, cases in parts:
-        directory = root / _safe(schema.process_id)
+        directory = root / process_dir_name(schema.process_id)
         if directory.exists():
             shutil.rmtree(directory)
         started = time.perf_counter()
@@ -81,10 +82,6 @@ def train_llm_policies(
         log.info("LLM policy for %s: %s in %.0f s, %s", schema.process_id, meta.version, seconds, meta.metrics)
         trained[schema.process_id] = TrainedLLM(schema, directory, meta.version, seconds)
     return trained
-
-
-def _safe(process_id: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in process_id)
 
 
 class ServedPolicies:
@@ -143,7 +140,7 @@ class ServedPolicies:
                 max_num_seqs=self.config.max_num_seqs,
                 # A small model: compiling costs more start-up time than it saves in decoding.
                 enforce_eager=self.config.base is None,
-                work_dir=self.work_dir / f"server-{_safe(trained.schema.process_id)}",
+                work_dir=self.work_dir / f"server-{process_dir_name(trained.schema.process_id)}",
                 startup_timeout_s=900,
             )
         )

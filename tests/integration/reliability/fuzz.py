@@ -168,6 +168,43 @@ def wrong_record(draw: st.DrawFn) -> bytes:
     return CODEC.encode(event, "ui.state")
 
 
+# Identifiers an attacker would try: path traversal, separators, NUL and other control characters,
+# and lengths past the contract's limits (128 for process ids and names, 256 for session ids).
+HOSTILE_IDS = st.one_of(
+    st.sampled_from(["..", "../billing", "billing/..", "/etc/passwd", "a\\b", "bill\x00ing", "\x00", ".hidden"]),
+    st.text(max_size=20).map(lambda text: text + "\x00"),
+    st.text(max_size=20).map(lambda text: "../" + text),
+    st.text(max_size=10).map(lambda text: text + "\n" + text),
+    st.text(min_size=257, max_size=600),
+)
+_KEY_MARK = "\u00e9\u00e9key"
+"""A field key written as UTF-8 and then overwritten, in the encoded record, with bytes that are not."""
+
+
+@st.composite
+def hostile_identifier(draw: st.DrawFn) -> bytes:
+    """A well-framed UIStateChanged whose process, cluster, session, field, control or action id is
+    hostile, or whose field key is not UTF-8: the contract refuses every one (a dead letter), so none
+    ever reaches the models directory."""
+    record = SAMPLE.to_avro()
+    where = draw(st.sampled_from(["process_id", "business_cluster", "session_id", "field", "control", "action", "key"]))
+    hostile = draw(HOSTILE_IDS)
+    if where == "key":
+        record["ui_state"]["fields"] = {**record["ui_state"]["fields"], _KEY_MARK: 1}
+        body = _body(record)
+        mark = _KEY_MARK.encode()
+        return _framed(body.replace(mark, b"\xff\xfe" + draw(st.binary(min_size=2, max_size=2)) + mark[4:]))
+    if where == "field":
+        record["ui_state"]["fields"] = {**record["ui_state"]["fields"], hostile: "x"}
+    elif where == "control":
+        record["ui_state"]["controls"] = [hostile]
+    elif where == "action":
+        record["last_action"] = {"action_type": hostile, "arguments": {}}
+    else:
+        record[where] = hostile
+    return _framed(_body(record))
+
+
 def malformed(kind: str, strategy: st.SearchStrategy[bytes | None]) -> st.SearchStrategy[Drawn]:
     return strategy.filter(lambda value: not decodes(value)).map(lambda value: Drawn(kind, value))
 
@@ -192,6 +229,7 @@ MALFORMED: list[st.SearchStrategy[Drawn]] = [
     malformed("trailing_bytes", st.binary(min_size=1, max_size=32).map(lambda extra: _framed(sample_body) + extra)),
     malformed("wrong_record", wrong_record()),
     malformed("invalid_field", invalid_field()),
+    malformed("hostile_identifier", hostile_identifier()),
     st.just(Drawn("tombstone", None)),
     st.builds(
         lambda process, cluster: Drawn(

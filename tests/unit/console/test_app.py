@@ -382,3 +382,20 @@ def test_live_stream_sends_the_inbox_then_changes(client: TestClient, inbox: Inb
     assert 'data-card="d-s4-2"' in seen[0][1] and 'data-card="d-s1-3"' not in seen[0][1]
     assert 'data-card="d-s9-1"' in seen[3][1] and NAME not in seen[3][1] and EMAIL not in seen[3][1]
     assert seen[4][1] == "d-s9-1"
+
+
+def test_an_anonymous_caller_is_refused_before_the_body_is_read(client: TestClient) -> None:
+    for path in ("/api/deferrals/d-s1-3/correct", "/api/audits/a1/wrong", "/api/deferrals/d-s1-3/accept"):
+        response = client.post(path, content=b"\xff{not json", headers={"Content-Type": "application/json"})
+        assert response.status_code == 401 and response.json()["error"] == "unauthenticated", path
+    malformed = client.post(
+        "/api/deferrals/d-s1-3/correct", content=b"{", headers={**ALICE, "Content-Type": "application/json"}
+    )
+    assert malformed.status_code in (400, 422)  # signed in, the body is read and refused
+
+
+def test_ids_in_api_paths_follow_their_patterns(client: TestClient) -> None:
+    assert client.get("/api/processes/..%2Fetc/action-schema", headers=ALICE).status_code in (404, 422)
+    assert client.get("/api/processes/bill%00ing/action-schema", headers=ALICE).status_code == 422
+    assert client.get("/api/deferrals/d%00x", headers=ALICE).status_code == 422
+    assert client.get("/api/audits/a%0Ab", headers=ALICE).status_code == 422

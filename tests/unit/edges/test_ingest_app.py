@@ -197,3 +197,53 @@ def test_values_beyond_avro_are_refused_not_a_server_error(client: TestClient, p
     assert batch.status_code == 422 and [i["index"] for i in batch.json()["items"]] == [1]
     assert batch.json()["items"][0]["violations"][0]["msg"] == "must fit in 64 bits (an Avro long)"
     assert publisher.records == []
+
+
+class WatchedSchemas(Schemas):
+    """Records every process id looked up: a lookup is where an id would meet the models directory."""
+
+    def __init__(self) -> None:
+        super().__init__(SCHEMA)
+        self.asked: list[str] = []
+
+    def schema(self, process_id: str) -> Any:
+        self.asked.append(process_id)
+        return super().schema(process_id)
+
+
+@pytest.mark.parametrize(
+    ("where", "hostile"),
+    [
+        ("process_id", "billing/../../etc"),
+        ("process_id", ".."),
+        ("process_id", "bill\x00ing"),
+        ("process_id", "x" * 129),
+        ("business_cluster", "retail/x"),
+        ("business_cluster", "ret\x00ail"),
+        ("session_id", "s\x00"),
+        ("field", "em/ail"),
+        ("field", "\x00"),
+        ("control", ".."),
+        ("action", "refund\x00"),
+    ],
+)
+def test_a_hostile_identifier_is_a_422_before_any_schema_lookup(where: str, hostile: str) -> None:
+    publisher, schemas = ListPublisher(), WatchedSchemas()
+    app = create_ingest_app(settings(), publisher=publisher, schemas=schemas)
+    document = body()
+    if where == "field":
+        document["ui_state"]["fields"][hostile] = "x"
+    elif where == "control":
+        document["ui_state"]["controls"] = [hostile]
+    elif where == "action":
+        document["last_action"] = {"action_type": hostile, "arguments": {}}
+    else:
+        document[where] = hostile
+    with TestClient(app) as client:
+        one = client.post("/v1/ui-state", json=document, headers=bearer())
+        batch = client.post("/v1/ui-state:batch", json={"events": [body(), document]}, headers=bearer())
+    assert one.status_code == 422 and one.json()["error"] == "invalid_event", one.text
+    assert batch.status_code == 422 and [item["index"] for item in batch.json()["items"]] == [1]
+    assert "should match pattern" in one.json()["violations"][0]["msg"] or "at most" in one.json()["message"]
+    assert publisher.records == []
+    assert hostile not in schemas.asked  # the contract refused it before the schema was looked up

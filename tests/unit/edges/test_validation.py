@@ -115,3 +115,14 @@ def test_schema_directory_reads_and_reloads_schema_files(tmp_path: Path) -> None
     loaded = directory.schema("billing")
     assert loaded is not None and loaded.version == 2
     assert directory.schema("../etc") is None
+
+
+@pytest.mark.parametrize("process_id", ["a\x00b", "../billing", "billing/..", "/etc", "..", "x" * 5000])
+def test_schema_directory_never_builds_a_path_from_a_hostile_id(tmp_path: Path, process_id: str) -> None:
+    (tmp_path / "billing").mkdir()
+    SCHEMA.save(tmp_path / "billing" / "schema.yaml")
+    (tmp_path / "not an id").mkdir()
+    SCHEMA.save(tmp_path / "not an id" / "schema.yaml")
+    directory = SchemaDirectory(tmp_path)
+    assert directory.schema(process_id) is None
+    assert directory.processes() == ["billing"]  # a directory that is no process id is not offered either

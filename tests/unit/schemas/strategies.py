@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import strategies as st
 
 from selective_autonomy.schemas.events import Action, Actor, ChatTurn, Scalar, Speaker, UIState, UIStateChanged
+from selective_autonomy.schemas.identifiers import is_name
 from selective_autonomy.schemas.process import (
     ActionSpec,
     ArgumentSpec,
@@ -17,6 +18,11 @@ from selective_autonomy.schemas.process import (
 )
 
 T0 = datetime(2024, 3, 4, 9, 30, tzinfo=UTC)
+
+
+def names(max_size: int) -> st.SearchStrategy[str]:
+    """Any text the contract accepts as a name (action type, field, argument, cluster)."""
+    return st.text(min_size=1, max_size=max_size).filter(is_name)
 
 
 def support_schema() -> ProcessSchema:

@@ -19,7 +19,7 @@ from selective_autonomy.schemas.grammar import (
 )
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, ValueType
 
-from .strategies import SCHEMA, scalars
+from .strategies import SCHEMA, names, scalars
 
 
 def _strict_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
@@ -184,7 +184,7 @@ def schema_and_action(draw: st.DrawFn) -> tuple[ProcessSchema, Action]:
     schema = draw(process_schemas())
     spec = draw(st.one_of(st.none(), st.sampled_from(schema.actions)))
     if spec is None:
-        return schema, Action(action_type=draw(st.text(min_size=1, max_size=6)), arguments={})
+        return schema, Action(action_type=draw(names(6)), arguments={})
     arguments: dict[str, Scalar] = {}
     for arg in spec.arguments:
         if draw(st.integers(0, 4)) > 0:

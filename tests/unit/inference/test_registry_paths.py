@@ -1,0 +1,40 @@
+"""The models registry maps process ids to directories only through the identifier rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selective_autonomy.console.catalog import SchemaCatalog
+from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+from selective_autonomy.schemas.identifiers import InvalidIdentifier
+from selective_autonomy.schemas.process import ProcessSchema
+
+HOSTILE = ["../outside", "a/b", "..", ".", "a\x00b", "", "x" * 129]
+
+
+@pytest.mark.parametrize("process_id", HOSTILE)
+def test_a_hostile_process_id_never_becomes_a_path(tmp_path: Path, process_id: str) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    for use in (
+        registry.process_dir,
+        registry.schema,
+        registry.pointer,
+        registry.revision,
+        registry.load,
+        lambda p: registry.publish(p, ServicePointer()),
+    ):
+        with pytest.raises(InvalidIdentifier):
+            use(process_id)
+    assert not (tmp_path / "outside").exists() and list(tmp_path.iterdir()) == []
+    assert SchemaCatalog(tmp_path / "models").schema(process_id) is None
+
+
+def test_valid_ids_keep_their_directory_names(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save_schema(ProcessSchema(process_id="sgd.Banks_1"))
+    assert (tmp_path / "sgd.Banks_1" / "schema.yaml").is_file()
+    (tmp_path / ".hidden").mkdir()
+    ProcessSchema(process_id="billing").save(tmp_path / ".hidden" / "schema.yaml")
+    assert registry.processes() == ["sgd.Banks_1"]

@@ -133,3 +133,34 @@ def test_a_gap_in_the_fetched_offsets_is_logged(tmp_path: Path, caplog: pytest.L
         asyncio.run(consumer._add_gap(tp, 5, 7))
     assert consumer.gaps == 1
     assert "offsets 5..7" in caplog.text
+
+
+def test_the_committed_record_is_the_first_delivered_after_a_seek_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    tp = TP(TOPIC, 0)
+
+    async def seek_to_committed(self: object) -> dict[TP, int]:
+        return {tp: 4}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", seek_to_committed)
+    asyncio.run(consumer.perform_seek())
+    # faust now keeps 4 (the next record to read) as if it were the last one read: without the
+    # guard, 5 would pass its gap test and 4 would never reach the agent.
+    delivered, sought = deliver(consumer, monkeypatch, [fetched([5, 6]), fetched([4, 5, 6])])
+    assert sought == [(0, 4)]
+    assert delivered == [(0, 4), (0, 5), (0, 6)]
+    assert consumer.jumps == 1
+
+
+def test_a_commit_never_passes_the_committed_record_before_it_is_acked(tmp_path: Path) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 4
+    # 4 is still unread or in flight; faust's own test (min(acked) - committed > 1) would commit 7.
+    for offset in (5, 6):
+        assert message(offset, delivered=True).ack(consumer)
+    assert consumer._new_offset(tp) is None and consumer.head_waits == 1
+    assert message(4, delivered=True).ack(consumer)
+    assert consumer._new_offset(tp) == 7

@@ -42,7 +42,13 @@ import matplotlib.pyplot as plt
 from bench.bench_quality import processes_of
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.demo.autonomy_curve import autonomy_curve
-from selective_autonomy.demo.offline_loop import CopilotPairs, OfflineLoopConfig, offline_loop, train_policy
+from selective_autonomy.demo.offline_loop import (
+    CopilotPairs,
+    OfflineLoopConfig,
+    OfflineLoopResult,
+    offline_loop,
+    train_policy,
+)
 from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Critic, PolicyConfidenceCritic
@@ -170,12 +176,10 @@ def _summed(dicts: Sequence[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def run_learning(
-    prepared: Prepared, target: float, gate: str, config: OfflineLoopConfig
-) -> tuple[ReplayReport, dict[str, Any]]:
-    learning = LearningSettings(target_precision=target, critic="auto" if gate == "selauto" else "confidence")
+def learn_offline(prepared: Prepared, learning: LearningSettings, config: OfflineLoopConfig) -> OfflineLoopResult:
+    """The production learning loop over the prepared split, offline (one row of a gate)."""
     with tempfile.TemporaryDirectory(prefix="selauto-guarantee-") as workdir:
-        result = offline_loop(
+        return offline_loop(
             prepared.schema,
             prepared.cases,
             "embedded",
@@ -185,6 +189,13 @@ def run_learning(
             copilot_pairs=prepared.pairs,
             workdir=Path(workdir),
         )
+
+
+def run_learning(
+    prepared: Prepared, target: float, gate: str, config: OfflineLoopConfig
+) -> tuple[ReplayReport, dict[str, Any]]:
+    learning = LearningSettings(target_precision=target, critic="auto" if gate == "selauto" else "confidence")
+    result = learn_offline(prepared, learning, config)
     curve = autonomy_curve(
         prepared.schema, prepared.policy, prepared.examples, CHECKPOINTS, learning, prepared.sessions_per_day
     )

@@ -16,15 +16,14 @@ import argparse
 import json
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_guarantee import Prepared
+from bench.bench_guarantee import Prepared, learn_offline
 from bench.bench_quality import processes_of
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.demo.offline_loop import OfflineLoopConfig, offline_loop
+from selective_autonomy.demo.offline_loop import OfflineLoopConfig
 from selective_autonomy.learning.apply import LearningReport
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,17 +71,7 @@ def main() -> None:
     prepared = Prepared(schema, cases)
     learning = LearningSettings(target_precision=args.target, critic="auto")
     config = OfflineLoopConfig(audit_rate=args.audit_rate, relearn_every=args.relearn_every)
-    with tempfile.TemporaryDirectory(prefix="selauto-trace-") as workdir:
-        result = offline_loop(
-            prepared.schema,
-            prepared.cases,
-            "embedded",
-            learning,
-            config=config,
-            policy=prepared.policy,
-            copilot_pairs=prepared.pairs,
-            workdir=Path(workdir),
-        )
+    result = learn_offline(prepared, learning, config)
     reports = [result.learning, *result.relearning]
     # Runs that only confirmed a current certificate and saw no alarm say nothing new: kept as a count.
     runs = [

@@ -9,6 +9,8 @@ upgrade a read lock.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,8 +58,8 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            if not in_memory and cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cursor.execute("PRAGMA journal_mode = WAL")  # persistent: set once per database file
+            if not in_memory:
+                _use_wal(cursor)
             # In WAL mode NORMAL survives any process crash; only an OS crash or power loss can
             # lose the last commits. FULL would fsync every feedback row and cap the feedback
             # agent at a few hundred rows/s. PostgreSQL is the production store.
@@ -71,6 +73,27 @@ def _sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database file to WAL (persistent: once per file), waiting out other connections.
+
+    SQLite refuses the switch while another connection holds a lock, and answers "database is
+    locked" at once: the busy timeout does not cover it. Four threads opening a new store together
+    failed 29 times in 200 (one of them while another was already migrating), so the switch is
+    tried again until it takes or the busy timeout has passed, as a writer would wait.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            if cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked: could not switch it to WAL")
+        time.sleep(0.01)
 
 
 @contextmanager

@@ -1,12 +1,13 @@
 """The console in headless Chromium against the real broker: sign in, watch deferrals arrive live
 (server-sent events, no reload), accept one with the keyboard, correct another through the form,
-and find the operator's records on the topics. Saves docs/console-inbox.png.
+and find the operator's records on the topics. Saves docs/console-inbox.png with UPDATE_SCREENSHOTS=1.
 
 Needs Debian's chromium at /usr/bin/chromium and the playwright package (never `playwright install`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +42,9 @@ from selective_autonomy.streams.producer import EventProducer
 from tests.integration.console_support import CHROMIUM, LAUNCH_ARGS, Server
 from tests.unit.console.fixtures import SCHEMA, tier_of
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-inbox.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-inbox.png"
+UPDATE_SCREENSHOT = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+"""The README's picture of the inbox is rewritten only on request: a test run leaves the tree clean."""
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +194,7 @@ def console(settings: Settings, tmp_path: Path) -> Iterator[tuple[Server, Settin
         yield server, local
 
 
-def test_operator_answers_live_deferrals_in_the_browser(console: tuple[Server, Settings]) -> None:
+def test_operator_answers_live_deferrals_in_the_browser(console: tuple[Server, Settings], tmp_path: Path) -> None:
     server, settings = console
     topics = settings.topics
     # Anonymous requests are refused: 401 for the API and the stream, a redirect for the page.
@@ -234,8 +237,9 @@ def test_operator_answers_live_deferrals_in_the_browser(console: tuple[Server, S
             for name, email in PEOPLE:
                 assert name not in html and email not in html
             expect(page.locator("[data-counter=automated]")).to_have_text("46", timeout=15_000)
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True, animations="disabled")
+            screenshot = DOCS_SCREENSHOT if UPDATE_SCREENSHOT else tmp_path / "console-inbox.png"
+            page.screenshot(path=str(screenshot), full_page=True, animations="disabled")
+            assert screenshot.stat().st_size > 0
 
             # `a` accepts the focused (first) card.
             expect(page.locator(first)).to_be_focused()

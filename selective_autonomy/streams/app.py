@@ -193,44 +193,37 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
 
     def _seek_back_to(self, tp: Any, message: Any) -> int | None:
         """The offset to read ``tp`` again from when ``message`` jumps past unread records, once
-        per position; None to deliver it."""
+        per position; None to deliver it (a record still missing after reading again is a hole in
+        the log, left to faust's ``_add_gap``)."""
+        if not self.app.topics.acks_enabled_for(message.topic):
+            return None
         first = self._first_after_seek.get(tp)
-        if first is not None and self.app.topics.acks_enabled_for(message.topic):
-            if message.offset <= first:  # the committed record (or an older one, which faust drops)
-                if message.offset == first:
+        if first is not None:
+            # After a seek, the committed record must come first (an older one is dropped by faust).
+            if message.offset <= first or self._reread_from.get(tp) == first:
+                if message.offset >= first:
                     del self._first_after_seek[tp]
                 return None
-            if self._reread_from.get(tp) == first:
-                del self._first_after_seek[tp]
-                return None  # still missing after reading again: a hole in the log
-            self._reread_from[tp] = first
-            self.jumps += 1
-            log.warning(
-                "%s: fetched offset %d first after seeking to the committed offset %d; reading again from %d",
-                tp,
-                message.offset,
-                first,
-                first,
-            )
-            return first
+            return self._read_again(tp, first, first, message.offset)
         last = self._read_offset.get(tp)
         # faust's own gap test (Consumer._drain_messages): a last offset, and this one more than one past it.
-        if not last or message.offset - last <= 1 or not self.app.topics.acks_enabled_for(message.topic):
+        if not last or message.offset - last <= 1 or self._reread_from.get(tp) == last:
             return None
-        if self._reread_from.get(tp) == last:
-            return None  # still missing after reading again: a hole in the log (see _add_gap)
-        self._reread_from[tp] = last
+        return self._read_again(tp, int(last), int(last) + 1, message.offset)
+
+    def _read_again(self, tp: Any, position: int, unread_from: int, fetched: int) -> int:
+        """Count a jump past ``unread_from..fetched - 1`` and read ``tp`` again from ``position``."""
+        self._reread_from[tp] = position
         self.jumps += 1
         log.warning(
-            "%s: fetched offset %d after %d; reading again from %d instead of counting %d..%d as read",
+            "%s: fetched offset %d without %d..%d; reading again from %d instead of counting them as read",
             tp,
-            message.offset,
-            last,
-            last,
-            last + 1,
-            message.offset - 1,
+            fetched,
+            unread_from,
+            fetched - 1,
+            position,
         )
-        return int(last)
+        return position
 
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
         # Reached only when the records are missing after a seek back (see getmany): a hole in the

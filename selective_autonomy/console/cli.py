@@ -8,12 +8,12 @@ Mount it in ``selective_autonomy/cli.py`` with::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from selective_autonomy.cli_output import emit_json
 from selective_autonomy.config import Settings, load_settings
 from selective_autonomy.console.settings import ConsoleSettings
 
@@ -71,9 +71,4 @@ def console_openapi(
     """Print the console JSON API's OpenAPI document (the committed copy is docs/openapi-console.json)."""
     from selective_autonomy.console.openapi import openapi_document
 
-    text = json.dumps(openapi_document(), indent=2) + "\n"
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text)
-        typer.echo(f"wrote {out}")
+    emit_json(openapi_document(), out)

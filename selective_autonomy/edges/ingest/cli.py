@@ -8,12 +8,12 @@ Mount it in ``selective_autonomy/cli.py`` with::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from selective_autonomy.cli_output import emit_json
 from selective_autonomy.config import load_settings
 
 ingest_app = typer.Typer(
@@ -65,9 +65,4 @@ def openapi(
     """Print the ingest API's OpenAPI document (the committed copy is docs/openapi-ingest.json)."""
     from selective_autonomy.edges.ingest.app import openapi_document
 
-    text = json.dumps(openapi_document(), indent=2) + "\n"
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text)
-        typer.echo(f"wrote {out}")
+    emit_json(openapi_document(), out)

@@ -6,8 +6,8 @@ its notes (policy update, critic choice, evidence left out), the monitor's readi
 keys (samples, threshold, coverage on the certifying evidence) and the stage changes. Same split,
 policy, copilot stage and loop as ``bench/bench_guarantee.py``'s ``selauto`` gate.
 
-Usage: python -m bench.guarantee_trace [--log bpi2012w] [--target 0.9]
-Writes bench/results/guarantee_trace_<log>_<target>.json.
+Usage: python -m bench.guarantee_trace [--log bpi2012w] [--target 0.9] [--threshold-step S] [--out FILE]
+Writes bench/results/guarantee_trace_<log>_<target>.json unless ``--out`` says where.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def run_of(index: int, report: LearningReport) -> dict[str, Any]:
             }
             for cluster, reading in report.monitor.items()
         },
+        "lifts": report.lifts,
         "certified": None
         if calibration is None
         else {
@@ -64,12 +65,13 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--audit-rate", type=float, default=0.04)
     parser.add_argument("--relearn-every", type=int, default=1000)
+    parser.add_argument("--threshold-step", type=float, default=LearningSettings().threshold_step)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.monotonic()
     ((schema, cases),) = processes_of(args.log, None, 1)
     prepared = Prepared(schema, cases)
-    learning = LearningSettings(target_precision=args.target, critic="auto")
+    learning = LearningSettings(target_precision=args.target, critic="auto", threshold_step=args.threshold_step)
     config = OfflineLoopConfig(audit_rate=args.audit_rate, relearn_every=args.relearn_every)
     result = learn_offline(prepared, learning, config)
     reports = [result.learning, *result.relearning]
@@ -77,17 +79,19 @@ def main() -> None:
     runs = [
         run_of(i, r)
         for i, r in enumerate(reports)
-        if r.calibration is not None or r.stage_changes or any(m.alarm for m in r.monitor.values())
+        if r.calibration is not None or r.stage_changes or r.lifts or any(m.alarm for m in r.monitor.values())
     ]
     replay = result.selective
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False)
     payload = {
         "benchmark": "guarantee_trace",
-        "command": f"python -m bench.guarantee_trace --log {args.log} --target {args.target}",
+        "command": f"python -m bench.guarantee_trace --log {args.log} --target {args.target}"
+        f" --threshold-step {args.threshold_step}",
         "commit": commit.stdout.strip() or None,
         "machine": {"python": platform.python_version(), "processor": platform.machine(), "cores": 2},
         "log": args.log,
         "target": args.target,
+        "threshold_step": args.threshold_step,
         "learning_runs": len(reports),
         "runs": runs,
         "future": {

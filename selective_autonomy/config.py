@@ -393,6 +393,13 @@ class LearningSettings(_Section):
         description="The change detector's threshold: judged steps at the target between false alarms, on average.",
     )
     target_precision: float = Field(default=0.9, gt=0, le=1, description="Certified precision of executed steps.")
+    threshold_step: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="How far one judged unattended step moves its cluster's thresholds above the certified ones "
+        "(a rejection raises them by step * target, an acceptance lowers them by step * (1 - target)); 0: never.",
+    )
     confidence: float = Field(
         default=0.9, gt=0, lt=1, description="Probability that the precision holds; 1 - it bounds false alarms."
     )

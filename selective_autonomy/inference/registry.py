@@ -71,6 +71,11 @@ class ServicePointer(BaseModel):
         default_factory=dict,
         description="cluster -> certify only on evidence received from this time on (set by an alarm)",
     )
+    threshold_lift: dict[str, float] = Field(
+        default_factory=dict,
+        description="cluster -> how far its thresholds sit above the certified ones, from the judged steps since "
+        "(learning/threshold_lift.py)",
+    )
     revision: int = 0
 
     @model_validator(mode="before")

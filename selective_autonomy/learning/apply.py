@@ -35,6 +35,7 @@ class LearningReport(BaseModel):
     retrained: bool
     calibration: CalibrationReport | None = None
     monitor: dict[str, MonitorReading] = Field(default_factory=dict)
+    lifts: dict[str, float] = Field(default_factory=dict, description="cluster -> thresholds above the certified ones")
     stage_changes: list[StageChanged] = Field(default_factory=list)
     pointer_revision: int = 0
     notes: list[str] = Field(default_factory=list)
@@ -118,6 +119,7 @@ def apply_plan(
         retrained=retrained,
         calibration=plan.calibration,
         monitor=plan.monitor,
+        lifts=plan.lifts,
         stage_changes=changes,
         pointer_revision=published.revision,
         notes=plan.notes,

@@ -21,7 +21,10 @@ run on nearly the same evidence, with a critic chosen anew each time, multiplies
 target; docs/guarantee.md).
 4. certification on the certifying split (or, when nothing was chosen or fitted, on all unbiased
    evidence), per (cluster, tier, action type);
-5. stages, from the certificate and the monitor.
+5. stages, from the certificate and the monitor;
+6. the thresholds of every selective cluster: the certified ones, raised by the judged steps that
+   ran since the certificate (:mod:`threshold_lift`), so a slow drift the monitor cannot prove yet
+   still makes the gate stricter.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from selective_autonomy.learning.monitor import MonitorReading, watch
 from selective_autonomy.learning.policy_update import evaluated_to, for_policy, update_policy
 from selective_autonomy.learning.splits import EvidenceSplits, split_evidence
 from selective_autonomy.learning.stages import StageDecision, StageEvidence, StageRules, next_stage
+from selective_autonomy.learning.threshold_lift import threshold_lift
 from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.models import ModelKind
@@ -81,6 +85,7 @@ class LearningPlan:
     calibration: CalibrationReport | None = None
     monitor: dict[str, MonitorReading] = field(default_factory=dict)
     decisions: dict[str, StageDecision] = field(default_factory=dict)
+    lifts: dict[str, float] = field(default_factory=dict)
     critic: str = "unchanged"
     critic_version: str = ""
     policy_version: str = ""
@@ -259,6 +264,26 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             thresholds = {k: v for k, v in thresholds.items() if not k.startswith(f"{prefix}{cluster}/")}
         stages[cluster] = decision.stage
 
+    # 6. the online lift over the certified thresholds
+    lifts: dict[str, float] = {}
+    for cluster, certificate in certs.items():
+        if stages[cluster] is not Stage.selective:
+            continue
+        since = max(filter(None, (certificate.received_to, selective_since.get(cluster))), default=None)
+        mine = _after(inp.outcomes, cluster, since) if since is not None else []
+        lift = threshold_lift(
+            [o.accepted for o in mine],
+            [o.inclusion_probability for o in mine],
+            config.target_precision,
+            config.threshold_step,
+        )
+        if lift > 0:
+            lifts[cluster] = lift
+            notes.append(
+                f"{cluster}: thresholds {lift:+.3f} above the certified ones after {len(mine)} judged unattended steps"
+            )
+        thresholds |= {k: key.threshold + lift for k, key in certificate.keys.items()}
+
     version = pointer.thresholds.version
     if calibration is not None:
         version = f"thresholds-{critic_version}-{len(examples)}"
@@ -273,6 +298,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             "exploration_share": config.exploration_share if retrain else pointer.exploration_share,
             "selective_since": selective_since,
             "evidence_since": evidence_since,
+            "threshold_lift": lifts,
         }
     )
     return LearningPlan(
@@ -283,6 +309,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
         calibration=calibration,
         monitor=readings,
         decisions=decisions,
+        lifts=lifts,
         critic=chosen,
         critic_version=critic_version,
         policy_version=policy_version,

@@ -133,7 +133,8 @@ def test_the_monitor_demotes_on_a_synthetic_drift_and_evidence_restarts_there() 
     minutes_after = (since - T0).total_seconds() / 60
     healthy = outcomes(200, 0.97, minutes_after + 1)
     quiet = plan_learning(inputs(promoted, [], healthy), CONFIG, retrain=False)
-    assert quiet.pointer == promoted and not quiet.monitor["retail"].alarm
+    assert not quiet.monitor["retail"].alarm
+    assert quiet.pointer.stages == promoted.stages and quiet.pointer.certificates == promoted.certificates
     # A new situation: most of what runs is now wrong. A handful of audits is enough.
     drift = outcomes(20, 0.1, minutes_after + 300)
     alarmed = plan_learning(inputs(promoted, [], healthy + drift), CONFIG, retrain=False)
@@ -275,3 +276,45 @@ def test_a_policy_update_never_learns_from_and_is_never_certified_on_the_certify
     assert later.calibration is not None
     assert sum(r.samples for r in later.calibration.results) == sum(e.given_at > seen for e in evidence)
     assert any("policy fixed-2 saw them" in note for note in later.notes)
+
+
+def test_judged_steps_below_target_raise_the_certified_thresholds_and_a_new_certificate_resets_them() -> None:
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    key = "billing/retail/auto/lookup_order"
+    certified = promoted.certificates["retail"].keys[key].threshold
+    minutes_after = (promoted.selective_since["retail"] - T0).total_seconds() / 60
+    # A slow drift: one in seven rejected (86%) under a 90% target, too little for the monitor to prove.
+    drifting = [
+        o.model_copy(update={"accepted": i % 7 != 6}) for i, o in enumerate(outcomes(60, 1.0, minutes_after + 1))
+    ]
+    watched = plan_learning(inputs(promoted, [], drifting), CONFIG, retrain=False)
+    assert not watched.monitor["retail"].alarm and watched.pointer.stage("retail") is Stage.selective
+    lift = watched.lifts["retail"]
+    rejected = sum(not o.accepted for o in drifting)
+    assert lift > 0 and watched.pointer.threshold_lift == {"retail": lift}
+    # Never less than the deterministic bound: step * sum(target - y) over the judged steps.
+    assert lift >= CONFIG.threshold_step * (0.9 * len(drifting) - (len(drifting) - rejected)) - 1e-12
+    assert watched.pointer.thresholds.values[key] == certified + lift
+    assert watched.pointer.certificates == promoted.certificates  # the certificate itself is unchanged
+    assert any("above the certified ones after 60 judged" in note for note in watched.notes)
+
+    # Steps at the target bring the lift back down, never below the certificate.
+    healthy = outcomes(400, 1.0, minutes_after + 100)
+    recovered = plan_learning(inputs(promoted, [], drifting + healthy), CONFIG, retrain=False)
+    assert "retail" not in recovered.lifts and recovered.pointer.thresholds.values[key] == certified
+
+    # A new certificate starts from its own thresholds: judged steps before it no longer count.
+    fresh = copilot_evidence(600, seed=5, start=int(minutes_after) + 600)
+    renewed = plan_learning(inputs(watched.pointer, copilot_evidence() + fresh, drifting), CONFIG)
+    certificate = renewed.pointer.certificates["retail"]
+    assert certificate.received_to is not None and certificate.received_to > drifting[-1].received_at
+    assert "retail" not in renewed.lifts
+    assert renewed.pointer.thresholds.values[key] == certificate.keys[key].threshold
+
+
+def test_no_lift_with_a_zero_step() -> None:
+    config = CONFIG.model_copy(update={"threshold_step": 0.0})
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), config).pointer
+    minutes_after = (promoted.selective_since["retail"] - T0).total_seconds() / 60
+    watched = plan_learning(inputs(promoted, [], outcomes(60, 0.85, minutes_after + 1)), config, retrain=False)
+    assert watched.pointer == promoted and not watched.lifts

@@ -21,7 +21,8 @@ from selective_autonomy.inference.protocol import PolicyConfidenceCritic, Policy
 from selective_autonomy.inference.registry import ModelRegistry, PointerChanged, ProcessModels, ServicePointer
 from selective_autonomy.learning.apply import apply_plan
 from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome, PolicyExample
-from selective_autonomy.learning.plan import LearningInput, plan_learning
+from selective_autonomy.learning.loop import LearningLoop
+from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
 from selective_autonomy.learning.splits import split_evidence
 from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
 from selective_autonomy.store.models import ModelKind
@@ -360,3 +361,28 @@ def test_apply_refuses_a_plan_made_on_a_pointer_that_changed_and_publish_keeps_h
     registry.publish("billing", COPILOT.model_copy(update={"stages": {"vip": Stage.selective}}))
     kept = registry.pointer("billing")
     assert set(kept.paused) == {"retail"} and kept.stage("vip") is Stage.logging and "vip" in kept.manual
+
+
+def test_the_loop_plans_again_when_a_person_changed_the_pointer_while_it_planned(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    registry.publish("billing", ServicePointer(policy="policy/fixed-1"))  # logging: the loop promotes to copilot
+
+    class Interrupted(LearningLoop):
+        plans = 0
+
+        def plan(self, process_id: str, *, retrain: bool = True) -> tuple[LearningInput, LearningPlan]:
+            planned = super().plan(process_id, retrain=retrain)
+            Interrupted.plans += 1
+            if Interrupted.plans == 1:  # a person pauses retail after the loop read the pointer
+                registry.update("billing", lambda p: paused(p))
+            return planned
+
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        report = Interrupted(registry, store, CONFIG).run("billing", retrain=False)
+    assert Interrupted.plans == 2
+    pointer = registry.pointer("billing")
+    assert pointer.stage("retail") is Stage.logging and pointer.stage("vip") is Stage.copilot
+    assert set(pointer.paused) == {"retail"}
+    assert [c.business_cluster for c in report.stage_changes] == ["vip"]
+    assert any(note.startswith("retail: would move logging -> copilot") for note in report.notes)

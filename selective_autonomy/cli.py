@@ -14,6 +14,7 @@ import typer
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
 from selective_autonomy.console.cli import console, console_openapi
+from selective_autonomy.controls.cli import pause, resume, stage_app
 from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
 from selective_autonomy.inference.llm.cli import llm_app
@@ -46,6 +47,9 @@ app.command()(console)
 app.command("console-openapi")(console_openapi)
 app.add_typer(ingest_app, name="ingest")
 app.command()(executor)
+app.add_typer(stage_app, name="stage")
+app.command()(pause)
+app.command()(resume)
 
 ConfigOption = Annotated[
     Path | None,
@@ -263,7 +267,11 @@ def status(config: ConfigOption = None) -> None:
                     for k, v in pointer.thresholds.values.items()
                     if k.startswith(f"{process_id}/{cluster.id}/")
                 }
-                typer.echo(f"  {cluster.id}: {stage.value}; thresholds {thresholds or 'none certified'}")
+                hand = pointer.manual.get(cluster.id)
+                pause = pointer.pause_for(cluster.id)
+                held = f" (held by hand by {hand.by})" if hand else ""
+                paused = f"; PAUSED ({'process' if pause[0] == '*' else 'cluster'}: {pause[1].reason})" if pause else ""
+                typer.echo(f"  {cluster.id}: {stage.value}{held}; thresholds {thresholds or 'none certified'}{paused}")
                 for change in store.stage_history(process_id, cluster.id)[-5:]:
                     typer.echo(
                         f"    {change.at:%Y-%m-%d %H:%M} {change.from_stage.value if change.from_stage else '-'}"

@@ -204,6 +204,12 @@ class ConsoleSettings(BaseModel):
         default_factory=dict,
         description="operator id -> the process ids whose deferrals they see and answer; unlisted: every process.",
     )
+    supervisors: list[str] = Field(
+        default_factory=list,
+        description="Operator ids who may also use the hand controls of the processes they see: set a stage, "
+        "pause and resume autonomy (POST /api/processes/{id}/stage|pause|resume). Empty: nobody, from the "
+        "console (`selauto stage|pause|resume` still work where the models directory is).",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs session cookies and CSRF tokens; unset: a random key per start (sessions end on restart).",
@@ -252,6 +258,16 @@ class ConsoleSettings(BaseModel):
             if len(token.get_secret_value()) < 8:
                 raise ValueError(f"the token of operator {operator_id!r} is shorter than 8 characters")
         return value
+
+    @model_validator(mode="after")
+    def _supervisors_are_operators(self) -> ConsoleSettings:
+        unknown = sorted(set(self.supervisors) - set(self.operators))
+        if unknown:
+            raise ValueError(f"supervisors {unknown} are not in console.operators")
+        return self
+
+    def is_supervisor(self, operator_id: str) -> bool:
+        return operator_id in self.supervisors
 
     def processes_of(self, operator_id: str) -> frozenset[str] | None:
         """The processes ``operator_id`` answers for; None means every process."""

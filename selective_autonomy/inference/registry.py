@@ -15,20 +15,29 @@ only directories whose names are valid ids are listed.
 Training jobs write a new artefact directory, then publish it by atomically replacing
 ``current.json``; workers poll that file and hot-reload, so a new version goes into service
 without a restart and a half-written model is never loaded.
+
+Every write of ``current.json`` holds ``.current.lock`` (an ``flock``) from reading the revision
+to replacing the file, so two writers (the learning loop, a person pausing autonomy) never lose
+each other's change. Hand controls (pauses and stages set by hand, :mod:`selective_autonomy.controls`)
+are only changed through :meth:`ModelRegistry.update`; :meth:`ModelRegistry.publish` carries the
+ones in force over, so no other publisher can lift a pause.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
 from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.ngram import NGramPolicy
@@ -40,6 +49,44 @@ from selective_autonomy.schemas.process import ProcessSchema
 
 CURRENT_FILE = "current.json"
 SCHEMA_FILE = "schema.yaml"
+LOCK_FILE = ".current.lock"
+WHOLE_PROCESS = "*"
+"""The scope of a pause that covers every business cluster of the process."""
+
+STAGE_ORDER: dict[Stage, int] = {Stage.logging: 0, Stage.copilot: 1, Stage.selective: 2}
+"""How much runs unattended in each stage: a move up this order is a promotion."""
+
+
+class PointerChanged(SelautoError):
+    """``current.json`` was replaced after the caller read it (a publish with ``expect_revision``)."""
+
+
+class Pause(BaseModel):
+    """Autonomy paused by hand: nothing of its scope runs unattended until a person resumes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str
+    by: str
+    at: AwareDatetime
+
+    def detail(self, scope: str) -> str:
+        """The deferral detail of a step this pause held back."""
+        where = "for the whole process" if scope == WHOLE_PROCESS else f"for cluster {scope}"
+        return f"autonomy paused {where} by {self.by} at {self.at:%Y-%m-%d %H:%M:%S %Z}: {self.reason}"
+
+
+class HandStage(BaseModel):
+    """A stage set by hand. The learning loop never moves the cluster while it is there; a person
+    sets the stage again or releases the cluster (``selauto stage release``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: Stage
+    reason: str
+    by: str
+    at: AwareDatetime
+
 
 PolicyLoader = Callable[[Path, ProcessSchema], Policy]
 CriticLoader = Callable[[Path, ProcessSchema], Critic]
@@ -76,6 +123,13 @@ class ServicePointer(BaseModel):
         description="cluster -> how far its thresholds sit above the certified ones, from the judged steps since "
         "(learning/threshold_lift.py)",
     )
+    paused: dict[str, Pause] = Field(
+        default_factory=dict,
+        description=f"business cluster, or {WHOLE_PROCESS!r} for the whole process -> its pause (set by hand)",
+    )
+    manual: dict[str, HandStage] = Field(
+        default_factory=dict, description="business cluster -> the stage a person set; the learning loop holds it"
+    )
     revision: int = 0
 
     @model_validator(mode="before")
@@ -89,6 +143,21 @@ class ServicePointer(BaseModel):
 
     def stage(self, cluster: str) -> Stage:
         return self.stages.get(cluster, self.default_stage)
+
+    def pause_for(self, cluster: str) -> tuple[str, Pause] | None:
+        """The pause that covers ``cluster`` and its scope (the cluster, or the whole process)."""
+        for scope in (cluster, WHOLE_PROCESS):
+            if scope in self.paused:
+                return scope, self.paused[scope]
+        return None
+
+    def with_hand_controls_of(self, current: ServicePointer) -> ServicePointer:
+        """This pointer with the pauses and hand-set stages of ``current`` (the one in service)."""
+        same = current.paused == self.paused and current.manual == self.manual
+        if same and all(self.stage(c) is hand.stage for c, hand in self.manual.items()):
+            return self
+        stages = dict(self.stages) | {c: hand.stage for c, hand in current.manual.items()}
+        return self.model_copy(update={"paused": current.paused, "manual": current.manual, "stages": stages})
 
 
 @dataclass(frozen=True)
@@ -160,11 +229,50 @@ class ModelRegistry:
             return ServicePointer()
         return ServicePointer.model_validate_json(path.read_text())
 
-    def publish(self, process_id: str, pointer: ServicePointer) -> ServicePointer:
-        """Atomically replace what is in service; returns the pointer with its new revision."""
+    def publish(
+        self, process_id: str, pointer: ServicePointer, *, expect_revision: int | None = None
+    ) -> ServicePointer:
+        """Atomically replace what is in service; returns the pointer with its new revision.
+
+        The pauses and hand-set stages in force are kept whatever ``pointer`` says: a training
+        command or the learning loop that read the pointer before a person paused autonomy must not
+        lift the pause by publishing.
+
+        :param expect_revision: refuse (:class:`PointerChanged`) unless this is the revision in
+            service; default None, publish whatever is there.
+        """
+        with self._locked(process_id) as directory:
+            current = self.pointer(process_id)
+            if expect_revision is not None and current.revision != expect_revision:
+                raise PointerChanged(
+                    f"{process_id}: current.json is at revision {current.revision}, not {expect_revision}"
+                )
+            return self._write(directory, pointer.with_hand_controls_of(current), current.revision)
+
+    def update(
+        self, process_id: str, change: Callable[[ServicePointer], ServicePointer]
+    ) -> tuple[ServicePointer, ServicePointer]:
+        """Read, change and publish the pointer under the lock, exactly as ``change`` returns it (the
+        way hand controls are written). Returns (before, after); nothing is written, and no worker
+        reloads, when ``change`` returns the pointer unchanged."""
+        with self._locked(process_id) as directory:
+            before = self.pointer(process_id)
+            after = change(before)
+            if after.model_dump(exclude={"revision"}) == before.model_dump(exclude={"revision"}):
+                return before, before
+            return before, self._write(directory, after, before.revision)
+
+    @contextmanager
+    def _locked(self, process_id: str) -> Iterator[Path]:
         directory = self.process_dir(process_id)
         directory.mkdir(parents=True, exist_ok=True)
-        published = pointer.model_copy(update={"revision": self.pointer(process_id).revision + 1})
+        with open(directory / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield directory
+
+    @staticmethod
+    def _write(directory: Path, pointer: ServicePointer, revision: int) -> ServicePointer:
+        published = pointer.model_copy(update={"revision": revision + 1})
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".current-", suffix=".json")
         with os.fdopen(fd, "w") as out:
             out.write(published.model_dump_json(indent=2))

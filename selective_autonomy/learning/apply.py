@@ -3,7 +3,9 @@
 The service pointer is the one source of truth for stages. Artefacts are written first (a pointer
 never names a half-written model); the pointer is replaced atomically; then the store's stage
 history and model versions, and the ``stage.changes`` events, are written from the difference
-between the pointer that was in service and the one just published.
+between the pointer that was in service and the one just published. The pointer is published only
+over the revision the plan was made from (:class:`~selective_autonomy.inference.registry.PointerChanged`
+otherwise), so a hand control set while the loop planned is never overwritten by a stale plan.
 """
 
 from __future__ import annotations
@@ -82,7 +84,13 @@ def apply_plan(
         exclude={"revision"}
     )
     # A run that changes nothing (most monitor runs) leaves current.json alone: no worker reloads.
-    published = plan.previous if unchanged else registry.publish(plan.process_id, plan.pointer)
+    # Otherwise only over the pointer the plan was made from: a person who paused autonomy or set a
+    # stage meanwhile made a plan on the older pointer wrong (PointerChanged; the loop plans again).
+    published = (
+        plan.previous
+        if unchanged
+        else registry.publish(plan.process_id, plan.pointer, expect_revision=plan.previous.revision)
+    )
     for artefact in plan.artefacts:
         store.record_model_version(
             artefact.kind,

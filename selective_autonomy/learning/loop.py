@@ -8,14 +8,20 @@ cheap enough to follow every audit.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.registry import ModelRegistry
+from selective_autonomy.inference.registry import ModelRegistry, PointerChanged
 from selective_autonomy.learning.apply import LearningReport, StageListener, apply_plan
 from selective_autonomy.learning.evidence import critic_examples, monitor_outcomes, policy_examples
 from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
 from selective_autonomy.store.repository import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+PLAN_ATTEMPTS = 3
+"""Plans made per run when the pointer keeps changing under it (each attempt re-reads it)."""
 
 
 class LearningLoop:
@@ -57,12 +63,21 @@ class LearningLoop:
         return evidence, plan_learning(evidence, self.config, retrain=retrain)
 
     def run(self, process_id: str, *, retrain: bool = True) -> LearningReport:
-        evidence, plan = self.plan(process_id, retrain=retrain)
-        return apply_plan(
-            plan,
-            self.registry,
-            self.store,
-            self.on_stage_changes,
-            feedback_read=evidence.feedback_read,
-            retrained=retrain,
-        )
+        for attempt in range(1, PLAN_ATTEMPTS + 1):
+            evidence, plan = self.plan(process_id, retrain=retrain)
+            try:
+                return apply_plan(
+                    plan,
+                    self.registry,
+                    self.store,
+                    self.on_stage_changes,
+                    feedback_read=evidence.feedback_read,
+                    retrained=retrain,
+                )
+            except PointerChanged as exc:
+                # A person (or another publisher) changed the pointer while this run planned: plan
+                # again on what is in service now. Artefacts the stale plan wrote stay unreferenced.
+                if attempt == PLAN_ATTEMPTS:
+                    raise
+                log.info("%s: %s; planning again", process_id, exc)
+        raise AssertionError("unreachable")

@@ -38,6 +38,15 @@ class ModelKind(StrEnum):
     thresholds = "thresholds"
 
 
+class HandControl(StrEnum):
+    """What a person did by hand (``selauto stage|pause|resume``, or the console)."""
+
+    stage = "stage"  # set a cluster's stage; the learning loop holds it there
+    release = "release"  # gave the cluster's stage back to the learning loop
+    pause = "pause"  # nothing of the scope runs unattended
+    resume = "resume"  # lifted a pause
+
+
 class _StoreModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -192,6 +201,20 @@ class StageTransition(_StoreModel):
     from_stage: Stage | None = Field(description="None for the first recorded stage.")
     to_stage: Stage
     reason: str = ""
+    at: AwareDatetime
+    changed_by: str | None = Field(default=None, description="Who set it by hand; None: the learning loop.")
+
+
+class HandControlRecord(_StoreModel):
+    """One hand control, as recorded."""
+
+    id: int
+    process_id: str
+    scope: str = Field(description="A business cluster, or '*' for the whole process.")
+    control: HandControl
+    stage: Stage | None = Field(default=None, description="The stage set (control 'stage'), else None.")
+    reason: str
+    changed_by: str
     at: AwareDatetime
 
 

@@ -38,6 +38,8 @@ from selective_autonomy.store.models import (
     ActionStatus,
     AppliedAction,
     FeedbackWithContext,
+    HandControl,
+    HandControlRecord,
     JudgedStep,
     ModelKind,
     ModelVersion,
@@ -46,7 +48,14 @@ from selective_autonomy.store.models import (
     StageTransition,
     StoreCounts,
 )
-from selective_autonomy.store.tables import applied_actions, feedback, model_versions, proposals, stage_transitions
+from selective_autonomy.store.tables import (
+    applied_actions,
+    feedback,
+    hand_controls,
+    model_versions,
+    proposals,
+    stage_transitions,
+)
 
 _CANDIDATES = TypeAdapter(list[Candidate])
 _METRICS = TypeAdapter(dict[str, JsonValue])
@@ -296,8 +305,12 @@ class FeedbackStore:
         *,
         reason: str = "",
         at: datetime | None = None,
+        changed_by: str | None = None,
     ) -> StageTransition:
-        """Append a stage change; ``from_stage`` is the latest recorded stage (None the first time)."""
+        """Append a stage change; ``from_stage`` is the latest recorded stage (None the first time).
+
+        :param changed_by: who set it by hand; default None, the learning loop.
+        """
         with write_transaction(self._engine) as connection:
             previous = _latest_stage(connection, process_id, business_cluster)
             row = {
@@ -307,6 +320,7 @@ class FeedbackStore:
                 "to_stage": to_stage.value,
                 "reason": reason,
                 "at": at or utc_now(),
+                "changed_by": changed_by,
             }
             new_id = connection.execute(stage_transitions.insert().values(row)).inserted_primary_key
             assert new_id is not None
@@ -326,6 +340,47 @@ class FeedbackStore:
     def latest_stage(self, process_id: str, business_cluster: str) -> Stage | None:
         with read_transaction(self._engine) as connection:
             return _latest_stage(connection, process_id, business_cluster)
+
+    # hand controls -----------------------------------------------------------------------------
+
+    def record_hand_control(
+        self,
+        process_id: str,
+        scope: str,
+        control: HandControl,
+        *,
+        reason: str,
+        changed_by: str,
+        stage: Stage | None = None,
+        at: datetime | None = None,
+    ) -> HandControlRecord:
+        """Append one hand control (append-only: the history of who did what by hand, and why)."""
+        row = {
+            "process_id": process_id,
+            "scope": scope,
+            "control": control.value,
+            "stage": _value(stage),
+            "reason": reason,
+            "changed_by": changed_by,
+            "at": at or utc_now(),
+        }
+        with write_transaction(self._engine) as connection:
+            new_id = connection.execute(hand_controls.insert().values(row)).inserted_primary_key
+        assert new_id is not None
+        return HandControlRecord.model_validate({**row, "id": new_id[0]})
+
+    def hand_controls(self, process_id: str, newest: int | None = None) -> list[HandControlRecord]:
+        """The process's hand controls, oldest first; only the ``newest`` ones when given."""
+        query = (
+            select(hand_controls)
+            .where(hand_controls.c.process_id == process_id)
+            .order_by(hand_controls.c.at.desc(), hand_controls.c.id.desc())
+        )
+        if newest is not None:
+            query = query.limit(newest)
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [HandControlRecord.model_validate(dict(row)) for row in reversed(rows)]
 
     # model versions ---------------------------------------------------------------------------
 

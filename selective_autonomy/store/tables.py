@@ -154,7 +154,25 @@ stage_transitions = Table(
     Column("to_stage", String(ENUM), nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("changed_by", String(ID), nullable=True),  # who set it by hand; null: the learning loop
     Index(None, "process_id", "business_cluster", "at"),
+)
+
+# Every hand control (a stage set or released, autonomy paused or resumed): who, when, why. A stage
+# set by hand that moved the stage is also a row of stage_transitions.
+hand_controls = Table(
+    "hand_controls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", String(ID), nullable=False),
+    Column("scope", String(ID), nullable=False),  # a business cluster, or '*' for the whole process
+    Column("control", String(ENUM), nullable=False),
+    Column("stage", String(ENUM), nullable=True),  # the stage set (control 'stage'), else null
+    Column("reason", Text, nullable=False),
+    Column("changed_by", String(ID), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    CheckConstraint("control IN ('stage', 'release', 'pause', 'resume')", name="control"),
+    Index(None, "process_id", "at"),
 )
 
 model_versions = Table(

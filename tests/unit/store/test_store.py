@@ -22,6 +22,7 @@ from selective_autonomy.schemas.events import DeferralReason, Stage, Verdict
 from selective_autonomy.store import (
     ActionStatus,
     FeedbackStore,
+    HandControl,
     ModelKind,
     ProposalOutcome,
     SchemaNotReady,
@@ -44,7 +45,15 @@ from tests.unit.store.support import (
     state,
 )
 
-TABLES = {"proposals", "feedback", "applied_actions", "stage_transitions", "model_versions", "alembic_version"}
+TABLES = {
+    "proposals",
+    "feedback",
+    "applied_actions",
+    "stage_transitions",
+    "hand_controls",
+    "model_versions",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite"])
@@ -286,6 +295,35 @@ def test_stage_history_is_ordered_and_has_a_latest(store: FeedbackStore) -> None
     assert history[-1] == last
     assert store.latest_stage("returns", "eu") is Stage.selective
     assert store.latest_stage("returns", "us") is Stage.copilot
+
+
+def test_hand_controls_keep_who_when_and_why(store: FeedbackStore) -> None:
+    store.record_stage_transition("returns", "eu", Stage.selective, reason="certified", at=T0)
+    moved = store.record_stage_transition(
+        "returns",
+        "eu",
+        Stage.copilot,
+        reason="set by hand by alice: incident",
+        at=T0 + timedelta(hours=1),
+        changed_by="alice",
+    )
+    assert [t.changed_by for t in store.stage_history("returns", "eu")] == [None, "alice"]  # None: the loop
+    assert moved.from_stage is Stage.selective
+    store.record_hand_control(
+        "returns", "eu", HandControl.stage, reason="incident", changed_by="alice", stage=Stage.copilot, at=T0
+    )
+    store.record_hand_control(
+        "returns", "*", HandControl.pause, reason="outage", changed_by="bob", at=T0 + timedelta(1)
+    )
+    store.record_hand_control("other", "*", HandControl.pause, reason="elsewhere", changed_by="bob", at=T0)
+    last = store.record_hand_control("returns", "*", HandControl.resume, reason="fixed", changed_by="bob")
+    history = store.hand_controls("returns")
+    assert [(h.control, h.scope, h.stage, h.changed_by) for h in history] == [
+        (HandControl.stage, "eu", Stage.copilot, "alice"),
+        (HandControl.pause, "*", None, "bob"),
+        (HandControl.resume, "*", None, "bob"),
+    ]
+    assert history[-1] == last and store.hand_controls("returns", newest=1) == [last]
 
 
 # model versions -------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from selective_autonomy.store.models import (
     ModelVersion,
     ProposalOutcome,
     ProposalRecord,
+    ServiceChange,
+    ServiceChangeKind,
     StageTransition,
     StoreCounts,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "ProposalOutcome",
     "ProposalRecord",
     "SchemaNotReady",
+    "ServiceChange",
+    "ServiceChangeKind",
     "StageTransition",
     "StoreCounts",
     "StoreError",

@@ -6,6 +6,7 @@ Layout::
     <models_dir>/<process_id>/policy/<version>/        artefact directories
     <models_dir>/<process_id>/critic/<version>/
     <models_dir>/<process_id>/current.json             what is in service (ServicePointer)
+    <models_dir>/<process_id>/history/<revision>.json  every pointer published, for rollbacks
 
 ``<process_id>`` is the directory name :func:`~selective_autonomy.schemas.identifiers.process_dir_name`
 gives: an id that is not a valid process id (a path separator, ``..``, NUL) raises
@@ -14,7 +15,9 @@ only directories whose names are valid ids are listed.
 
 Training jobs write a new artefact directory, then publish it by atomically replacing
 ``current.json``; workers poll that file and hot-reload, so a new version goes into service
-without a restart and a half-written model is never loaded.
+without a restart and a half-written model is never loaded. Each published pointer is also kept
+under ``history/``, whoever published it (the learning loop, a deploy, a rollback): a rollback
+needs to know which models were in service before, including those the learning loop promoted.
 """
 
 from __future__ import annotations
@@ -40,9 +43,15 @@ from selective_autonomy.schemas.process import ProcessSchema
 
 CURRENT_FILE = "current.json"
 SCHEMA_FILE = "schema.yaml"
+HISTORY_DIR = "history"
 
 PolicyLoader = Callable[[Path, ProcessSchema], Policy]
 CriticLoader = Callable[[Path, ProcessSchema], Critic]
+
+
+class NoPolicyInService(ArtefactError):
+    """The process is registered but its service pointer names no policy (none deployed yet, or
+    taken out of service when its schema was replaced)."""
 
 
 class ServicePointer(BaseModel):
@@ -160,11 +169,21 @@ class ModelRegistry:
         directory = self.process_dir(process_id)
         directory.mkdir(parents=True, exist_ok=True)
         published = pointer.model_copy(update={"revision": self.pointer(process_id).revision + 1})
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".current-", suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            out.write(published.model_dump_json(indent=2))
-        os.replace(tmp, directory / CURRENT_FILE)
+        text = published.model_dump_json(indent=2)
+        # History first: current.json never names a revision the history lacks (a crash between
+        # the two leaves an entry that the next publish, with the same revision, overwrites).
+        _write_atomically(directory / HISTORY_DIR / f"{published.revision}.json", text)
+        _write_atomically(directory / CURRENT_FILE, text)
         return published
+
+    def history(self, process_id: str) -> list[ServicePointer]:
+        """Every published pointer kept under ``history/``, oldest first (pointers published before
+        the history existed are not there)."""
+        directory = self.process_dir(process_id) / HISTORY_DIR
+        if not directory.is_dir():
+            return []
+        revisions = sorted(int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit())
+        return [ServicePointer.model_validate_json((directory / f"{r}.json").read_text()) for r in revisions]
 
     def revision(self, process_id: str) -> tuple[int, int]:
         """Cheap change detector: (mtime_ns, size) of current.json."""
@@ -180,12 +199,20 @@ class ModelRegistry:
         pointer = self.pointer(process_id)
         directory = self.process_dir(process_id)
         if pointer.policy is None:
-            raise ArtefactError(f"process {process_id} has no policy in service ({directory / CURRENT_FILE})")
+            raise NoPolicyInService(f"process {process_id} has no policy in service ({directory / CURRENT_FILE})")
         policy = _load_policy(directory / pointer.policy, schema)
         critic: Critic = PolicyConfidenceCritic()
         if pointer.critic is not None:
             critic = _load_critic(directory / pointer.critic, schema)
         return ProcessModels(schema=schema, policy=policy, critic=critic, pointer=pointer)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
 
 
 def _load_policy(directory: Path, schema: ProcessSchema) -> Policy:

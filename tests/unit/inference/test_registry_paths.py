@@ -38,3 +38,15 @@ def test_valid_ids_keep_their_directory_names(tmp_path: Path) -> None:
     (tmp_path / ".hidden").mkdir()
     ProcessSchema(process_id="billing").save(tmp_path / ".hidden" / "schema.yaml")
     assert registry.processes() == ["sgd.Banks_1"]
+
+
+def test_every_published_pointer_is_kept_in_the_history(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save_schema(ProcessSchema(process_id="billing"))
+    assert registry.history("billing") == []
+    first = registry.publish("billing", ServicePointer(policy="policy/p1"))
+    second = registry.publish("billing", ServicePointer(policy="policy/p2"))
+    assert registry.history("billing") == [first, second]
+    assert sorted(p.name for p in (tmp_path / "billing" / "history").iterdir()) == ["1.json", "2.json"]
+    assert registry.pointer("billing") == second
+    assert registry.processes() == ["billing"]

@@ -22,9 +22,11 @@ needs to know which models were in service before, including those the learning 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
 from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.ngram import NGramPolicy
@@ -44,6 +47,7 @@ from selective_autonomy.schemas.process import ProcessSchema
 CURRENT_FILE = "current.json"
 SCHEMA_FILE = "schema.yaml"
 HISTORY_DIR = "history"
+LOCK_FILE = ".publish.lock"
 
 PolicyLoader = Callable[[Path, ProcessSchema], Policy]
 CriticLoader = Callable[[Path, ProcessSchema], Critic]
@@ -52,6 +56,10 @@ CriticLoader = Callable[[Path, ProcessSchema], Critic]
 class NoPolicyInService(ArtefactError):
     """The process is registered but its service pointer names no policy (none deployed yet, or
     taken out of service when its schema was replaced)."""
+
+
+class PointerChanged(SelautoError):
+    """Another publisher replaced the service pointer after this change was computed from it."""
 
 
 class ServicePointer(BaseModel):
@@ -164,16 +172,33 @@ class ModelRegistry:
             return ServicePointer()
         return ServicePointer.model_validate_json(path.read_text())
 
-    def publish(self, process_id: str, pointer: ServicePointer) -> ServicePointer:
-        """Atomically replace what is in service; returns the pointer with its new revision."""
+    def publish(
+        self, process_id: str, pointer: ServicePointer, *, expected_revision: int | None = None
+    ) -> ServicePointer:
+        """Atomically replace what is in service; returns the pointer with its new revision.
+
+        :param expected_revision: publish only if the pointer in service still has this revision,
+            else raise :class:`PointerChanged` (default None: whatever it is). A change computed from
+            the pointer in service must not silently undo one published meanwhile: a learning run
+            that started before a hand deploy would otherwise put the old models back.
+        """
         directory = self.process_dir(process_id)
         directory.mkdir(parents=True, exist_ok=True)
-        published = pointer.model_copy(update={"revision": self.pointer(process_id).revision + 1})
-        text = published.model_dump_json(indent=2)
-        # History first: current.json never names a revision the history lacks (a crash between
-        # the two leaves an entry that the next publish, with the same revision, overwrites).
-        _write_atomically(directory / HISTORY_DIR / f"{published.revision}.json", text)
-        _write_atomically(directory / CURRENT_FILE, text)
+        # Publishers on this host take turns, so that checking the revision and replacing the file
+        # are one step.
+        with _locked(directory / LOCK_FILE):
+            current = self.pointer(process_id).revision
+            if expected_revision is not None and current != expected_revision:
+                raise PointerChanged(
+                    f"the service pointer of {process_id} is at revision {current}, this change was computed "
+                    f"from revision {expected_revision}: run it again"
+                )
+            published = pointer.model_copy(update={"revision": current + 1})
+            text = published.model_dump_json(indent=2)
+            # History first: current.json never names a revision the history lacks (a crash between
+            # the two leaves an entry that the next publish, with the same revision, overwrites).
+            _write_atomically(directory / HISTORY_DIR / f"{published.revision}.json", text)
+            _write_atomically(directory / CURRENT_FILE, text)
         return published
 
     def history(self, process_id: str) -> list[ServicePointer]:
@@ -205,6 +230,16 @@ class ModelRegistry:
         if pointer.critic is not None:
             critic = _load_critic(directory / pointer.critic, schema)
         return ProcessModels(schema=schema, policy=policy, critic=critic, pointer=pointer)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -81,7 +81,13 @@ def apply_plan(
         exclude={"revision"}
     )
     # A run that changes nothing (most monitor runs) leaves current.json alone: no worker reloads.
-    published = plan.previous if unchanged else registry.publish(plan.process_id, plan.pointer)
+    # A pointer published since the plan read its own (a hand deploy, a rollback) wins: the plan
+    # fails with PointerChanged and the next run plans from the new one.
+    published = (
+        plan.previous
+        if unchanged
+        else registry.publish(plan.process_id, plan.pointer, expected_revision=plan.previous.revision)
+    )
     for artefact in plan.artefacts:
         store.record_model_version(
             artefact.kind,

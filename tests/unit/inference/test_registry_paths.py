@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from selective_autonomy.console.catalog import SchemaCatalog
-from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
+from selective_autonomy.inference.registry import ModelRegistry, PointerChanged, ServicePointer
 from selective_autonomy.schemas.identifiers import InvalidIdentifier
 from selective_autonomy.schemas.process import ProcessSchema
 
@@ -50,3 +50,13 @@ def test_every_published_pointer_is_kept_in_the_history(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "billing" / "history").iterdir()) == ["1.json", "2.json"]
     assert registry.pointer("billing") == second
     assert registry.processes() == ["billing"]
+
+
+def test_a_pointer_computed_from_an_older_revision_is_refused(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    read = registry.publish("billing", ServicePointer(policy="policy/p1"))
+    registry.publish("billing", ServicePointer(policy="policy/p2"))  # e.g. a deploy meanwhile
+    with pytest.raises(PointerChanged, match="revision 2"):
+        registry.publish("billing", read.model_copy(update={"critic": "critic/c1"}), expected_revision=read.revision)
+    assert registry.pointer("billing").policy == "policy/p2"
+    assert registry.publish("billing", ServicePointer(), expected_revision=2).revision == 3

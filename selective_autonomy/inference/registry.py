@@ -163,8 +163,8 @@ class ModelRegistry:
 
     def save_schema(self, schema: ProcessSchema) -> None:
         directory = self.process_dir(schema.process_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        schema.save(directory / SCHEMA_FILE)
+        # Atomically: a worker reloading meanwhile reads the old schema or the new one, never half.
+        _write_atomically(directory / SCHEMA_FILE, schema.to_yaml())
 
     def pointer(self, process_id: str) -> ServicePointer:
         path = self.process_dir(process_id) / CURRENT_FILE
@@ -245,6 +245,8 @@ def _locked(path: Path) -> Iterator[None]:
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    # mkstemp makes the file private; workers and the console may read the registry as another user.
+    os.fchmod(fd, 0o644)
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.replace(tmp, path)

@@ -233,7 +233,7 @@ def _print_listing(listing: ModelListing) -> None:
             deployed = (
                 f"{row.how} {row.deployed_at:%Y-%m-%d %H:%M:%S} by {row.deployed_by}"
                 if row.deployed_at is not None
-                else "never in service"
+                else row.how or "never in service"
             )
             typer.echo(
                 f" {mark} {row.version}  {row.artefact_kind}, created {row.created_at:%Y-%m-%d %H:%M:%S}, "

@@ -38,7 +38,7 @@ from selective_autonomy.onboarding.protocol import (
 from selective_autonomy.onboarding.rules import PointerChange, change_models
 from selective_autonomy.schemas.identifiers import is_process_id
 from selective_autonomy.schemas.process import ProcessSchema
-from selective_autonomy.store.models import ModelKind, ServiceChange, ServiceChangeKind
+from selective_autonomy.store.models import ModelKind, ModelVersion, ServiceChange, ServiceChangeKind
 from selective_autonomy.store.repository import FeedbackStore
 
 LEARNING_LOOP = "learning loop"
@@ -149,8 +149,9 @@ def deploy(
     paths = {ModelKind.policy: pointer.policy, ModelKind.critic: pointer.critic}
     installed: list[tuple[ModelKind, str, ArtefactMeta]] = []
     for kind, directory, meta in checked:
-        paths[kind] = install(registry, process_id, directory, meta, kind)
-        installed.append((kind, paths[kind] or "", meta))
+        relative = install(registry, process_id, directory, meta, kind)
+        paths[kind] = relative
+        installed.append((kind, relative, meta))
     deployed = ", ".join(f"{kind.value} {meta.version}" for kind, _, meta in installed)
     change = change_models(
         pointer, schema, paths[ModelKind.policy], paths[ModelKind.critic], request.says(f"{deployed} deployed"), rules
@@ -280,12 +281,13 @@ def list_models(registry: ModelRegistry, store: FeedbackStore, process_id: str) 
     last went into service; and each pointer revision that changed the models in service."""
     registered_schema(registry, process_id)
     pointer = registry.pointer(process_id)
-    changes = store.service_changes(process_id)
+    history = _model_history(registry, process_id, store.service_changes(process_id))
     directory = registry.process_dir(process_id)
     rows: list[ModelVersionRow] = []
     for kind in (ModelKind.policy, ModelKind.critic):
         in_service = pointer.policy if kind is ModelKind.policy else pointer.critic
         recorded = {v.version: v for v in store.model_versions(kind, process_id)}
+        put_in = _put_in_service(history, kind)
         found: list[ModelVersionRow] = []
         parent = directory / kind.value
         for entry in sorted(parent.iterdir()) if parent.is_dir() else []:
@@ -295,7 +297,6 @@ def list_models(registry: ModelRegistry, store: FeedbackStore, process_id: str) 
                 meta = read_meta(entry)
             except (ArtefactError, ValidationError):
                 continue
-            last = _last_put_in_service(changes, kind, meta.version)
             row = ModelVersionRow(
                 kind=kind,
                 version=meta.version,
@@ -304,29 +305,32 @@ def list_models(registry: ModelRegistry, store: FeedbackStore, process_id: str) 
                 train_cases=meta.train_cases,
                 in_service=in_service == f"{kind.value}/{entry.name}",
             )
-            if last is not None:
-                row = row.model_copy(update={"deployed_at": last.at, "deployed_by": last.changed_by, "how": last.kind})
-            elif meta.version in recorded:
-                # Written and promoted by the learning loop (apply_plan records it, nobody by hand).
-                version = recorded[meta.version]
-                row = row.model_copy(
-                    update={
-                        "deployed_at": version.promoted_at or version.created_at,
-                        "deployed_by": LEARNING_LOOP,
-                        "how": LEARNING_LOOP,
-                    }
-                )
-            found.append(row)
+            found.append(row.model_copy(update=_how_it_went_in(put_in.get(meta.version), recorded.get(meta.version))))
         rows += sorted(found, key=lambda r: r.created_at)
-    return ModelListing(process_id=process_id, versions=rows, history=_model_history(registry, process_id, changes))
+    return ModelListing(process_id=process_id, versions=rows, history=history)
 
 
-def _last_put_in_service(changes: Sequence[ServiceChange], kind: ModelKind, version: str) -> ServiceChange | None:
-    putting = (ServiceChangeKind.deployed, ServiceChangeKind.rolled_back)
-    for change in reversed(changes):
-        if change.kind in putting and (change.policy if kind is ModelKind.policy else change.critic) == version:
-            return change
-    return None
+def _put_in_service(history: Sequence[PointerRevision], kind: ModelKind) -> dict[str, PointerRevision]:
+    """version -> the last pointer revision that put it in service (its kind changed to it)."""
+    last: dict[str, PointerRevision] = {}
+    previous: str | None = None
+    for entry in history:
+        version = entry.policy if kind is ModelKind.policy else entry.critic
+        if version is not None and version != previous:
+            last[version] = entry
+        previous = version
+    return last
+
+
+def _how_it_went_in(put: PointerRevision | None, recorded: ModelVersion | None) -> dict[str, object]:
+    if put is not None and put.change is not None:
+        return {"deployed_at": put.change.at, "deployed_by": put.change.changed_by, "how": put.change.kind.value}
+    if recorded is not None and recorded.promoted_at is not None:
+        # Written and promoted by the learning loop (apply_plan records it; no hand change did).
+        return {"deployed_at": recorded.promoted_at, "deployed_by": LEARNING_LOOP, "how": LEARNING_LOOP}
+    if put is not None:
+        return {"how": "in service before, not recorded"}
+    return {}
 
 
 def _model_history(registry: ModelRegistry, process_id: str, changes: Sequence[ServiceChange]) -> list[PointerRevision]:

@@ -68,7 +68,7 @@ class ModelVersionRow(_Model):
     in_service: bool
     deployed_at: AwareDatetime | None = None
     deployed_by: str | None = Field(default=None, description="Who, or 'learning loop' for a version it promoted.")
-    how: str = Field(default="", description="deployed, rolled_back, learning loop; empty: never in service")
+    how: str = Field(default="", description="deployed, rolled_back or learning loop; empty: never in service")
 
 
 class PointerRevision(_Model):

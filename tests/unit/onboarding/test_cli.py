@@ -264,6 +264,27 @@ def test_a_new_critic_voids_the_certificate_and_ends_selective(added: Place, tmp
         assert "certificate of retail" in store.service_changes("billing")[-1].detail
         assert store.stage_history("billing", "retail")[-1].to_stage is Stage.copilot
 
+    # The policy went in with the first deploy, by the OS user; the critic deploy did not move it.
+    listing = added.ok("models", "list", "--process", "billing")
+    [policy_line] = [line for line in listing.splitlines() if policy.name in line and "training cases" in line]
+    assert " * " in policy_line and "by grace" not in policy_line
+    [critic_line] = [line for line in listing.splitlines() if critic.name in line and "training cases" in line]
+    assert critic_line.startswith(" * ") and "deployed" in critic_line and critic_line.endswith("by grace")
+
+
+def test_a_version_the_learning_loop_promoted_is_listed_as_its(added: Place, tmp_path: Path) -> None:
+    added.ok("models", "deploy", "--process", "billing", "--policy", str(ngram_artefact(tmp_path / "out")))
+    registry = added.registry
+    # What apply_plan does with a policy update: the artefact, the pointer, the store's record.
+    learned = ngram_artefact(registry.process_dir("billing") / "policy", n=5, version="policy-ngram-learned")
+    registry.publish("billing", registry.pointer("billing").model_copy(update={"policy": f"policy/{learned.name}"}))
+    with added.store() as store:
+        store.record_model_version(ModelKind.policy, "billing", learned.name, f"policy/{learned.name}", promoted=True)
+    listing = added.ok("models", "list", "--process", "billing")
+    [line] = [line for line in listing.splitlines() if line.startswith(" * ")]
+    assert learned.name in line and "learning loop" in line and line.endswith("by learning loop")
+    assert f"r3: policy {learned.name}, critic policy-confidence; the learning loop" in listing
+
 
 def test_rollback_goes_back_to_the_models_before_and_twice_undoes_itself(added: Place, tmp_path: Path) -> None:
     first = ngram_artefact(tmp_path / "out", version="policy-ngram-first")

@@ -206,6 +206,9 @@ def rollback_target(
             f"the pointer history of {process_id} holds no policy in service before {version_of(pointer.policy)}: "
             "nothing to roll back to"
         )
+    if not is_process_id(to):
+        # It names a directory below the process's: never one elsewhere.
+        raise NothingToRollBack(f"{to!r} is not a model version")
     for entry in reversed(history):
         if to in (version_of(entry.policy), version_of(entry.critic)):
             if (entry.policy, entry.critic) == current:

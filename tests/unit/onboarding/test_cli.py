@@ -312,6 +312,9 @@ def test_rollback_goes_back_to_the_models_before_and_twice_undoes_itself(added: 
     assert refused.exit_code == 1 and "in service already" in refused.output
     refused = added.run("models", "rollback", "--process", "billing", "--to", "policy-ngram-none")
     assert refused.exit_code == 1 and "no policy or critic 'policy-ngram-none'" in refused.output
+    (tmp_path / "outside").mkdir()
+    refused = added.run("models", "rollback", "--process", "billing", "--to", "../../../outside")
+    assert refused.exit_code == 1 and "is not a model version" in refused.output
 
     with added.store() as store:
         changes = store.service_changes("billing")

@@ -19,6 +19,7 @@ from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
 from selective_autonomy.inference.llm.cli import llm_app
 from selective_autonomy.inference.policy_cli import eval_policy_command, train_policy_command
+from selective_autonomy.onboarding.cli import models_app, process_app
 from selective_autonomy.simulator.cli import sim_app
 from selective_autonomy.traces.cli import import_app
 
@@ -42,6 +43,8 @@ train_app.command("policy")(train_policy_command)
 app.add_typer(llm_app, name="llm")
 eval_app.command("policy")(eval_policy_command)
 app.add_typer(import_app, name="import")
+app.add_typer(process_app, name="process")
+app.add_typer(models_app, name="models")
 app.add_typer(sim_app, name="sim")
 app.command()(console)
 app.command("console-openapi")(console_openapi)

@@ -3,7 +3,9 @@
 A reload that fails (half-copied files, a model for another schema) keeps the version already in
 service and logs why; the decide path never sees a partly loaded process. What the new pointer
 takes away is applied all the same: its pauses, and any stage lower than the one in service (a
-person's kill switch or demotion must not wait for a model that does not load).
+person's kill switch or demotion must not wait for a model that does not load). A pointer that
+names no policy is not a failure but a decision (the process's schema was replaced, which voids
+its models): the models loaded before are dropped and its states go to an operator.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import logging
 from dataclasses import replace
 
 from selective_autonomy.agents.decisions import DecisionEngine
-from selective_autonomy.inference.registry import STAGE_ORDER, ModelRegistry, ProcessModels, ServicePointer
+from selective_autonomy.inference.registry import (
+    STAGE_ORDER,
+    ModelRegistry,
+    NoPolicyInService,
+    ProcessModels,
+    ServicePointer,
+)
 from selective_autonomy.schemas.events import Stage
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,15 @@ class ModelsInService:
                 continue
             try:
                 self._models[process_id] = self.registry.load(process_id)
+            except NoPolicyInService as exc:
+                # Keeping the old models would keep deciding (even executing) with models built
+                # for a schema that is no longer the process's.
+                dropped = self._models.pop(process_id, None) is not None
+                self.load_errors[process_id] = str(exc)
+                self._seen[process_id] = revision  # nothing to retry until a policy is published
+                if dropped:
+                    changed.append(process_id)
+                continue
             except Exception as exc:  # keep serving the previous version
                 self.load_errors[process_id] = f"{type(exc).__name__}: {exc}"
                 log.warning("could not load models for %s: %s", process_id, exc)

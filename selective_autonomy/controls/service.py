@@ -104,20 +104,24 @@ class HandControls:
             raise UnknownProcess(f"no process {process_id!r} in {self.registry.models_dir}")
         return [c.id for c in self.registry.schema(process_id).business_clusters]
 
-    def _cluster(self, process_id: str, cluster: str) -> str:
+    def _cluster(self, process_id: str, cluster: str, lifting: set[str] | None = None) -> str:
+        """``cluster``, once known to be one of the process's schema; or, with ``lifting`` (the
+        holds or pauses in force), one of those: a schema replaced since
+        (``selauto process add --replace``) keeps the hand controls of the clusters it dropped, and
+        a person must be able to lift them."""
         known = self.clusters(process_id)
-        if cluster not in known:
+        if cluster not in known and cluster not in (lifting or set()) - {WHOLE_PROCESS}:
             hint = "; leave the cluster out for the whole process" if cluster == WHOLE_PROCESS else ""
             raise UnknownCluster(
                 f"process {process_id!r} has no business cluster {cluster!r} (clusters: {', '.join(known)}){hint}"
             )
         return cluster
 
-    def _scope(self, process_id: str, cluster: str | None) -> str:
+    def _scope(self, process_id: str, cluster: str | None, lifting: set[str] | None = None) -> str:
         if cluster is None:
             self.clusters(process_id)
             return WHOLE_PROCESS
-        return self._cluster(process_id, cluster)
+        return self._cluster(process_id, cluster, lifting)
 
     # -- the controls ------------------------------------------------------------------------------
 
@@ -159,7 +163,7 @@ class HandControls:
     def release(self, change: HandChange, cluster: str) -> ControlResult:
         """Give ``cluster``'s stage back to the learning loop."""
         process_id, at = change.process_id, self.clock()
-        self._cluster(process_id, cluster)
+        self._cluster(process_id, cluster, lifting=set(self.registry.pointer(process_id).manual))
         _, after = self.registry.update(process_id, lambda p: hand.release(p, cluster))
         self.store.record_hand_control(
             process_id, cluster, HandControl.release, reason=change.reason, changed_by=change.by, at=at
@@ -186,7 +190,7 @@ class HandControls:
     def resume(self, change: HandChange, cluster: str | None = None) -> ControlResult:
         """Lift the pause of a cluster, or of the whole process (``cluster`` None); other pauses stay."""
         process_id, at = change.process_id, self.clock()
-        scope = self._scope(process_id, cluster)
+        scope = self._scope(process_id, cluster, lifting=set(self.registry.pointer(process_id).paused))
         _, after = self.registry.update(process_id, lambda p: hand.resume(p, scope))
         self.store.record_hand_control(
             process_id, scope, HandControl.resume, reason=change.reason, changed_by=change.by, at=at

@@ -84,12 +84,13 @@ def apply_plan(
         exclude={"revision"}
     )
     # A run that changes nothing (most monitor runs) leaves current.json alone: no worker reloads.
-    # Otherwise only over the pointer the plan was made from: a person who paused autonomy or set a
-    # stage meanwhile made a plan on the older pointer wrong (PointerChanged; the loop plans again).
+    # Otherwise only over the pointer the plan was made from: a person who paused autonomy, set a
+    # stage, deployed or rolled back models meanwhile made a plan on the older pointer wrong
+    # (PointerChanged; the loop plans again from the new one).
     published = (
         plan.previous
         if unchanged
-        else registry.publish(plan.process_id, plan.pointer, expect_revision=plan.previous.revision)
+        else registry.publish(plan.process_id, plan.pointer, expected_revision=plan.previous.revision)
     )
     for artefact in plan.artefacts:
         store.record_model_version(

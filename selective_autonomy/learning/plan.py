@@ -48,7 +48,7 @@ from typing import Any
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.certificate import Certificate
-from selective_autonomy.inference.registry import STAGE_ORDER, ProcessModels, ServicePointer
+from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.learning.calibration import CalibrationReport
 from selective_autonomy.learning.certify import certificates, certify
@@ -264,7 +264,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             monitor=readings.get(cluster),
         )
         decision = next_stage(stages[cluster], evidence, rules)
-        hold = _hold(pointer, cluster, stages[cluster], decision.stage) if decision is not None else None
+        hold = pointer.hand_hold(cluster, decision.stage) if decision is not None else None
         if decision is not None and hold is not None:
             held[cluster] = decision
             notes.append(
@@ -349,18 +349,6 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
         examples=len(examples),
         notes=notes,
     )
-
-
-def _hold(pointer: ServicePointer, cluster: str, current: Stage, proposed: Stage) -> str | None:
-    """Why a person's hand control keeps ``cluster`` at ``current`` rather than ``proposed``, or None."""
-    hand = pointer.manual.get(cluster)
-    if hand is not None:
-        return f"held: stage set by hand by {hand.by} at {hand.at:%Y-%m-%d %H:%M} ({hand.reason})"
-    pause = pointer.pause_for(cluster)
-    if pause is not None and STAGE_ORDER[proposed] > STAGE_ORDER[current]:
-        scope, held = pause
-        return f"held: {'the process' if scope == '*' else 'the cluster'} is paused by {held.by} ({held.reason})"
-    return None
 
 
 def _adopt(

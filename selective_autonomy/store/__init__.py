@@ -18,6 +18,8 @@ from selective_autonomy.store.models import (
     ModelVersion,
     ProposalOutcome,
     ProposalRecord,
+    ServiceChange,
+    ServiceChangeKind,
     StageTransition,
     StoreCounts,
 )
@@ -35,6 +37,8 @@ __all__ = [
     "ProposalOutcome",
     "ProposalRecord",
     "SchemaNotReady",
+    "ServiceChange",
+    "ServiceChangeKind",
     "StageTransition",
     "StoreCounts",
     "StoreError",

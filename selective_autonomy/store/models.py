@@ -47,6 +47,13 @@ class HandControl(StrEnum):
     resume = "resume"  # lifted a pause
 
 
+class ServiceChangeKind(StrEnum):
+    process_added = "process_added"
+    schema_replaced = "schema_replaced"
+    deployed = "deployed"
+    rolled_back = "rolled_back"
+
+
 class _StoreModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -227,6 +234,21 @@ class ModelVersion(_StoreModel):
     promoted: bool = False
     promoted_at: AwareDatetime | None = None
     created_at: AwareDatetime
+
+
+class ServiceChange(_StoreModel):
+    """A change made by hand to what is in service, and the service pointer revision it published."""
+
+    id: int
+    process_id: str
+    revision: int = Field(ge=0)
+    kind: ServiceChangeKind
+    policy: str | None = Field(default=None, description="Policy version in service after the change.")
+    critic: str | None = Field(default=None, description="Critic version after it; None: policy confidence.")
+    changed_by: str
+    reason: str = ""
+    detail: str = Field(default="", description="What the change voided (certificates, stages, models).")
+    at: AwareDatetime
 
 
 class StoreCounts(_StoreModel):

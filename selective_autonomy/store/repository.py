@@ -45,6 +45,8 @@ from selective_autonomy.store.models import (
     ModelVersion,
     ProposalOutcome,
     ProposalRecord,
+    ServiceChange,
+    ServiceChangeKind,
     StageTransition,
     StoreCounts,
 )
@@ -54,6 +56,7 @@ from selective_autonomy.store.tables import (
     hand_controls,
     model_versions,
     proposals,
+    service_changes,
     stage_transitions,
 )
 
@@ -445,6 +448,54 @@ class FeedbackStore:
         with read_transaction(self._engine) as connection:
             rows = connection.execute(query).mappings().all()
         return [_model_version_from(row) for row in rows]
+
+    # changes made by hand ---------------------------------------------------------------------
+
+    def record_service_change(
+        self,
+        process_id: str,
+        kind: ServiceChangeKind,
+        *,
+        revision: int,
+        changed_by: str,
+        policy: str | None = None,
+        critic: str | None = None,
+        reason: str = "",
+        detail: str = "",
+        at: datetime | None = None,
+    ) -> ServiceChange:
+        """Append who changed what is in service by hand, and why.
+
+        :param revision: the service pointer revision the change published.
+        :param policy: policy version in service after the change (default None: none).
+        :param critic: critic version in service after it (default None: the policy-confidence critic).
+        """
+        row = {
+            "process_id": process_id,
+            "revision": revision,
+            "kind": kind.value,
+            "policy": policy,
+            "critic": critic,
+            "changed_by": changed_by,
+            "reason": reason,
+            "detail": detail,
+            "at": at or utc_now(),
+        }
+        with write_transaction(self._engine) as connection:
+            new_id = connection.execute(service_changes.insert().values(row)).inserted_primary_key
+        assert new_id is not None
+        return ServiceChange.model_validate({**row, "id": new_id[0]})
+
+    def service_changes(self, process_id: str) -> list[ServiceChange]:
+        """Every change made by hand to one process, oldest first."""
+        query = (
+            select(service_changes)
+            .where(service_changes.c.process_id == process_id)
+            .order_by(service_changes.c.at, service_changes.c.id)
+        )
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [ServiceChange.model_validate(dict(row)) for row in rows]
 
 
 def _insert_new(

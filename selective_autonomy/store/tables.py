@@ -198,3 +198,22 @@ model_versions = Table(
         postgresql_where=text("promoted"),
     ),
 )
+
+# Changes made by hand to what is in service (a process added, models deployed or rolled back):
+# who, when, why, and the service pointer revision each one published. Append-only. ``kind`` has
+# no CHECK constraint: a new kind of hand change needs a member in ServiceChangeKind, no migration.
+service_changes = Table(
+    "service_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", String(ID), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(ENUM), nullable=False),
+    Column("policy", String(ID), nullable=True),  # policy version in service after the change
+    Column("critic", String(ID), nullable=True),  # critic version; NULL: the policy-confidence critic
+    Column("changed_by", String(ID), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # what the change voided
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "process_id", "at"),
+)

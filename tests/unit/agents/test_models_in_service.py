@@ -72,3 +72,26 @@ def test_a_pause_and_a_demotion_reach_the_decide_path_even_when_the_new_models_d
     decided = models.current().decide(batch, {})
     assert [d.gate.reason for d in decided] == [DeferralReason.paused, DeferralReason.copilot_stage]
     assert models.current().models["billing"].pointer.policy != "policy/missing"  # still the loaded version
+
+
+def test_a_pointer_without_policy_takes_the_loaded_models_out_of_service(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save_schema(SCHEMA)
+    step = TraceStep(state=UIState(), action=Action(action_type="send_invoice"), timestamp=T0)
+    cases = [Case(case_id="c1", process_id="billing", business_cluster="retail", started_at=T0, steps=[step])]
+    policy = NGramPolicy(SCHEMA).fit(cases)
+    meta = policy.train_meta(cases)
+    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
+    registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}"))
+    models = ModelsInService(registry)
+    assert models.refresh() == ["billing"]
+    assert models.versions()["billing"]["policy"] == meta.version
+
+    # What `selauto process add --replace` publishes: the old models are void, none replaces them.
+    registry.publish("billing", registry.pointer("billing").model_copy(update={"policy": None}))
+    assert models.refresh() == ["billing"]
+    assert models.versions() == {} and "no policy in service" in models.load_errors["billing"]
+    [decision] = models.current().decide([event("s1", 1)], {})
+    record = decision.output()
+    assert isinstance(record, OperatorDeferral) and record.reason is DeferralReason.model_unavailable
+    assert models.refresh() == []  # nothing to retry until the pointer changes

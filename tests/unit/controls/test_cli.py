@@ -179,3 +179,18 @@ def test_by_defaults_to_the_login_name(registry: ModelRegistry, monkeypatch: pyt
     monkeypatch.setattr("getpass.getuser", lambda: "ops-oncall")
     assert selauto("pause", "-p", "billing", "--reason", "x")[0] == 0
     assert registry.pointer("billing").paused["*"].by == "ops-oncall"
+
+
+def test_hand_controls_of_a_cluster_the_schema_dropped_can_still_be_lifted(registry: ModelRegistry) -> None:
+    selauto("stage", "set", "copilot", "-p", "billing", "--cluster", "vip", "--reason", "new agents", "--by", "alice")
+    selauto("pause", "-p", "billing", "--cluster", "vip", "--reason", "audit", "--by", "bob")
+    # `selauto process add --replace` with a schema without vip keeps both (hand controls win).
+    registry.save_schema(
+        SCHEMA.model_copy(update={"business_clusters": [c for c in SCHEMA.business_clusters if c.id != "vip"]})
+    )
+    code, _, err = selauto("pause", "-p", "billing", "--cluster", "vip", "--reason", "again")
+    assert code == 1 and "no business cluster 'vip'" in err
+    assert selauto("resume", "-p", "billing", "--cluster", "vip", "--reason", "gone", "--by", "bob")[0] == 0
+    assert selauto("stage", "release", "-p", "billing", "--cluster", "vip", "--reason", "gone", "--by", "bob")[0] == 0
+    pointer = registry.pointer("billing")
+    assert pointer.paused == {} and pointer.manual == {}

@@ -26,6 +26,7 @@ from selective_autonomy.store import (
     ModelKind,
     ProposalOutcome,
     SchemaNotReady,
+    ServiceChangeKind,
     UnknownAction,
     UnknownModelVersion,
     migrate,
@@ -52,6 +53,7 @@ TABLES = {
     "stage_transitions",
     "hand_controls",
     "model_versions",
+    "service_changes",
     "alembic_version",
 }
 
@@ -361,6 +363,29 @@ def test_database_refuses_two_promoted_versions(store: FeedbackStore) -> None:
     store.record_model_version(ModelKind.policy, "returns", "p2", "/p2")
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as connection:
         connection.execute(sa.text("UPDATE model_versions SET promoted = :yes WHERE version = 'p2'"), {"yes": True})
+
+
+# changes made by hand -------------------------------------------------------------------------
+
+
+def test_service_changes_are_appended_and_read_back_oldest_first(store: FeedbackStore) -> None:
+    added = store.record_service_change(
+        "returns", ServiceChangeKind.process_added, revision=1, changed_by="ada", reason="new line of work", at=T0
+    )
+    deployed = store.record_service_change(
+        "returns",
+        ServiceChangeKind.deployed,
+        revision=2,
+        changed_by="grace",
+        policy="p1",
+        reason="first policy",
+        detail="eu: logging -> copilot",
+        at=T0 + timedelta(hours=1),
+    )
+    store.record_service_change("other", ServiceChangeKind.process_added, revision=1, changed_by="ada")
+    assert store.service_changes("returns") == [added, deployed]
+    assert deployed.policy == "p1" and deployed.critic is None and deployed.at == T0 + timedelta(hours=1)
+    assert [c.changed_by for c in store.service_changes("other")] == ["ada"]
 
 
 # datasets from stored rows --------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The durable feedback store: what the system suggested, what operators answered, what ran.
+"""The durable feedback store: what the system suggested, what operators answered, what ran, and
+the UI traces operators left on ``ui.state``.
 
 ``FeedbackStore.open(url)`` migrates and returns the store; ``default_url(settings.data_dir)`` is
 the SQLite file every process of one deployment shares. ``selective_autonomy.learning.evidence``
@@ -11,11 +12,14 @@ from selective_autonomy.store.migration import migrate
 from selective_autonomy.store.models import (
     ActionStatus,
     AppliedAction,
+    CaseCompletion,
     FeedbackWithContext,
     ModelKind,
     ModelVersion,
     ProposalOutcome,
     ProposalRecord,
+    RecordedSession,
+    RecordedState,
     StageTransition,
     StoreCounts,
 )
@@ -24,12 +28,15 @@ from selective_autonomy.store.repository import FeedbackStore
 __all__ = [
     "ActionStatus",
     "AppliedAction",
+    "CaseCompletion",
     "FeedbackStore",
     "FeedbackWithContext",
     "ModelKind",
     "ModelVersion",
     "ProposalOutcome",
     "ProposalRecord",
+    "RecordedSession",
+    "RecordedState",
     "SchemaNotReady",
     "StageTransition",
     "StoreCounts",

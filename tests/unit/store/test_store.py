@@ -44,7 +44,16 @@ from tests.unit.store.support import (
     state,
 )
 
-TABLES = {"proposals", "feedback", "applied_actions", "stage_transitions", "model_versions", "alembic_version"}
+TABLES = {
+    "proposals",
+    "feedback",
+    "applied_actions",
+    "stage_transitions",
+    "model_versions",
+    "traces",
+    "trace_sessions",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite"])

@@ -3,7 +3,9 @@
 Each run reads a bounded window (the newest ``learning.window_feedback`` records of the process,
 plus the few judged unattended steps since a cluster went selective), so its cost does not grow
 with the store. :meth:`LearningLoop.run` with ``retrain=False`` only runs the precision monitor:
-cheap enough to follow every audit.
+cheap enough to follow every audit. A process with no policy in service has nothing to retrain or
+certify: its one step is :meth:`LearningLoop.first_policy`, from the recorded traces
+(:mod:`selective_autonomy.learning.first_policy`), which a full run takes for it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.learning.apply import LearningReport, StageListener, apply_plan
 from selective_autonomy.learning.evidence import critic_examples, monitor_outcomes, policy_examples
+from selective_autonomy.learning.first_policy import (
+    FirstPolicyInput,
+    PolicyTrainer,
+    embedded_trainer,
+    plan_first_policy,
+)
 from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
+from selective_autonomy.learning.recorded import case_completion, cases_from_recorded
 from selective_autonomy.store.repository import FeedbackStore
 
 
@@ -25,11 +34,13 @@ class LearningLoop:
         store: FeedbackStore,
         config: LearningSettings | None = None,
         on_stage_changes: StageListener | None = None,
+        trainer: PolicyTrainer = embedded_trainer,
     ) -> None:
         self.registry = registry
         self.store = store
         self.config = config or LearningSettings()
         self.on_stage_changes = on_stage_changes
+        self.trainer = trainer
 
     def gather(self, process_id: str, *, retrain: bool = True) -> LearningInput:
         schema, pointer = self.registry.schema(process_id), self.registry.pointer(process_id)
@@ -56,7 +67,41 @@ class LearningLoop:
         evidence = self.gather(process_id, retrain=retrain)
         return evidence, plan_learning(evidence, self.config, retrain=retrain)
 
+    def gather_first_policy(self, process_id: str) -> FirstPolicyInput:
+        """The trace evidence of a process with no policy: a bounded count of its complete cases, and
+        the newest ``learning.window_cases`` of them once there are enough."""
+        schema, pointer = self.registry.schema(process_id), self.registry.pointer(process_id)
+        if pointer.policy is not None:
+            return FirstPolicyInput(schema=schema, pointer=pointer, complete_cases=0)
+        completion = case_completion(self.config)
+        needed = self.config.first_policy_cases
+        complete = self.store.count_complete_cases(process_id, completion, at_most=needed)
+        if complete < needed:
+            return FirstPolicyInput(schema=schema, pointer=pointer, complete_cases=complete)
+        sessions = self.store.recorded_cases(process_id, completion, newest=self.config.window_cases)
+        return FirstPolicyInput(
+            schema=schema, pointer=pointer, complete_cases=complete, cases=cases_from_recorded(sessions)
+        )
+
+    def first_policy(self, process_id: str) -> LearningReport:
+        """Train, serve and stage a process's first policy once enough traces are recorded; otherwise
+        change nothing (the report's notes say what it waits for). Cheap until then: a bounded count."""
+        evidence = self.gather_first_policy(process_id)
+        plan = plan_first_policy(evidence, self.config, self.trainer)
+        return apply_plan(
+            plan,
+            self.registry,
+            self.store,
+            self.on_stage_changes,
+            retrained=bool(plan.artefacts),
+            trace_cases=len(evidence.cases),
+        )
+
     def run(self, process_id: str, *, retrain: bool = True) -> LearningReport:
+        if retrain and self.registry.pointer(process_id).policy is None:
+            # Without a policy there is nothing to retrain or certify (feedback can still arrive:
+            # operators answer model_unavailable deferrals); the one step left is a first policy.
+            return self.first_policy(process_id)
         evidence, plan = self.plan(process_id, retrain=retrain)
         return apply_plan(
             plan,

@@ -173,6 +173,10 @@ class RetrainScheduler:
                 report = loop.run(process_id, retrain=job is Job.retrain)
         except Exception:
             log.exception("learning loop for %s failed", process_id)
+            if job is Job.first_policy:
+                # Traces keep arriving; a training that fails (data the policy cannot learn from)
+                # must not run again at every check. The next try comes after ``every_s``.
+                self.last_check[process_id] = time.monotonic() + self.every_s - self.first_policy_every_s
             raise
         for listener in self.listeners:
             listener(report)

@@ -36,6 +36,8 @@ class FakeLoop:
 
     def first_policy(self, process_id: str) -> LearningReport:
         self.calls.append((process_id, "first_policy"))
+        if process_id == "broken":
+            raise ValueError("nothing to learn from")
         return self._report(process_id, False)
 
 
@@ -89,3 +91,16 @@ def test_feedback_comes_first_and_traces_are_checked_again_after_the_interval() 
     assert jobs.start_due() == [("billing", Job.first_policy)]
     wait_idle(jobs)
     assert calls == [("billing", "retrain"), ("billing", "first_policy"), ("billing", "first_policy")]
+
+
+def test_a_failed_first_policy_is_tried_again_only_after_the_retrain_interval() -> None:
+    calls: list[tuple[str, str]] = []
+    release = threading.Event()
+    release.set()
+    jobs = scheduler(calls, release, first_policy_every_s=0.0)
+    jobs.note_traces(Counter({"broken": 1}))
+    assert jobs.start_due() == [("broken", Job.first_policy)]
+    wait_idle(jobs)
+    jobs.note_traces(Counter({"broken": 1}))
+    assert jobs.start_due() == []  # every_s (an hour here) must pass first
+    assert calls == [("broken", "first_policy")]

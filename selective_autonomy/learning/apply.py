@@ -35,6 +35,7 @@ class LearningReport(BaseModel):
     policy_version: str
     policy_promoted: bool
     retrained: bool
+    trace_cases: int = Field(default=0, description="Recorded cases read from the trace table (a first policy).")
     calibration: CalibrationReport | None = None
     monitor: dict[str, MonitorReading] = Field(default_factory=dict)
     lifts: dict[str, float] = Field(default_factory=dict, description="cluster -> thresholds above the certified ones")
@@ -76,6 +77,7 @@ def apply_plan(
     *,
     feedback_read: int = 0,
     retrained: bool = True,
+    trace_cases: int = 0,
 ) -> LearningReport:
     directory = registry.process_dir(plan.process_id)
     for artefact in plan.artefacts:
@@ -126,6 +128,7 @@ def apply_plan(
         policy_version=plan.policy_version,
         policy_promoted=ModelKind.policy in kinds,
         retrained=retrained,
+        trace_cases=trace_cases,
         calibration=plan.calibration,
         monitor=plan.monitor,
         lifts=plan.lifts,

@@ -1,4 +1,5 @@
-"""The durable feedback store: what the system suggested, what operators answered, what ran.
+"""The durable feedback store: what the system suggested, what operators answered, what ran, and
+the UI traces operators left on ``ui.state``.
 
 ``FeedbackStore.open(url)`` migrates and returns the store; ``default_url(settings.data_dir)`` is
 the SQLite file every process of one deployment shares. ``selective_autonomy.learning.evidence``
@@ -11,6 +12,7 @@ from selective_autonomy.store.migration import migrate
 from selective_autonomy.store.models import (
     ActionStatus,
     AppliedAction,
+    CaseCompletion,
     FeedbackWithContext,
     HandControl,
     HandControlRecord,
@@ -18,6 +20,8 @@ from selective_autonomy.store.models import (
     ModelVersion,
     ProposalOutcome,
     ProposalRecord,
+    RecordedSession,
+    RecordedState,
     ServiceChange,
     ServiceChangeKind,
     StageTransition,
@@ -28,6 +32,7 @@ from selective_autonomy.store.repository import FeedbackStore
 __all__ = [
     "ActionStatus",
     "AppliedAction",
+    "CaseCompletion",
     "FeedbackStore",
     "FeedbackWithContext",
     "HandControl",
@@ -36,6 +41,8 @@ __all__ = [
     "ModelVersion",
     "ProposalOutcome",
     "ProposalRecord",
+    "RecordedSession",
+    "RecordedState",
     "SchemaNotReady",
     "ServiceChange",
     "ServiceChangeKind",

@@ -12,10 +12,12 @@ from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,
     ActionTier,
+    Actor,
     CopilotFeedback,
     DeferralReason,
     OperatorDeferral,
     Stage,
+    UIState,
     UIStateChanged,
     Verdict,
 )
@@ -257,3 +259,58 @@ class StoreCounts(_StoreModel):
     feedback_by_verdict: dict[Verdict, int]
     proposals_by_outcome: dict[ProposalOutcome, int]
     feedback_without_proposal: int = Field(description="Feedback whose deferral_id matches no recorded proposal.")
+
+
+class CaseCompletion(_StoreModel):
+    """When a recorded session counts as a *complete case*: one a policy may learn from as a whole.
+
+    A session is complete when at least one of its states was produced by an operator's action
+    (``actor`` operator with ``last_action`` set) and either
+
+    - **closed**: its newest operator action (by state version) is one of ``ending_actions``: the
+      operator ended it, and the case ends with that step; or
+    - **idle**: its newest state is at least ``idle_s`` older than the newest state recorded for the
+      process. The clock is the platform's (state timestamps), not the wall clock, so a replayed
+      log and a live feed behave alike. An idle case has no invented ending (``Case.ended`` False),
+      as the importers leave a case that was still open when its log was exported.
+
+    A session that goes on after it was complete (the operator reopens it) is open again until it
+    closes or idles again.
+    """
+
+    ending_actions: frozenset[str] = Field(
+        default=frozenset({"close_chat"}), description="Action types after which an operator's session has ended."
+    )
+    idle_s: float = Field(default=86_400.0, gt=0, description="No new state for this long: the session is over.")
+
+
+class RecordedState(_StoreModel):
+    """One ``UIStateChanged`` as the trace table keeps it."""
+
+    process_id: str
+    session_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    event_id: str
+    timestamp: AwareDatetime
+    actor: Actor
+    ui_state: UIState
+    last_action: Action | None = None
+    received_at: AwareDatetime
+
+    @property
+    def operator_step(self) -> bool:
+        """This state was produced by an operator's own action (``last_action``)."""
+        return self.actor is Actor.operator and self.last_action is not None
+
+
+class RecordedSession(_StoreModel):
+    """A complete case as recorded: its states in version order (see :class:`CaseCompletion`)."""
+
+    process_id: str
+    session_id: str
+    business_cluster: str = Field(description="Of the first state stored.")
+    first_at: AwareDatetime
+    last_at: AwareDatetime
+    closed: bool = Field(description="Ended by an operator's ending action; False: complete because idle.")
+    states: list[RecordedState] = Field(default_factory=list)

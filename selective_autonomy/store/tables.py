@@ -217,3 +217,39 @@ service_changes = Table(
     Column("at", UTCDateTime, nullable=False),
     Index(None, "process_id", "at"),
 )
+
+# Every UIStateChanged, as recorded from ui.state: the operators' own traces, the training data of a
+# policy learned live (see FeedbackStore.append_traces). One row per (process, session, state
+# version): a redelivered record finds its key and is not stored twice.
+traces = Table(
+    "traces",
+    metadata,
+    Column("process_id", String(ID), primary_key=True),
+    Column("session_id", String(ID), primary_key=True),
+    Column("state_version", Integer, primary_key=True),
+    Column("business_cluster", String(ID), nullable=False),
+    Column("event_id", String(ID), nullable=False),
+    Column("state_at", UTCDateTime, nullable=False),  # the event's timestamp (the platform's clock)
+    Column("actor", String(ENUM), nullable=False),
+    Column("ui_state", Text, nullable=False),  # UIState as JSON
+    Column("last_action", Text, nullable=True),  # Action as JSON: what produced this state
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# One row per recorded session, kept up to date in the transaction that appends its states, so that
+# "which sessions are complete cases" is an index range on this table, not a GROUP BY over every
+# recorded state (which grows with the store).
+trace_sessions = Table(
+    "trace_sessions",
+    metadata,
+    Column("process_id", String(ID), primary_key=True),
+    Column("session_id", String(ID), primary_key=True),
+    Column("business_cluster", String(ID), nullable=False),  # of the first state stored
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("states", Integer, nullable=False),
+    Column("operator_steps", Integer, nullable=False),  # states an operator's action produced
+    Column("last_operator_version", Integer, nullable=True),
+    Column("last_operator_action", String(ID), nullable=True),  # action type of the newest operator step
+    Index(None, "process_id", "last_at"),
+)

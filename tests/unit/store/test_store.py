@@ -54,6 +54,8 @@ TABLES = {
     "hand_controls",
     "model_versions",
     "service_changes",
+    "traces",
+    "trace_sessions",
     "alembic_version",
 }
 

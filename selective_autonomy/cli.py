@@ -14,10 +14,12 @@ import typer
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
 from selective_autonomy.console.cli import console, console_openapi
+from selective_autonomy.controls.cli import pause, resume, stage_app
 from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
 from selective_autonomy.inference.llm.cli import llm_app
 from selective_autonomy.inference.policy_cli import eval_policy_command, train_policy_command
+from selective_autonomy.onboarding.cli import models_app, process_app
 from selective_autonomy.simulator.cli import sim_app
 from selective_autonomy.traces.cli import import_app
 
@@ -41,11 +43,16 @@ train_app.command("policy")(train_policy_command)
 app.add_typer(llm_app, name="llm")
 eval_app.command("policy")(eval_policy_command)
 app.add_typer(import_app, name="import")
+app.add_typer(process_app, name="process")
+app.add_typer(models_app, name="models")
 app.add_typer(sim_app, name="sim")
 app.command()(console)
 app.command("console-openapi")(console_openapi)
 app.add_typer(ingest_app, name="ingest")
 app.command()(executor)
+app.add_typer(stage_app, name="stage")
+app.command()(pause)
+app.command()(resume)
 
 ConfigOption = Annotated[
     Path | None,
@@ -263,7 +270,11 @@ def status(config: ConfigOption = None) -> None:
                     for k, v in pointer.thresholds.values.items()
                     if k.startswith(f"{process_id}/{cluster.id}/")
                 }
-                typer.echo(f"  {cluster.id}: {stage.value}; thresholds {thresholds or 'none certified'}")
+                hand = pointer.manual.get(cluster.id)
+                pause = pointer.pause_for(cluster.id)
+                held = f" (held by hand by {hand.by})" if hand else ""
+                paused = f"; PAUSED ({'process' if pause[0] == '*' else 'cluster'}: {pause[1].reason})" if pause else ""
+                typer.echo(f"  {cluster.id}: {stage.value}{held}; thresholds {thresholds or 'none certified'}{paused}")
                 for change in store.stage_history(process_id, cluster.id)[-5:]:
                     typer.echo(
                         f"    {change.at:%Y-%m-%d %H:%M} {change.from_stage.value if change.from_stage else '-'}"

@@ -204,6 +204,12 @@ class ConsoleSettings(BaseModel):
         default_factory=dict,
         description="operator id -> the process ids whose deferrals they see and answer; unlisted: every process.",
     )
+    supervisors: list[str] = Field(
+        default_factory=list,
+        description="Operator ids who may also use the hand controls of the processes they see: set a stage, "
+        "pause and resume autonomy (POST /api/processes/{id}/stage|pause|resume). Empty: nobody, from the "
+        "console (`selauto stage|pause|resume` still work where the models directory is).",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs session cookies and CSRF tokens; unset: a random key per start (sessions end on restart).",
@@ -252,6 +258,16 @@ class ConsoleSettings(BaseModel):
             if len(token.get_secret_value()) < 8:
                 raise ValueError(f"the token of operator {operator_id!r} is shorter than 8 characters")
         return value
+
+    @model_validator(mode="after")
+    def _supervisors_are_operators(self) -> ConsoleSettings:
+        unknown = sorted(set(self.supervisors) - set(self.operators))
+        if unknown:
+            raise ValueError(f"supervisors {unknown} are not in console.operators")
+        return self
+
+    def is_supervisor(self, operator_id: str) -> bool:
+        return operator_id in self.supervisors
 
     def processes_of(self, operator_id: str) -> frozenset[str] | None:
         """The processes ``operator_id`` answers for; None means every process."""
@@ -344,6 +360,12 @@ class WorkerSettings(_Section):
     learning: bool = Field(
         default=True, description="Run the learning loop after feedback; enable it in one worker deployment only."
     )
+    traces: bool = Field(
+        default=True,
+        description="With the feedback role: record every ui.state in the store's trace table, from a consumer "
+        "group of its own (<app_id>-traces), so the decide path's group and commits are untouched.",
+    )
+    trace_batch: int = Field(default=500, ge=1, description="Most ui.state records stored in one transaction.")
     model_deadline_s: float = Field(
         default=2.0,
         gt=0,
@@ -441,6 +463,31 @@ class LearningSettings(_Section):
         "on evidence the certificate does not use; confidence: always the policy's own probability.",
     )
     min_certified_coverage: float = Field(default=0.05, ge=0, le=1, description="Promote to selective above this.")
+    first_policy_cases: int = Field(
+        default=300,
+        ge=2,
+        description="Complete cases recorded from ui.state before a process with no policy gets its first one, "
+        "trained on them; its clusters then move from logging to copilot.",
+    )
+    first_policy_eval_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Newest share of those cases held out to measure the first policy's top-1."
+    )
+    first_policy_check_s: float = Field(
+        default=10.0, gt=0, description="How often a process with no policy is checked for enough recorded cases."
+    )
+    trace_ending_actions: list[str] = Field(
+        default_factory=lambda: ["close_chat"],
+        description="Action types that end a recorded session: an operator's session ended by one is a complete case.",
+    )
+    trace_idle_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="A recorded session with no new state for this long (by state timestamps, against the newest "
+        "state of its process) is a complete case too, without an invented ending.",
+    )
+    window_cases: int = Field(
+        default=20_000, ge=10, description="Newest complete cases one run reads from the trace table: bounds its cost."
+    )
 
 
 class Settings(BaseSettings):

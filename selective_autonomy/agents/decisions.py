@@ -211,6 +211,7 @@ class DecisionEngine:
             holdout = stages[i] is Stage.selective and in_exploration_holdout(
                 event.session_id, pointer.exploration_share
             )
+            pause = pointer.pause_for(event.business_cluster)
             verdict = gate(
                 schema=models.schema,
                 business_cluster=event.business_cluster,
@@ -223,6 +224,7 @@ class DecisionEngine:
                 certificate=pointer.certificates.get(event.business_cluster),
                 holdout=holdout,
                 step=event.state_version,
+                paused=pause[1].detail(pause[0]) if pause is not None else None,
             )
             decisions.append(
                 Decision(

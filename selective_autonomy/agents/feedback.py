@@ -3,7 +3,9 @@
 It consumes ``operator.deferrals`` (the proposal context: state, suggestion, candidates, scores)
 and ``copilot.feedback`` (the operator's verdicts and audits), writes both to the feedback store,
 and after enough new feedback (or time) runs the learning loop for that process in a background
-thread, so retraining never blocks a consumer, let alone the decide path. The loop publishes new
+thread, so retraining never blocks a consumer, let alone the decide path. With it runs the trace
+recorder (``agents/traces.py``: every ``ui.state`` into the trace table, in a consumer group of its
+own); recorded traces start the first-policy check of a process that has no policy yet. The loop publishes new
 model versions and stages through ``models/<process>/current.json``, which every worker hot-reloads,
 and each stage change is also emitted on ``stage.changes``.
 """
@@ -16,11 +18,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from enum import StrEnum
 
 import faust
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.metrics import RuntimeMetrics
+from selective_autonomy.agents.traces import TraceRecorder
 from selective_autonomy.config import Settings
 from selective_autonomy.inference.protocol import Candidate
 from selective_autonomy.learning.apply import LearningReport
@@ -66,11 +70,22 @@ def proposal_of(deferral: OperatorDeferral) -> ProposalRecord:
 ReportListener = Callable[[LearningReport], None]
 
 
+class Job(StrEnum):
+    retrain = "retrain"  # a full run: retrain, recertify, stages (a first policy when none serves)
+    watch = "watch"  # the precision monitor only
+    # traces arrived: a first policy if none serves and enough cases are recorded; with one serving,
+    # the clusters a lifted pause had held in logging go to copilot (LearningLoop.first_policy)
+    first_policy = "first_policy"
+
+
 class RetrainScheduler:
     """Runs the learning loop of each process in a worker thread, one job per process at a time:
     a full run (retrain, recertify) after ``every_feedback`` new records or ``every_s`` with any,
     and in between a monitor-only run at most every ``monitor_every_s`` while feedback arrives, so
     an audit that breaks a certificate demotes its cluster within seconds, not at the next retrain.
+    While recorded traces arrive, a first-policy check at most every ``first_policy_every_s``: a
+    process with no policy has no feedback to start a run, and the check costs a bounded count
+    (a pointer read once a policy serves).
 
     :param listeners: called with every report, in the learning thread.
     """
@@ -82,16 +97,20 @@ class RetrainScheduler:
         every_s: float,
         monitor_every_s: float = 1.0,
         listeners: list[ReportListener] | None = None,
+        first_policy_every_s: float = 10.0,
     ) -> None:
         self.loop_factory = loop_factory
         self.every_feedback = every_feedback
         self.every_s = every_s
         self.monitor_every_s = monitor_every_s
+        self.first_policy_every_s = first_policy_every_s
         self.listeners: list[ReportListener] = list(listeners or [])
         self.pending: Counter[str] = Counter()
         self.unwatched: Counter[str] = Counter()
+        self.traced: Counter[str] = Counter()
         self.last_run: dict[str, float] = {}
         self.last_watch: dict[str, float] = {}
+        self.last_check: dict[str, float] = {}
         self.running: dict[str, Future[LearningReport]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="selauto-learning")
 
@@ -100,29 +119,43 @@ class RetrainScheduler:
         self.unwatched[process_id] += 1
         self.last_run.setdefault(process_id, time.monotonic())
 
-    def due(self) -> list[tuple[str, bool]]:
-        """(process, retrain) for each job to start now."""
+    def note_traces(self, recorded: Counter[str]) -> None:
+        """States of these processes were recorded (counts per process)."""
+        self.traced.update(recorded)
+
+    def due(self) -> list[tuple[str, Job]]:
+        """(process, job) for each job to start now."""
         now = time.monotonic()
         jobs = []
-        for process_id, count in self.pending.items():
+        for process_id in sorted({*self.pending, *self.traced}):
             if process_id in self.running:
                 continue
+            count = self.pending[process_id]
             if count > 0 and (count >= self.every_feedback or now - self.last_run.get(process_id, now) >= self.every_s):
-                jobs.append((process_id, True))
+                jobs.append((process_id, Job.retrain))
             elif self.unwatched[process_id] > 0 and now - self.last_watch.get(process_id, 0.0) >= self.monitor_every_s:
-                jobs.append((process_id, False))
+                jobs.append((process_id, Job.watch))
+            elif (
+                self.traced[process_id] > 0
+                and now - self.last_check.get(process_id, -self.first_policy_every_s) >= self.first_policy_every_s
+            ):
+                jobs.append((process_id, Job.first_policy))
         return jobs
 
-    def start_due(self) -> list[tuple[str, bool]]:
+    def start_due(self) -> list[tuple[str, Job]]:
         started = self.due()
-        for process_id, retrain in started:
+        for process_id, job in started:
             now = time.monotonic()
-            self.unwatched[process_id] = 0
-            self.last_watch[process_id] = now
-            if retrain:
+            if job is Job.first_policy:
+                self.traced[process_id] = 0
+                self.last_check[process_id] = now
+            else:
+                self.unwatched[process_id] = 0
+                self.last_watch[process_id] = now
+            if job is Job.retrain:
                 self.pending[process_id] = 0
                 self.last_run[process_id] = now
-            future = self._executor.submit(self._run, process_id, retrain)
+            future = self._executor.submit(self._run, process_id, job)
             self.running[process_id] = future
             future.add_done_callback(self._forget(process_id))
         return started
@@ -133,11 +166,19 @@ class RetrainScheduler:
 
         return done
 
-    def _run(self, process_id: str, retrain: bool) -> LearningReport:
+    def _run(self, process_id: str, job: Job) -> LearningReport:
         try:
-            report = self.loop_factory().run(process_id, retrain=retrain)
+            loop = self.loop_factory()
+            if job is Job.first_policy:
+                report = loop.first_policy(process_id)
+            else:
+                report = loop.run(process_id, retrain=job is Job.retrain)
         except Exception:
             log.exception("learning loop for %s failed", process_id)
+            if job is Job.first_policy:
+                # Traces keep arriving; a training that fails (data the policy cannot learn from)
+                # must not run again at every check. The next try comes after ``every_s``.
+                self.last_check[process_id] = time.monotonic() + self.every_s - self.first_policy_every_s
             raise
         for listener in self.listeners:
             listener(report)
@@ -152,12 +193,14 @@ class FeedbackAgent:
         codec: AvroCodec,
         metrics: RuntimeMetrics,
         scheduler: RetrainScheduler | None = None,
+        traces: TraceRecorder | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.codec = codec
         self.metrics = metrics
         self.scheduler = scheduler
+        self.traces = traces
         self.proposals = 0
         self.feedback = 0
 
@@ -197,11 +240,26 @@ class FeedbackAgent:
                     self.scheduler.note(feedback.process_id)
                     self.scheduler.start_due()
 
+        if self.traces is not None:
+            recorder = self.traces
+            if self.scheduler is not None:
+                on_traces = self.scheduler
+
+                def traces_recorded(recorded: Counter[str]) -> None:
+                    on_traces.note_traces(recorded)
+                    on_traces.start_due()
+
+                recorder.on_recorded = traces_recorded
+
+            @app.task  # type: ignore[untyped-decorator]
+            async def record_traces() -> None:
+                await recorder.run()
+
         if self.scheduler is not None:
             scheduler = self.scheduler
 
             learning = self.settings.learning
-            interval = min(5.0, learning.retrain_every_s, learning.monitor_every_s)
+            interval = min(5.0, learning.retrain_every_s, learning.monitor_every_s, learning.first_policy_check_s)
 
             @app.timer(interval)  # type: ignore[untyped-decorator]
             async def retrain_by_time() -> None:

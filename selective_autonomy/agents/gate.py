@@ -15,7 +15,14 @@ run in a fixed order and the first that fails names the deferral reason:
 8. no certified threshold, or score below it -> ``below_threshold``
 9. the session belongs to the exploration holdout -> ``exploration`` (it would have run; an
    operator judges it instead, which keeps unbiased evidence coming after promotion)
+10. autonomy is paused by hand for the cluster or the whole process -> ``paused``
 otherwise the step is executed.
+
+The pause is checked last, right before the one way to ``execute``: so a paused scope never runs
+anything unattended, while every step that would not have run anyway keeps its own reason. That
+matters to the evidence: an exploration step stays ``exploration`` (the precision monitor's random
+sample of what would run, which a pause must not starve), and a ``paused`` deferral is exactly a
+step that would have executed.
 """
 
 from __future__ import annotations
@@ -70,7 +77,12 @@ def gate(
     certificate: Certificate | None = None,
     holdout: bool = False,
     step: int = 0,
+    paused: str | None = None,
 ) -> GateDecision:
+    """The gate's verdict on one step.
+
+    :param paused: why autonomy is paused here (the pause's detail), or None, the default, when it is not.
+    """
     top = proposal.top if proposal is not None else None
     action = top.action if top is not None else None
     spec = schema.action(action.action_type) if action is not None else None
@@ -129,4 +141,6 @@ def gate(
             f"exploration holdout: would have run (critic {critic_score:.3f} >= {threshold:.3f}); an operator judges",
             threshold,
         )
+    if paused is not None:
+        return defer(DeferralReason.paused, paused, threshold)
     return GateDecision(outcome=Outcome.execute, action=action, tier=tier, threshold=threshold)

@@ -1,15 +1,27 @@
 """The models a worker decides with, hot-reloaded when a new version is published.
 
 A reload that fails (half-copied files, a model for another schema) keeps the version already in
-service and logs why; the decide path never sees a partly loaded process.
+service and logs why; the decide path never sees a partly loaded process. What the new pointer
+takes away is applied all the same: its pauses, and any stage lower than the one in service (a
+person's kill switch or demotion must not wait for a model that does not load). A pointer that
+names no policy is not a failure but a decision (the process's schema was replaced, which voids
+its models): the models loaded before are dropped and its states go to an operator.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from selective_autonomy.agents.decisions import DecisionEngine
-from selective_autonomy.inference.registry import ModelRegistry, ProcessModels
+from selective_autonomy.inference.registry import (
+    STAGE_ORDER,
+    ModelRegistry,
+    NoPolicyInService,
+    ProcessModels,
+    ServicePointer,
+)
+from selective_autonomy.schemas.events import Stage
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +38,7 @@ class ModelsInService:
     def refresh(self) -> list[str]:
         """Load what changed since the last call; return the processes (re)loaded."""
         changed: list[str] = []
+        restricted = False
         unavailable_before = dict(self.load_errors)
         for process_id in self.registry.processes():
             revision = self.registry.revision(process_id)
@@ -33,20 +46,49 @@ class ModelsInService:
                 continue
             try:
                 self._models[process_id] = self.registry.load(process_id)
+            except NoPolicyInService as exc:
+                # Keeping the old models would keep deciding (even executing) with models built
+                # for a schema that is no longer the process's.
+                dropped = self._models.pop(process_id, None) is not None
+                self.load_errors[process_id] = str(exc)
+                self._seen[process_id] = revision  # nothing to retry until a policy is published
+                if dropped:
+                    changed.append(process_id)
+                continue
             except Exception as exc:  # keep serving the previous version
                 self.load_errors[process_id] = f"{type(exc).__name__}: {exc}"
                 log.warning("could not load models for %s: %s", process_id, exc)
+                restricted = self._restrict(process_id) or restricted
                 continue
             self._seen[process_id] = revision
             self.load_errors.pop(process_id, None)
             changed.append(process_id)
-        if changed or self.load_errors != unavailable_before:
+        if changed or restricted or self.load_errors != unavailable_before:
             # A process that never loaded is still known: its states go to an operator.
             unavailable = {p: why for p, why in self.load_errors.items() if p not in self._models}
             self.engine = DecisionEngine(dict(self._models), top_k=self.top_k, unavailable=unavailable)
         if changed:
             log.info("models in service updated for %s", ", ".join(changed))
         return changed
+
+    def _restrict(self, process_id: str) -> bool:
+        """Apply the pauses and demotions of a pointer whose models did not load to the version in
+        service; True when that changed what it may run."""
+        previous = self._models.get(process_id)
+        if previous is None:  # never loaded: every state goes to an operator anyway
+            return False
+        try:
+            newer = self.registry.pointer(process_id)
+        except Exception:  # unreadable: nothing to apply
+            return False
+        restricted = safer(previous.pointer, newer)
+        if restricted == previous.pointer:
+            return False
+        self._models[process_id] = replace(previous, pointer=restricted)
+        log.warning(
+            "%s: pauses and demotions of revision %d applied to the models in service", process_id, newer.revision
+        )
+        return True
 
     def current(self) -> DecisionEngine:
         return self.engine
@@ -61,3 +103,20 @@ class ModelsInService:
             }
             for process_id, models in self._models.items()
         }
+
+
+def safer(serving: ServicePointer, newer: ServicePointer) -> ServicePointer:
+    """``serving`` with the pauses of ``newer`` and, per cluster, the lower of the two stages."""
+    clusters = set(serving.stages) | set(newer.stages)
+    stages = {c: _lower(serving.stage(c), newer.stage(c)) for c in clusters}
+    return serving.model_copy(
+        update={
+            "paused": newer.paused,
+            "stages": stages,
+            "default_stage": _lower(serving.default_stage, newer.default_stage),
+        }
+    )
+
+
+def _lower(a: Stage, b: Stage) -> Stage:
+    return a if STAGE_ORDER[a] <= STAGE_ORDER[b] else b

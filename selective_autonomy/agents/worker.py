@@ -146,20 +146,24 @@ def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgen
     # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
     # start, i.e. after every crash, while its partitions wait.
     from selective_autonomy.agents.feedback import FeedbackAgent, RetrainScheduler, stage_publisher
+    from selective_autonomy.agents.traces import TraceRecorder
     from selective_autonomy.learning.loop import LearningLoop
     from selective_autonomy.store import FeedbackStore
 
     store = FeedbackStore.open(store_url(settings))
+    registry = ModelRegistry(settings.models_dir)
+    codec = AvroCodec(settings.wire_format)
     scheduler = None
     if settings.worker.learning:
-        registry = ModelRegistry(settings.models_dir)
         scheduler = RetrainScheduler(
             lambda: LearningLoop(registry, store, settings.learning, stage_publisher(settings)),
             settings.learning.retrain_every_feedback,
             settings.learning.retrain_every_s,
             settings.learning.monitor_every_s,
+            first_policy_every_s=settings.learning.first_policy_check_s,
         )
-    return FeedbackAgent(settings, store, AvroCodec(settings.wire_format), metrics, scheduler)
+    traces = TraceRecorder(settings, store, registry, codec) if settings.worker.traces else None
+    return FeedbackAgent(settings, store, codec, metrics, scheduler, traces)
 
 
 def _add_health_pages(worker: Worker) -> None:
@@ -167,7 +171,10 @@ def _add_health_pages(worker: Worker) -> None:
 
     @app.page("/healthz")
     async def healthz(self: Any, request: Any) -> Any:
-        return self.json({"status": "ok", "metrics": worker.metrics.snapshot()})
+        body: dict[str, Any] = {"status": "ok", "metrics": worker.metrics.snapshot()}
+        if worker.feedback is not None and worker.feedback.traces is not None:
+            body["traces"] = worker.feedback.traces.health()
+        return self.json(body)
 
     @app.page("/readyz")
     async def readyz(self: Any, request: Any) -> Any:

@@ -1,11 +1,12 @@
-"""The JSON API: thin routes over :class:`InboxService`, :class:`AnswerService` and
-:class:`AuditAnswerService`.
+"""The JSON API: thin routes over :class:`InboxService`, :class:`AnswerService`,
+:class:`AuditAnswerService` and :class:`ConsoleControls` (the hand controls).
 
 Every route refuses an anonymous caller with 401 before its body is read. Errors are
 :class:`ErrorResponse` bodies: 400 a body that is not JSON, 401 anonymous or wrong token, 403 CSRF,
-404 no such card, audit or process, 409 card or audit gone, 422 invalid body, an id in the path that
-breaks its pattern, or an action the grammar refuses (its messages in ``violations``), 503 the broker
-did not acknowledge the answer.
+or a hand control by an operator who is not a supervisor, 404 no such card, audit or process, 409
+card or audit gone, or nothing to resume or release, 422 invalid body, an id in the path that breaks
+its pattern, an action the grammar refuses (its messages in ``violations``) or a cluster the process
+does not have, 503 the broker did not acknowledge the answer, or the store is unavailable.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ from selective_autonomy.console.protocol import (
     AuditView,
     AuditWrongRequest,
     CardView,
+    ControlResponse,
+    ControlsView,
     CorrectRequest,
     CountersView,
     ErrorResponse,
     InboxView,
+    PauseRequest,
+    ReleaseRequest,
+    ResumeRequest,
+    StageRequest,
 )
 from selective_autonomy.schemas.grammar import action_json_schema
 from selective_autonomy.schemas.identifiers import OPAQUE_ID_MAX, OPAQUE_ID_PATTERN, PROCESS_ID_MAX, PROCESS_ID_PATTERN
@@ -40,11 +47,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, description in (
         (400, "The body is not JSON."),
         (401, "No or a wrong bearer token (or session)."),
-        (403, "A session-authenticated request without its CSRF token."),
+        (
+            403,
+            "A session-authenticated request without its CSRF token, or a hand control by an operator who is "
+            "not a supervisor.",
+        ),
         (404, "No such pending card or audit, or no such process for this operator."),
-        (409, "The card or audit is gone, or the state version is not the one shown."),
-        (422, "An invalid body or path id, or an action the process's grammar refuses (see violations)."),
-        (503, "The broker did not acknowledge the answer; retry."),
+        (
+            409,
+            "The card or audit is gone, the state version is not the one shown, or there is nothing to resume "
+            "or release.",
+        ),
+        (
+            422,
+            "An invalid body or path id, an action the process's grammar refuses (see violations), or a "
+            "business cluster the process does not have.",
+        ),
+        (503, "The broker did not acknowledge the answer, or the feedback store is unavailable; retry."),
     )
 }
 
@@ -154,3 +173,45 @@ async def audit_wrong(
     action (checked against the grammar); nothing is executed."""
     visibility = ctx.reader.visibility(caller.operator_id)
     return await run_in_threadpool(ctx.audit_answers.wrong, action_id, caller.operator_id, visibility, body)
+
+
+# -- hand controls: stages and pauses set by hand ---------------------------------------------------
+
+
+@router.get("/processes/{process_id}/controls")
+async def controls(process_id: ProcessIdPath, ctx: Context, caller: ApiCaller) -> ControlsView:
+    """Stages, holds and pauses in force for the process, and the newest hand controls and stage moves."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.controls.view, caller.operator_id, visibility, process_id)
+
+
+@router.post("/processes/{process_id}/stage")
+async def set_stage(process_id: ProcessIdPath, ctx: Context, caller: ApiCaller, body: StageRequest) -> ControlResponse:
+    """Supervisors: set a cluster's stage; the learning loop holds it there until it is set again or released.
+    A move is announced on ``stage.changes`` (``published`` says whether the broker took it)."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.controls.set_stage, caller.operator_id, visibility, process_id, body)
+
+
+@router.post("/processes/{process_id}/stage/release")
+async def release_stage(
+    process_id: ProcessIdPath, ctx: Context, caller: ApiCaller, body: ReleaseRequest
+) -> ControlResponse:
+    """Supervisors: give a cluster's stage back to the learning loop."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.controls.release, caller.operator_id, visibility, process_id, body)
+
+
+@router.post("/processes/{process_id}/pause")
+async def pause(process_id: ProcessIdPath, ctx: Context, caller: ApiCaller, body: PauseRequest) -> ControlResponse:
+    """Supervisors: the kill switch. Nothing of the process (or of one cluster) runs unattended until resumed;
+    each step that would have run goes to an operator with reason ``paused``, within one worker reload."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.controls.pause, caller.operator_id, visibility, process_id, body)
+
+
+@router.post("/processes/{process_id}/resume")
+async def resume(process_id: ProcessIdPath, ctx: Context, caller: ApiCaller, body: ResumeRequest) -> ControlResponse:
+    """Supervisors: lift the pause of the process (no cluster) or of one cluster; the other pauses stay."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.controls.resume, caller.operator_id, visibility, process_id, body)

@@ -10,6 +10,8 @@ Routes (every one but ``/healthz`` needs a signed-in operator or a bearer token)
   ``GET /api/processes/{process_id}/action-schema``,
   ``POST /api/deferrals/{id}/accept|correct|alternative``;
   ``GET /api/audits``, ``GET /api/audits/{action_id}``, ``POST /api/audits/{action_id}/right|wrong``.
+- ``GET /api/processes/{process_id}/controls``; for supervisors (``console.supervisors``)
+  ``POST /api/processes/{process_id}/stage|stage/release|pause|resume``: the hand controls.
 - ``GET /healthz``.
 """
 
@@ -37,6 +39,7 @@ from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import Authenticator
 from selective_autonomy.console.catalog import SchemaCatalog
 from selective_autonomy.console.context import ConsoleContext, SinkHolder
+from selective_autonomy.console.controls import ConsoleControls, NoSuchProcess
 from selective_autonomy.console.deps import NotSignedIn
 from selective_autonomy.console.errors import ConsoleError
 from selective_autonomy.console.feed import KafkaInboxFeed
@@ -146,6 +149,7 @@ def create_app(
         sinks=sinks,
         audits=audits,
         audit_answers=AuditAnswerService(audits, catalog, answers.delivery, clock=clock),
+        controls=ConsoleControls(settings, config, answers.delivery),
         feed=feed,
     )
     if not config.operators:
@@ -160,6 +164,7 @@ def create_app(
         finally:
             if context.feed is not None:
                 context.feed.stop()
+            context.controls.close()
             try:
                 context.sinks.close()
             except Exception:  # shutting down: report, do not mask the original exit
@@ -201,6 +206,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConsoleError)
     async def console_error(request: Request, exc: ConsoleError) -> Response:
         return _error(exc.status_code, exc.code, exc.message, exc.violations)
+
+    @app.exception_handler(NoSuchProcess)
+    async def no_such_process(request: Request, exc: NoSuchProcess) -> Response:
+        return _error(404, "not_found", str(exc))
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:

@@ -97,4 +97,12 @@ class SchemaCatalog:
         clusters += sorted(set(pointer.stages) - set(clusters))
         if not clusters:
             clusters = ["default"]
-        return [StageRow(process_id=process_id, business_cluster=c, stage=pointer.stage(c)) for c in clusters]
+        return [
+            StageRow(
+                process_id=process_id,
+                business_cluster=c,
+                stage=pointer.stage(c),
+                paused=pointer.pause_for(c) is not None,
+            )
+            for c in clusters
+        ]

@@ -11,6 +11,7 @@ from selective_autonomy.console.audit_answers import AuditAnswerService
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import Authenticator
 from selective_autonomy.console.catalog import SchemaCatalog
+from selective_autonomy.console.controls import ConsoleControls
 from selective_autonomy.console.errors import AnswerNotDelivered
 from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import Inbox
@@ -65,4 +66,5 @@ class ConsoleContext:
     sinks: SinkHolder
     audits: AuditBook
     audit_answers: AuditAnswerService
+    controls: ConsoleControls
     feed: KafkaInboxFeed | None = None

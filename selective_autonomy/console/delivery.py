@@ -64,3 +64,12 @@ class Delivery:
                 for topic, event in records:
                     sink.send(topic, event, key=session_id, headers=headers)
                 sink.flush(self.timeout_s)
+
+    def announce(self, records: list[tuple[str, EventModel, str]]) -> None:
+        """Send (topic, event, key) records that answer no record (a stage set by hand) and wait for
+        the broker; raises when they were not acknowledged."""
+        sink = self._sink()
+        with self._send_lock:  # as for answers: a delivery error belongs to the records that caused it
+            for topic, event, key in records:
+                sink.send(topic, event, key=key)
+            sink.flush(self.timeout_s)

@@ -42,3 +42,31 @@ class AuditGone(CardGone):
     """The audit is not pending any more: answered (here or in another console), dropped, or unknown."""
 
     code = "audit_gone"
+
+
+class NotSupervisor(ConsoleError):
+    """A hand control asked for by an operator who is not in ``console.supervisors``."""
+
+    status_code = 403
+    code = "not_supervisor"
+
+
+class ControlRefused(ConsoleError):
+    """A hand control that names no cluster of the process (422), or has nothing to change (409)."""
+
+    status_code = 422
+    code = "control_refused"
+
+
+class NothingToControl(ConsoleError):
+    """Resume where nothing is paused, release where no stage is held."""
+
+    status_code = 409
+    code = "nothing_to_change"
+
+
+class StoreUnavailable(ConsoleError):
+    """The feedback store, where hand controls are recorded, could not be opened."""
+
+    status_code = 503
+    code = "store_unavailable"

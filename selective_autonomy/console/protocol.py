@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -158,6 +159,7 @@ class StageRow(_Body):
     process_id: str
     business_cluster: str
     stage: Stage
+    paused: bool = Field(default=False, description="Autonomy paused by hand here (the cluster or its process).")
 
 
 class CountersView(_Body):
@@ -177,3 +179,111 @@ class InboxView(_Body):
     operator_id: str
     cards: list[CardView]
     counters: CountersView
+
+
+# -- hand controls (supervisors) ---------------------------------------------------------------------
+
+REASON = Field(min_length=1, max_length=1000, description="Why: kept in the history with who and when.")
+
+
+class StageRequest(_Body):
+    """Set a cluster's stage by hand; the learning loop then holds it there until it is set again or released."""
+
+    business_cluster: Name
+    stage: Stage
+    reason: str = REASON
+
+
+class ReleaseRequest(_Body):
+    """Give a cluster's stage back to the learning loop."""
+
+    business_cluster: Name
+    reason: str = REASON
+
+
+class PauseRequest(_Body):
+    """Pause a cluster, or the whole process (no cluster): nothing of it runs unattended until resumed."""
+
+    business_cluster: Name | None = Field(default=None, description="None: the whole process.")
+    reason: str = REASON
+
+
+class ResumeRequest(_Body):
+    """Lift the pause of a cluster, or of the whole process (no cluster); the other pauses stay."""
+
+    business_cluster: Name | None = Field(default=None, description="None: the whole process.")
+    reason: str = REASON
+
+
+Control = Literal["stage", "release", "pause", "resume"]
+
+
+class PauseView(_Body):
+    scope: str = Field(description="The business cluster, or '*' for the whole process.")
+    reason: str
+    by: str
+    at: datetime
+
+
+class HandStageView(_Body):
+    stage: Stage
+    reason: str
+    by: str
+    at: datetime
+
+
+class ClusterControlsView(_Body):
+    business_cluster: str
+    stage: Stage
+    held_by_hand: HandStageView | None = Field(description="The stage a person set; the learning loop holds it.")
+    paused: PauseView | None = Field(description="The pause that covers the cluster (its own or the process's).")
+    certified: bool = Field(description="A certificate (and so thresholds) is in force.")
+
+
+class HandControlView(_Body):
+    control: Control
+    scope: str
+    stage: Stage | None
+    reason: str
+    changed_by: str
+    at: datetime
+
+
+class StageMoveView(_Body):
+    business_cluster: str
+    from_stage: Stage | None
+    to_stage: Stage
+    reason: str
+    changed_by: str | None = Field(description="Who set it by hand; null: the learning loop.")
+    at: datetime
+
+
+class ControlsView(_Body):
+    """A process's stages, holds and pauses in force, and the newest hand controls and stage moves."""
+
+    process_id: str
+    pointer_revision: int
+    clusters: list[ClusterControlsView]
+    pauses: list[PauseView]
+    history: list[HandControlView] = Field(description="Hand controls, oldest first.")
+    stage_history: list[StageMoveView] = Field(description="Stage moves by hand or by the learning loop, oldest first.")
+
+
+class ControlResponse(_Body):
+    """What a hand control did: in force in the service pointer (workers follow it within a reload)."""
+
+    process_id: str
+    scope: str = Field(description="The business cluster, or '*' for the whole process.")
+    control: Control
+    changed: bool = Field(description="False: it was already so (a scope already paused keeps its first pause).")
+    stage: Stage | None = Field(description="The cluster's stage now; null for the whole process.")
+    stage_moved: bool
+    published: bool | None = Field(
+        description="Whether stage.changes acknowledged the move; null: nothing to publish. The move is in force "
+        "either way."
+    )
+    publish_error: str | None
+    pointer_revision: int
+    pauses: list[PauseView] = Field(description="The pauses in force now.")
+    operator_id: str
+    message: str

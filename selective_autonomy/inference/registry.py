@@ -6,6 +6,7 @@ Layout::
     <models_dir>/<process_id>/policy/<version>/        artefact directories
     <models_dir>/<process_id>/critic/<version>/
     <models_dir>/<process_id>/current.json             what is in service (ServicePointer)
+    <models_dir>/<process_id>/history/<revision>.json  every pointer published, for rollbacks
 
 ``<process_id>`` is the directory name :func:`~selective_autonomy.schemas.identifiers.process_dir_name`
 gives: an id that is not a valid process id (a path separator, ``..``, NUL) raises
@@ -14,21 +15,35 @@ only directories whose names are valid ids are listed.
 
 Training jobs write a new artefact directory, then publish it by atomically replacing
 ``current.json``; workers poll that file and hot-reload, so a new version goes into service
-without a restart and a half-written model is never loaded.
+without a restart and a half-written model is never loaded. Each published pointer is also kept
+under ``history/``, whoever published it (the learning loop, a deploy, a rollback, a hand
+control): a rollback needs to know which models were in service before, including those the
+learning loop promoted.
+
+Every write of ``current.json`` holds ``.current.lock`` (an ``flock``) from reading the revision
+to replacing the file, so two writers (the learning loop, a deploy, a person pausing autonomy)
+never lose each other's change. A writer that computed its pointer from an earlier read passes the
+revision it read (``expected_revision``) and gets :class:`PointerChanged` if another one published
+since. Hand controls (pauses and stages set by hand, :mod:`selective_autonomy.controls`) are only
+changed through :meth:`ModelRegistry.update`; :meth:`ModelRegistry.publish` carries the ones in
+force over, so no other publisher (the learning loop, a deploy, a rollback) can lift a pause.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
 from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.ngram import NGramPolicy
@@ -40,9 +55,54 @@ from selective_autonomy.schemas.process import ProcessSchema
 
 CURRENT_FILE = "current.json"
 SCHEMA_FILE = "schema.yaml"
+HISTORY_DIR = "history"
+LOCK_FILE = ".current.lock"
+WHOLE_PROCESS = "*"
+"""The scope of a pause that covers every business cluster of the process."""
+
+STAGE_ORDER: dict[Stage, int] = {Stage.logging: 0, Stage.copilot: 1, Stage.selective: 2}
+"""How much runs unattended in each stage: a move up this order is a promotion."""
+
+
+class Pause(BaseModel):
+    """Autonomy paused by hand: nothing of its scope runs unattended until a person resumes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str
+    by: str
+    at: AwareDatetime
+
+    def detail(self, scope: str) -> str:
+        """The deferral detail of a step this pause held back."""
+        where = "for the whole process" if scope == WHOLE_PROCESS else f"for cluster {scope}"
+        return f"autonomy paused {where} by {self.by} at {self.at:%Y-%m-%d %H:%M:%S %Z}: {self.reason}"
+
+
+class HandStage(BaseModel):
+    """A stage set by hand. The learning loop never moves the cluster while it is there; a person
+    sets the stage again or releases the cluster (``selauto stage release``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: Stage
+    reason: str
+    by: str
+    at: AwareDatetime
+
 
 PolicyLoader = Callable[[Path, ProcessSchema], Policy]
 CriticLoader = Callable[[Path, ProcessSchema], Critic]
+
+
+class NoPolicyInService(ArtefactError):
+    """The process is registered but its service pointer names no policy (none deployed yet, or
+    taken out of service when its schema was replaced)."""
+
+
+class PointerChanged(SelautoError):
+    """Another writer replaced the service pointer after this change was computed from it (a
+    publish with ``expected_revision``)."""
 
 
 class ServicePointer(BaseModel):
@@ -76,6 +136,13 @@ class ServicePointer(BaseModel):
         description="cluster -> how far its thresholds sit above the certified ones, from the judged steps since "
         "(learning/threshold_lift.py)",
     )
+    paused: dict[str, Pause] = Field(
+        default_factory=dict,
+        description=f"business cluster, or {WHOLE_PROCESS!r} for the whole process -> its pause (set by hand)",
+    )
+    manual: dict[str, HandStage] = Field(
+        default_factory=dict, description="business cluster -> the stage a person set; the learning loop holds it"
+    )
     revision: int = 0
 
     @model_validator(mode="before")
@@ -89,6 +156,39 @@ class ServicePointer(BaseModel):
 
     def stage(self, cluster: str) -> Stage:
         return self.stages.get(cluster, self.default_stage)
+
+    def pause_for(self, cluster: str) -> tuple[str, Pause] | None:
+        """The pause that covers ``cluster`` and its scope (the cluster, or the whole process)."""
+        for scope in (cluster, WHOLE_PROCESS):
+            if scope in self.paused:
+                return scope, self.paused[scope]
+        return None
+
+    def hand_hold(self, cluster: str, proposed: Stage) -> str | None:
+        """Why a person's hand control keeps ``cluster`` at its stage rather than ``proposed``, or
+        None: a stage set by hand is never moved, up or down; a paused cluster (or one of a paused
+        process) is never promoted, ``logging -> copilot`` included. The one rule for every
+        automatic move: the learning loop's, a first policy's, and a deploy's or rollback's."""
+        current = self.stage(cluster)
+        if proposed is current:
+            return None
+        hand = self.manual.get(cluster)
+        if hand is not None:
+            return f"held: stage set by hand by {hand.by} at {hand.at:%Y-%m-%d %H:%M} ({hand.reason})"
+        pause = self.pause_for(cluster)
+        if pause is not None and STAGE_ORDER[proposed] > STAGE_ORDER[current]:
+            scope, held = pause
+            what = "the process" if scope == WHOLE_PROCESS else "the cluster"
+            return f"held: {what} is paused by {held.by} ({held.reason})"
+        return None
+
+    def with_hand_controls_of(self, current: ServicePointer) -> ServicePointer:
+        """This pointer with the pauses and hand-set stages of ``current`` (the one in service)."""
+        same = current.paused == self.paused and current.manual == self.manual
+        if same and all(self.stage(c) is hand.stage for c, hand in self.manual.items()):
+            return self
+        stages = dict(self.stages) | {c: hand.stage for c, hand in current.manual.items()}
+        return self.model_copy(update={"paused": current.paused, "manual": current.manual, "stages": stages})
 
 
 @dataclass(frozen=True)
@@ -151,8 +251,8 @@ class ModelRegistry:
 
     def save_schema(self, schema: ProcessSchema) -> None:
         directory = self.process_dir(schema.process_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        schema.save(directory / SCHEMA_FILE)
+        # Atomically: a worker reloading meanwhile reads the old schema or the new one, never half.
+        _write_atomically(directory / SCHEMA_FILE, schema.to_yaml())
 
     def pointer(self, process_id: str) -> ServicePointer:
         path = self.process_dir(process_id) / CURRENT_FILE
@@ -160,16 +260,70 @@ class ModelRegistry:
             return ServicePointer()
         return ServicePointer.model_validate_json(path.read_text())
 
-    def publish(self, process_id: str, pointer: ServicePointer) -> ServicePointer:
-        """Atomically replace what is in service; returns the pointer with its new revision."""
+    def publish(
+        self, process_id: str, pointer: ServicePointer, *, expected_revision: int | None = None
+    ) -> ServicePointer:
+        """Atomically replace what is in service; returns the pointer with its new revision.
+
+        The pauses and hand-set stages in force are kept whatever ``pointer`` says: a training
+        command, a deploy or the learning loop that read the pointer before a person paused
+        autonomy must not lift the pause by publishing.
+
+        :param expected_revision: publish only if the pointer in service still has this revision,
+            else raise :class:`PointerChanged` (default None: whatever it is). A change computed from
+            the pointer in service must not silently undo one published meanwhile: a learning run
+            that started before a hand deploy would otherwise put the old models back.
+        """
+        with self._locked(process_id) as directory:
+            current = self.pointer(process_id)
+            if expected_revision is not None and current.revision != expected_revision:
+                raise PointerChanged(
+                    f"the service pointer of {process_id} is at revision {current.revision}, this change was "
+                    f"computed from revision {expected_revision}: run it again"
+                )
+            return self._write(directory, pointer.with_hand_controls_of(current), current.revision)
+
+    def update(
+        self, process_id: str, change: Callable[[ServicePointer], ServicePointer]
+    ) -> tuple[ServicePointer, ServicePointer]:
+        """Read, change and publish the pointer under the lock, exactly as ``change`` returns it (the
+        way hand controls are written). Returns (before, after); nothing is written, and no worker
+        reloads, when ``change`` returns the pointer unchanged."""
+        with self._locked(process_id) as directory:
+            before = self.pointer(process_id)
+            after = change(before)
+            if after.model_dump(exclude={"revision"}) == before.model_dump(exclude={"revision"}):
+                return before, before
+            return before, self._write(directory, after, before.revision)
+
+    @contextmanager
+    def _locked(self, process_id: str) -> Iterator[Path]:
+        """Writers on this host take turns, so that reading the revision and replacing the file are
+        one step."""
         directory = self.process_dir(process_id)
         directory.mkdir(parents=True, exist_ok=True)
-        published = pointer.model_copy(update={"revision": self.pointer(process_id).revision + 1})
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".current-", suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            out.write(published.model_dump_json(indent=2))
-        os.replace(tmp, directory / CURRENT_FILE)
+        with open(directory / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield directory
+
+    @staticmethod
+    def _write(directory: Path, pointer: ServicePointer, revision: int) -> ServicePointer:
+        published = pointer.model_copy(update={"revision": revision + 1})
+        text = published.model_dump_json(indent=2)
+        # History first: current.json never names a revision the history lacks (a crash between
+        # the two leaves an entry that the next write, with the same revision, overwrites).
+        _write_atomically(directory / HISTORY_DIR / f"{published.revision}.json", text)
+        _write_atomically(directory / CURRENT_FILE, text)
         return published
+
+    def history(self, process_id: str) -> list[ServicePointer]:
+        """Every published pointer kept under ``history/``, oldest first (pointers published before
+        the history existed are not there)."""
+        directory = self.process_dir(process_id) / HISTORY_DIR
+        if not directory.is_dir():
+            return []
+        revisions = sorted(int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit())
+        return [ServicePointer.model_validate_json((directory / f"{r}.json").read_text()) for r in revisions]
 
     def revision(self, process_id: str) -> tuple[int, int]:
         """Cheap change detector: (mtime_ns, size) of current.json."""
@@ -185,12 +339,22 @@ class ModelRegistry:
         pointer = self.pointer(process_id)
         directory = self.process_dir(process_id)
         if pointer.policy is None:
-            raise ArtefactError(f"process {process_id} has no policy in service ({directory / CURRENT_FILE})")
+            raise NoPolicyInService(f"process {process_id} has no policy in service ({directory / CURRENT_FILE})")
         policy = _load_policy(directory / pointer.policy, schema)
         critic: Critic = PolicyConfidenceCritic()
         if pointer.critic is not None:
             critic = _load_critic(directory / pointer.critic, schema)
         return ProcessModels(schema=schema, policy=policy, critic=critic, pointer=pointer)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    # mkstemp makes the file private; workers and the console may read the registry as another user.
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
 
 
 def _load_policy(directory: Path, schema: ProcessSchema) -> Policy:

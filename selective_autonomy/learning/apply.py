@@ -3,7 +3,9 @@
 The service pointer is the one source of truth for stages. Artefacts are written first (a pointer
 never names a half-written model); the pointer is replaced atomically; then the store's stage
 history and model versions, and the ``stage.changes`` events, are written from the difference
-between the pointer that was in service and the one just published.
+between the pointer that was in service and the one just published. The pointer is published only
+over the revision the plan was made from (:class:`~selective_autonomy.inference.registry.PointerChanged`
+otherwise), so a hand control set while the loop planned is never overwritten by a stale plan.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class LearningReport(BaseModel):
     policy_version: str
     policy_promoted: bool
     retrained: bool
+    trace_cases: int = Field(default=0, description="Recorded cases read from the trace table (a first policy).")
     calibration: CalibrationReport | None = None
     monitor: dict[str, MonitorReading] = Field(default_factory=dict)
     lifts: dict[str, float] = Field(default_factory=dict, description="cluster -> thresholds above the certified ones")
@@ -74,6 +77,7 @@ def apply_plan(
     *,
     feedback_read: int = 0,
     retrained: bool = True,
+    trace_cases: int = 0,
 ) -> LearningReport:
     directory = registry.process_dir(plan.process_id)
     for artefact in plan.artefacts:
@@ -82,7 +86,14 @@ def apply_plan(
         exclude={"revision"}
     )
     # A run that changes nothing (most monitor runs) leaves current.json alone: no worker reloads.
-    published = plan.previous if unchanged else registry.publish(plan.process_id, plan.pointer)
+    # Otherwise only over the pointer the plan was made from: a person who paused autonomy, set a
+    # stage, deployed or rolled back models meanwhile made a plan on the older pointer wrong
+    # (PointerChanged; the loop plans again from the new one).
+    published = (
+        plan.previous
+        if unchanged
+        else registry.publish(plan.process_id, plan.pointer, expected_revision=plan.previous.revision)
+    )
     for artefact in plan.artefacts:
         store.record_model_version(
             artefact.kind,
@@ -117,6 +128,7 @@ def apply_plan(
         policy_version=plan.policy_version,
         policy_promoted=ModelKind.policy in kinds,
         retrained=retrained,
+        trace_cases=trace_cases,
         calibration=plan.calibration,
         monitor=plan.monitor,
         lifts=plan.lifts,

@@ -3,19 +3,40 @@
 Each run reads a bounded window (the newest ``learning.window_feedback`` records of the process,
 plus the few judged unattended steps since a cluster went selective), so its cost does not grow
 with the store. :meth:`LearningLoop.run` with ``retrain=False`` only runs the precision monitor:
-cheap enough to follow every audit.
+cheap enough to follow every audit. A process with no policy in service has nothing to retrain or
+certify: its one step is :meth:`LearningLoop.first_policy`, from the recorded traces
+(:mod:`selective_autonomy.learning.first_policy`), which a full run takes for it.
+
+Every run publishes only over the pointer revision it planned on; when a person (a hand control,
+a deploy) or another publisher changed the pointer meanwhile, it plans again on the new one (at
+most ``PLAN_ATTEMPTS`` times), so nothing set while it planned is overwritten.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.registry import ModelRegistry
+from selective_autonomy.inference.registry import ModelRegistry, PointerChanged, ServicePointer
 from selective_autonomy.learning.apply import LearningReport, StageListener, apply_plan
 from selective_autonomy.learning.evidence import critic_examples, monitor_outcomes, policy_examples
+from selective_autonomy.learning.first_policy import (
+    FirstPolicyInput,
+    PolicyTrainer,
+    embedded_trainer,
+    plan_first_policy,
+)
 from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
+from selective_autonomy.learning.recorded import case_completion, cases_from_recorded
+from selective_autonomy.schemas.events import Stage
 from selective_autonomy.store.repository import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+PLAN_ATTEMPTS = 3
+"""Plans made per run when the pointer keeps changing under it (each attempt re-reads it)."""
 
 
 class LearningLoop:
@@ -25,11 +46,13 @@ class LearningLoop:
         store: FeedbackStore,
         config: LearningSettings | None = None,
         on_stage_changes: StageListener | None = None,
+        trainer: PolicyTrainer = embedded_trainer,
     ) -> None:
         self.registry = registry
         self.store = store
         self.config = config or LearningSettings()
         self.on_stage_changes = on_stage_changes
+        self.trainer = trainer
 
     def gather(self, process_id: str, *, retrain: bool = True) -> LearningInput:
         schema, pointer = self.registry.schema(process_id), self.registry.pointer(process_id)
@@ -56,7 +79,41 @@ class LearningLoop:
         evidence = self.gather(process_id, retrain=retrain)
         return evidence, plan_learning(evidence, self.config, retrain=retrain)
 
+    def gather_first_policy(self, process_id: str) -> FirstPolicyInput:
+        """The trace evidence of a process with no policy: a bounded count of its complete cases, and
+        the newest ``learning.window_cases`` of them once there are enough."""
+        schema, pointer = self.registry.schema(process_id), self.registry.pointer(process_id)
+        if pointer.policy is not None:
+            return FirstPolicyInput(schema=schema, pointer=pointer, complete_cases=0)
+        completion = case_completion(self.config)
+        needed = self.config.first_policy_cases
+        complete = self.store.count_complete_cases(process_id, completion, at_most=needed)
+        if complete < needed:
+            return FirstPolicyInput(schema=schema, pointer=pointer, complete_cases=complete)
+        sessions = self.store.recorded_cases(process_id, completion, newest=self.config.window_cases)
+        return FirstPolicyInput(
+            schema=schema, pointer=pointer, complete_cases=complete, cases=cases_from_recorded(sessions)
+        )
+
+    def first_policy(self, process_id: str) -> LearningReport:
+        """Train, serve and stage a process's first policy once enough traces are recorded; otherwise
+        change nothing (the report's notes say what it waits for). Cheap until then: a bounded count.
+
+        With a policy in service, what recorded traces can still change is a cluster left in
+        ``logging`` by a hand control when the policy went in (a pause holds ``logging ->
+        copilot``, :meth:`~selective_autonomy.inference.registry.ServicePointer.hand_hold`): once
+        nothing holds it, a monitor-only run moves it, since a cluster in logging gets no feedback
+        to start one."""
+        return self._planned(process_id, lambda: self._first_policy_once(process_id))
+
     def run(self, process_id: str, *, retrain: bool = True) -> LearningReport:
+        return self._planned(process_id, lambda: self._run_once(process_id, retrain=retrain))
+
+    def _run_once(self, process_id: str, *, retrain: bool) -> LearningReport:
+        if retrain and self.registry.pointer(process_id).policy is None:
+            # Without a policy there is nothing to retrain or certify (feedback can still arrive:
+            # operators answer model_unavailable deferrals); the one step left is a first policy.
+            return self._first_policy_once(process_id)
         evidence, plan = self.plan(process_id, retrain=retrain)
         return apply_plan(
             plan,
@@ -66,3 +123,35 @@ class LearningLoop:
             feedback_read=evidence.feedback_read,
             retrained=retrain,
         )
+
+    def _first_policy_once(self, process_id: str) -> LearningReport:
+        pointer = self.registry.pointer(process_id)
+        if pointer.policy is not None and self._logging_released(process_id, pointer):
+            return self._run_once(process_id, retrain=False)
+        evidence = self.gather_first_policy(process_id)
+        plan = plan_first_policy(evidence, self.config, self.trainer)
+        return apply_plan(
+            plan,
+            self.registry,
+            self.store,
+            self.on_stage_changes,
+            retrained=bool(plan.artefacts),
+            trace_cases=len(evidence.cases),
+        )
+
+    def _logging_released(self, process_id: str, pointer: ServicePointer) -> bool:
+        """Whether a cluster is in logging with a policy in service and no hand control holds it there."""
+        clusters = (c.id for c in self.registry.schema(process_id).business_clusters)
+        return any(pointer.stage(c) is Stage.logging and pointer.hand_hold(c, Stage.copilot) is None for c in clusters)
+
+    def _planned(self, process_id: str, attempt: Callable[[], LearningReport]) -> LearningReport:
+        for number in range(1, PLAN_ATTEMPTS + 1):
+            try:
+                return attempt()
+            except PointerChanged as exc:
+                # A person (or another publisher) changed the pointer while this run planned: plan
+                # again on what is in service now. Artefacts the stale plan wrote stay unreferenced.
+                if number == PLAN_ATTEMPTS:
+                    raise
+                log.info("%s: %s; planning again", process_id, exc)
+        raise AssertionError("unreachable")

@@ -21,10 +21,21 @@ run on nearly the same evidence, with a critic chosen anew each time, multiplies
 target; docs/guarantee.md).
 4. certification on the certifying split (or, when nothing was chosen or fitted, on all unbiased
    evidence), per (cluster, tier, action type);
-5. stages, from the certificate and the monitor;
+5. stages, from the certificate and the monitor, except where a person holds them;
 6. the thresholds of every selective cluster: the certified ones, raised by the judged steps that
    ran since the certificate (:mod:`threshold_lift`), so a slow drift the monitor cannot prove yet
    still makes the gate stricter.
+
+Hand controls (:mod:`selective_autonomy.controls`) win over the loop, until a person changes them:
+
+* a stage set by hand (``pointer.manual``) is never moved, up or down. The loop still monitors and
+  certifies the cluster: a new certificate replaces its thresholds, and a monitor alarm or a
+  recertification that certifies nothing voids them, so a cluster held in selective runs only what
+  a current certificate passes (nothing, once voided) but stays selective. ``selauto stage release``
+  gives the cluster back to the loop;
+* a paused cluster (or one of a paused process) is never promoted; it may still be demoted.
+
+Each move the loop would have made is in the plan's notes and ``held``.
 """
 
 from __future__ import annotations
@@ -86,6 +97,7 @@ class LearningPlan:
     monitor: dict[str, MonitorReading] = field(default_factory=dict)
     decisions: dict[str, StageDecision] = field(default_factory=dict)
     lifts: dict[str, float] = field(default_factory=dict)
+    held: dict[str, StageDecision] = field(default_factory=dict, metadata={"doc": "moves a hand control held back"})
     critic: str = "unchanged"
     critic_version: str = ""
     policy_version: str = ""
@@ -145,6 +157,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
     thresholds = dict(pointer.thresholds.values)
     certs: dict[str, Certificate] = dict(pointer.certificates)
     decisions: dict[str, StageDecision] = {}
+    held: dict[str, StageDecision] = {}
 
     # 1. the monitor
     readings: dict[str, MonitorReading] = {}
@@ -251,6 +264,25 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             monitor=readings.get(cluster),
         )
         decision = next_stage(stages[cluster], evidence, rules)
+        hold = pointer.hand_hold(cluster, decision.stage) if decision is not None else None
+        if decision is not None and hold is not None:
+            held[cluster] = decision
+            notes.append(
+                f"{cluster}: would move {stages[cluster].value} -> {decision.stage.value} ({decision.reason}); {hold}"
+            )
+            if stages[cluster] is Stage.selective:
+                # Held in selective against a demotion: what the loop would demote for (an alarm, a
+                # recertification that certified nothing) disproves the certificate, so it goes and
+                # nothing runs unattended here until a new one is earned.
+                certs.pop(cluster, None)
+                selective_since.pop(cluster, None)
+                thresholds = {k: v for k, v in thresholds.items() if not k.startswith(f"{prefix}{cluster}/")}
+            decision = None
+        if cluster in pointer.manual and stages[cluster] is Stage.selective and cluster in certs:
+            # A held selective cluster's new certificate is watched from the newest evidence it saw.
+            selective_since.setdefault(
+                cluster, max((e.received_at for e in examples), default=certs[cluster].issued_at)
+            )
         if decision is None:
             continue
         decisions[cluster] = decision
@@ -310,6 +342,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
         monitor=readings,
         decisions=decisions,
         lifts=lifts,
+        held=held,
         critic=chosen,
         critic_version=critic_version,
         policy_version=policy_version,

@@ -12,10 +12,12 @@ from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,
     ActionTier,
+    Actor,
     CopilotFeedback,
     DeferralReason,
     OperatorDeferral,
     Stage,
+    UIState,
     UIStateChanged,
     Verdict,
 )
@@ -36,6 +38,22 @@ class ModelKind(StrEnum):
     policy = "policy"
     critic = "critic"
     thresholds = "thresholds"
+
+
+class HandControl(StrEnum):
+    """What a person did by hand (``selauto stage|pause|resume``, or the console)."""
+
+    stage = "stage"  # set a cluster's stage; the learning loop holds it there
+    release = "release"  # gave the cluster's stage back to the learning loop
+    pause = "pause"  # nothing of the scope runs unattended
+    resume = "resume"  # lifted a pause
+
+
+class ServiceChangeKind(StrEnum):
+    process_added = "process_added"
+    schema_replaced = "schema_replaced"
+    deployed = "deployed"
+    rolled_back = "rolled_back"
 
 
 class _StoreModel(BaseModel):
@@ -193,6 +211,20 @@ class StageTransition(_StoreModel):
     to_stage: Stage
     reason: str = ""
     at: AwareDatetime
+    changed_by: str | None = Field(default=None, description="Who set it by hand; None: the learning loop.")
+
+
+class HandControlRecord(_StoreModel):
+    """One hand control, as recorded."""
+
+    id: int
+    process_id: str
+    scope: str = Field(description="A business cluster, or '*' for the whole process.")
+    control: HandControl
+    stage: Stage | None = Field(default=None, description="The stage set (control 'stage'), else None.")
+    reason: str
+    changed_by: str
+    at: AwareDatetime
 
 
 class ModelVersion(_StoreModel):
@@ -206,9 +238,79 @@ class ModelVersion(_StoreModel):
     created_at: AwareDatetime
 
 
+class ServiceChange(_StoreModel):
+    """A change made by hand to what is in service, and the service pointer revision it published."""
+
+    id: int
+    process_id: str
+    revision: int = Field(ge=0)
+    kind: ServiceChangeKind
+    policy: str | None = Field(default=None, description="Policy version in service after the change.")
+    critic: str | None = Field(default=None, description="Critic version after it; None: policy confidence.")
+    changed_by: str
+    reason: str = ""
+    detail: str = Field(default="", description="What the change voided (certificates, stages, models).")
+    at: AwareDatetime
+
+
 class StoreCounts(_StoreModel):
     """Totals for reports; every verdict and outcome is present, zero when none."""
 
     feedback_by_verdict: dict[Verdict, int]
     proposals_by_outcome: dict[ProposalOutcome, int]
     feedback_without_proposal: int = Field(description="Feedback whose deferral_id matches no recorded proposal.")
+
+
+class CaseCompletion(_StoreModel):
+    """When a recorded session counts as a *complete case*: one a policy may learn from as a whole.
+
+    A session is complete when at least one of its states was produced by an operator's action
+    (``actor`` operator with ``last_action`` set) and either
+
+    - **closed**: its newest operator action (by state version) is one of ``ending_actions``: the
+      operator ended it, and the case ends with that step; or
+    - **idle**: its newest state is at least ``idle_s`` older than the newest state recorded for the
+      process. The clock is the platform's (state timestamps), not the wall clock, so a replayed
+      log and a live feed behave alike. An idle case has no invented ending (``Case.ended`` False),
+      as the importers leave a case that was still open when its log was exported.
+
+    A session that goes on after it was complete (the operator reopens it) is open again until it
+    closes or idles again.
+    """
+
+    ending_actions: frozenset[str] = Field(
+        default=frozenset({"close_chat"}), description="Action types after which an operator's session has ended."
+    )
+    idle_s: float = Field(default=86_400.0, gt=0, description="No new state for this long: the session is over.")
+
+
+class RecordedState(_StoreModel):
+    """One ``UIStateChanged`` as the trace table keeps it."""
+
+    process_id: str
+    session_id: str
+    business_cluster: str
+    state_version: int = Field(ge=0)
+    event_id: str
+    timestamp: AwareDatetime
+    actor: Actor
+    ui_state: UIState
+    last_action: Action | None = None
+    received_at: AwareDatetime
+
+    @property
+    def operator_step(self) -> bool:
+        """This state was produced by an operator's own action (``last_action``)."""
+        return self.actor is Actor.operator and self.last_action is not None
+
+
+class RecordedSession(_StoreModel):
+    """A complete case as recorded: its states in version order (see :class:`CaseCompletion`)."""
+
+    process_id: str
+    session_id: str
+    business_cluster: str = Field(description="Of the first state stored.")
+    first_at: AwareDatetime
+    last_at: AwareDatetime
+    closed: bool = Field(description="Ended by an operator's ending action; False: complete because idle.")
+    states: list[RecordedState] = Field(default_factory=list)

@@ -1,20 +1,36 @@
-"""The durable feedback store: proposals, operator feedback, applied actions, stages and model versions.
+"""The durable feedback store: proposals, operator feedback, applied actions, stages, model versions
+and the UI traces recorded from ``ui.state``.
 
 Every insert of something that arrives from a topic is idempotent on its id (a redelivery is a
-no-op that returns False); feedback and stage transitions are append-only. One store may be used
+no-op that returns False; a trace's id is its process, session and state version); feedback, traces
+and stage transitions are append-only. One store may be used
 from several threads; several processes may share one database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from pydantic import JsonValue, TypeAdapter
-from sqlalchemy import Connection, Engine, Table, and_, false, func, literal_column, select, true, union_all, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
@@ -23,9 +39,11 @@ from selective_autonomy.inference.protocol import Candidate
 from selective_autonomy.schemas.events import (
     Action,
     ActionTier,
+    Actor,
     CopilotFeedback,
     DeferralReason,
     Stage,
+    UIState,
     UIStateChanged,
     Verdict,
     utc_now,
@@ -37,21 +55,39 @@ from selective_autonomy.store.migration import migrate as migrate_schema
 from selective_autonomy.store.models import (
     ActionStatus,
     AppliedAction,
+    CaseCompletion,
     FeedbackWithContext,
+    HandControl,
+    HandControlRecord,
     JudgedStep,
     ModelKind,
     ModelVersion,
     ProposalOutcome,
     ProposalRecord,
+    RecordedSession,
+    RecordedState,
+    ServiceChange,
+    ServiceChangeKind,
     StageTransition,
     StoreCounts,
 )
-from selective_autonomy.store.tables import applied_actions, feedback, model_versions, proposals, stage_transitions
+from selective_autonomy.store.tables import (
+    applied_actions,
+    feedback,
+    hand_controls,
+    model_versions,
+    proposals,
+    service_changes,
+    stage_transitions,
+    trace_sessions,
+    traces,
+)
 
 _CANDIDATES = TypeAdapter(list[Candidate])
 _METRICS = TypeAdapter(dict[str, JsonValue])
 _PROPOSAL_PREFIX = "p_"
 _EXPLORATION: ColumnElement[str] = literal_column(f"'{DeferralReason.exploration.value}'")
+_CHUNK = 500  # rows per multi-row INSERT and ids per IN list: well under SQLite's 32,766 bound parameters
 
 
 class FeedbackStore:
@@ -244,6 +280,100 @@ class FeedbackStore:
             feedback_by_verdict=by_verdict, proposals_by_outcome=by_outcome, feedback_without_proposal=without_proposal
         )
 
+    # traces -----------------------------------------------------------------------------------
+
+    def append_traces(self, states: Sequence[UIStateChanged], *, received_at: datetime | None = None) -> int:
+        """Record UI states, all in one transaction; return how many were new.
+
+        Idempotent by (process, session, state version): a redelivered state is not stored twice and
+        leaves its session's summary alone (only the rows this insert really added are counted, so
+        two writers racing on one session count each state once).
+        """
+        unique: dict[tuple[str, str, int], UIStateChanged] = {}
+        for state in states:
+            unique.setdefault((state.process_id, state.session_id, state.state_version), state)
+        if not unique:
+            return 0
+        now = received_at or utc_now()
+        rows = [_trace_row(state, now) for state in unique.values()]
+        added: list[UIStateChanged] = []
+        with write_transaction(self._engine) as connection:
+            for start in range(0, len(rows), _CHUNK):
+                statement = (
+                    _upsert_base(connection, traces)
+                    .values(rows[start : start + _CHUNK])
+                    .on_conflict_do_nothing(index_elements=[c.name for c in traces.primary_key.columns])
+                    .returning(traces.c.process_id, traces.c.session_id, traces.c.state_version)
+                )
+                added += [unique[(p, s, v)] for p, s, v in connection.execute(statement)]
+            summaries = _session_summaries(added)
+            for start in range(0, len(summaries), _CHUNK):
+                _merge_sessions(connection, summaries[start : start + _CHUNK])
+        return len(added)
+
+    def count_complete_cases(self, process_id: str, completion: CaseCompletion, *, at_most: int | None = None) -> int:
+        """How many recorded sessions of the process are complete cases (see :class:`CaseCompletion`).
+
+        :param at_most: stop counting here (default: count all). "Are there at least N?" then costs
+            about N index entries plus the sessions still open, however large the store grows.
+        """
+        with read_transaction(self._engine) as connection:
+            complete = _complete_sessions(connection, process_id, completion)
+            if complete is None:
+                return 0
+            query = select(trace_sessions.c.session_id).where(complete)
+            if at_most is not None:
+                query = query.limit(at_most)
+            return int(connection.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+
+    def recorded_cases(
+        self,
+        process_id: str,
+        completion: CaseCompletion,
+        *,
+        newest: int,
+        since: datetime | None = None,
+    ) -> list[RecordedSession]:
+        """The newest complete cases of a process with their states, oldest first (by first state).
+
+        :param newest: at most this many cases, the most recently active ones: the window that
+            bounds a learning run's cost as the table grows.
+        :param since: only sessions whose first state is at or after this time (default: all); a
+            retraining reads what came after the data its policy saw.
+        """
+        with read_transaction(self._engine) as connection:
+            complete = _complete_sessions(connection, process_id, completion)
+            if complete is None:
+                return []
+            query = select(trace_sessions).where(complete)
+            if since is not None:
+                query = query.where(trace_sessions.c.first_at >= since)
+            query = query.order_by(trace_sessions.c.last_at.desc(), trace_sessions.c.session_id.desc()).limit(newest)
+            sessions = connection.execute(query).mappings().all()
+            ids = [row["session_id"] for row in sessions]
+            states: dict[str, list[RecordedState]] = {}
+            for start in range(0, len(ids), _CHUNK):
+                rows = connection.execute(
+                    select(traces)
+                    .where(traces.c.process_id == process_id, traces.c.session_id.in_(ids[start : start + _CHUNK]))
+                    .order_by(traces.c.session_id, traces.c.state_version)
+                ).mappings()
+                for row in rows:
+                    states.setdefault(row["session_id"], []).append(_recorded_state(row))
+        cases = [
+            RecordedSession(
+                process_id=process_id,
+                session_id=row["session_id"],
+                business_cluster=row["business_cluster"],
+                first_at=row["first_at"],
+                last_at=row["last_at"],
+                closed=row["last_operator_action"] in completion.ending_actions,
+                states=states.get(row["session_id"], []),
+            )
+            for row in sessions
+        ]
+        return sorted(cases, key=lambda c: (c.first_at, c.session_id))
+
     # applied actions --------------------------------------------------------------------------
 
     def claim_action(self, action_id: str, session_id: str, action_type: str) -> bool:
@@ -296,8 +426,12 @@ class FeedbackStore:
         *,
         reason: str = "",
         at: datetime | None = None,
+        changed_by: str | None = None,
     ) -> StageTransition:
-        """Append a stage change; ``from_stage`` is the latest recorded stage (None the first time)."""
+        """Append a stage change; ``from_stage`` is the latest recorded stage (None the first time).
+
+        :param changed_by: who set it by hand; default None, the learning loop.
+        """
         with write_transaction(self._engine) as connection:
             previous = _latest_stage(connection, process_id, business_cluster)
             row = {
@@ -307,6 +441,7 @@ class FeedbackStore:
                 "to_stage": to_stage.value,
                 "reason": reason,
                 "at": at or utc_now(),
+                "changed_by": changed_by,
             }
             new_id = connection.execute(stage_transitions.insert().values(row)).inserted_primary_key
             assert new_id is not None
@@ -326,6 +461,47 @@ class FeedbackStore:
     def latest_stage(self, process_id: str, business_cluster: str) -> Stage | None:
         with read_transaction(self._engine) as connection:
             return _latest_stage(connection, process_id, business_cluster)
+
+    # hand controls -----------------------------------------------------------------------------
+
+    def record_hand_control(
+        self,
+        process_id: str,
+        scope: str,
+        control: HandControl,
+        *,
+        reason: str,
+        changed_by: str,
+        stage: Stage | None = None,
+        at: datetime | None = None,
+    ) -> HandControlRecord:
+        """Append one hand control (append-only: the history of who did what by hand, and why)."""
+        row = {
+            "process_id": process_id,
+            "scope": scope,
+            "control": control.value,
+            "stage": _value(stage),
+            "reason": reason,
+            "changed_by": changed_by,
+            "at": at or utc_now(),
+        }
+        with write_transaction(self._engine) as connection:
+            new_id = connection.execute(hand_controls.insert().values(row)).inserted_primary_key
+        assert new_id is not None
+        return HandControlRecord.model_validate({**row, "id": new_id[0]})
+
+    def hand_controls(self, process_id: str, newest: int | None = None) -> list[HandControlRecord]:
+        """The process's hand controls, oldest first; only the ``newest`` ones when given."""
+        query = (
+            select(hand_controls)
+            .where(hand_controls.c.process_id == process_id)
+            .order_by(hand_controls.c.at.desc(), hand_controls.c.id.desc())
+        )
+        if newest is not None:
+            query = query.limit(newest)
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [HandControlRecord.model_validate(dict(row)) for row in reversed(rows)]
 
     # model versions ---------------------------------------------------------------------------
 
@@ -390,6 +566,54 @@ class FeedbackStore:
         with read_transaction(self._engine) as connection:
             rows = connection.execute(query).mappings().all()
         return [_model_version_from(row) for row in rows]
+
+    # changes made by hand ---------------------------------------------------------------------
+
+    def record_service_change(
+        self,
+        process_id: str,
+        kind: ServiceChangeKind,
+        *,
+        revision: int,
+        changed_by: str,
+        policy: str | None = None,
+        critic: str | None = None,
+        reason: str = "",
+        detail: str = "",
+        at: datetime | None = None,
+    ) -> ServiceChange:
+        """Append who changed what is in service by hand, and why.
+
+        :param revision: the service pointer revision the change published.
+        :param policy: policy version in service after the change (default None: none).
+        :param critic: critic version in service after it (default None: the policy-confidence critic).
+        """
+        row = {
+            "process_id": process_id,
+            "revision": revision,
+            "kind": kind.value,
+            "policy": policy,
+            "critic": critic,
+            "changed_by": changed_by,
+            "reason": reason,
+            "detail": detail,
+            "at": at or utc_now(),
+        }
+        with write_transaction(self._engine) as connection:
+            new_id = connection.execute(service_changes.insert().values(row)).inserted_primary_key
+        assert new_id is not None
+        return ServiceChange.model_validate({**row, "id": new_id[0]})
+
+    def service_changes(self, process_id: str) -> list[ServiceChange]:
+        """Every change made by hand to one process, oldest first."""
+        query = (
+            select(service_changes)
+            .where(service_changes.c.process_id == process_id)
+            .order_by(service_changes.c.at, service_changes.c.id)
+        )
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(query).mappings().all()
+        return [ServiceChange.model_validate(dict(row)) for row in rows]
 
 
 def _insert_new(
@@ -601,3 +825,105 @@ def _model_version_from(row: RowMapping) -> ModelVersion:
         promoted_at=row["promoted_at"],
         created_at=row["created_at"],
     )
+
+
+def _upsert_base(connection: Connection, table: Table) -> Any:
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise UnsupportedDatabase(f"unsupported database {dialect!r}")
+
+
+def _trace_row(state: UIStateChanged, received_at: datetime) -> dict[str, Any]:
+    return {
+        "process_id": state.process_id,
+        "session_id": state.session_id,
+        "state_version": state.state_version,
+        "business_cluster": state.business_cluster,
+        "event_id": state.event_id,
+        "state_at": state.timestamp,
+        "actor": state.actor.value,
+        "ui_state": state.ui_state.model_dump_json(),
+        "last_action": _action_json(state.last_action),
+        "received_at": received_at,
+    }
+
+
+def _recorded_state(row: RowMapping) -> RecordedState:
+    return RecordedState(
+        process_id=row["process_id"],
+        session_id=row["session_id"],
+        business_cluster=row["business_cluster"],
+        state_version=row["state_version"],
+        event_id=row["event_id"],
+        timestamp=row["state_at"],
+        actor=Actor(row["actor"]),
+        ui_state=UIState.model_validate_json(row["ui_state"]),
+        last_action=_action(row["last_action"]),
+        received_at=row["received_at"],
+    )
+
+
+def _session_summaries(added: Sequence[UIStateChanged]) -> list[dict[str, Any]]:
+    """One summary row per session of the newly stored states, sorted by key (a fixed lock order)."""
+    grouped: dict[tuple[str, str], list[UIStateChanged]] = {}
+    for state in added:
+        grouped.setdefault((state.process_id, state.session_id), []).append(state)
+    rows = []
+    for (process_id, session_id), states in sorted(grouped.items()):
+        steps = [s for s in states if s.actor is Actor.operator and s.last_action is not None]
+        newest = max(steps, key=lambda s: s.state_version, default=None)
+        rows.append(
+            {
+                "process_id": process_id,
+                "session_id": session_id,
+                "business_cluster": min(states, key=lambda s: s.state_version).business_cluster,
+                "first_at": min(s.timestamp for s in states),
+                "last_at": max(s.timestamp for s in states),
+                "states": len(states),
+                "operator_steps": len(steps),
+                "last_operator_version": None if newest is None else newest.state_version,
+                "last_operator_action": None
+                if newest is None or newest.last_action is None
+                else newest.last_action.action_type,
+            }
+        )
+    return rows
+
+
+def _merge_sessions(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add newly stored states to their sessions' summaries (insert the first time)."""
+    statement = _upsert_base(connection, trace_sessions).values(rows)
+    new, old = statement.excluded, trace_sessions.c
+    least, greatest = (func.least, func.greatest) if connection.dialect.name == "postgresql" else (func.min, func.max)
+    newer_step = and_(
+        new.last_operator_version.is_not(None),
+        or_(old.last_operator_version.is_(None), new.last_operator_version > old.last_operator_version),
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[old.process_id, old.session_id],
+            set_={
+                "first_at": least(old.first_at, new.first_at),
+                "last_at": greatest(old.last_at, new.last_at),
+                "states": old.states + new.states,
+                "operator_steps": old.operator_steps + new.operator_steps,
+                "last_operator_version": case((newer_step, new.last_operator_version), else_=old.last_operator_version),
+                "last_operator_action": case((newer_step, new.last_operator_action), else_=old.last_operator_action),
+            },
+        )
+    )
+
+
+def _complete_sessions(connection: Connection, process_id: str, completion: CaseCompletion) -> Any | None:
+    """The WHERE clause of a process's complete cases; None when it has no recorded session."""
+    clock = connection.execute(
+        select(func.max(trace_sessions.c.last_at)).where(trace_sessions.c.process_id == process_id)
+    ).scalar_one_or_none()
+    if clock is None:
+        return None
+    ended = trace_sessions.c.last_operator_action.in_(sorted(completion.ending_actions))
+    idle = trace_sessions.c.last_at <= clock - timedelta(seconds=completion.idle_s)
+    return and_(trace_sessions.c.process_id == process_id, trace_sessions.c.operator_steps > 0, or_(ended, idle))

@@ -154,7 +154,25 @@ stage_transitions = Table(
     Column("to_stage", String(ENUM), nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("changed_by", String(ID), nullable=True),  # who set it by hand; null: the learning loop
     Index(None, "process_id", "business_cluster", "at"),
+)
+
+# Every hand control (a stage set or released, autonomy paused or resumed): who, when, why. A stage
+# set by hand that moved the stage is also a row of stage_transitions.
+hand_controls = Table(
+    "hand_controls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", String(ID), nullable=False),
+    Column("scope", String(ID), nullable=False),  # a business cluster, or '*' for the whole process
+    Column("control", String(ENUM), nullable=False),
+    Column("stage", String(ENUM), nullable=True),  # the stage set (control 'stage'), else null
+    Column("reason", Text, nullable=False),
+    Column("changed_by", String(ID), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    CheckConstraint("control IN ('stage', 'release', 'pause', 'resume')", name="control"),
+    Index(None, "process_id", "at"),
 )
 
 model_versions = Table(
@@ -179,4 +197,59 @@ model_versions = Table(
         sqlite_where=text("promoted"),
         postgresql_where=text("promoted"),
     ),
+)
+
+# Changes made by hand to what is in service (a process added, models deployed or rolled back):
+# who, when, why, and the service pointer revision each one published. Append-only. ``kind`` has
+# no CHECK constraint: a new kind of hand change needs a member in ServiceChangeKind, no migration.
+service_changes = Table(
+    "service_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", String(ID), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(ENUM), nullable=False),
+    Column("policy", String(ID), nullable=True),  # policy version in service after the change
+    Column("critic", String(ID), nullable=True),  # critic version; NULL: the policy-confidence critic
+    Column("changed_by", String(ID), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # what the change voided
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "process_id", "at"),
+)
+
+# Every UIStateChanged, as recorded from ui.state: the operators' own traces, the training data of a
+# policy learned live (see FeedbackStore.append_traces). One row per (process, session, state
+# version): a redelivered record finds its key and is not stored twice.
+traces = Table(
+    "traces",
+    metadata,
+    Column("process_id", String(ID), primary_key=True),
+    Column("session_id", String(ID), primary_key=True),
+    Column("state_version", Integer, primary_key=True),
+    Column("business_cluster", String(ID), nullable=False),
+    Column("event_id", String(ID), nullable=False),
+    Column("state_at", UTCDateTime, nullable=False),  # the event's timestamp (the platform's clock)
+    Column("actor", String(ENUM), nullable=False),
+    Column("ui_state", Text, nullable=False),  # UIState as JSON
+    Column("last_action", Text, nullable=True),  # Action as JSON: what produced this state
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# One row per recorded session, kept up to date in the transaction that appends its states, so that
+# "which sessions are complete cases" is an index range on this table, not a GROUP BY over every
+# recorded state (which grows with the store).
+trace_sessions = Table(
+    "trace_sessions",
+    metadata,
+    Column("process_id", String(ID), primary_key=True),
+    Column("session_id", String(ID), primary_key=True),
+    Column("business_cluster", String(ID), nullable=False),  # of the first state stored
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("states", Integer, nullable=False),
+    Column("operator_steps", Integer, nullable=False),  # states an operator's action produced
+    Column("last_operator_version", Integer, nullable=True),
+    Column("last_operator_action", String(ID), nullable=True),  # action type of the newest operator step
+    Index(None, "process_id", "last_at"),
 )

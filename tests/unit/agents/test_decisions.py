@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from selective_autonomy.agents.decisions import DecisionEngine, deferral_id_for
 from selective_autonomy.agents.gate import Outcome, SessionProgress
 from selective_autonomy.agents.session import SessionState, Skip
-from selective_autonomy.inference.registry import ProcessModels
+from selective_autonomy.inference.registry import Pause, ProcessModels
 from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,
@@ -17,7 +19,7 @@ from selective_autonomy.schemas.events import (
     action_id_for,
 )
 from selective_autonomy.schemas.sampling import in_exploration_holdout
-from tests.unit.agents.fixtures import FixedPolicy, event, models
+from tests.unit.agents.fixtures import T0, FixedPolicy, event, models
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 
@@ -131,3 +133,21 @@ def test_a_registered_process_without_models_defers_every_state_to_an_operator()
     assert "no policy in service" in record.detail
     assert record.suggestion is None and record.inclusion_probability is None  # no evidence for a certificate
     assert record.ui_state == event("s2", 1, process="shipping").ui_state
+
+
+def paused(bundle: ProcessModels, scope: str) -> ProcessModels:
+    pause = Pause(reason="incident 42", by="alice", at=T0)
+    return replace(bundle, pointer=bundle.pointer.model_copy(update={"paused": {scope: pause}}))
+
+
+def test_a_cluster_pause_defers_that_cluster_only_and_a_process_pause_every_cluster() -> None:
+    batch = [event("s1", 1, cluster="retail"), event("s2", 1, cluster="vip")]
+    by_cluster = DecisionEngine({"billing": paused(models(LOOKUP), "retail")}).decide(batch, {})
+    assert [d.outcome for d in by_cluster] == [Outcome.defer, Outcome.execute]
+    record = by_cluster[0].output()
+    assert isinstance(record, OperatorDeferral) and record.reason is DeferralReason.paused
+    assert record.detail.startswith("autonomy paused for cluster retail by alice") and "incident 42" in record.detail
+    assert record.suggestion == LOOKUP and record.stage is Stage.selective
+    whole = DecisionEngine({"billing": paused(models(LOOKUP), "*")}).decide(batch, {})
+    assert [d.gate.reason for d in whole] == [DeferralReason.paused, DeferralReason.paused]
+    assert "for the whole process" in whole[1].gate.detail

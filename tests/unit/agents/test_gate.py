@@ -149,3 +149,66 @@ def test_a_session_of_the_exploration_holdout_is_judged_instead_of_run() -> None
     assert decision.reason is DeferralReason.exploration and decision.threshold == 0.8
     # The holdout never turns a deferral into something else: below the threshold stays below.
     assert run_certified(certificate(), holdout=True, score=0.5).reason is DeferralReason.below_threshold
+
+
+# -- a pause by hand -----------------------------------------------------------------------------------
+
+
+def run_paused(**kwargs):  # type: ignore[no-untyped-def]
+    """``run_certified``'s step, paused: the pause's detail is what the gate is given."""
+    proposal = Proposal(candidates=[Candidate(action=LOOKUP, probability=0.9)], policy_version="p")
+    options = {
+        "schema": SCHEMA,
+        "business_cluster": "retail",
+        "stage": Stage.selective,
+        "proposal": proposal,
+        "critic_score": 0.95,
+        "thresholds": Thresholds(values={"billing/retail/auto/lookup_order": 0.8}),
+        "progress": SessionProgress(),
+        "paused": "autonomy paused by alice: incident 42",
+    }
+    return gate(**(options | kwargs))
+
+
+def test_a_paused_step_that_would_run_is_deferred_as_paused_with_its_threshold() -> None:
+    decision = run_paused()
+    assert decision.outcome is Outcome.defer and decision.reason is DeferralReason.paused
+    assert decision.detail == "autonomy paused by alice: incident 42"
+    assert decision.action == LOOKUP and decision.threshold == 0.8
+    assert run_paused(paused=None).outcome is Outcome.execute
+
+
+def test_a_pause_leaves_every_other_reason_as_it_was() -> None:
+    """Checked last: a step that would not have run keeps its reason, so the evidence keeps its
+    meaning (an exploration step stays the monitor's random sample of what would run)."""
+    assert run_paused(critic_score=0.5).reason is DeferralReason.below_threshold
+    assert run_paused(holdout=True).reason is DeferralReason.exploration
+    assert run_paused(stage=Stage.copilot).reason is DeferralReason.copilot_stage
+    assert run_paused(stage=Stage.logging).outcome is Outcome.record
+    assert run_paused(certificate=certificate(judged=10)).reason is DeferralReason.novel_situation
+
+
+@given(
+    score=st.floats(0.0, 1.0),
+    stage=st.sampled_from(list(Stage)),
+    steps=st.integers(0, 10),
+    cluster=st.sampled_from(["retail", "vip", "other"]),
+    holdout=st.booleans(),
+    action=st.sampled_from([LOOKUP, INVOICE, REFUND, None]),
+)
+def test_a_paused_scope_never_executes(
+    score: float, stage: Stage, steps: int, cluster: str, holdout: bool, action: Action | None
+) -> None:
+    proposal = (
+        None if action is None else Proposal(candidates=[Candidate(action=action, probability=0.9)], policy_version="p")
+    )
+    decision = run_paused(
+        critic_score=score,
+        stage=stage,
+        business_cluster=cluster,
+        holdout=holdout,
+        proposal=proposal,
+        thresholds=ALL,
+        progress=SessionProgress(autonomous_steps=steps),
+    )
+    assert decision.outcome is not Outcome.execute

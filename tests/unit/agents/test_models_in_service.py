@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from selective_autonomy.agents.gate import Outcome
 from selective_autonomy.agents.models_in_service import ModelsInService
-from selective_autonomy.inference.registry import ModelRegistry
-from selective_autonomy.schemas.events import DeferralReason, OperatorDeferral
+from selective_autonomy.inference.ngram import NGramPolicy
+from selective_autonomy.inference.registry import ModelRegistry, Pause, ServicePointer
+from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.schemas.events import Action, DeferralReason, OperatorDeferral, Stage, UIState
 from selective_autonomy.schemas.process import ActionSpec, ProcessSchema
-from tests.unit.agents.fixtures import event
+from selective_autonomy.traces.format import Case, TraceStep
+from tests.unit.agents.fixtures import SCHEMA, T0, event
+
+LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 
 
 def test_a_process_registered_before_its_policy_is_known_and_deferred(tmp_path: Path) -> None:
@@ -22,3 +29,69 @@ def test_a_process_registered_before_its_policy_is_known_and_deferred(tmp_path: 
     [decision] = engine.decide([event("s1", 1)], {})
     record = decision.output()
     assert isinstance(record, OperatorDeferral) and record.reason is DeferralReason.model_unavailable
+
+
+def install_policy(registry: ModelRegistry, pointer: ServicePointer) -> ServicePointer:
+    """An n-gram policy that always proposes lookup_order, in service with ``pointer``'s settings."""
+    cases = [
+        Case(
+            case_id=f"c{i}",
+            process_id="billing",
+            business_cluster="retail",
+            started_at=T0,
+            steps=[TraceStep(state=UIState(), action=LOOKUP, timestamp=T0 + timedelta(seconds=1))],
+        )
+        for i in range(3)
+    ]
+    policy = NGramPolicy(SCHEMA).fit(cases)
+    meta = policy.train_meta(cases)
+    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
+    return registry.publish("billing", pointer.model_copy(update={"policy": f"policy/{meta.version}"}))
+
+
+def test_a_pause_and_a_demotion_reach_the_decide_path_even_when_the_new_models_do_not_load(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save_schema(SCHEMA)
+    thresholds = Thresholds(values={f"billing/{c}/auto": 0.0 for c in ("retail", "vip")})
+    install_policy(registry, ServicePointer(thresholds=thresholds, default_stage=Stage.selective))
+    models = ModelsInService(registry)
+    assert models.refresh() == ["billing"]
+    batch = [event("s1", 1, cluster="retail"), event("s2", 1, cluster="vip")]
+    assert [d.outcome for d in models.current().decide(batch, {})] == [Outcome.execute, Outcome.execute]
+
+    # A newer pointer names a policy that is not there, pauses retail and demotes vip.
+    broken = registry.pointer("billing").model_copy(
+        update={
+            "policy": "policy/missing",
+            "paused": {"retail": Pause(reason="incident", by="alice", at=T0)},
+            "stages": {"vip": Stage.copilot},
+        }
+    )
+    registry.update("billing", lambda _: broken)
+    assert models.refresh() == [] and "billing" in models.load_errors
+    decided = models.current().decide(batch, {})
+    assert [d.gate.reason for d in decided] == [DeferralReason.paused, DeferralReason.copilot_stage]
+    assert models.current().models["billing"].pointer.policy != "policy/missing"  # still the loaded version
+
+
+def test_a_pointer_without_policy_takes_the_loaded_models_out_of_service(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save_schema(SCHEMA)
+    step = TraceStep(state=UIState(), action=Action(action_type="send_invoice"), timestamp=T0)
+    cases = [Case(case_id="c1", process_id="billing", business_cluster="retail", started_at=T0, steps=[step])]
+    policy = NGramPolicy(SCHEMA).fit(cases)
+    meta = policy.train_meta(cases)
+    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
+    registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}"))
+    models = ModelsInService(registry)
+    assert models.refresh() == ["billing"]
+    assert models.versions()["billing"]["policy"] == meta.version
+
+    # What `selauto process add --replace` publishes: the old models are void, none replaces them.
+    registry.publish("billing", registry.pointer("billing").model_copy(update={"policy": None}))
+    assert models.refresh() == ["billing"]
+    assert models.versions() == {} and "no policy in service" in models.load_errors["billing"]
+    [decision] = models.current().decide([event("s1", 1)], {})
+    record = decision.output()
+    assert isinstance(record, OperatorDeferral) and record.reason is DeferralReason.model_unavailable
+    assert models.refresh() == []  # nothing to retry until the pointer changes

@@ -24,6 +24,15 @@ def test_roles(tmp_path: Path, role: dict[str, bool], agents: set[str], learning
     names = {agent.name.rsplit(".", 1)[-1] for agent in worker.app.agents.values()}
     assert names == agents
     assert (worker.feedback is not None and worker.feedback.scheduler is not None) is learning
+    # The trace recorder goes with the store (the feedback role) and reads ui.state in a group of its
+    # own: no faust agent on ui.state beside the decide agent (the learner must not take its partitions).
+    assert (worker.feedback is not None and worker.feedback.traces is not None) is ("record_feedback" in agents)
+
+
+def test_trace_recording_can_be_switched_off(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models", worker=WorkerSettings(traces=False))
+    worker = build_worker(settings)
+    assert worker.feedback is not None and worker.feedback.traces is None
 
 
 def test_consumer_lag_is_read_only_where_the_broker_reports_it_truthfully(tmp_path: Path) -> None:

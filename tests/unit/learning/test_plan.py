@@ -11,14 +11,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from selective_autonomy.config import LearningSettings
+from selective_autonomy.controls import hand
+from selective_autonomy.controls.hand import HandChange
 from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.protocol import PolicyConfidenceCritic, PolicySignals, Proposal
-from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
+from selective_autonomy.inference.registry import ModelRegistry, PointerChanged, ProcessModels, ServicePointer
 from selective_autonomy.learning.apply import apply_plan
 from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome, PolicyExample
-from selective_autonomy.learning.plan import LearningInput, plan_learning
+from selective_autonomy.learning.loop import LearningLoop
+from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
 from selective_autonomy.learning.splits import split_evidence
 from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
 from selective_autonomy.store.models import ModelKind
@@ -318,3 +322,110 @@ def test_no_lift_with_a_zero_step() -> None:
     minutes_after = (promoted.selective_since["retail"] - T0).total_seconds() / 60
     watched = plan_learning(inputs(promoted, [], outcomes(60, 0.85, minutes_after + 1)), config, retrain=False)
     assert watched.pointer == promoted and not watched.lifts
+
+
+# -- hand controls win over the loop ----------------------------------------------------------------
+
+
+def by_hand(pointer: ServicePointer, stage: Stage, cluster: str = "retail") -> ServicePointer:
+    return hand.set_stage(pointer, cluster, stage, HandChange(process_id="billing", reason="incident", by="alice"), T0)
+
+
+def paused(pointer: ServicePointer, scope: str = "retail") -> ServicePointer:
+    return hand.pause(pointer, scope, HandChange(process_id="billing", reason="audit", by="bob"), T0)
+
+
+def test_a_cluster_demoted_by_hand_is_never_promoted_again_by_the_loop() -> None:
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    demoted = by_hand(promoted, Stage.copilot)
+    fresh = copilot_evidence(CONFIG.recertify_after + 500, seed=7, start=2000)
+    plan = plan_learning(inputs(demoted, copilot_evidence() + fresh), CONFIG)
+    assert plan.pointer.stage("retail") is Stage.copilot and "retail" not in plan.decisions
+    assert plan.held["retail"].stage is Stage.selective
+    assert any(n.startswith("retail: would move copilot -> selective") and "alice" in n for n in plan.notes)
+    assert plan.pointer.manual == demoted.manual  # the marker stays until a person changes it
+    # It still recertifies: released, the next run promotes at once.
+    assert "retail" in plan.pointer.certificates
+    released = plan_learning(inputs(hand.release(plan.pointer, "retail"), []), CONFIG, retrain=False)
+    assert released.pointer.stage("retail") is Stage.selective and not released.held
+
+
+def test_a_paused_cluster_or_process_is_never_promoted_but_still_certified() -> None:
+    for scope, kept in (("retail", {"retail"}), ("*", {"retail", "vip"})):
+        pointer = paused(COPILOT, scope)
+        evidence = copilot_evidence() + copilot_evidence(cluster="vip")
+        plan = plan_learning(inputs(pointer, evidence), CONFIG)
+        assert {c for c in ("retail", "vip") if plan.pointer.stage(c) is Stage.copilot} == kept
+        assert set(plan.held) == kept and set(plan.pointer.certificates) == {"retail", "vip"}
+        assert plan.pointer.paused == pointer.paused
+        assert all(any(n.startswith(f"{c}: would move copilot -> selective") for n in plan.notes) for c in kept)
+
+
+def test_a_pause_never_holds_a_demotion() -> None:
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    minutes_after = (promoted.selective_since["retail"] - T0).total_seconds() / 60
+    drift = outcomes(40, 0.1, minutes_after + 1)
+    alarmed = plan_learning(inputs(paused(promoted), [], drift), CONFIG, retrain=False)
+    assert alarmed.pointer.stage("retail") is Stage.copilot and not alarmed.held
+
+
+def test_a_stage_held_in_selective_by_hand_stays_but_an_alarm_voids_its_certificate() -> None:
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    held = by_hand(promoted, Stage.selective)
+    assert held.selective_since == promoted.selective_since  # it was selective already
+    minutes_after = (promoted.selective_since["retail"] - T0).total_seconds() / 60
+    drift = outcomes(40, 0.1, minutes_after + 1)
+    alarmed = plan_learning(inputs(held, [], drift), CONFIG, retrain=False)
+    pointer = alarmed.pointer
+    assert pointer.stage("retail") is Stage.selective and not alarmed.decisions
+    assert alarmed.held["retail"].stage is Stage.copilot
+    # Nothing runs unattended there until a new certificate: no thresholds, no monitor clock.
+    assert "retail" not in pointer.certificates and not pointer.thresholds.for_cluster("billing", "retail")
+    assert "retail" not in pointer.selective_since and "retail" in pointer.evidence_since
+    # Fresh evidence after the alarm certifies it again, in place, and the monitor watches from there.
+    fresh = copilot_evidence(1500, seed=3, start=int(minutes_after) + 400)
+    recertified = plan_learning(inputs(pointer, fresh), CONFIG).pointer
+    assert recertified.stage("retail") is Stage.selective and "retail" in recertified.certificates
+    assert recertified.selective_since["retail"] == max(e.received_at for e in fresh)
+
+
+def test_apply_refuses_a_plan_made_on_a_pointer_that_changed_and_publish_keeps_hand_controls(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    registry.publish("billing", COPILOT)
+    plan = plan_learning(inputs(registry.pointer("billing"), copilot_evidence()), CONFIG)
+    # A person pauses retail while the loop plans: the plan would promote it.
+    registry.update("billing", lambda p: paused(p))
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store, pytest.raises(PointerChanged):
+        apply_plan(plan, registry, store)
+    assert registry.pointer("billing").stage("retail") is Stage.copilot
+    # Any other publisher keeps the pauses and the stages set by hand in force.
+    registry.update("billing", lambda p: by_hand(p, Stage.logging, "vip"))
+    registry.publish("billing", COPILOT.model_copy(update={"stages": {"vip": Stage.selective}}))
+    kept = registry.pointer("billing")
+    assert set(kept.paused) == {"retail"} and kept.stage("vip") is Stage.logging and "vip" in kept.manual
+
+
+def test_the_loop_plans_again_when_a_person_changed_the_pointer_while_it_planned(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    registry.publish("billing", ServicePointer(policy="policy/fixed-1"))  # logging: the loop promotes to copilot
+
+    class Interrupted(LearningLoop):
+        plans = 0
+
+        def plan(self, process_id: str, *, retrain: bool = True) -> tuple[LearningInput, LearningPlan]:
+            planned = super().plan(process_id, retrain=retrain)
+            Interrupted.plans += 1
+            if Interrupted.plans == 1:  # a person pauses retail after the loop read the pointer
+                registry.update("billing", lambda p: paused(p))
+            return planned
+
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        report = Interrupted(registry, store, CONFIG).run("billing", retrain=False)
+    assert Interrupted.plans == 2
+    pointer = registry.pointer("billing")
+    assert pointer.stage("retail") is Stage.logging and pointer.stage("vip") is Stage.copilot
+    assert set(pointer.paused) == {"retail"}
+    assert [c.business_cluster for c in report.stage_changes] == ["vip"]
+    assert any(note.startswith("retail: would move logging -> copilot") for note in report.notes)

@@ -22,9 +22,11 @@ from selective_autonomy.schemas.events import DeferralReason, Stage, Verdict
 from selective_autonomy.store import (
     ActionStatus,
     FeedbackStore,
+    HandControl,
     ModelKind,
     ProposalOutcome,
     SchemaNotReady,
+    ServiceChangeKind,
     UnknownAction,
     UnknownModelVersion,
     migrate,
@@ -44,7 +46,18 @@ from tests.unit.store.support import (
     state,
 )
 
-TABLES = {"proposals", "feedback", "applied_actions", "stage_transitions", "model_versions", "alembic_version"}
+TABLES = {
+    "proposals",
+    "feedback",
+    "applied_actions",
+    "stage_transitions",
+    "hand_controls",
+    "model_versions",
+    "service_changes",
+    "traces",
+    "trace_sessions",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite"])
@@ -288,6 +301,35 @@ def test_stage_history_is_ordered_and_has_a_latest(store: FeedbackStore) -> None
     assert store.latest_stage("returns", "us") is Stage.copilot
 
 
+def test_hand_controls_keep_who_when_and_why(store: FeedbackStore) -> None:
+    store.record_stage_transition("returns", "eu", Stage.selective, reason="certified", at=T0)
+    moved = store.record_stage_transition(
+        "returns",
+        "eu",
+        Stage.copilot,
+        reason="set by hand by alice: incident",
+        at=T0 + timedelta(hours=1),
+        changed_by="alice",
+    )
+    assert [t.changed_by for t in store.stage_history("returns", "eu")] == [None, "alice"]  # None: the loop
+    assert moved.from_stage is Stage.selective
+    store.record_hand_control(
+        "returns", "eu", HandControl.stage, reason="incident", changed_by="alice", stage=Stage.copilot, at=T0
+    )
+    store.record_hand_control(
+        "returns", "*", HandControl.pause, reason="outage", changed_by="bob", at=T0 + timedelta(1)
+    )
+    store.record_hand_control("other", "*", HandControl.pause, reason="elsewhere", changed_by="bob", at=T0)
+    last = store.record_hand_control("returns", "*", HandControl.resume, reason="fixed", changed_by="bob")
+    history = store.hand_controls("returns")
+    assert [(h.control, h.scope, h.stage, h.changed_by) for h in history] == [
+        (HandControl.stage, "eu", Stage.copilot, "alice"),
+        (HandControl.pause, "*", None, "bob"),
+        (HandControl.resume, "*", None, "bob"),
+    ]
+    assert history[-1] == last and store.hand_controls("returns", newest=1) == [last]
+
+
 # model versions -------------------------------------------------------------------------------
 
 
@@ -323,6 +365,29 @@ def test_database_refuses_two_promoted_versions(store: FeedbackStore) -> None:
     store.record_model_version(ModelKind.policy, "returns", "p2", "/p2")
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as connection:
         connection.execute(sa.text("UPDATE model_versions SET promoted = :yes WHERE version = 'p2'"), {"yes": True})
+
+
+# changes made by hand -------------------------------------------------------------------------
+
+
+def test_service_changes_are_appended_and_read_back_oldest_first(store: FeedbackStore) -> None:
+    added = store.record_service_change(
+        "returns", ServiceChangeKind.process_added, revision=1, changed_by="ada", reason="new line of work", at=T0
+    )
+    deployed = store.record_service_change(
+        "returns",
+        ServiceChangeKind.deployed,
+        revision=2,
+        changed_by="grace",
+        policy="p1",
+        reason="first policy",
+        detail="eu: logging -> copilot",
+        at=T0 + timedelta(hours=1),
+    )
+    store.record_service_change("other", ServiceChangeKind.process_added, revision=1, changed_by="ada")
+    assert store.service_changes("returns") == [added, deployed]
+    assert deployed.policy == "p1" and deployed.critic is None and deployed.at == T0 + timedelta(hours=1)
+    assert [c.changed_by for c in store.service_changes("other")] == ["ada"]
 
 
 # datasets from stored rows --------------------------------------------------------------------

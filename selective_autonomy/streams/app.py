@@ -7,7 +7,7 @@ never starts or configures anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from selective_autonomy.config import Settings
 from selective_autonomy.streams.kafka_config import ProfileTweaks, faust_settings, tweaks_for
@@ -133,23 +135,38 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
     delivered offset and read on from there (the one record read again is a redelivery, which the
     agents skip). Only if the records are still missing after that (a real hole in the log) does
     faust's gap handling apply, logged.
+
+    A third guard covers records that faust fetches and then drops before any agent sees them
+    (:meth:`on_dropped`): aiokafka's position has already moved past them, nothing fetches them
+    again until the next rebalance or restart, and as they are never acknowledged the commit stops
+    before them, so the partition stalls (the restart test's stalls, docs/guarantees.md). Invariant:
+    aiokafka's position for a partition never stays past a record of an agent's topic that was
+    neither delivered to the agent nor committed; such a partition is read again from that record.
     """
 
     refused_acks: int = 0
     gaps: int = 0
     jumps: int = 0
     head_waits: int = 0
+    rereads: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reread_from: dict[Any, int] = {}  # partition -> the last delivered offset read again from
         # Partition -> its committed offset, the record the fetch must deliver first after a seek to it.
         self._first_after_seek: dict[Any, int] = {}
+        # Partition -> (offset, generation, why): the first record faust dropped after fetching it, to
+        # read again from while the consumer generation it was fetched in lasts.
+        self._dropped: dict[Any, tuple[int, int, str]] = {}
+        # The batch faust's getmany iterates (partition -> fetched offsets) and the generation it was fetched in.
+        self._fetched: dict[Any, list[int]] = {}
+        self._fetched_generation = 0
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         for tp in revoked:
             self._reread_from.pop(tp, None)
             self._first_after_seek.pop(tp, None)
+            self._dropped.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def seek_to_committed(self) -> Any:
@@ -175,21 +192,77 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
             return None
         return super()._new_offset(tp)
 
+    def on_dropped(self, tp: Any, offset: int, generation: int, why: str) -> None:
+        """Note that faust dropped the record at ``offset`` of ``tp``, fetched in consumer generation
+        ``generation``, before it reached an agent: the partition is read again from there."""
+        if not self.app.topics.acks_enabled_for(tp.topic) or self.should_stop:
+            return
+        committed = self._committed_offset.get(tp)
+        if committed is not None and offset < committed:
+            return  # acknowledged and committed before (a redelivery)
+        known = self._dropped.get(tp)
+        if known is None or known[1] != generation or offset < known[0]:
+            self._dropped[tp] = (offset, generation, why)
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records, active_partitions = await super()._wait_next_records(timeout)
+        # faust's getmany takes the generation right after this; a record it does not yield is dropped.
+        self._fetched_generation = self.app.consumer_generation_id
+        self._fetched = {tp: [record.offset for record in batch] for tp, batch in (records or {}).items()}
+        return records, active_partitions
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        if self.flow_active:  # else a rebalance is under way: the next generation drops these
+            for tp in list(self._dropped):
+                await self._read_dropped_again(tp)  # before the fetch, which then reads from there
         sought: set[Any] = set()
-        async for tp, message in super().getmany(timeout):
-            if tp in sought:
-                continue  # the rest of the partition's batch: read again after the seek
-            back_to = self._seek_back_to(tp, message)
-            if back_to is not None:
-                try:
-                    await self.seek(tp, back_to)
-                except Exception as exc:  # revoked meanwhile: faust's own handling applies
-                    log.warning("%s: could not read again from %d: %s", tp, back_to, exc)
-                else:
+        self._fetched = {}
+        handed: dict[Any, set[int]] = {}
+        try:
+            async for tp, message in super().getmany(timeout):
+                handed.setdefault(tp, set()).add(message.offset)
+                if tp in self._dropped and tp not in sought and await self._read_dropped_again(tp):
                     sought.add(tp)
-                    continue
-            yield tp, message
+                if tp in sought:
+                    continue  # the rest of the partition's batch: read again after the seek
+                back_to = self._seek_back_to(tp, message)
+                if back_to is not None:
+                    try:
+                        await self.seek(tp, back_to)
+                    except Exception as exc:  # revoked meanwhile: faust's own handling applies
+                        log.warning("%s: could not read again from %d: %s", tp, back_to, exc)
+                    else:
+                        sought.add(tp)
+                        continue
+                yield tp, message
+        finally:
+            # faust's getmany drops fetched records without yielding them when flow stops or the
+            # generation changes mid-batch (both ``break``) and for a partition missing from its
+            # active set (paused meanwhile: the set is mutated while the batch is iterated).
+            for tp, offsets in self._fetched.items():
+                missing = [offset for offset in offsets if offset not in handed.get(tp, ())]
+                if missing and tp not in sought:
+                    self.on_dropped(tp, missing[0], self._fetched_generation, "fetched, not delivered by faust")
+            self._fetched = {}
+
+    async def _read_dropped_again(self, tp: Any) -> bool:
+        """Seek ``tp`` back to the first record faust dropped, unless a rebalance has repositioned
+        it since (a new generation starts at the committed offsets); True if sought."""
+        offset, generation, why = self._dropped.pop(tp)
+        if generation != self.app.consumer_generation_id:
+            return False
+        try:
+            await self.seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: the next assignment starts at the committed offset
+            log.warning("%s: could not read again from %d: %s", tp, offset, exc)
+            return False
+        # faust's seek keeps the offset as if it were the last one read: this record must come first.
+        self._first_after_seek[tp] = offset
+        self.rereads += 1
+        log.warning(
+            "%s: offset %d was fetched but never reached the agent (%s); reading again from %d", tp, offset, why, offset
+        )
+        return True
 
     def _seek_back_to(self, tp: Any, message: Any) -> int | None:
         """The offset to read ``tp`` again from when ``message`` jumps past unread records, once
@@ -277,10 +350,46 @@ def _transport_for(tweaks: ProfileTweaks) -> type[faust_aiokafka.Transport]:
     return Transport
 
 
+class DropReportingFlowControl(FlowControlEvent):
+    """faust's flow control of the agents' queues, which reports each record that a clear drops.
+
+    faust clears the queues on every ``resume()``, also on one while flow is already active, and its
+    table recovery ends with such a resume (``Recovery._resume_streams``: the stream partitions are
+    resumed and sought to the committed offsets while the fetcher runs, then flow is resumed again).
+    Records fetched in between and queued for an agent were dropped there: in the restart test the
+    committed record of a partition was queued, cleared, never acknowledged, and the partition stalled
+    at it (docs/guarantees.md). The consumer reads such a record's partition again from it.
+    """
+
+    def __init__(self, on_drop: Callable[[Any], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_drop = on_drop
+
+    def clear(self) -> None:
+        dropped = [
+            item.message
+            for queue in list(self._queues)
+            for item in list(queue._queue)  # type: ignore[attr-defined]  # what FlowControlQueue.clear empties
+            if getattr(item, "message", None) is not None
+        ]
+        super().clear()
+        for message in dropped:
+            self._on_drop(message)
+
+
 class SelautoApp(faust.App):
     """A faust app whose consumer acks only delivered records and applies the broker profile's tweaks."""
 
     tweaks: ProfileTweaks = ProfileTweaks()
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return DropReportingFlowControl(self._on_queued_record_dropped, loop=self.loop)
+
+    def _on_queued_record_dropped(self, message: Any) -> None:
+        consumer = self._consumer
+        if isinstance(consumer, DeliveredOnlyAcks):
+            consumer.on_dropped(message.tp, message.offset, message.generation_id, "cleared from its queue")
 
     def _new_transport(self) -> Any:
         return _transport_for(self.tweaks)(self.conf.broker_consumer, self)

@@ -150,7 +150,9 @@ def consumer_state(consumer: Any) -> str:
                 f"[{tp.partition}] read {consumer._read_offset.get(tp)} committed {consumer._committed_offset.get(tp)} "
                 f"acked {acked} position {position} paused {paused} buffered {buffered}"
             )
-        parts.append(f"jumps {consumer.jumps} gaps {consumer.gaps} refused {consumer.refused_acks}")
+        parts.append(
+            f"jumps {consumer.jumps} gaps {consumer.gaps} refused {consumer.refused_acks} rereads {consumer.rereads}"
+        )
         parts.append(f"unacked {len(consumer._unacked_messages)} flow_active {consumer.flow_active}")
     except Exception as exc:  # diagnostics only: never mask the failure
         parts.append(f"({type(exc).__name__}: {exc})")

@@ -14,7 +14,7 @@ import typer
 from selective_autonomy import __version__
 from selective_autonomy.config import Settings, load_settings, redacted
 from selective_autonomy.console.cli import console, console_openapi
-from selective_autonomy.controls.cli import pause, resume, stage_app
+from selective_autonomy.controls.cli import pause, pending_line, resume, stage_app
 from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
 from selective_autonomy.inference.llm.cli import llm_app
@@ -244,8 +244,8 @@ def eval_critic(
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Stages, models in service and certified thresholds per process / business cluster, with the
-    stage history from the feedback store."""
+    """Stages, models in service, certified thresholds and promotions waiting for confirmation per
+    process / business cluster, with the stage history from the feedback store."""
     from selective_autonomy.agents.worker import store_url
     from selective_autonomy.inference.registry import ModelRegistry
     from selective_autonomy.store import FeedbackStore
@@ -275,6 +275,9 @@ def status(config: ConfigOption = None) -> None:
                 held = f" (held by hand by {hand.by})" if hand else ""
                 paused = f"; PAUSED ({'process' if pause[0] == '*' else 'cluster'}: {pause[1].reason})" if pause else ""
                 typer.echo(f"  {cluster.id}: {stage.value}{held}; thresholds {thresholds or 'none certified'}{paused}")
+                pending = pointer.pending_promotion(cluster.id)
+                if pending is not None:
+                    typer.echo(f"    {pending_line(pending)}")
                 for change in store.stage_history(process_id, cluster.id)[-5:]:
                     typer.echo(
                         f"    {change.at:%Y-%m-%d %H:%M} {change.from_stage.value if change.from_stage else '-'}"

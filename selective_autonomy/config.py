@@ -463,6 +463,12 @@ class LearningSettings(_Section):
         "on evidence the certificate does not use; confidence: always the policy's own probability.",
     )
     min_certified_coverage: float = Field(default=0.05, ge=0, le=1, description="Promote to selective above this.")
+    promotion: Literal["automatic", "confirmed"] = Field(
+        default="automatic",
+        description="copilot -> selective: automatic, the learning loop promotes a cluster once certified; "
+        "confirmed, it proposes the promotion in the service pointer and a supervisor confirms it (selauto stage "
+        "confirm, or the console). Demotions and logging -> copilot stay automatic either way.",
+    )
     first_policy_cases: int = Field(
         default=300,
         ge=2,

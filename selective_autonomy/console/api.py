@@ -4,9 +4,10 @@
 Every route refuses an anonymous caller with 401 before its body is read. Errors are
 :class:`ErrorResponse` bodies: 400 a body that is not JSON, 401 anonymous or wrong token, 403 CSRF,
 or a hand control by an operator who is not a supervisor, 404 no such card, audit or process, 409
-card or audit gone, or nothing to resume or release, 422 invalid body, an id in the path that breaks
-its pattern, an action the grammar refuses (its messages in ``violations``) or a cluster the process
-does not have, 503 the broker did not acknowledge the answer, or the store is unavailable.
+card or audit gone, nothing to resume, release or confirm, or a promotion a pause holds, 422
+invalid body, an id in the path that breaks its pattern, an action the grammar refuses (its
+messages in ``violations``) or a cluster the process does not have, 503 the broker did not
+acknowledge the answer, or the store is unavailable.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from selective_autonomy.console.protocol import (
     AuditView,
     AuditWrongRequest,
     CardView,
+    ConfirmRequest,
     ControlResponse,
     ControlsView,
     CorrectRequest,
@@ -55,8 +57,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "No such pending card or audit, or no such process for this operator."),
         (
             409,
-            "The card or audit is gone, the state version is not the one shown, or there is nothing to resume "
-            "or release.",
+            "The card or audit is gone, the state version is not the one shown, there is nothing to resume, "
+            "release or confirm, or a pause or a stage set by hand holds the promotion to confirm.",
         ),
         (
             422,
@@ -175,7 +177,7 @@ async def audit_wrong(
     return await run_in_threadpool(ctx.audit_answers.wrong, action_id, caller.operator_id, visibility, body)
 
 
-# -- hand controls: stages and pauses set by hand ---------------------------------------------------
+# -- hand controls: stages and pauses set by hand, promotions confirmed ------------------------------
 
 
 @router.get("/processes/{process_id}/controls")
@@ -200,6 +202,18 @@ async def release_stage(
     """Supervisors: give a cluster's stage back to the learning loop."""
     visibility = ctx.reader.visibility(caller.operator_id)
     return await run_in_threadpool(ctx.controls.release, caller.operator_id, visibility, process_id, body)
+
+
+@router.post("/processes/{process_id}/stage/confirm")
+async def confirm_promotion(
+    process_id: ProcessIdPath, ctx: Context, caller: ApiCaller, body: ConfirmRequest
+) -> ControlResponse:
+    """Supervisors: confirm the promotion to selective the learning loop proposed for a cluster
+    (``learning.promotion = confirmed``; the controls list them). The cluster runs what the certificate behind
+    the proposal passes; the move is announced on ``stage.changes``. 409 ``nothing_to_change`` when no promotion
+    is pending (or its certificate was replaced), 409 ``held`` while the cluster is paused or held by hand."""
+    visibility = ctx.reader.visibility(caller.operator_id)
+    return await run_in_threadpool(ctx.controls.confirm, caller.operator_id, visibility, process_id, body)
 
 
 @router.post("/processes/{process_id}/pause")

@@ -11,7 +11,7 @@ Routes (every one but ``/healthz`` needs a signed-in operator or a bearer token)
   ``POST /api/deferrals/{id}/accept|correct|alternative``;
   ``GET /api/audits``, ``GET /api/audits/{action_id}``, ``POST /api/audits/{action_id}/right|wrong``.
 - ``GET /api/processes/{process_id}/controls``; for supervisors (``console.supervisors``)
-  ``POST /api/processes/{process_id}/stage|stage/release|pause|resume``: the hand controls.
+  ``POST /api/processes/{process_id}/stage|stage/release|stage/confirm|pause|resume``: the hand controls.
 - ``GET /healthz``.
 """
 

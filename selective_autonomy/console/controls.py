@@ -1,5 +1,6 @@
-"""The hand controls in the console: supervisors set stages and pause or resume autonomy for the
-processes they see; every operator who sees a process may read its controls and their history.
+"""The hand controls in the console: supervisors set stages, pause or resume autonomy and confirm
+the promotions the learning loop proposed for the processes they see; every operator who sees a
+process may read its controls and their history.
 
 A thin layer over :class:`~selective_autonomy.controls.service.HandControls`: who may do what
 (``console.supervisors``, ``console.operator_processes``), the store opened on first use (the
@@ -14,16 +15,24 @@ from typing import TYPE_CHECKING
 
 from selective_autonomy.config import Settings
 from selective_autonomy.console.delivery import Delivery
-from selective_autonomy.console.errors import ControlRefused, NothingToControl, NotSupervisor, StoreUnavailable
+from selective_autonomy.console.errors import (
+    ControlHeld,
+    ControlRefused,
+    NothingToControl,
+    NotSupervisor,
+    StoreUnavailable,
+)
 from selective_autonomy.console.inbox import Visibility, visible
 from selective_autonomy.console.protocol import (
     ClusterControlsView,
+    ConfirmRequest,
     ControlResponse,
     ControlsView,
     HandControlView,
     HandStageView,
     PauseRequest,
     PauseView,
+    PendingPromotionView,
     ReleaseRequest,
     ResumeRequest,
     StageMoveView,
@@ -35,7 +44,7 @@ from selective_autonomy.schemas.events import StageChanged
 if TYPE_CHECKING:  # the store (SQLAlchemy, alembic) is imported when the first control is used
     from selective_autonomy.controls.hand import HandChange
     from selective_autonomy.controls.service import ControlResult, HandControls
-    from selective_autonomy.inference.registry import Pause
+    from selective_autonomy.inference.registry import Pause, PendingPromotion
     from selective_autonomy.store.repository import FeedbackStore
 
 
@@ -109,6 +118,7 @@ class ConsoleControls:
                     held_by_hand=HandStageView(**c.held_by_hand.model_dump()) if c.held_by_hand else None,
                     paused=_pause_view(_scope_of(overview.paused, c.business_cluster), c.paused) if c.paused else None,
                     certified=c.certified,
+                    pending_promotion=_pending_view(c.pending_promotion) if c.pending_promotion else None,
                 )
                 for c in overview.clusters
             ],
@@ -151,6 +161,12 @@ class ConsoleControls:
         change = self._change(operator_id, visibility, process_id, body.reason)
         return self._apply(operator_id, lambda c: c.release(change, body.business_cluster))
 
+    def confirm(
+        self, operator_id: str, visibility: Visibility, process_id: str, body: ConfirmRequest
+    ) -> ControlResponse:
+        change = self._change(operator_id, visibility, process_id, body.reason)
+        return self._apply(operator_id, lambda c: c.confirm(change, body.business_cluster))
+
     def pause(self, operator_id: str, visibility: Visibility, process_id: str, body: PauseRequest) -> ControlResponse:
         change = self._change(operator_id, visibility, process_id, body.reason)
         return self._apply(operator_id, lambda c: c.pause(change, body.business_cluster))
@@ -176,7 +192,7 @@ class ConsoleControls:
         return HandChange(process_id=process_id, reason=reason, by=operator_id)
 
     def _apply(self, operator_id: str, control: Callable[[HandControls], ControlResult]) -> ControlResponse:
-        from selective_autonomy.controls.errors import NothingToChange, UnknownCluster, UnknownProcess
+        from selective_autonomy.controls.errors import HeldByHand, NothingToChange, UnknownCluster, UnknownProcess
 
         try:
             result = control(self.controls())
@@ -186,6 +202,8 @@ class ConsoleControls:
             raise ControlRefused(str(exc)) from exc
         except NothingToChange as exc:
             raise NothingToControl(str(exc)) from exc
+        except HeldByHand as exc:
+            raise ControlHeld(str(exc)) from exc
         return ControlResponse(
             process_id=result.process_id,
             scope=result.scope,
@@ -204,6 +222,19 @@ class ConsoleControls:
 
 def _scope_of(paused: dict[str, Pause], cluster: str) -> str:
     return cluster if cluster in paused else "*"
+
+
+def _pending_view(pending: PendingPromotion) -> PendingPromotionView:
+    certificate = pending.certificate
+    return PendingPromotionView(
+        reason=pending.reason,
+        certified_coverage=pending.certified_coverage,
+        proposed_at=pending.proposed_at,
+        certificate_issued_at=certificate.issued_at,
+        policy_version=certificate.policy_version,
+        critic_version=certificate.critic_version,
+        target_precision=certificate.target_precision,
+    )
 
 
 def _pause_view(scope: str, pause: Pause) -> PauseView:

@@ -59,10 +59,18 @@ class ControlRefused(ConsoleError):
 
 
 class NothingToControl(ConsoleError):
-    """Resume where nothing is paused, release where no stage is held."""
+    """Resume where nothing is paused, release where no stage is held, confirm where no promotion is pending."""
 
     status_code = 409
     code = "nothing_to_change"
+
+
+class ControlHeld(ConsoleError):
+    """A hand control another one forbids: confirming the promotion of a paused cluster, or of one
+    whose stage a person set."""
+
+    status_code = 409
+    code = "held"
 
 
 class StoreUnavailable(ConsoleError):

@@ -201,6 +201,16 @@ class ReleaseRequest(_Body):
     reason: str = REASON
 
 
+class ConfirmRequest(_Body):
+    """Confirm the promotion to selective the learning loop proposed for a cluster (``learning.promotion =
+    confirmed``); the stage stays the learning loop's, which may still demote it."""
+
+    business_cluster: Name
+    reason: str = Field(
+        default="promotion confirmed", min_length=1, max_length=1000, description="Why: kept in the history."
+    )
+
+
 class PauseRequest(_Body):
     """Pause a cluster, or the whole process (no cluster): nothing of it runs unattended until resumed."""
 
@@ -215,7 +225,7 @@ class ResumeRequest(_Body):
     reason: str = REASON
 
 
-Control = Literal["stage", "release", "pause", "resume"]
+Control = Literal["stage", "release", "pause", "resume", "confirm"]
 
 
 class PauseView(_Body):
@@ -232,12 +242,27 @@ class HandStageView(_Body):
     at: datetime
 
 
+class PendingPromotionView(_Body):
+    """A promotion to selective the learning loop proposed; a supervisor confirms it."""
+
+    reason: str = Field(description="The learning loop's reason.")
+    certified_coverage: float = Field(description="Share of calibration steps the certified thresholds run.")
+    proposed_at: datetime
+    certificate_issued_at: datetime = Field(description="Time of the newest evidence the certificate used.")
+    policy_version: str
+    critic_version: str
+    target_precision: float
+
+
 class ClusterControlsView(_Body):
     business_cluster: str
     stage: Stage
     held_by_hand: HandStageView | None = Field(description="The stage a person set; the learning loop holds it.")
     paused: PauseView | None = Field(description="The pause that covers the cluster (its own or the process's).")
     certified: bool = Field(description="A certificate (and so thresholds) is in force.")
+    pending_promotion: PendingPromotionView | None = Field(
+        default=None, description="A promotion to selective waiting for a supervisor (learning.promotion = confirmed)."
+    )
 
 
 class HandControlView(_Body):

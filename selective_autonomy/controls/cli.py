@@ -1,4 +1,4 @@
-"""``selauto stage set|release|show``, ``selauto pause`` and ``selauto resume``: hand controls.
+"""``selauto stage set|release|confirm|show``, ``selauto pause`` and ``selauto resume``: hand controls.
 
 Mount them in ``selective_autonomy/cli.py`` with::
 
@@ -31,10 +31,11 @@ from selective_autonomy.schemas.events import Stage
 if TYPE_CHECKING:  # the registry and the store load only when a command runs, not for `selauto --help`
     from selective_autonomy.controls.hand import HandChange
     from selective_autonomy.controls.service import ControlResult, ControlsOverview, HandControls
+    from selective_autonomy.inference.registry import PendingPromotion
 
 stage_app = typer.Typer(
-    help="Set a business cluster's stage by hand (the learning loop then holds it), give it back, or show "
-    "stages, pauses and their history.",
+    help="Set a business cluster's stage by hand (the learning loop then holds it), give it back, confirm a "
+    "promotion the learning loop proposed, or show stages, pauses, proposals and their history.",
     no_args_is_help=True,
 )
 
@@ -138,13 +139,33 @@ def stage_release(
         _run(lambda: controls.release(change, cluster))
 
 
+@stage_app.command("confirm")
+def stage_confirm(
+    process: ProcessOption,
+    cluster: ClusterOption,
+    reason: ReasonOption = "promotion confirmed",
+    by: ByOption = None,
+    publish: Annotated[
+        bool, typer.Option("--publish/--no-publish", help="Announce the move on stage.changes (kafka settings).")
+    ] = True,
+    publish_timeout: PublishTimeout = 5.0,
+    config: ConfigOption = None,
+) -> None:
+    """Confirm the promotion to selective the learning loop proposed for a cluster (learning.promotion =
+    confirmed; `selauto stage show` lists them). The cluster runs what the certificate behind the proposal
+    passes; the stage stays the loop's, which may still demote it."""
+    change = _change(process, reason, by)
+    with _controls(config, publish_timeout if publish else None) as controls:
+        _run(lambda: controls.confirm(change, cluster))
+
+
 @stage_app.command("show")
 def stage_show(
     process: ProcessOption,
     newest: Annotated[int, typer.Option(min=1, help="History entries shown.")] = 20,
     config: ConfigOption = None,
 ) -> None:
-    """Stages, hand holds and pauses in force, and the newest hand controls and stage moves."""
+    """Stages, hand holds, pauses and proposed promotions, and the newest hand controls and stage moves."""
     with _controls(config) as controls:
         try:
             view = controls.overview(process, newest)
@@ -158,6 +179,7 @@ def stage_show(
 def overview_lines(view: ControlsOverview) -> list[str]:
     """``selauto stage show``'s text."""
     from selective_autonomy.inference.registry import WHOLE_PROCESS
+    from selective_autonomy.store.models import HandControl
 
     lines = [f"{view.process_id} (pointer revision {view.pointer_revision})"]
     whole = view.paused.get(WHOLE_PROCESS)
@@ -171,10 +193,17 @@ def overview_lines(view: ControlsOverview) -> list[str]:
         if own is not None:
             tags.append(f"PAUSED by {own.by}: {own.reason}")
         lines.append(f"  {row.business_cluster}: {row.stage.value}" + (f" ({'; '.join(tags)})" if tags else ""))
+        if row.pending_promotion is not None:
+            lines.append(f"    {pending_line(row.pending_promotion)}")
+            lines.append(f"      selauto stage confirm --process {view.process_id} --cluster {row.business_cluster}")
     if view.history:
         lines.append("hand controls:")
     for entry in view.history:
-        what = f"set {entry.stage.value}" if entry.stage else entry.control.value
+        what = entry.control.value
+        if entry.control is HandControl.stage and entry.stage is not None:
+            what = f"set {entry.stage.value}"
+        elif entry.control is HandControl.confirm:
+            what = "confirmed the promotion of"
         scope = "the whole process" if entry.scope == WHOLE_PROCESS else entry.scope
         lines.append(f"  {entry.at:%Y-%m-%d %H:%M} {what} {scope} by {entry.changed_by}: {entry.reason}")
     if view.stage_history:
@@ -184,6 +213,15 @@ def overview_lines(view: ControlsOverview) -> list[str]:
         source = move.changed_by or "learning loop"
         lines.append(f"  {move.at:%Y-%m-%d %H:%M} {move.business_cluster}: {moved} ({source}): {move.reason}")
     return lines
+
+
+def pending_line(pending: PendingPromotion) -> str:
+    """One proposed promotion, as ``selauto stage show`` and ``selauto status`` print it."""
+    return (
+        f"promotion to selective proposed {pending.proposed_at:%Y-%m-%d %H:%M}, waiting for confirmation: "
+        f"{pending.reason} (certificate of {pending.certificate.issued_at:%Y-%m-%d %H:%M}, policy "
+        f"{pending.certificate.policy_version})"
+    )
 
 
 def pause(

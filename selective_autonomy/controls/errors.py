@@ -19,3 +19,13 @@ class UnknownCluster(ControlError):
 
 class NothingToChange(ControlError):
     """Resume where nothing is paused, release where no stage is held."""
+
+
+class NothingPending(NothingToChange):
+    """Confirm where no promotion is pending: none was proposed, it was confirmed already, or the
+    certificate it rested on was replaced or voided since."""
+
+
+class HeldByHand(ControlError):
+    """A control another hand control forbids: confirming a promotion of a paused cluster (or of a
+    paused process), or of one whose stage a person set."""

@@ -18,7 +18,14 @@ from selective_autonomy.config import Settings
 from selective_autonomy.controls import hand
 from selective_autonomy.controls.errors import UnknownCluster, UnknownProcess
 from selective_autonomy.controls.hand import HandChange
-from selective_autonomy.inference.registry import WHOLE_PROCESS, HandStage, ModelRegistry, Pause, ServicePointer
+from selective_autonomy.inference.registry import (
+    WHOLE_PROCESS,
+    HandStage,
+    ModelRegistry,
+    Pause,
+    PendingPromotion,
+    ServicePointer,
+)
 from selective_autonomy.schemas.events import Stage, StageChanged, utc_now
 from selective_autonomy.store.models import HandControl, HandControlRecord, StageTransition
 from selective_autonomy.store.repository import FeedbackStore
@@ -57,6 +64,9 @@ class ClusterControls(BaseModel):
     held_by_hand: HandStage | None = Field(default=None, description="The stage a person set; the loop holds it.")
     paused: Pause | None = Field(default=None, description="The pause that covers the cluster (its own or '*').")
     certified: bool = Field(description="Whether a certificate (and so thresholds) is in force.")
+    pending_promotion: PendingPromotion | None = Field(
+        default=None, description="A promotion to selective the learning loop proposed, waiting for confirmation."
+    )
 
 
 class ControlsOverview(BaseModel):
@@ -200,6 +210,66 @@ class HandControls:
             notes.append(f"still paused: {', '.join(sorted(after.paused))}")
         return self._result(change, scope, HandControl.resume, after, True, notes=notes)
 
+    def confirm(self, change: HandChange, cluster: str) -> ControlResult:
+        """Confirm the promotion of ``cluster`` to selective the learning loop proposed
+        (``learning.promotion = confirmed``): the cluster runs what the certificate behind the
+        proposal passes, and the stage stays the loop's (it may demote it)."""
+        process_id, at = change.process_id, self.clock()
+        self._cluster(process_id, cluster)
+        confirmed: list[PendingPromotion] = []
+
+        def promote(pointer: ServicePointer) -> ServicePointer:
+            promoted, pending = hand.confirm(pointer, process_id, cluster)
+            confirmed.append(pending)
+            return promoted
+
+        # Checked and written under the registry's lock: a proposal the loop voided, or a pause set,
+        # a moment ago is seen here, never confirmed from an older read.
+        before, after = self.registry.update(process_id, promote)
+        [pending] = confirmed
+        self.store.record_hand_control(
+            process_id,
+            cluster,
+            HandControl.confirm,
+            reason=change.reason,
+            changed_by=change.by,
+            stage=Stage.selective,
+            at=at,
+        )
+        reason = f"promotion confirmed by {change.by}: {change.reason} ({pending.reason})"
+        self.store.record_stage_transition(
+            process_id, cluster, Stage.selective, reason=reason, at=at, changed_by=change.by
+        )
+        event = StageChanged(
+            process_id=process_id,
+            business_cluster=cluster,
+            from_stage=before.stage(cluster),
+            to_stage=Stage.selective,
+            reason=reason,
+            certified_coverage=pending.certified_coverage,
+            thresholds_version=after.thresholds.version,
+            changed_at=at,
+        )
+        published, error = self._publish([event])
+        certificate = pending.certificate
+        notes = [
+            f"{process_id}/{cluster}: copilot -> selective, on the certificate of "
+            f"{certificate.issued_at:%Y-%m-%d %H:%M} (policy {certificate.policy_version}, critic "
+            f"{certificate.critic_version}, certified coverage {pending.certified_coverage:.1%}); the learning loop "
+            "may still demote it"
+        ]
+        return self._result(
+            change,
+            cluster,
+            HandControl.confirm,
+            after,
+            True,
+            event=event,
+            published=published,
+            error=error,
+            notes=notes,
+        )
+
     # -- reading -----------------------------------------------------------------------------------
 
     def overview(self, process_id: str, newest: int = 50) -> ControlsOverview:
@@ -219,6 +289,7 @@ class HandControls:
                     held_by_hand=pointer.manual.get(c),
                     paused=cover[1] if (cover := pointer.pause_for(c)) else None,
                     certified=c in pointer.certificates,
+                    pending_promotion=pointer.pending_promotion(c),
                 )
                 for c in clusters
             ],

@@ -91,6 +91,24 @@ class HandStage(BaseModel):
     at: AwareDatetime
 
 
+class PendingPromotion(BaseModel):
+    """A promotion ``copilot -> selective`` the learning loop proposed (``learning.promotion =
+    confirmed``) and a supervisor has not confirmed yet. It rests on one certificate: once that is
+    replaced or voided (new models, a monitor alarm, a recertification) the proposal is void, and
+    the next learning run proposes again if the new certificate still earns it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    certificate: Certificate = Field(description="The certificate the promotion rests on, as the loop proposed it.")
+    certified_coverage: float = Field(ge=0.0, le=1.0, description="Share of calibration steps its thresholds run.")
+    reason: str = Field(description="The learning loop's reason, as a promotion it made itself would carry.")
+    proposed_at: AwareDatetime
+    watch_from: AwareDatetime = Field(
+        description="The store's receive time the precision monitor counts from once confirmed: the newest evidence "
+        "the proposal saw, as an automatic promotion would set selective_since"
+    )
+
+
 PolicyLoader = Callable[[Path, ProcessSchema], Policy]
 CriticLoader = Callable[[Path, ProcessSchema], Critic]
 
@@ -143,6 +161,11 @@ class ServicePointer(BaseModel):
     manual: dict[str, HandStage] = Field(
         default_factory=dict, description="business cluster -> the stage a person set; the learning loop holds it"
     )
+    pending_promotions: dict[str, PendingPromotion] = Field(
+        default_factory=dict,
+        description="business cluster -> a promotion to selective the learning loop proposed, waiting for a "
+        "supervisor (learning.promotion = confirmed)",
+    )
     revision: int = 0
 
     @model_validator(mode="before")
@@ -163,6 +186,15 @@ class ServicePointer(BaseModel):
             if scope in self.paused:
                 return scope, self.paused[scope]
         return None
+
+    def pending_promotion(self, cluster: str) -> PendingPromotion | None:
+        """The promotion of ``cluster`` waiting for confirmation, while it can still be confirmed: the
+        cluster is in copilot and the certificate it rests on is the one in force. A publisher that
+        voided the certificate (a deploy, a rollback) need not know about proposals."""
+        pending = self.pending_promotions.get(cluster)
+        if pending is None or self.stage(cluster) is not Stage.copilot:
+            return None
+        return pending if self.certificates.get(cluster) == pending.certificate else None
 
     def hand_hold(self, cluster: str, proposed: Stage) -> str | None:
         """Why a person's hand control keeps ``cluster`` at its stage rather than ``proposed``, or

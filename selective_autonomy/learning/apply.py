@@ -40,6 +40,11 @@ class LearningReport(BaseModel):
     monitor: dict[str, MonitorReading] = Field(default_factory=dict)
     lifts: dict[str, float] = Field(default_factory=dict, description="cluster -> thresholds above the certified ones")
     stage_changes: list[StageChanged] = Field(default_factory=list)
+    proposed: dict[str, str] = Field(
+        default_factory=dict,
+        description="cluster -> why it would be promoted to selective: left to a supervisor (learning.promotion = "
+        "confirmed; pending in the service pointer)",
+    )
     pointer_revision: int = 0
     notes: list[str] = Field(default_factory=list)
 
@@ -133,6 +138,7 @@ def apply_plan(
         monitor=plan.monitor,
         lifts=plan.lifts,
         stage_changes=changes,
+        proposed={cluster: decision.reason for cluster, decision in plan.proposed.items()},
         pointer_revision=published.revision,
         notes=plan.notes,
     )

@@ -30,7 +30,7 @@ from selective_autonomy.learning.first_policy import (
 )
 from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
 from selective_autonomy.learning.recorded import case_completion, cases_from_recorded
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.events import Stage, utc_now
 from selective_autonomy.store.repository import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,12 @@ PLAN_ATTEMPTS = 3
 
 
 class LearningLoop:
+    """Gathers, plans and applies the learning runs of the processes of one models directory.
+
+    :param clock: the time a run plans at, recorded as when a promotion was proposed
+        (``learning.promotion = confirmed``); default now, UTC.
+    """
+
     def __init__(
         self,
         registry: ModelRegistry,
@@ -47,19 +53,21 @@ class LearningLoop:
         config: LearningSettings | None = None,
         on_stage_changes: StageListener | None = None,
         trainer: PolicyTrainer = embedded_trainer,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.registry = registry
         self.store = store
         self.config = config or LearningSettings()
         self.on_stage_changes = on_stage_changes
         self.trainer = trainer
+        self.clock = clock
 
     def gather(self, process_id: str, *, retrain: bool = True) -> LearningInput:
         schema, pointer = self.registry.schema(process_id), self.registry.pointer(process_id)
         since = min(pointer.selective_since.values(), default=None)
         outcomes = monitor_outcomes(self.store.judged_unattended(process_id, since)) if since is not None else []
         if not retrain:
-            return LearningInput(schema=schema, pointer=pointer, outcomes=outcomes)
+            return LearningInput(schema=schema, pointer=pointer, outcomes=outcomes, planned_at=self.clock())
         models = self.registry.load(process_id)
         rows = self.store.feedback_with_context(process_id=process_id, newest=self.config.window_feedback)
         meta = getattr(models.critic, "meta", None)
@@ -73,6 +81,7 @@ class LearningLoop:
             outcomes=outcomes,
             critic_fitted_until=fitted_until,
             feedback_read=len(rows),
+            planned_at=self.clock(),
         )
 
     def plan(self, process_id: str, *, retrain: bool = True) -> tuple[LearningInput, LearningPlan]:

@@ -36,6 +36,17 @@ Hand controls (:mod:`selective_autonomy.controls`) win over the loop, until a pe
 * a paused cluster (or one of a paused process) is never promoted; it may still be demoted.
 
 Each move the loop would have made is in the plan's notes and ``held``.
+
+With ``learning.promotion = confirmed`` the loop does not promote ``copilot -> selective`` itself:
+it records the promotion it would make in ``pointer.pending_promotions`` (the certificate it rests
+on, the certified coverage, when proposed) and the cluster stays in copilot until a supervisor
+confirms it (``selauto stage confirm``, :meth:`~selective_autonomy.controls.service.HandControls.confirm`).
+Every run proposes afresh: a proposal is kept (with its first ``proposed_at``) while it rests on
+the certificate in force, and dropped once that certificate is replaced or voided, or the loop
+would no longer promote. A paused cluster is still proposed (and held: the pause forbids the
+confirmation, not the proposal); one whose stage is set by hand is not, since only a person moves
+it. Demotions and ``logging -> copilot`` stay automatic: waiting for a person to stop what the
+monitor proved wrong, or to let a cluster start suggesting, would only cost precision or feedback.
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from typing import Any
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.certificate import Certificate
-from selective_autonomy.inference.registry import ProcessModels, ServicePointer
+from selective_autonomy.inference.registry import PendingPromotion, ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.learning.calibration import CalibrationReport
 from selective_autonomy.learning.certify import certificates, certify
@@ -77,6 +88,10 @@ class LearningInput:
     outcomes: Sequence[MonitorOutcome] = ()
     critic_fitted_until: datetime | None = None
     feedback_read: int = 0
+    planned_at: datetime | None = field(
+        default=None,
+        metadata={"doc": "the loop's clock: when a promotion is proposed; None: the time its certificate was issued"},
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,9 @@ class LearningPlan:
     decisions: dict[str, StageDecision] = field(default_factory=dict)
     lifts: dict[str, float] = field(default_factory=dict)
     held: dict[str, StageDecision] = field(default_factory=dict, metadata={"doc": "moves a hand control held back"})
+    proposed: dict[str, StageDecision] = field(
+        default_factory=dict, metadata={"doc": "promotions left to a supervisor (learning.promotion = confirmed)"}
+    )
     critic: str = "unchanged"
     critic_version: str = ""
     policy_version: str = ""
@@ -158,6 +176,8 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
     certs: dict[str, Certificate] = dict(pointer.certificates)
     decisions: dict[str, StageDecision] = {}
     held: dict[str, StageDecision] = {}
+    proposed: dict[str, StageDecision] = {}
+    pending: dict[str, PendingPromotion] = {}
 
     # 1. the monitor
     readings: dict[str, MonitorReading] = {}
@@ -264,6 +284,12 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             monitor=readings.get(cluster),
         )
         decision = next_stage(stages[cluster], evidence, rules)
+        promoting = decision is not None and decision.stage is Stage.selective and stages[cluster] is Stage.copilot
+        confirm = promoting and config.promotion == "confirmed"
+        if decision is not None and confirm and cluster not in pointer.manual:
+            pending[cluster] = _proposal(
+                pointer, cluster, certs[cluster], evidence.certified_coverage, decision, examples, inp.planned_at
+            )
         hold = pointer.hand_hold(cluster, decision.stage) if decision is not None else None
         if decision is not None and hold is not None:
             held[cluster] = decision
@@ -277,6 +303,14 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
                 certs.pop(cluster, None)
                 selective_since.pop(cluster, None)
                 thresholds = {k: v for k, v in thresholds.items() if not k.startswith(f"{prefix}{cluster}/")}
+            decision = None
+        if decision is not None and confirm:
+            proposed[cluster] = decision
+            waiting = "still waiting" if pending[cluster] == pointer.pending_promotions.get(cluster) else "proposed"
+            notes.append(
+                f"{cluster}: promotion copilot -> selective {waiting} for a supervisor ({decision.reason}): "
+                f"selauto stage confirm --process {schema.process_id} --cluster {cluster}"
+            )
             decision = None
         if cluster in pointer.manual and stages[cluster] is Stage.selective and cluster in certs:
             # A held selective cluster's new certificate is watched from the newest evidence it saw.
@@ -331,6 +365,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             "selective_since": selective_since,
             "evidence_since": evidence_since,
             "threshold_lift": lifts,
+            "pending_promotions": pending,
         }
     )
     return LearningPlan(
@@ -343,11 +378,38 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
         decisions=decisions,
         lifts=lifts,
         held=held,
+        proposed=proposed,
         critic=chosen,
         critic_version=critic_version,
         policy_version=policy_version,
         examples=len(examples),
         notes=notes,
+    )
+
+
+def _proposal(
+    pointer: ServicePointer,
+    cluster: str,
+    certificate: Certificate,
+    coverage: float,
+    decision: StageDecision,
+    examples: Sequence[CriticExample],
+    planned_at: datetime | None,
+) -> PendingPromotion:
+    """The promotion to leave to a supervisor: the one already pending while it rests on the same
+    certificate (a run that changed nothing publishes nothing, and ``proposed_at`` says how long a
+    supervisor has let it wait), else a new one."""
+    previous = pointer.pending_promotions.get(cluster)
+    if previous is not None and previous.certificate == certificate:
+        return previous
+    return PendingPromotion(
+        certificate=certificate,
+        certified_coverage=coverage,
+        reason=decision.reason,
+        proposed_at=planned_at or certificate.issued_at,
+        # As an automatic promotion sets selective_since: once confirmed, the monitor counts what
+        # arrives after the newest evidence the proposal saw.
+        watch_from=max((e.received_at for e in examples), default=certificate.issued_at),
     )
 
 

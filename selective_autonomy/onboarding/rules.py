@@ -17,8 +17,8 @@ none. Clusters in copilot stay there.
 schema: the pointer keeps none of them, every cluster is in logging, and the evidence windows of
 the old clusters are forgotten.
 
-In both, the online lift over the thresholds (``threshold_lift``) goes with the certificates it
-sat on.
+In both, the online lift over the thresholds (``threshold_lift``) and the promotions waiting for
+confirmation (``pending_promotions``) go with the certificates they sat on.
 
 **Hand controls win** (:mod:`selective_autonomy.controls`, the rule the learning loop follows:
 :meth:`~selective_autonomy.inference.registry.ServicePointer.hand_hold`). Pauses and hand-set
@@ -100,6 +100,7 @@ def change_models(
             "certificates": {},
             "selective_since": {},
             "threshold_lift": {},
+            "pending_promotions": {},  # each rested on a certificate voided here
         }
     )
     return PointerChange(changed, changes, voided, held)
@@ -149,6 +150,7 @@ def reset_for_schema(pointer: ServicePointer, old: ProcessSchema | None, new: Pr
             "selective_since": {},
             "evidence_since": {},
             "threshold_lift": {},
+            "pending_promotions": {},
         }
     )
     return PointerChange(reset, changes, voided, held)

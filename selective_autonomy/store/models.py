@@ -47,6 +47,7 @@ class HandControl(StrEnum):
     release = "release"  # gave the cluster's stage back to the learning loop
     pause = "pause"  # nothing of the scope runs unattended
     resume = "resume"  # lifted a pause
+    confirm = "confirm"  # confirmed a promotion to selective the learning loop proposed
 
 
 class ServiceChangeKind(StrEnum):
@@ -221,7 +222,9 @@ class HandControlRecord(_StoreModel):
     process_id: str
     scope: str = Field(description="A business cluster, or '*' for the whole process.")
     control: HandControl
-    stage: Stage | None = Field(default=None, description="The stage set (control 'stage'), else None.")
+    stage: Stage | None = Field(
+        default=None, description="The stage set (control 'stage'), selective for 'confirm', else None."
+    )
     reason: str
     changed_by: str
     at: AwareDatetime

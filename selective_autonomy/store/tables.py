@@ -158,8 +158,8 @@ stage_transitions = Table(
     Index(None, "process_id", "business_cluster", "at"),
 )
 
-# Every hand control (a stage set or released, autonomy paused or resumed): who, when, why. A stage
-# set by hand that moved the stage is also a row of stage_transitions.
+# Every hand control (a stage set or released, autonomy paused or resumed, a proposed promotion
+# confirmed): who, when, why. One that moved the stage is also a row of stage_transitions.
 hand_controls = Table(
     "hand_controls",
     metadata,
@@ -167,11 +167,11 @@ hand_controls = Table(
     Column("process_id", String(ID), nullable=False),
     Column("scope", String(ID), nullable=False),  # a business cluster, or '*' for the whole process
     Column("control", String(ENUM), nullable=False),
-    Column("stage", String(ENUM), nullable=True),  # the stage set (control 'stage'), else null
+    Column("stage", String(ENUM), nullable=True),  # the stage set ('stage'), selective ('confirm'), else null
     Column("reason", Text, nullable=False),
     Column("changed_by", String(ID), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    CheckConstraint("control IN ('stage', 'release', 'pause', 'resume')", name="control"),
+    CheckConstraint("control IN ('stage', 'release', 'pause', 'resume', 'confirm')", name="control"),
     Index(None, "process_id", "at"),
 )
 

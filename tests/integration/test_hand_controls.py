@@ -1,6 +1,6 @@
 """Hand controls on the real broker: a running worker follows `pause` and `resume` within a reload
-interval (the next decisions are `paused` deferrals, then run again), and `selauto stage set`
-announces the move on stage.changes."""
+interval (the next decisions are `paused` deferrals, then run again), and `selauto stage set` and
+`selauto stage confirm` announce the move on stage.changes."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
 from tests.integration.test_decide_agent import install_models, read_all, state
+from tests.unit.controls.proposals import with_proposal
 
 pytestmark = pytest.mark.integration
 
@@ -108,10 +109,8 @@ def test_a_running_worker_follows_pause_and_resume(worker_settings: Settings) ->
     assert dict(worker.metrics.deferral_reasons) == {"paused": 1}
 
 
-def test_stage_set_announces_the_move_on_stage_changes(
-    worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = worker_settings
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `selauto` run by a person needs to reach this test's broker, topic and models."""
     kafka = settings.kafka
     for name, value in {
         "SELAUTO_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -121,6 +120,13 @@ def test_stage_set_announces_the_move_on_stage_changes(
         "SELAUTO_DATA_DIR": str(settings.data_dir),
     }.items():
         monkeypatch.setenv(name, value)
+
+
+def test_stage_set_announces_the_move_on_stage_changes(
+    worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = worker_settings
+    cli_env(settings, monkeypatch)
     result = CliRunner().invoke(
         app,
         [
@@ -150,3 +156,28 @@ def test_stage_set_announces_the_move_on_stage_changes(
     )
     pointer = ModelRegistry(settings.models_dir).pointer("billing")
     assert pointer.stage("retail") is Stage.copilot and pointer.manual["retail"].by == "bob"
+
+
+def test_stage_confirm_promotes_a_proposed_cluster_and_announces_it(
+    worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = worker_settings
+    cli_env(settings, monkeypatch)
+    registry = ModelRegistry(settings.models_dir)
+    registry.update("billing", lambda p: with_proposal(p, "billing", "vip"))
+    confirm = ["stage", "confirm", "--process", "billing", "--cluster", "vip", "--reason", "reviewed", "--by", "ada"]
+    result = CliRunner().invoke(app, confirm)
+    assert result.exit_code == 0, result.output
+    assert "published on stage.changes" in result.stdout and result.stderr == ""
+    with EventConsumer(settings, [settings.topics.stage_changes], StageChanged) as consumer:
+        [record] = consumer.take(1)
+    event = record.event
+    assert event is not None and record.key == b"billing/vip"
+    assert (event.from_stage, event.to_stage, event.certified_coverage) == (Stage.copilot, Stage.selective, 0.4)
+    assert event.reason.startswith("promotion confirmed by ada: reviewed")
+    pointer = registry.pointer("billing")
+    assert pointer.stage("vip") is Stage.selective and pointer.pending_promotions == {}
+    with FeedbackStore.open(store_url(settings)) as store:
+        assert [(h.control, h.scope, h.changed_by) for h in store.hand_controls("billing")] == [
+            (HandControl.confirm, "vip", "ada")
+        ]

@@ -29,6 +29,15 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().wire_format == "avro"
 
 
+def test_promotion_is_automatic_unless_confirmed_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().learning.promotion == "automatic"
+    monkeypatch.setenv("SELAUTO_LEARNING__PROMOTION", "confirmed")
+    assert load_settings().learning.promotion == "confirmed"
+    monkeypatch.setenv("SELAUTO_LEARNING__PROMOTION", "manual")
+    with pytest.raises(Exception, match="'automatic' or 'confirmed'"):
+        load_settings()
+
+
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")

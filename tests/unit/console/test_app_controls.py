@@ -17,6 +17,7 @@ from selective_autonomy.console.app import create_app
 from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import Stage, StageChanged
+from tests.unit.controls.proposals import with_proposal
 
 from .fixtures import SCHEMA, ListSink
 
@@ -146,6 +147,10 @@ def test_a_stage_set_by_hand_is_held_recorded_and_announced(
             409,
             "nothing_to_change",
         ),
+        # outage is in copilot with no promotion proposed.
+        ("/api/processes/helpdesk/stage/confirm", {"business_cluster": "outage"}, ALICE, 409, "nothing_to_change"),
+        ("/api/processes/helpdesk/stage/confirm", {"business_cluster": "eu"}, ALICE, 422, "control_refused"),
+        ("/api/processes/helpdesk/stage/confirm", {"business_cluster": "outage"}, BOB, 403, "not_supervisor"),
     ],
 )
 def test_what_may_not_or_cannot_be_done_is_refused_and_changes_nothing(
@@ -187,6 +192,7 @@ def test_supervisors_must_be_operators() -> None:
         ("GET", "/api/processes/helpdesk/controls"),
         ("POST", "/api/processes/helpdesk/stage"),
         ("POST", "/api/processes/helpdesk/stage/release"),
+        ("POST", "/api/processes/helpdesk/stage/confirm"),
         ("POST", "/api/processes/helpdesk/pause"),
         ("POST", "/api/processes/helpdesk/resume"),
     ],
@@ -194,3 +200,51 @@ def test_supervisors_must_be_operators() -> None:
 def test_anonymous_callers_are_refused_before_the_body_is_read(client: TestClient, method: str, path: str) -> None:
     response = client.request(method, path, content=b"{not json")
     assert response.status_code == 401 and response.json()["error"] == "unauthenticated"
+
+
+def test_a_supervisor_confirms_a_proposed_promotion_and_everyone_who_sees_the_process_reads_it(
+    client: TestClient, registry: ModelRegistry, sink: ListSink
+) -> None:
+    registry.update("helpdesk", lambda p: with_proposal(p, "helpdesk", "outage"))
+    view = client.get("/api/processes/helpdesk/controls", headers=BOB).json()
+    pending = {c["business_cluster"]: c["pending_promotion"] for c in view["clusters"]}
+    assert pending["billing"] is None and pending["outage"]["certified_coverage"] == 0.4
+    assert pending["outage"]["reason"].startswith("certified thresholds cover 40.0%")
+    assert (pending["outage"]["policy_version"], pending["outage"]["target_precision"]) == ("v1", 0.9)
+
+    # An operator who is not a supervisor may read it, not confirm it.
+    body = {"business_cluster": "outage", "reason": "checked the certificate"}
+    refused = client.post("/api/processes/helpdesk/stage/confirm", json=body, headers=BOB)
+    assert refused.status_code == 403 and refused.json()["error"] == "not_supervisor"
+    assert registry.pointer("helpdesk").stage("outage") is Stage.copilot
+
+    # Paused: refused with 409 held, and the proposal stays.
+    client.post("/api/processes/helpdesk/pause", json={"business_cluster": "outage", "reason": "audit"}, headers=ALICE)
+    held = client.post("/api/processes/helpdesk/stage/confirm", json=body, headers=ALICE)
+    assert held.status_code == 409 and held.json()["error"] == "held"
+    assert "paused by alice (audit)" in held.json()["message"]
+    assert registry.pointer("helpdesk").pending_promotion("outage") is not None
+    client.post("/api/processes/helpdesk/resume", json={"business_cluster": "outage", "reason": "ok"}, headers=ALICE)
+
+    response = client.post("/api/processes/helpdesk/stage/confirm", json=body, headers=ALICE)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["control"], answer["stage"], answer["stage_moved"], answer["published"]) == (
+        "confirm",
+        "selective",
+        True,
+        True,
+    )
+    [event] = sink.of(StageChanged)
+    assert (event.from_stage, event.to_stage) == (Stage.copilot, Stage.selective)  # type: ignore[attr-defined]
+    assert event.reason.startswith("promotion confirmed by alice: checked the certificate")  # type: ignore[attr-defined]
+    assert sink.sent[-1][2] == "helpdesk/outage"
+    assert registry.pointer("helpdesk").stage("outage") is Stage.selective
+    view = client.get("/api/processes/helpdesk/controls", headers=BOB).json()
+    assert all(c["pending_promotion"] is None for c in view["clusters"])
+    assert [(h["control"], h["scope"], h["stage"]) for h in view["history"]][-1] == ("confirm", "outage", "selective")
+    assert [(m["to_stage"], m["changed_by"]) for m in view["stage_history"]][-1] == ("selective", "alice")
+
+    # Confirmed already: nothing is pending.
+    again = client.post("/api/processes/helpdesk/stage/confirm", json=body, headers=ALICE)
+    assert again.status_code == 409 and again.json()["error"] == "nothing_to_change"

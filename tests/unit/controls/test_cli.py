@@ -16,6 +16,7 @@ from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import Stage, StageChanged
 from selective_autonomy.store import FeedbackStore, HandControl, default_url
 from tests.unit.agents.fixtures import SCHEMA
+from tests.unit.controls.proposals import with_proposal
 
 runner = CliRunner()
 
@@ -194,3 +195,79 @@ def test_hand_controls_of_a_cluster_the_schema_dropped_can_still_be_lifted(regis
     assert selauto("stage", "release", "-p", "billing", "--cluster", "vip", "--reason", "gone", "--by", "bob")[0] == 0
     pointer = registry.pointer("billing")
     assert pointer.paused == {} and pointer.manual == {}
+
+
+# -- confirming a promotion the learning loop proposed ----------------------------------------------
+
+
+def test_stage_confirm_promotes_on_the_proposed_certificate_records_and_publishes_it(
+    registry: ModelRegistry, published: list[StageChanged], store: FeedbackStore
+) -> None:
+    registry.update("billing", lambda p: with_proposal(p, "billing", "vip"))
+    # show and status list the proposal and the command that confirms it.
+    code, out, _ = selauto("stage", "show", "-p", "billing")
+    assert code == 0 and "vip: copilot" in out
+    assert "promotion to selective proposed 2026-03-02 10:00, waiting for confirmation: certified thresholds" in out
+    assert "selauto stage confirm --process billing --cluster vip" in out
+    code, out, _ = selauto("status")
+    assert code == 0 and "promotion to selective proposed 2026-03-02 10:00" in out
+
+    code, out, err = selauto(
+        "stage", "confirm", "--process", "billing", "--cluster", "vip", "--reason", "reviewed", "--by", "alice"
+    )
+    assert code == 0, err
+    assert "billing/vip: copilot -> selective, on the certificate of 2026-03-02 09:00" in out
+    assert "published on stage.changes" in out
+    pointer = registry.pointer("billing")
+    assert pointer.stage("vip") is Stage.selective and pointer.pending_promotions == {}
+    assert pointer.thresholds.for_cluster("billing", "vip") == {"billing/vip/auto/lookup_order": 0.8}
+    assert pointer.manual == {}  # the loop's stage again: it may demote it
+    [event] = published
+    assert (event.from_stage, event.to_stage, event.certified_coverage) == (Stage.copilot, Stage.selective, 0.4)
+    assert event.reason.startswith("promotion confirmed by alice: reviewed (certified thresholds cover 40.0%")
+    [move] = store.stage_history("billing", "vip")
+    assert (move.to_stage, move.changed_by, move.reason) == (Stage.selective, "alice", event.reason)
+    [control] = store.hand_controls("billing")
+    assert (control.control, control.scope, control.stage, control.changed_by, control.reason) == (
+        HandControl.confirm,
+        "vip",
+        Stage.selective,
+        "alice",
+        "reviewed",
+    )
+    code, out, _ = selauto("stage", "show", "-p", "billing")
+    assert "confirmed the promotion of vip by alice: reviewed" in out and "waiting for confirmation" not in out
+
+    # Nothing pending any more: a clear error, and nothing changes.
+    code, _, err = selauto("stage", "confirm", "-p", "billing", "--cluster", "vip")
+    assert code == 1 and "no promotion of cluster 'vip' is pending: the cluster is in selective, not copilot" in err
+    registry.update("billing", lambda p: p.model_copy(update={"stages": {**p.stages, "retail": Stage.copilot}}))
+    code, _, err = selauto("stage", "confirm", "-p", "billing", "--cluster", "retail")
+    assert code == 1 and "no promotion of cluster 'retail' is pending: none was proposed" in err
+    assert len(published) == 1 and len(store.hand_controls("billing")) == 1
+
+
+def test_a_paused_cluster_cannot_be_confirmed_until_resumed(
+    registry: ModelRegistry, published: list[StageChanged], store: FeedbackStore
+) -> None:
+    registry.update("billing", lambda p: with_proposal(p, "billing", "vip"))
+    selauto("pause", "-p", "billing", "--reason", "incident 42", "--by", "bob")
+    before = registry.pointer("billing")
+    code, _, err = selauto("stage", "confirm", "-p", "billing", "--cluster", "vip", "--by", "alice")
+    assert code == 1
+    assert "cluster 'vip' cannot be promoted while the whole process is paused by bob (incident 42)" in err
+    assert registry.pointer("billing") == before and published == []
+    assert [h.control for h in store.hand_controls("billing")] == [HandControl.pause]
+    # The proposal stays for after the pause.
+    selauto("resume", "-p", "billing", "--reason", "closed", "--by", "bob")
+    assert selauto("stage", "confirm", "-p", "billing", "--cluster", "vip", "--by", "alice")[0] == 0
+    assert registry.pointer("billing").stage("vip") is Stage.selective
+
+
+def test_a_proposal_whose_certificate_was_replaced_cannot_be_confirmed(registry: ModelRegistry) -> None:
+    registry.update("billing", lambda p: with_proposal(p, "billing", "vip"))
+    # As a deploy does: the certificates go, the proposal is left behind and void.
+    registry.update("billing", lambda p: p.model_copy(update={"certificates": {}}))
+    code, _, err = selauto("stage", "confirm", "-p", "billing", "--cluster", "vip")
+    assert code == 1 and "the certificate it rested on was replaced or voided since" in err
+    assert registry.pointer("billing").stage("vip") is Stage.copilot

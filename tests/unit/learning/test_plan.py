@@ -6,6 +6,7 @@ example's score is the probability its signals carry.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -429,3 +430,130 @@ def test_the_loop_plans_again_when_a_person_changed_the_pointer_while_it_planned
     assert set(pointer.paused) == {"retail"}
     assert [c.business_cluster for c in report.stage_changes] == ["vip"]
     assert any(note.startswith("retail: would move logging -> copilot") for note in report.notes)
+
+
+# -- confirmed promotion: the loop proposes, a supervisor confirms -----------------------------------
+
+CONFIRMED = CONFIG.model_copy(update={"promotion": "confirmed"})
+PLANNED = T0 + timedelta(days=3)
+
+
+def proposing(
+    pointer: ServicePointer, examples: list[CriticExample], judged: list[MonitorOutcome] | None = None
+) -> LearningInput:
+    """The plan's input, planned at ``PLANNED`` (the time a promotion is proposed)."""
+    return dataclasses.replace(inputs(pointer, examples, judged or []), planned_at=PLANNED)
+
+
+def test_confirmed_mode_proposes_the_promotion_and_keeps_the_cluster_in_copilot() -> None:
+    evidence = copilot_evidence()
+    plan = plan_learning(proposing(COPILOT, evidence), CONFIRMED)
+    pointer = plan.pointer
+    assert pointer.stage("retail") is Stage.copilot and not plan.decisions and "retail" not in plan.held
+    assert "retail" not in pointer.selective_since and not pointer.threshold_lift
+    pending = pointer.pending_promotion("retail")
+    assert pending is not None and set(pointer.pending_promotions) == {"retail"}
+    # It rests on the certificate the run earned, which is in force, thresholds included.
+    assert pending.certificate == pointer.certificates["retail"]
+    assert pointer.thresholds.for_cluster("billing", "retail") == {
+        k: key.threshold for k, key in pending.certificate.keys.items()
+    }
+    assert plan.calibration is not None
+    assert pending.certified_coverage == plan.calibration.certified_coverage("billing/retail/")
+    assert pending.proposed_at == PLANNED and pending.watch_from == max(e.received_at for e in evidence)
+    assert pending.reason == plan.proposed["retail"].reason and pending.reason.startswith("certified thresholds")
+    assert any(n.startswith("retail: promotion copilot -> selective proposed for a supervisor") for n in plan.notes)
+    # What an automatic promotion would have done with the same evidence.
+    automatic = plan_learning(inputs(COPILOT, evidence), CONFIG).pointer
+    assert automatic.certificates == pointer.certificates and automatic.stage("retail") is Stage.selective
+    assert automatic.selective_since["retail"] == pending.watch_from and automatic.pending_promotions == {}
+
+    # A run that changes nothing keeps the proposal as it was: nothing to publish, no worker reloads.
+    later = dataclasses.replace(proposing(pointer, []), planned_at=PLANNED + timedelta(hours=1))
+    quiet = plan_learning(later, CONFIRMED, retrain=False)
+    assert quiet.pointer == pointer and quiet.proposed.keys() == {"retail"}
+    assert any("still waiting for a supervisor" in n for n in quiet.notes)
+
+
+def test_a_pending_promotion_is_void_once_its_certificate_is_replaced_and_proposed_again_if_due() -> None:
+    proposed = plan_learning(proposing(COPILOT, copilot_evidence()), CONFIRMED).pointer
+    first = proposed.pending_promotions["retail"]
+    # Recertified on newer evidence: a new certificate, a new proposal resting on it.
+    fresh = copilot_evidence(600, seed=5, start=2000)
+    renewed = dataclasses.replace(proposing(proposed, copilot_evidence() + fresh), planned_at=PLANNED + timedelta(1))
+    again = plan_learning(renewed, CONFIRMED).pointer
+    second = again.pending_promotions["retail"]
+    assert second.certificate == again.certificates["retail"] != first.certificate
+    assert second.proposed_at == PLANNED + timedelta(1)
+    # The models it was earned with replaced, and no evidence to recertify: no certificate, no proposal.
+    with_critic = proposed.model_copy(update={"critic": "critic/earlier"})
+    void = plan_learning(proposing(with_critic, copilot_evidence(cluster="vip")), CONFIRMED)
+    assert "retail" not in void.pointer.certificates and "retail" not in void.pointer.pending_promotions
+    assert void.pointer.stage("retail") is Stage.copilot and void.pointer.pending_promotion("vip") is not None
+    # Recertification that certifies nothing (operators stopped agreeing): void too.
+    wrong = [e.model_copy(update={"label": False, "verdict": Verdict.corrected}) for e in fresh]
+    failed = plan_learning(proposing(proposed, wrong), CONFIRMED).pointer
+    assert "retail" not in failed.certificates and failed.pending_promotions == {}
+    # A publisher that voids certificates without knowing about proposals (a deploy) leaves a
+    # stale entry that can no longer be confirmed.
+    deployed = proposed.model_copy(update={"certificates": {}})
+    assert deployed.pending_promotion("retail") is None
+
+
+def test_confirmed_mode_keeps_demotions_and_logging_to_copilot_automatic() -> None:
+    logging = ServicePointer(policy="policy/fixed-1")
+    started = plan_learning(proposing(logging, []), CONFIRMED, retrain=False)
+    assert {c: started.pointer.stage(c) for c in ("retail", "vip")} == {"retail": Stage.copilot, "vip": Stage.copilot}
+    assert started.pointer.pending_promotions == {}
+    # A selective cluster (confirmed earlier) is demoted on an alarm without asking anyone.
+    promoted = plan_learning(inputs(COPILOT, copilot_evidence()), CONFIG).pointer
+    minutes_after = (promoted.selective_since["retail"] - T0).total_seconds() / 60
+    alarmed = plan_learning(proposing(promoted, [], outcomes(40, 0.1, minutes_after + 1)), CONFIRMED, retrain=False)
+    assert alarmed.pointer.stage("retail") is Stage.copilot and alarmed.decisions["retail"].stage is Stage.copilot
+    assert alarmed.pointer.pending_promotions == {}
+
+
+def test_automatic_mode_promotes_and_drops_a_proposal_left_from_confirmed_mode() -> None:
+    proposed = plan_learning(proposing(COPILOT, copilot_evidence()), CONFIRMED).pointer
+    plan = plan_learning(inputs(proposed, []), CONFIG, retrain=False)
+    assert plan.pointer.stage("retail") is Stage.selective and plan.decisions["retail"].stage is Stage.selective
+    assert plan.pointer.pending_promotions == {} and not plan.proposed
+
+
+def test_confirmed_mode_proposes_for_a_paused_cluster_but_not_for_one_held_by_hand() -> None:
+    evidence = copilot_evidence() + copilot_evidence(cluster="vip")
+    pointer = by_hand(paused(COPILOT, "retail"), Stage.copilot, "vip")
+    plan = plan_learning(proposing(pointer, evidence), CONFIRMED)
+    # The pause forbids the confirmation, not the proposal; a stage set by hand only a person moves.
+    assert set(plan.pointer.pending_promotions) == {"retail"} and set(plan.held) == {"retail", "vip"}
+    assert not plan.proposed and not plan.decisions
+    assert {plan.pointer.stage(c) for c in ("retail", "vip")} == {Stage.copilot}
+    # Setting the stage by hand drops a proposal of that cluster.
+    assert "retail" not in by_hand(plan.pointer, Stage.copilot).pending_promotions
+
+
+def test_a_confirmed_promotion_runs_on_the_proposed_certificate_and_the_loop_watches_it(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    registry.publish("billing", COPILOT)
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        emitted: list = []
+        plan = plan_learning(proposing(registry.pointer("billing"), copilot_evidence()), CONFIRMED)
+        report = apply_plan(plan, registry, store, emitted.extend)
+        assert report.stage_changes == [] and emitted == [] and report.proposed.keys() == {"retail"}
+        assert store.stage_history("billing", "retail") == []
+        pointer = registry.pointer("billing")
+        pending = pointer.pending_promotions["retail"]
+        # The thresholds lifted meanwhile by a stale write are put back to the certified ones.
+        key = "billing/retail/auto/lookup_order"
+        drifted = pointer.model_copy(
+            update={"thresholds": pointer.thresholds.model_copy(update={"values": {key: 0.99}})}
+        )
+        confirmed, used = hand.confirm(drifted, "billing", "retail")
+        assert used == pending and confirmed.stage("retail") is Stage.selective
+        assert confirmed.thresholds.values == {k: c.threshold for k, c in pending.certificate.keys.items()}
+        assert confirmed.selective_since["retail"] == pending.watch_from
+        assert confirmed.pending_promotions == {} and confirmed.manual == {}
+        # The next run leaves it selective on its certificate and proposes nothing.
+        after = plan_learning(proposing(confirmed, []), CONFIRMED, retrain=False)
+        assert after.pointer == confirmed and not after.proposed

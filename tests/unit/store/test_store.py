@@ -96,6 +96,46 @@ def test_migrate_from_empty_creates_every_table_at_head(store_url: str) -> None:
         engine.dispose()
 
 
+def test_a_store_from_before_confirmations_keeps_its_hand_controls_and_takes_confirmations(store_url: str) -> None:
+    """0007 replaces the check on hand_controls.control (SQLite copies the table to do it)."""
+    from alembic import command
+
+    from selective_autonomy.store.migration import alembic_config
+
+    command.upgrade(alembic_config(store_url), "0006")
+    engine = create_store_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO hand_controls (process_id, scope, control, reason, changed_by, at) "
+                    "VALUES ('returns', '*', 'pause', 'outage', 'bob', :at)"
+                ),
+                {"at": T0},
+            )
+    finally:
+        engine.dispose()
+    assert migrate(store_url) == head_revision()
+    with FeedbackStore.open(store_url) as store:
+        store.record_hand_control(
+            "returns", "eu", HandControl.confirm, reason="read it", changed_by="ada", stage=Stage.selective, at=T0
+        )
+        history = [(h.control, h.scope, h.stage) for h in store.hand_controls("returns")]
+    assert history == [(HandControl.pause, "*", None), (HandControl.confirm, "eu", Stage.selective)]
+    engine = create_store_engine(store_url)
+    try:
+        with engine.begin() as connection, pytest.raises(sa.exc.IntegrityError):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO hand_controls (process_id, scope, control, reason, changed_by, at) "
+                    "VALUES ('returns', '*', 'unknown', 'x', 'bob', :at)"
+                ),
+                {"at": T0},
+            )
+    finally:
+        engine.dispose()
+
+
 def test_open_without_migrate_refuses_an_empty_database(store_url: str) -> None:
     with pytest.raises(SchemaNotReady, match="empty database"):
         FeedbackStore.open(store_url, migrate=False)

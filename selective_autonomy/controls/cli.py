@@ -50,6 +50,9 @@ ScopeOption = Annotated[
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the history with who and when.")]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who; default the login name.")]
+PublishOption = Annotated[
+    bool, typer.Option("--publish/--no-publish", help="Announce the move on stage.changes (kafka settings).")
+]
 PublishTimeout = Annotated[
     float,
     typer.Option("--publish-timeout", min=0.1, help="Longest wait for the broker to take the stage.changes event."),
@@ -112,9 +115,7 @@ def stage_set(
     cluster: ClusterOption,
     reason: ReasonOption,
     by: ByOption = None,
-    publish: Annotated[
-        bool, typer.Option("--publish/--no-publish", help="Announce the move on stage.changes (kafka settings).")
-    ] = True,
+    publish: PublishOption = True,
     publish_timeout: PublishTimeout = 5.0,
     config: ConfigOption = None,
 ) -> None:
@@ -145,9 +146,7 @@ def stage_confirm(
     cluster: ClusterOption,
     reason: ReasonOption = "promotion confirmed",
     by: ByOption = None,
-    publish: Annotated[
-        bool, typer.Option("--publish/--no-publish", help="Announce the move on stage.changes (kafka settings).")
-    ] = True,
+    publish: PublishOption = True,
     publish_timeout: PublishTimeout = 5.0,
     config: ConfigOption = None,
 ) -> None:

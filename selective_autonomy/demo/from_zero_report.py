@@ -53,6 +53,13 @@ def timeline_table(result: FromZeroResult) -> list[str]:
             f"| {LABELS[entry.milestone]} | {_num(entry.session)} | {_num(entry.log_day, '{:.0f}')} | "
             f"{_num(entry.wall_s, '{:.0f}')} | {entry.detail} |"
         )
+    selective = result.timeline.entry(Milestone.selective).wall_s
+    for move in result.timeline.moves:
+        if selective is not None and move.wall_s > selective:  # what the loop did once it was selective
+            lines.append(
+                f"| then: {move.from_stage.value} -> {move.to_stage.value} | {move.session:,} | "
+                f"{_num(move.log_day, '{:.0f}')} | {move.wall_s:.0f} | {move.reason} |"
+            )
     return lines
 
 
@@ -104,6 +111,12 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
     r, t, c = result.replay, result.timeline, result.config
     first = result.first_policy
     selective = t.by_stage.get("selective")
+    tail = t.share[-10:]
+    changed = [
+        run
+        for run in t.learning_runs
+        if run.certified_coverage is not None or run.policy_promoted or run.critic_promoted or run.stage_changes
+    ]
     lines = [
         f"# From zero to selective on `{Path(result.log).name}`",
         "",
@@ -118,17 +131,22 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
         "",
         *timeline_table(result),
         "",
-        "Sessions are counted in the order they started; for the loop's own steps (first policy, first "
-        "certificate), the sessions begun when it published them.",
+        "session: how many live sessions had begun when it happened (the first step decided in that stage, or "
+        "the learning loop's publication); day: the log day of the newest of them, counted from the first "
+        "session's start; wall s: seconds since the sessions started.",
         "",
         "![operators' share of steps](operator_share.png)",
         "",
-        "| stage | sessions | steps | executed unattended | worked by operators |",
-        "|---|---|---|---|---|",
+        "| steps decided in | sessions | steps | executed unattended | worked by operators | operators' share |",
+        "|---|---|---|---|---|---|",
         *[
-            f"| {stage} | {s.sessions:,} | {s.steps:,} | {s.executed:,} | {s.deferred:,} |"
+            f"| {stage} | {s.sessions:,} | {s.steps:,} | {s.executed:,} | {s.deferred:,} | "
+            f"{_pct(s.deferred / s.steps if s.steps else None)} |"
             for stage, s in t.by_stage.items()
         ],
+        "",
+        f"Operators' share of the steps in the last {len(tail) * c.share_window:,} sessions: "
+        f"{_pct(sum(p.operator_steps for p in tail) / max(1, sum(p.steps for p in tail)))}.",
         "",
         "## Precision of executed steps",
         "",
@@ -155,6 +173,9 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
         "",
         "## Learning runs",
         "",
+        f"The runs that certified, changed a model or moved a stage ({len(changed)} of {len(t.learning_runs)}; "
+        "the others found every certificate current: all are in report.json).",
+        "",
         "| wall s | sessions begun | day | critic (examples) | certified coverage | policy | stage changes |",
         "|---|---|---|---|---|---|---|",
         *[
@@ -162,7 +183,7 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
             f"({run.critic_examples:,}) | {_pct(run.certified_coverage)} | "
             f"{'new: ' if run.policy_promoted else ''}{run.policy_version} | "
             f"{'; '.join(ch.split(' (')[0] for ch in run.stage_changes) or '-'} |"
-            for run in t.learning_runs
+            for run in changed
         ],
         "",
         "Stage history (the store): ",

@@ -118,6 +118,18 @@ class TimelineEntry(_Model):
     detail: str = ""
 
 
+class StageMove(_Model):
+    """A stage change the learning loop published, placed on the timeline."""
+
+    cluster: str
+    from_stage: Stage
+    to_stage: Stage
+    session: int = Field(description="Sessions begun when it was published.")
+    log_day: float | None
+    wall_s: float
+    reason: str
+
+
 class LearningRun(_Model):
     """One learning-loop report that changed something, as the timeline reads it."""
 
@@ -158,6 +170,7 @@ class StageSteps(_Model):
 
 class Timeline(_Model):
     entries: list[TimelineEntry]
+    moves: list[StageMove] = Field(description="Every stage change of the loop, in order (demotions too).")
     learning_runs: list[LearningRun]
     share: list[SharePoint]
     by_stage: dict[str, StageSteps]
@@ -210,9 +223,21 @@ def build_timeline(
             detail=detail,
         )
 
-    runs = []
+    runs, moves = [], []
     for wall_s, report in reports:
         begun, day = when(wall_s)
+        moves += [
+            StageMove(
+                cluster=c.business_cluster,
+                from_stage=c.from_stage,
+                to_stage=c.to_stage,
+                session=begun,
+                log_day=None if day is None else round(day, 1),
+                wall_s=round(wall_s, 1),
+                reason=c.reason,
+            )
+            for c in report.stage_changes
+        ]
         runs.append(
             LearningRun(
                 wall_s=round(wall_s, 1),
@@ -301,6 +326,7 @@ def build_timeline(
         )
     return Timeline(
         entries=entries,
+        moves=moves,
         learning_runs=runs,
         share=share,
         by_stage=by_stage,

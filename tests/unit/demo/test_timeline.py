@@ -138,6 +138,10 @@ def test_the_timeline_reads_each_stage_in_sessions_and_log_days() -> None:
         "selective": (2, 4, 2, 2),
     }
     assert [r.sessions_begun for r in timeline.learning_runs] == [2, 3, 4]
+    assert [(m.from_stage, m.to_stage, m.session, m.log_day) for m in timeline.moves] == [
+        (Stage.logging, Stage.copilot, 2, 2.0),
+        (Stage.copilot, Stage.selective, 4, 6.0),
+    ]
     assert timeline.learning_runs[0].stage_changes[0].startswith("retail: logging -> copilot")
     assert timeline.sessions == 6 and timeline.log_days == 10.0
 

@@ -196,7 +196,7 @@ def run_from_zero(settings: Settings, config: FromZeroConfig, progress: Progress
             reports.append((at, report))
         for change in report.stage_changes:
             progress(
-                f"[{at:6.1f} s, {len(tracker.rows)} sessions] {change.business_cluster}: "
+                f"[{at:6.1f} s, {tracker.begun_by(at)} sessions] {change.business_cluster}: "
                 f"{change.from_stage.value} -> {change.to_stage.value} ({change.reason})"
             )
 

@@ -101,6 +101,10 @@ class SessionTracker:
         row.by_stage[stage] += 1
         self.first_in_stage.setdefault(stage, self.elapsed())
 
+    def begun_by(self, wall_s: float) -> int:
+        """Sessions that had their first decision at or before ``wall_s``."""
+        return sum(row.first_decision_s <= wall_s for row in list(self.rows.values()))
+
     def sessions(self) -> list[SessionRow]:
         return sorted(self.rows.values(), key=lambda row: row.index)
 

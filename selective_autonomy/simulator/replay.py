@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -32,13 +32,13 @@ from selective_autonomy.errors import BrokerError, DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral, UIStateChanged
 from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel
 from selective_autonomy.simulator.report import ReplayReport
-from selective_autonomy.simulator.sessions import DecisionRecord, ReplayConfig, SessionDriver
+from selective_autonomy.simulator.sessions import DecisionObserver, DecisionRecord, ReplayConfig, SessionDriver
 from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.traces.format import Case
 
-__all__ = ["DecisionReader", "KafkaPublisher", "ReplayConfig", "ReplayReport", "replay_cases"]
+__all__ = ["DecisionReader", "KafkaPublisher", "ReplayConfig", "ReplayReport", "pacing", "replay_cases"]
 
 
 class DecisionReader:
@@ -139,15 +139,18 @@ def replay_cases(
     config: ReplayConfig | None = None,
     operator: OperatorModel | None = None,
     handling: HandlingTimeModel | None = None,
+    observer: DecisionObserver | None = None,
 ) -> ReplayReport:
     """Replay ``cases`` as live sessions against whatever decide agent serves ``settings``' topics.
 
-    Cases without steps are skipped. Blocks until every session completed or stalled.
+    Cases without steps are skipped. Blocks until every session completed or stalled. Sessions
+    start in the order given (paced by their start in log time when ``config.day_s`` is set).
 
-    :param config: concurrency, stall timeout, run id (default :class:`ReplayConfig`).
+    :param config: concurrency, stall timeout, run id, pacing (default :class:`ReplayConfig`).
     :param operator: the simulated operator (default: exact, noiseless, no alternatives).
     :param handling: operator time per step; default: estimated from the replayed cases themselves
         (pass one estimated from the training cases for an honest held-out figure).
+    :param observer: called with each checked decision and its session (default: nobody).
     :raises BrokerError: if the topics are missing or records cannot be delivered.
     """
     config = config or ReplayConfig()
@@ -155,14 +158,17 @@ def replay_cases(
     handling = handling or HandlingTimeModel.from_cases(todo)
     pending = deque(todo)
     started = time.monotonic()
+    due = pacing(todo, config.day_s, started)
     with (
         DecisionReader(settings) as reader,
         EventProducer(settings) as producer,
         tqdm(total=len(todo), unit="session", desc="replay", disable=not config.progress) as bar,
     ):
-        driver = SessionDriver(KafkaPublisher(settings, producer), config=config, operator=operator, handling=handling)
+        driver = SessionDriver(
+            KafkaPublisher(settings, producer), config=config, operator=operator, handling=handling, observer=observer
+        )
         while pending or driver.active:
-            while pending and driver.active < config.concurrency:
+            while pending and driver.active < config.concurrency and due(pending[0]) <= time.monotonic():
                 driver.start(pending.popleft())
             producer.flush()
             for record in reader.poll(config.poll_s):
@@ -173,3 +179,12 @@ def replay_cases(
         for topic, count in reader.undecodable.items():
             driver.tally.ignored[f"undecodable:{topic}"] += count
     return driver.report(time.monotonic() - started)
+
+
+def pacing(cases: list[Case], day_s: float | None, started: float) -> Callable[[Case], float]:
+    """When (monotonic seconds) each case may start: at once, or at its log time compressed to ``day_s``
+    wall seconds per day, counted from the earliest case."""
+    if day_s is None or not cases:
+        return lambda _case: started
+    origin = min(case.started_at for case in cases)
+    return lambda case: started + (case.started_at - origin).total_seconds() / 86_400.0 * day_s

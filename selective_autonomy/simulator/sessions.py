@@ -96,6 +96,18 @@ class ReplayConfig(BaseModel):
         description="Stamp feedback with the recorded time of the step (offline runs: evidence windows in the "
         "log's own time) instead of the wall clock.",
     )
+    final_state: bool = Field(
+        default=False,
+        description="After a case's last step, publish the screen it leaves (actor and last action set), as a "
+        "platform does when a session ends: the trace recorder sees a case's ending action only there.",
+    )
+    day_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Pacing: wall seconds per day of the log. A session starts no earlier than its case's start "
+        "in log time, counted from the earliest case replayed and compressed by this; None: as fast as "
+        "concurrency allows.",
+    )
 
 
 class SessionStatus(StrEnum):
@@ -123,10 +135,15 @@ class SimSession:
         return self.case.steps[self.step].action
 
 
+DecisionObserver = Callable[[SimSession, DecisionRecord], None]
+"""Called with each decision the driver checks (once per step), before the session moves on."""
+
+
 class SessionDriver:
     """Starts sessions, checks each decision once, answers deferrals, and advances sessions.
 
     :param clock: monotonic seconds (default ``time.monotonic``); tests pass a fake.
+    :param observer: called with each checked decision and its session (default: nobody).
     """
 
     def __init__(
@@ -137,12 +154,14 @@ class SessionDriver:
         operator: OperatorModel | None = None,
         handling: HandlingTimeModel | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observer: DecisionObserver | None = None,
     ) -> None:
         self.publisher = publisher
         self.config = config or ReplayConfig()
         self.operator = operator or OperatorModel()
         self.handling = handling or HandlingTimeModel()
         self.clock = clock
+        self.observer = observer
         self.tally = ReplayTally()
         self.audit_sample = SystematicSample(self.config.audit_rate)
         self.sessions: dict[str, SimSession] = {}
@@ -185,9 +204,15 @@ class SessionDriver:
 
     def state_event(self, session: SimSession, actor: Actor) -> UIStateChanged:
         """The recorded screen before ``session.step``, re-keyed to the session, with the history
-        of actions that actually ran (see the module docstring)."""
+        of actions that actually ran (see the module docstring). Past the last step, the case's last
+        screen at the time of its last step: the record holds no screen after it."""
         i = session.step
-        recorded = session.case.state_event(i)
+        steps = session.case.steps
+        if i == len(steps):
+            screen = session.case.state_event(i - 1)
+            recorded = screen.model_copy(update={"state_version": i, "timestamp": steps[-1].timestamp})
+        else:
+            recorded = session.case.state_event(i)
         update: dict[str, object] = {
             "session_id": session.session_id,
             "event_id": trace_event_id(session.session_id, i),
@@ -215,6 +240,9 @@ class SessionDriver:
             return None
         if session.status is SessionStatus.stalled:
             self.tally.ignored["late"] += 1
+            return None
+        if session.status is SessionStatus.completed and record.state_version >= len(session.case.steps):
+            self.tally.ignored["after_end"] += 1  # a decision on the screen a finished case left
             return None
         if session.status is SessionStatus.completed or record.state_version < session.step:
             # Another record for a step already checked: each step's decision counts once.
@@ -259,6 +287,8 @@ class SessionDriver:
                 tally.operator_time_s += self.handling.correction_s(recorded.action_type)
                 performed = recorded
         self._maybe_audit(session, record, correct)
+        if self.observer is not None:
+            self.observer(session, record)
         session.performed.append(performed)
         session.attending = False
         self._advance(session, Actor.system)
@@ -316,6 +346,8 @@ class SessionDriver:
         if self.config.log_time:
             feedback = feedback.model_copy(update=self._given_at(session))
         self.publisher.feedback(feedback)
+        if self.observer is not None:
+            self.observer(session, record)
         session.performed.append(answer.performed)
         session.deferrals += 1
         session.attending = True
@@ -328,6 +360,8 @@ class SessionDriver:
             self._active.discard(session.session_id)
             self.tally.sessions_completed += 1
             self.tally.sessions_unattended += int(session.deferrals == 0 and session.errors == 0)
+            if self.config.final_state:
+                self.publisher.state(self.state_event(session, actor))
             return
         session.waiting_since = self.clock()
         self.publisher.state(self.state_event(session, actor))

@@ -82,3 +82,10 @@ def test_status_shows_stages_thresholds_and_history(tmp_path: Path, monkeypatch:
     assert "retail: selective; thresholds {'critical': 0.85}" in result.output
     assert "vip: copilot; thresholds none certified" in result.output
     assert "copilot -> selective: certified 40%" in result.output
+
+
+def test_demo_from_zero_refuses_a_policy_to_train() -> None:
+    # The first policy is the learning loop's; refused before any broker starts.
+    result = runner.invoke(app, ["demo", "--from-zero", "--policy", "ngram"])
+    assert result.exit_code == 2
+    assert "learning loop" in result.output

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from selective_autonomy.agents.decisions import DecisionEngine, deferral_id_for
 from selective_autonomy.agents.gate import Outcome, SessionProgress
-from selective_autonomy.agents.session import SessionState, Skip
+from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.inference.registry import Pause, ProcessModels
 from selective_autonomy.schemas.events import (
     Action,
@@ -151,3 +151,14 @@ def test_a_cluster_pause_defers_that_cluster_only_and_a_process_pause_every_clus
     whole = DecisionEngine({"billing": paused(models(LOOKUP), "*")}).decide(batch, {})
     assert [d.gate.reason for d in whole] == [DeferralReason.paused, DeferralReason.paused]
     assert "for the whole process" in whole[1].gate.detail
+
+
+def test_the_screen_an_ending_action_left_is_not_decided() -> None:
+    ending = frozenset({"close_chat"})
+    closed = event("s1", 4).model_copy(
+        update={"actor": Actor.operator, "last_action": Action(action_type="close_chat")}
+    )
+    assert ends_session(closed, ending)
+    assert not ends_session(closed.model_copy(update={"last_action": LOOKUP}), ending)
+    assert not ends_session(event("s1", 0), ending)  # no action yet
+    assert not ends_session(closed, frozenset())

@@ -253,3 +253,46 @@ def test_no_audits_by_default() -> None:
     driver.start(CASE)
     pump(driver, recorder, lambda s: executed(s, CASE.steps[s.state_version].action))
     assert driver.report(1.0).audits == 0 and recorder.feedback_sent == []
+
+
+def test_a_finished_session_leaves_its_last_screen_and_a_decision_on_it_is_not_a_step() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder, final_state=True)
+    sid = driver.start(CASE)
+    pump(driver, recorder, lambda s: deferred(s, recorded_action(s)) if s.state_version < 3 else None)  # type: ignore[arg-type]
+    # One state per step, then the screen the last action left: the operator closed the chat.
+    assert [s.state_version for s in recorder.states] == [0, 1, 2, 3]
+    final = recorder.states[-1]
+    assert final.session_id == sid and final.actor is Actor.operator and final.last_action == CLOSE
+    assert final.last_action_id == action_id_for(sid, 2, CLOSE)
+    assert final.timestamp == CASE.steps[-1].timestamp and final.event_id == trace_event_id(sid, 3)
+    assert final.ui_state.fields == CASE.steps[-1].state.fields
+    # A decider that decides it anyway changes nothing: the session is over.
+    driver.handle(executed(final, CLOSE))
+    report = driver.report(1.0)
+    assert report.ignored_records == {"after_end": 1}
+    assert report.steps_executed == 0 and report.steps_deferred == report.steps == 3
+
+
+def test_without_final_state_the_last_step_publishes_nothing() -> None:
+    recorder = Recorder()
+    driver = driver_for(recorder)
+    driver.start(CASE)
+    pump(driver, recorder, lambda s: executed(s, recorded_action(s)))  # type: ignore[arg-type]
+    assert [s.state_version for s in recorder.states] == [0, 1, 2]
+
+
+def test_the_observer_sees_each_checked_decision_once_with_its_session() -> None:
+    recorder = Recorder()
+    seen: list[tuple[str, int, str]] = []
+    driver = SessionDriver(
+        recorder,
+        config=ReplayConfig(run_id="r1"),
+        handling=HANDLING,
+        observer=lambda session, record: seen.append((session.case.case_id, session.step, type(record).__name__)),
+    )
+    driver.start(CASE)
+    decide = wrong_then_deferred_then_right(act("lookup", order="B2"))
+    pump(driver, recorder, decide)  # type: ignore[arg-type]
+    driver.handle(executed(recorder.states[2], CLOSE))  # a duplicate: not seen again
+    assert seen == [("c1", 0, "ActionExecuted"), ("c1", 1, "OperatorDeferral"), ("c1", 2, "ActionExecuted")]

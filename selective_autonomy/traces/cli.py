@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from tqdm import tqdm
@@ -20,6 +20,9 @@ from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.errors import TraceError
 from selective_autonomy.traces.format import Case, read_cases, write_cases
 from selective_autonomy.traces.validate import case_violations
+
+if TYPE_CHECKING:
+    from selective_autonomy.traces.eventlog import EventTable
 
 import_app = typer.Typer(
     help="Import operator traces (XES/CSV event logs, SGD dialogues, ABCD guidelines) into JSONL cases and "
@@ -84,7 +87,7 @@ MappingOption = Annotated[
     typer.Option(
         "--mapping",
         "-m",
-        help="Mapping YAML file, or the name of a built-in mapping (helpdesk, bpi2012w, csv_example).",
+        help="Mapping YAML file, or the name of a built-in mapping (csv_example, ui_log_example, helpdesk, bpi2012w).",
     ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write the cases to (.gz compresses).")]
@@ -97,12 +100,20 @@ LimitCasesOption = Annotated[
 
 
 def _import_event_log(log: Path, mapping_name: str, out: Path, schema_out: Path | None, limit: int | None) -> None:
-    from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
+    from selective_autonomy.traces.eventlog import read_event_log
     from selective_autonomy.traces.mapping import load_mapping
 
     try:
-        mapping = load_mapping(mapping_name)
-        table = read_event_log(log, mapping, limit_cases=limit)
+        table = read_event_log(log, load_mapping(mapping_name), limit_cases=limit)
+    except TraceError as error:
+        raise _fail(error) from error
+    _write_table(table, out, schema_out)
+
+
+def _write_table(table: EventTable, out: Path, schema_out: Path | None) -> None:
+    from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases
+
+    try:
         schema = derive_process_schema(table)
     except TraceError as error:
         raise _fail(error) from error
@@ -117,13 +128,52 @@ def _import_event_log(log: Path, mapping_name: str, out: Path, schema_out: Path 
 @import_app.command("xes")
 def import_xes(
     log: Annotated[Path, typer.Argument(help="XES event log (.xes or .xes.gz).", exists=True, dir_okay=False)],
-    mapping: MappingOption,
-    out: OutOption,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="JSONL file to write the cases to (.gz compresses); needed to import."),
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--mapping",
+            "-m",
+            help="Mapping YAML file, or a built-in mapping (helpdesk, bpi2012w); default: the log's XES standard "
+            "keys, with every trace attribute that does not encode the case's future as a field.",
+        ),
+    ] = None,
+    print_mapping: Annotated[
+        bool,
+        typer.Option("--print-mapping", help="Print the mapping (YAML, to save and edit) and exit without importing."),
+    ] = False,
     schema_out: SchemaOutOption = None,
     limit_cases: LimitCasesOption = None,
 ) -> None:
     """Import an XES event log: one case per trace, one step per event, then close_chat."""
-    _import_event_log(log, mapping, out, schema_out, limit_cases)
+    from selective_autonomy.traces.eventlog import XES_TIMEZONE, normalize_events, read_event_log, read_xes
+    from selective_autonomy.traces.mapping import load_mapping
+    from selective_autonomy.traces.xes_mapping import default_xes_mapping, process_id_from_path
+
+    if out is None and not print_mapping:
+        raise _fail(ValueError("give --out FILE to import the log, or --print-mapping to see its mapping"))
+    try:
+        if mapping is not None:
+            chosen = load_mapping(mapping)
+            if print_mapping:
+                typer.echo(chosen.to_yaml(), nl=False)
+                return
+            table = read_event_log(log, chosen, limit_cases=limit_cases)
+        else:
+            raw = read_xes(log)
+            inferred = default_xes_mapping(raw, process_id_from_path(log), source=log.name)
+            if print_mapping:
+                typer.echo(inferred.to_yaml(), nl=False)
+                return
+            typer.echo(inferred.summary(), err=True)
+            table = normalize_events(raw, inferred.mapping, limit_cases=limit_cases, naive_timezone=XES_TIMEZONE)
+    except TraceError as error:
+        raise _fail(error) from error
+    assert out is not None  # checked above: without --print-mapping, --out is given
+    _write_table(table, out, schema_out)
 
 
 @import_app.command("csv")

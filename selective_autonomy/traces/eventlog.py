@@ -12,7 +12,8 @@ was cut off, not closed): it gets no ``close_chat``, because that label would be
 (docs/guarantee.md).
 
 XES is read with rustxes (fast, handles ``.xes.gz``); CSV with polars. Both end up in the same
-normalised frame (:class:`EventTable`), from which cases and the schema are built.
+normalised frame (:class:`EventTable`), from which cases and the schema are built. An XES log needs
+no mapping file: its standard keys give one (:mod:`selective_autonomy.traces.xes_mapping`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import polars as pl
 import rustxes
 
 from selective_autonomy.schemas.events import Action, Scalar, UIState
+from selective_autonomy.schemas.identifiers import NAME_PATTERN, is_name
 from selective_autonomy.schemas.process import (
     ActionSpec,
     BusinessCluster,
@@ -38,6 +40,10 @@ from selective_autonomy.schemas.process import (
 from selective_autonomy.traces.errors import MappingError, SourceFormatError
 from selective_autonomy.traces.format import Case, TraceStep
 from selective_autonomy.traces.mapping import RESOURCE_FIELD, AttributeMapping, EventLogMapping
+from selective_autonomy.traces.xes_mapping import default_xes_mapping, process_id_from_path
+
+XES_TIMEZONE = "UTC"
+"""Zone of the naive timestamps rustxes returns: it converts every XES time to UTC."""
 
 RECENT_ACTIONS = 20
 """How many previous actions a state shows; older ones are dropped to bound the state's size."""
@@ -109,16 +115,31 @@ def read_csv(path: Path | str, mapping: EventLogMapping) -> pl.DataFrame:
         raise SourceFormatError(f"{path}: not a readable CSV event log: {error}") from error
 
 
-def read_event_log(path: Path | str, mapping: EventLogMapping, *, limit_cases: int | None = None) -> EventTable:
-    """Read and normalise an XES (by extension ``.xes``/``.xes.gz``) or CSV log."""
-    name = Path(path).name.lower()
-    if name.endswith((".xes", ".xes.gz")):
-        return normalize_events(read_xes(path), mapping, limit_cases=limit_cases, naive_timezone="UTC")
+def is_xes(path: Path | str) -> bool:
+    return Path(path).name.lower().endswith((".xes", ".xes.gz"))
+
+
+def read_event_log(
+    path: Path | str, mapping: EventLogMapping | None = None, *, limit_cases: int | None = None
+) -> EventTable:
+    """Read and normalise an XES (by extension ``.xes``/``.xes.gz``) or CSV log.
+
+    :param mapping: how to read the log; None (the default) reads an XES log with the mapping of its
+        standard keys (:func:`~selective_autonomy.traces.xes_mapping.default_xes_mapping`). A CSV log
+        has no standard column names, so it needs one.
+    """
+    if is_xes(path):
+        raw = read_xes(path)
+        if mapping is None:
+            mapping = default_xes_mapping(raw, process_id_from_path(path), source=Path(path).name).mapping
+        return normalize_events(raw, mapping, limit_cases=limit_cases, naive_timezone=XES_TIMEZONE)
+    if mapping is None:
+        raise MappingError(f"{path}: a CSV log has no standard column names; give a mapping file")
     return normalize_events(read_csv(path, mapping), mapping, limit_cases=limit_cases)
 
 
 def _require_columns(raw: pl.DataFrame, mapping: EventLogMapping) -> None:
-    wanted = [mapping.case_id, mapping.activity, mapping.timestamp]
+    wanted = [mapping.case_id, *mapping.activity_columns, mapping.timestamp]
     wanted += [c for c in (mapping.resource, mapping.lifecycle, mapping.business_cluster_column) if c]
     wanted += [a.column for a in mapping.attributes]
     missing = [c for c in wanted if c not in raw.columns]
@@ -168,6 +189,32 @@ def _infer_type(series: pl.Series) -> ValueType:
     except pl.exceptions.PolarsError:
         return ValueType.string
     return ValueType.datetime
+
+
+def _activity_series(frame: pl.DataFrame, mapping: EventLogMapping) -> pl.Series:
+    """The activity column, or the values of a composite activity joined with its separator.
+
+    An empty (or blank) or missing part is left out (a UI "scroll" event has no target, so it is just "scroll");
+    an event with no part at all has no activity, and is dropped like one without a timestamp.
+    """
+    columns = mapping.activity_columns
+    if len(columns) == 1:
+        return frame[columns[0]].cast(pl.String)
+    texts = [pl.col(c).cast(pl.String) for c in columns]
+    parts = [pl.when(text.str.strip_chars() != "").then(text) for text in texts]
+    joined = pl.concat_str(parts, separator=mapping.activity_separator, ignore_nulls=True)
+    return frame.select(pl.when(joined != "").then(joined)).to_series()
+
+
+def _check_activity_names(activities: pl.Series) -> None:
+    """Refuse activities that cannot be action types, naming a few, before any case is built."""
+    bad = [a for a in activities.unique(maintain_order=True).to_list() if not is_name(a)]
+    if bad:
+        raise MappingError(
+            f"{len(bad)} activit{'y' if len(bad) == 1 else 'ies'} cannot be action types (pattern {NAME_PATTERN}: "
+            f"no '/', '\\' or control character, no leading space or dot, at most 128 characters), e.g. "
+            f"{bad[:3]}; map the activity to other columns, or clean these values"
+        )
 
 
 def _attribute_series(frame: pl.DataFrame, attribute: AttributeMapping, timezone: str) -> tuple[pl.Series, ValueType]:
@@ -224,7 +271,7 @@ def normalize_events(
         normal = pl.DataFrame(
             [
                 frame[mapping.case_id].cast(pl.String).alias(_CASE),
-                frame[mapping.activity].cast(pl.String).alias(_ACTIVITY),
+                _activity_series(frame, mapping).alias(_ACTIVITY),
                 _utc_timestamps(frame[mapping.timestamp], mapping.timestamp_format, timezone).alias(_TS),
                 resource.alias(_RESOURCE),
                 cluster.alias(_CLUSTER),
@@ -236,6 +283,7 @@ def normalize_events(
         raise MappingError(f"the log does not fit mapping {mapping.process_id!r}: {error}") from error
     before = normal.height
     normal = normal.drop_nulls([_CASE, _ACTIVITY, _TS])
+    _check_activity_names(normal[_ACTIVITY])
     normal = normal.with_columns(pl.col(_ROW).min().over(_CASE).alias(_ORDER)).sort([_ORDER, _TS, _ROW])
     types = {a.field_name: kind for a, (_values, kind) in zip(mapping.attributes, attributes, strict=True)}
     return EventTable(

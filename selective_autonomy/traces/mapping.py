@@ -15,13 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.identifiers import is_name
 from selective_autonomy.schemas.process import ValueType
 from selective_autonomy.traces.errors import MappingError
 
 RESOURCE_FIELD = "resource"
 """Name of the state field holding the previous event's resource (the operator who acted last)."""
 
-BUILTIN_MAPPINGS = ("helpdesk", "bpi2012w", "csv_example")
+BUILTIN_MAPPINGS = ("helpdesk", "bpi2012w", "csv_example", "ui_log_example")
 
 
 class AttributeMapping(BaseModel):
@@ -57,7 +58,17 @@ class EventLogMapping(BaseModel):
     process_id: str = Field(min_length=1)
     description: str = ""
     case_id: str = Field(default="case:concept:name", description="Column identifying the case.")
-    activity: str = Field(default="concept:name", description="Column naming the activity: the action taken.")
+    activity: str | list[str] = Field(
+        default="concept:name",
+        description="Column naming the activity (the action taken), or several columns whose values joined with "
+        "activity_separator name it: UI logs name an action by its event type and target, e.g. "
+        "[eventType, target.name] gives 'click | Submit'.",
+    )
+    activity_separator: str = Field(
+        default=" | ",
+        min_length=1,
+        description="Joins the values of a composite activity; an empty or missing part is left out.",
+    )
     timestamp: str = Field(default="time:timestamp", description="Column with the event's time.")
     resource: str | None = Field(default="org:resource", description="Column naming the operator, if any.")
     lifecycle: str | None = Field(default=None, description="Lifecycle column; events are filtered on it.")
@@ -87,6 +98,24 @@ class EventLogMapping(BaseModel):
         "no close_chat step. None: every case ended.",
     )
 
+    @field_validator("activity")
+    @classmethod
+    def _activity_columns(cls, value: str | list[str]) -> str | list[str]:
+        columns = [value] if isinstance(value, str) else value
+        if not columns or any(not column for column in columns):
+            raise ValueError("activity needs at least one column, and no empty column name")
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"activity names a column twice: {columns}")
+        return value
+
+    @field_validator("activity_separator")
+    @classmethod
+    def _separator_fits_a_name(cls, value: str) -> str:
+        # The joined value becomes an action type, which may not hold '/', '\\' or control characters.
+        if not is_name(f"a{value}b"):
+            raise ValueError(f"activity_separator {value!r} would make invalid action names ('/', '\\', control)")
+        return value
+
     @field_validator("keep_transitions")
     @classmethod
     def _lowercase(cls, values: list[str]) -> list[str]:
@@ -107,6 +136,11 @@ class EventLogMapping(BaseModel):
         return self
 
     @property
+    def activity_columns(self) -> tuple[str, ...]:
+        """The column(s) naming the activity, in the order their values are joined."""
+        return (self.activity,) if isinstance(self.activity, str) else tuple(self.activity)
+
+    @property
     def attributes(self) -> list[AttributeMapping]:
         return [*self.case_attributes, *self.event_attributes]
 
@@ -115,12 +149,26 @@ class EventLogMapping(BaseModel):
             return attribute in self.pii
         return attribute.field_name in self.pii or attribute.column in self.pii
 
+    def to_yaml(self) -> str:
+        """The mapping as YAML that :meth:`from_yaml` reads back to an equal mapping; every key is
+        written (defaults too), so a saved mapping shows each setting there is to edit."""
+        data = self.model_dump(mode="json")
+        for key in ("case_attributes", "event_attributes"):
+            data[key] = [_compact(attribute) for attribute in data[key]]
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
+
     @classmethod
     def from_yaml(cls, text: str, source: str = "<mapping>") -> EventLogMapping:
         try:
             return cls.model_validate(yaml.safe_load(text))
         except (ValidationError, yaml.YAMLError) as error:
             raise MappingError(f"{source}: invalid event-log mapping: {error}") from error
+
+
+def _compact(attribute: dict[str, Any]) -> str | dict[str, Any]:
+    """An attribute as a bare column name when it sets nothing else, as mapping files write it."""
+    rest = {key: value for key, value in attribute.items() if value is not None}
+    return rest["column"] if rest.keys() == {"column"} else rest
 
 
 def load_mapping(name_or_path: str | Path) -> EventLogMapping:

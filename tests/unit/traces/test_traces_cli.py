@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.cli import import_app
 from selective_autonomy.traces.format import read_cases
+from selective_autonomy.traces.mapping import EventLogMapping, load_mapping
+
+from .samples import SAMPLE, UI_LOG, assert_same_cases
 
 runner = CliRunner()
 
@@ -109,3 +113,57 @@ def test_abcd(tmp_path: Path, abcd_path: Path) -> None:
     assert "cases=3 " in result.output
     assert len(ProcessSchema.load(schema).controls) == 30
     assert len(json.loads(sequences.read_text())) == 55
+
+
+@pytest.mark.parametrize("log", ["sample", "helpdesk"])
+def test_xes_without_mapping_gives_the_builtin_cases(tmp_path: Path, log: str, request: pytest.FixtureRequest) -> None:
+    """`selauto import xes LOG --out x.jsonl` with no mapping: the cases of the built-in Helpdesk
+    mapping, on the shipped sample and on the real log."""
+    path = SAMPLE if log == "sample" else request.getfixturevalue("helpdesk_path")
+    default_out, builtin_out = tmp_path / "default.jsonl", tmp_path / "builtin.jsonl"
+    result = runner.invoke(import_app, ["xes", str(path), "--out", str(default_out)])
+    assert result.exit_code == 0, result.output
+    assert "default XES mapping" in result.stderr and "case:variant (" in result.stderr
+    assert "violation" not in result.output
+    result = runner.invoke(import_app, ["xes", str(path), "--mapping", "helpdesk", "--out", str(builtin_out)])
+    assert result.exit_code == 0, result.output
+    assert_same_cases(list(read_cases(default_out)), list(read_cases(builtin_out)))
+
+
+def test_print_mapping_then_import_with_it(tmp_path: Path) -> None:
+    result = runner.invoke(import_app, ["xes", str(SAMPLE), "--print-mapping"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # stdout is the whole file: `... --print-mapping > mapping.yaml`
+    saved = tmp_path / "mapping.yaml"
+    saved.write_text(result.stdout)
+    mapping = EventLogMapping.from_yaml(result.stdout)
+    assert mapping.process_id == "helpdesk_sample" and mapping.lifecycle == "lifecycle:transition"
+    assert "case:variant-index" in result.stdout and "Activity, Resource" in result.stdout  # the comments
+
+    out_saved, out_default = tmp_path / "saved.jsonl", tmp_path / "default.jsonl"
+    result = runner.invoke(import_app, ["xes", str(SAMPLE), "-m", str(saved), "-o", str(out_saved)])
+    assert result.exit_code == 0 and "default XES mapping" not in result.output
+    assert runner.invoke(import_app, ["xes", str(SAMPLE), "-o", str(out_default)]).exit_code == 0
+    assert list(read_cases(out_saved)) == list(read_cases(out_default))
+
+    result = runner.invoke(import_app, ["xes", str(SAMPLE), "-m", "helpdesk", "--print-mapping"])
+    assert result.exit_code == 0 and EventLogMapping.from_yaml(result.stdout) == load_mapping("helpdesk")
+
+
+def test_xes_needs_out_or_print_mapping() -> None:
+    result = runner.invoke(import_app, ["xes", str(SAMPLE)])
+    assert result.exit_code == 1 and "--out" in result.output
+
+
+def test_csv_with_a_composite_activity(tmp_path: Path) -> None:
+    log, out, schema_out = tmp_path / "ui.csv", tmp_path / "ui.jsonl", tmp_path / "ui.yaml"
+    log.write_text(UI_LOG)
+    result = runner.invoke(
+        import_app, ["csv", str(log), "-m", "ui_log_example", "-o", str(out), "--schema-out", str(schema_out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 event(s)" in result.stderr and "violation" not in result.output
+    assert "cases=2 steps=8 " in result.stdout
+    actions = {step.action.action_type for case in read_cases(out) for step in case.steps}
+    assert {"click | Submit", "change | Customer", "scroll"} <= actions
+    assert ProcessSchema.load(schema_out).action("click | Submit") is not None

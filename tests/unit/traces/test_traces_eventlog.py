@@ -25,6 +25,8 @@ from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.mapping import EventLogMapping, load_mapping
 from selective_autonomy.traces.validate import case_violations
 
+from .samples import UI_LOG
+
 HELPDESK_CASES, HELPDESK_EVENTS = 4_580, 21_348
 HELPDESK_OPEN_AT_END = 94  # last event within the 95th percentile gap (43 days) of the log's end
 BPI_CASES, BPI_EVENTS = 9_658, 72_413
@@ -227,7 +229,7 @@ def test_mapping_errors() -> None:
 
 
 def test_shipped_mappings_load() -> None:
-    for name in ("helpdesk", "bpi2012w", "csv_example"):
+    for name in ("helpdesk", "bpi2012w", "csv_example", "ui_log_example"):
         assert load_mapping(name).process_id == name
 
 
@@ -276,3 +278,53 @@ def test_string_columns_are_typed_from_their_values() -> None:
         ("note", ValueType.enum),
     ]
     assert case_violations(schema, [case]) == []
+
+
+def test_a_ui_log_names_an_action_by_event_type_and_target(tmp_path: Path) -> None:
+    """The shipped UI-log mapping joins eventType and target.name: 'click | Submit'. A missing or blank
+    target leaves the event type alone; a row with neither part has no activity and is dropped."""
+    path = tmp_path / "ui.csv"
+    path.write_text(UI_LOG)
+    mapping = load_mapping("ui_log_example")
+    assert mapping.activity_columns == ("eventType", "target.name")
+    table = read_event_log(path, mapping)
+    assert table.dropped_events == 1
+    s1, s2 = iter_cases(table)
+    assert [s.action.action_type for s in s1.steps] == [
+        "load",
+        "click | Customer",
+        "change | Customer",
+        "scroll",
+        "click | Submit",
+        END_ACTION,
+    ]
+    assert [s.action.action_type for s in s2.steps] == ["load", "click | Cancel"]  # open at the log's end
+    assert s1.steps[4].state.fields == {"url": "https://crm.example/form?page=2", "resource": "ann"}
+    assert s1.steps[0].timestamp == datetime(2024, 5, 2, 9, 0, 0, 120_000, tzinfo=UTC)
+    schema = derive_process_schema(table)
+    assert schema.action("click | Submit").tier is ActionTier.approval_required  # type: ignore[union-attr]
+    assert schema.action("click | Cancel").tier is ActionTier.critical  # type: ignore[union-attr]
+    assert case_violations(schema, [s1, s2]) == []
+    other = mapping.model_copy(update={"activity_separator": ": "})
+    assert next(iter_cases(read_event_log(path, other))).steps[1].action.action_type == "click: Customer"
+
+
+def test_an_activity_that_cannot_be_an_action_type_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ui.csv"
+    path.write_text(UI_LOG.replace("click,Submit", "click,Save/Close"))
+    with pytest.raises(MappingError, match=r"cannot be action types.*'click \| Save/Close'"):
+        read_event_log(path, load_mapping("ui_log_example"))
+
+
+def test_composite_activity_mapping_errors() -> None:
+    with pytest.raises(MappingError, match="at least one column"):
+        EventLogMapping.from_yaml("process_id: p\nactivity: []\n")
+    with pytest.raises(MappingError, match="twice"):
+        EventLogMapping.from_yaml("process_id: p\nactivity: [a, a]\n")
+    with pytest.raises(MappingError, match="activity_separator"):
+        EventLogMapping.from_yaml("process_id: p\nactivity: [a, b]\nactivity_separator: /\n")
+    with pytest.raises(MappingError, match="not in the log"):
+        normalize_events(
+            pl.DataFrame({"case": ["a"], "a": ["x"], "ts": [datetime(2024, 1, 1)]}),
+            EventLogMapping(process_id="p", case_id="case", activity=["a", "b"], timestamp="ts", resource=None),
+        )

@@ -118,21 +118,24 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="faust/python log level.")] = "info",
 ) -> None:
     """Run the decide agent: consume ui.state, decide with the models in service, emit
-    actions.executed / operator.deferrals. Health on :6066/healthz and /readyz; stops on SIGTERM."""
+    actions.executed / operator.deferrals. Health on :6066/healthz and /readyz, Prometheus metrics on
+    :6066/metrics; stops on SIGTERM."""
     import faust
     from opentelemetry import metrics, trace
 
     from selective_autonomy.agents.worker import build_worker
-    from selective_autonomy.streams.meters import build_meter_provider
+    from selective_autonomy.streams.meters import process_meters
     from selective_autonomy.streams.tracing import build_tracer_provider
 
     settings = _settings(config)
     telemetry = settings.telemetry
     provider = build_tracer_provider(telemetry.service_name, telemetry.otlp_endpoint, telemetry.console)
     trace.set_tracer_provider(provider)
-    meters = build_meter_provider(telemetry.service_name, telemetry.otlp_endpoint, telemetry.console)
-    metrics.set_meter_provider(meters)
-    running = build_worker(settings, web=True, tracer_provider=provider, meter_provider=meters)
+    meters = process_meters(telemetry)
+    metrics.set_meter_provider(meters.provider)
+    running = build_worker(
+        settings, web=True, tracer_provider=provider, meter_provider=meters.provider, exposition=meters.exposition
+    )
     loaded = running.models.versions()
     waiting = f"none yet (watching {settings.models_dir})"
     typer.echo(f"models in service: {json.dumps(loaded) if loaded else waiting}")

@@ -234,7 +234,7 @@ class FeedbackAgent:
                 else:
                     await asyncio.get_running_loop().run_in_executor(None, self.store.record_feedback, feedback)
                     self.feedback += 1
-                    self.metrics.feedback[feedback.verdict.value] += 1
+                    self.metrics.on_feedback(feedback)
                 await events.ack(event)
                 if feedback is not None and self.scheduler is not None:
                     self.scheduler.note(feedback.process_id)

@@ -2,16 +2,19 @@
 endpoints read (so the numbers are visible without a metrics backend).
 
 The instruments record into the meter provider given (``selauto worker`` passes the one built from
-the telemetry settings, :mod:`selective_autonomy.streams.meters`), else the global one.
+the telemetry settings, :mod:`selective_autonomy.streams.meters`, exported over OTLP and on
+``/metrics``), else the global one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics
 
+from selective_autonomy.schemas.events import CopilotFeedback
 from selective_autonomy.streams.lag import PartitionLag
 
 
@@ -53,6 +56,22 @@ class RuntimeMetrics:
             unit="{record}",
             description="records on the broker the worker's consumer group has not committed, per partition",
         )
+        self._audits = meter.create_counter(
+            "selauto.audits", description="audits of steps executed unattended, by verdict"
+        )
+        # Audits sample executed steps with a known probability; weighting each by its inverse is
+        # what makes the share not corrected an unbiased estimate of the precision realised (the
+        # learning loop's monitor weighs them the same way).
+        self._audit_weight = meter.create_counter(
+            "selauto.audits.weighted",
+            description="audits weighted by the inverse of their sampling probability: the realised precision is "
+            "the share of it not corrected",
+        )
+        self._demotions = meter.create_counter(
+            "selauto.stage.demotions",
+            description="clusters moved to a lower stage (learning loop, monitor alarm or by hand), as this worker "
+            "loaded the pointer",
+        )
 
     def on_event(self) -> None:
         self.events += 1
@@ -76,6 +95,26 @@ class RuntimeMetrics:
             self.deferral_reasons[reason] += 1
             self._deferrals.add(1, {"reason": reason, "process": process_id})
         self._latency.record(latency_ms, {"outcome": outcome})
+
+    def on_feedback(self, feedback: CopilotFeedback) -> None:
+        self.feedback[feedback.verdict.value] += 1
+        if feedback.is_audit:
+            attributes = {
+                "process": feedback.process_id,
+                "cluster": feedback.business_cluster,
+                "verdict": feedback.verdict.value,
+            }
+            self._audits.add(1, attributes)
+            self._audit_weight.add(1.0 / (feedback.inclusion_probability or 1.0), attributes)
+
+    def on_stages(self, process_id: str, clusters: Iterable[str], demoted: Iterable[str]) -> None:
+        """The stages of ``process_id`` as just loaded (:class:`ModelsInService`): its ``clusters``
+        (each series starts at zero, so an alert on its increase sees the first demotion too) and
+        those ``demoted`` from the pointer in service before."""
+        for cluster in clusters:
+            self._demotions.add(0, {"process": process_id, "cluster": cluster})
+        for cluster in demoted:
+            self._demotions.add(1, {"process": process_id, "cluster": cluster})
 
     def on_consumer_lag(self, partitions: list[PartitionLag] | None, note: str | None = None) -> None:
         """The latest lag reading; None keeps the previous one (a failed read) and says why."""

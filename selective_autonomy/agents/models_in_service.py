@@ -11,6 +11,7 @@ its models): the models loaded before are dropped and its states go to an operat
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from selective_autonomy.agents.decisions import DecisionEngine
@@ -25,11 +26,25 @@ from selective_autonomy.schemas.events import Stage
 
 log = logging.getLogger(__name__)
 
+DEFAULT_STAGE_CLUSTER = "*"
+"""How a process's default stage is named among its clusters: every cluster without a stage of its own."""
+
+StageListener = Callable[[str, list[str], list[str]], None]
+"""Called with a process, its clusters (:data:`DEFAULT_STAGE_CLUSTER` included) and those demoted
+whenever the pointer in service changes."""
+
 
 class ModelsInService:
-    def __init__(self, registry: ModelRegistry, top_k: int = 5) -> None:
+    """The models of every process in the models directory, reloaded when a pointer changes.
+
+    :param on_stages: told the stages of every pointer that comes into service (the worker's
+        metrics count demotions from it).
+    """
+
+    def __init__(self, registry: ModelRegistry, top_k: int = 5, on_stages: StageListener | None = None) -> None:
         self.registry = registry
         self.top_k = top_k
+        self.on_stages = on_stages
         self._models: dict[str, ProcessModels] = {}
         self._seen: dict[str, tuple[int, int]] = {}
         self.engine = DecisionEngine({}, top_k=top_k)
@@ -45,7 +60,7 @@ class ModelsInService:
             if self._seen.get(process_id) == revision:
                 continue
             try:
-                self._models[process_id] = self.registry.load(process_id)
+                loaded = self.registry.load(process_id)
             except NoPolicyInService as exc:
                 # Keeping the old models would keep deciding (even executing) with models built
                 # for a schema that is no longer the process's.
@@ -60,6 +75,7 @@ class ModelsInService:
                 log.warning("could not load models for %s: %s", process_id, exc)
                 restricted = self._restrict(process_id) or restricted
                 continue
+            self._put(process_id, loaded)
             self._seen[process_id] = revision
             self.load_errors.pop(process_id, None)
             changed.append(process_id)
@@ -84,11 +100,19 @@ class ModelsInService:
         restricted = safer(previous.pointer, newer)
         if restricted == previous.pointer:
             return False
-        self._models[process_id] = replace(previous, pointer=restricted)
+        self._put(process_id, replace(previous, pointer=restricted))
         log.warning(
             "%s: pauses and demotions of revision %d applied to the models in service", process_id, newer.revision
         )
         return True
+
+    def _put(self, process_id: str, models: ProcessModels) -> None:
+        previous = self._models.get(process_id)
+        self._models[process_id] = models
+        if self.on_stages is not None:
+            pointer = models.pointer
+            demoted = demoted_clusters(previous.pointer, pointer) if previous is not None else []
+            self.on_stages(process_id, [*sorted(pointer.stages), DEFAULT_STAGE_CLUSTER], demoted)
 
     def current(self) -> DecisionEngine:
         return self.engine
@@ -116,6 +140,16 @@ def safer(serving: ServicePointer, newer: ServicePointer) -> ServicePointer:
             "default_stage": _lower(serving.default_stage, newer.default_stage),
         }
     )
+
+
+def demoted_clusters(before: ServicePointer, after: ServicePointer) -> list[str]:
+    """The clusters whose stage is lower in ``after`` than in ``before``;
+    :data:`DEFAULT_STAGE_CLUSTER` when the default stage went down."""
+    clusters = sorted(set(before.stages) | set(after.stages))
+    demoted = [c for c in clusters if STAGE_ORDER[after.stage(c)] < STAGE_ORDER[before.stage(c)]]
+    if STAGE_ORDER[after.default_stage] < STAGE_ORDER[before.default_stage]:
+        demoted.append(DEFAULT_STAGE_CLUSTER)
+    return demoted
 
 
 def _lower(a: Stage, b: Stage) -> Stage:

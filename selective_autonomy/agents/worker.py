@@ -19,6 +19,7 @@ from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.app import build_app
 from selective_autonomy.streams.kafka_config import tweaks_for
 from selective_autonomy.streams.lag import ConsumerLagReader
+from selective_autonomy.streams.prometheus import SCRAPE_PATH, MetricsExposition
 from selective_autonomy.streams.serialization import AvroCodec
 
 if TYPE_CHECKING:
@@ -41,15 +42,24 @@ def build_worker(
     web: bool = False,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    exposition: MetricsExposition | None = None,
     on_decision: DecisionHook | None = None,
     app_options: dict[str, Any] | None = None,
 ) -> Worker:
+    """The worker's faust app with its agents and timers.
+
+    :param web: serve ``/healthz``, ``/readyz`` (and ``/metrics`` with an ``exposition``) on
+        ``worker.health_port``; default off.
+    :param meter_provider: where the instruments record; default the global provider.
+    :param exposition: the Prometheus text of ``meter_provider`` (its reader is one of the
+        provider's), served on ``/metrics`` when ``web``; default none.
+    """
     app = build_app(settings, web_port=settings.worker.health_port if web else None, **(app_options or {}))
     if settings.inference.url or settings.inference.critic_url:
         _register_llm_loaders(settings)
-    models = ModelsInService(ModelRegistry(settings.models_dir))
-    models.refresh()
     metrics = RuntimeMetrics(meter_provider=meter_provider)
+    models = ModelsInService(ModelRegistry(settings.models_dir), on_stages=metrics.on_stages)
+    models.refresh()
     decide = DecideAgent(
         settings,
         models.current,
@@ -93,6 +103,8 @@ def build_worker(
 
     if web:
         _add_health_pages(worker)
+        if exposition is not None:
+            _add_metrics_page(app, exposition)
     return worker
 
 
@@ -187,3 +199,11 @@ def _add_health_pages(worker: Worker) -> None:
             "partitions_assigned": worker.ready["assigned"],
         }
         return self.json(body, status=200 if ready else 503)
+
+
+def _add_metrics_page(app: faust.App, exposition: MetricsExposition) -> None:
+    @app.page(SCRAPE_PATH)
+    async def prometheus_metrics(self: Any, request: Any) -> Any:
+        body, content_type = exposition.render(request.headers.get("Accept"))
+        # As a header: aiohttp refuses a content_type argument that carries a charset.
+        return self.bytes(body, headers={"Content-Type": content_type})

@@ -1,7 +1,7 @@
 """The operator console's FastAPI app: :func:`create_app` wires the services, routers and the
 topic reader from one frozen settings object.
 
-Routes (every one but ``/healthz`` needs a signed-in operator or a bearer token):
+Routes (every one but ``/healthz`` and ``/metrics`` needs a signed-in operator or a bearer token):
 
 - ``GET /`` the inbox page (with the pending audits); ``GET|POST /login``, ``POST /logout``;
   ``GET /events`` live updates (SSE); ``GET /static/...``; ``/ui/deferrals/{id}/...`` and
@@ -12,7 +12,7 @@ Routes (every one but ``/healthz`` needs a signed-in operator or a bearer token)
   ``GET /api/audits``, ``GET /api/audits/{action_id}``, ``POST /api/audits/{action_id}/right|wrong``.
 - ``GET /api/processes/{process_id}/controls``; for supervisors (``console.supervisors``)
   ``POST /api/processes/{process_id}/stage|stage/release|stage/confirm|pause|resume``: the hand controls.
-- ``GET /healthz``.
+- ``GET /healthz``; ``GET /metrics`` (Prometheus text) when the app is given an exposition.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,12 +45,14 @@ from selective_autonomy.console.errors import ConsoleError
 from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.console.live import Broadcaster
+from selective_autonomy.console.meters import ConsoleMeters
 from selective_autonomy.console.protocol import ErrorResponse
 from selective_autonomy.console.service import InboxService
 from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def create_app(
     start_feed: bool = True,
     schemas: Mapping[str, ProcessSchema] | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    exposition: MetricsExposition | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The console app.
@@ -106,6 +110,8 @@ def create_app(
     :param start_feed: read the topics into the inbox while the app runs (lifespan); default True.
     :param schemas: process schemas used when ``settings.models_dir`` has none; default none.
     :param tracer_provider: for the answer spans; default the global provider.
+    :param meter_provider: for the console's gauges (deferrals waiting, audits pending); default the global provider.
+    :param exposition: the Prometheus text of ``meter_provider``, served on ``/metrics``; default none (no route).
     :param clock: epoch seconds, for latencies and counters; default ``time.time``.
     """
     config = console or settings.console
@@ -179,6 +185,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = context
+    app.state.meters = ConsoleMeters(inbox, audits, meter_provider)
     app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(ui.router)
@@ -186,6 +193,9 @@ def create_app(
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "feed": context.feed.state.value if context.feed else "off"}
+
+    if exposition is not None:
+        add_metrics_route(app, exposition)
 
     _add_error_handlers(app)
     return app

@@ -25,13 +25,16 @@ def serve(
     port: int | None = None,
     log_level: str = "info",
 ) -> None:
-    """Serve the console until SIGINT/SIGTERM (uvicorn handles both); open SSE streams get 3 s to end."""
+    """Serve the console until SIGINT/SIGTERM (uvicorn handles both); open SSE streams get 3 s to end.
+    Its metrics go over OTLP when ``telemetry.otlp_endpoint`` is set, and to ``GET /metrics``."""
     import uvicorn
 
     from selective_autonomy.console.app import create_app
+    from selective_autonomy.streams.meters import process_meters
 
     config = console or settings.console
-    app = create_app(settings, console=config)
+    meters = process_meters(settings.telemetry)
+    app = create_app(settings, console=config, meter_provider=meters.provider, exposition=meters.exposition)
     uvicorn.run(
         app,
         host=host or config.host,

@@ -1,18 +1,23 @@
 """OpenTelemetry metrics: a meter provider exporting next to the traces.
 
 The worker's instruments (events, decisions, deferral reasons, dead letters, decision latency,
-automation rate, consumer lag) record into whatever meter provider they are given; without one
-they are no-ops. ``selauto worker`` builds this provider from the telemetry settings, so the
-metrics reach the same collector as the spans.
+automation rate, consumer lag, audits, demotions), the console's (deferrals waiting), the ingest's
+and the executor's record into whatever meter provider they are given; without one they are no-ops.
+Each ``selauto`` command builds its provider with :func:`process_meters`: OTLP to the collector of
+the spans when one is set, and always a Prometheus reader behind the process's ``GET /metrics``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
+
+from selective_autonomy.config import TelemetrySettings
+from selective_autonomy.streams.prometheus import MetricsExposition
 
 TRACES_PATH = "/v1/traces"
 METRICS_PATH = "/v1/metrics"
@@ -49,3 +54,25 @@ def build_meter_provider(
     if console:
         all_readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=interval_ms))
     return MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=all_readers)
+
+
+@dataclass(frozen=True)
+class ProcessMeters:
+    """A process's meter provider and the ``/metrics`` text of it."""
+
+    provider: MeterProvider
+    exposition: MetricsExposition
+
+
+def process_meters(telemetry: TelemetrySettings, export_interval_s: float = 15.0) -> ProcessMeters:
+    """The meters of one ``selauto`` process: Prometheus always (pulled at each scrape, so it costs
+    nothing unscraped), OTLP and the console as the telemetry settings say."""
+    exposition = MetricsExposition()
+    provider = build_meter_provider(
+        telemetry.service_name,
+        telemetry.otlp_endpoint,
+        telemetry.console,
+        readers=[exposition.reader],
+        export_interval_s=export_interval_s,
+    )
+    return ProcessMeters(provider, exposition)

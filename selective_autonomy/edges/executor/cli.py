@@ -28,7 +28,8 @@ def executor(
 
     Each action goes through the HTTP route of its type (Idempotency-Key = action id, retries with backoff)
     and is recorded in the feedback store, so a redelivery is never applied twice; a refusal becomes
-    ActionFailed plus an execution_failed operator deferral. Health on :6067/healthz and /readyz; stops on SIGTERM.
+    ActionFailed plus an execution_failed operator deferral. Health on :6067/healthz and /readyz, Prometheus
+    metrics on :6067/metrics; stops on SIGTERM.
     """
     import logging
 
@@ -36,6 +37,7 @@ def executor(
 
     from selective_autonomy.edges.executor.runner import build_adapter, serve
     from selective_autonomy.errors import ConfigError
+    from selective_autonomy.streams.meters import process_meters
     from selective_autonomy.streams.tracing import build_tracer_provider
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,10 +54,11 @@ def executor(
     telemetry = settings.telemetry
     provider = build_tracer_provider(telemetry.service_name, telemetry.otlp_endpoint, telemetry.console)
     trace.set_tracer_provider(provider)
+    meters = process_meters(telemetry)
     routes = ", ".join(sorted(settings.executor.http.routes))
     typer.echo(
         f"executor: {settings.topics.actions_executed} -> HTTP routes [{routes}]; "
-        f"health on :{settings.executor.health_port}/healthz"
+        f"health on :{settings.executor.health_port}/healthz, metrics on /metrics"
     )
-    serve(settings, tracer_provider=provider)
+    serve(settings, tracer_provider=provider, meter_provider=meters.provider, exposition=meters.exposition)
     typer.echo("executor stopped")

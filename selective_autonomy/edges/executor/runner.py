@@ -26,7 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
 
 from selective_autonomy.config import Settings
@@ -34,6 +34,7 @@ from selective_autonomy.edges.executor.adapters import ActionAdapter
 from selective_autonomy.edges.executor.failures import action_failed, failure_deferral
 from selective_autonomy.edges.executor.http_adapter import HttpAdapter
 from selective_autonomy.edges.executor.ledger import Ledger, StoreLedger
+from selective_autonomy.edges.executor.meters import register_executor_meters
 from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.service import ActionExecutor, Execution
 from selective_autonomy.edges.publisher import AckingProducer
@@ -43,6 +44,7 @@ from selective_autonomy.schemas.events import ActionExecuted, EventModel
 from selective_autonomy.store import FeedbackStore, default_url
 from selective_autonomy.streams.dead_letter import dead_letter_for
 from selective_autonomy.streams.kafka_config import confluent_config
+from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
 
@@ -287,9 +289,12 @@ class ExecutorRunner:
         }
 
 
-def health_app(runner: ExecutorRunner) -> FastAPI:
-    """``/healthz`` (alive, with counters) and ``/readyz`` (503 until partitions are assigned)."""
+def health_app(runner: ExecutorRunner, exposition: MetricsExposition | None = None) -> FastAPI:
+    """``/healthz`` (alive, with counters), ``/readyz`` (503 until partitions are assigned) and, with
+    an ``exposition``, ``/metrics`` (Prometheus text)."""
     app = FastAPI(title="selective-autonomy executor", docs_url=None, redoc_url=None, openapi_url=None)
+    if exposition is not None:
+        add_metrics_route(app, exposition)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -327,6 +332,8 @@ async def run_executor(
     ledger: Ledger | None = None,
     health: bool = True,
     tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    exposition: MetricsExposition | None = None,
     on_start: Callable[[RunningExecutor], None] | None = None,
     **consumer_overrides: Any,
 ) -> ExecutorRunner:
@@ -335,6 +342,9 @@ async def run_executor(
     :param adapter: default the one configured (:func:`build_adapter`).
     :param ledger: default the feedback store at :func:`store_url`.
     :param health: serve ``/healthz`` and ``/readyz`` on ``executor.health_host:health_port``.
+    :param meter_provider: for the executor's counters; default the global provider.
+    :param exposition: the Prometheus text of ``meter_provider``, served on ``/metrics`` with the
+        health endpoints; default none.
     :param on_start: called once the runner (and the health server) are up.
     """
     adapter = adapter or build_adapter(settings)
@@ -347,11 +357,14 @@ async def run_executor(
     publisher.start()
     executor = ActionExecutor(adapter, ledger, Backoff.from_settings(settings.executor.retry))
     runner = ExecutorRunner(settings, executor, publisher, tracer_provider=tracer_provider, **consumer_overrides)
+    register_executor_meters(runner, meter_provider)
     server = None
     try:
         running = RunningExecutor(runner)
         if health:
-            server = await _start_health(runner, settings.executor.health_host, settings.executor.health_port)
+            server = await _start_health(
+                runner, settings.executor.health_host, settings.executor.health_port, exposition
+            )
             running.health_port = server.port
         if on_start is not None:
             on_start(running)
@@ -382,7 +395,9 @@ class _HealthServer:
             await asyncio.wait_for(self.task, 5.0)
 
 
-async def _start_health(runner: ExecutorRunner, host: str, port: int) -> _HealthServer:
+async def _start_health(
+    runner: ExecutorRunner, host: str, port: int, exposition: MetricsExposition | None = None
+) -> _HealthServer:
     import uvicorn
 
     class QuietServer(uvicorn.Server):
@@ -390,7 +405,7 @@ async def _start_health(runner: ExecutorRunner, host: str, port: int) -> _Health
         def capture_signals(self) -> Iterator[None]:  # the executor owns SIGTERM/SIGINT
             yield
 
-    config = uvicorn.Config(health_app(runner), host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(health_app(runner, exposition), host=host, port=port, log_level="warning", lifespan="off")
     server = QuietServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -401,7 +416,12 @@ async def _start_health(runner: ExecutorRunner, host: str, port: int) -> _Health
     return _HealthServer(server, task)
 
 
-def serve(settings: Settings, tracer_provider: trace.TracerProvider | None = None) -> None:
+def serve(
+    settings: Settings,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    exposition: MetricsExposition | None = None,
+) -> None:
     """Run the executor until SIGINT or SIGTERM (the CLI's entry point)."""
 
     async def main() -> None:
@@ -409,7 +429,9 @@ def serve(settings: Settings, tracer_provider: trace.TracerProvider | None = Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_executor(settings, stop, tracer_provider=tracer_provider)
+        await run_executor(
+            settings, stop, tracer_provider=tracer_provider, meter_provider=meter_provider, exposition=exposition
+        )
 
     asyncio.run(main())
 

@@ -8,7 +8,7 @@ Routes:
   listed); 503 the broker did not acknowledge it within ``ingest.publish_timeout_s``.
 - ``POST /v1/ui-state:batch``: ``{"events": [...]}``, validated all-or-nothing, then published in
   order; 202 with a per-item report, or 503 with the same report when some were not acknowledged.
-- ``GET /healthz``.
+- ``GET /healthz``; ``GET /metrics`` (Prometheus text) when the app is given an exposition.
 
 Authentication reads the raw body (the signature covers its exact bytes) before anything parses it,
 so an unauthenticated caller learns nothing about what a valid body looks like.
@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from pydantic import SecretStr
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from selective_autonomy.config import Settings
 from selective_autonomy.edges.errors import AuthFailure
 from selective_autonomy.edges.ingest.auth import SIGNATURE_SCHEME, Caller, WebhookAuthenticator
+from selective_autonomy.edges.ingest.meters import register_ingest_meters
 from selective_autonomy.edges.ingest.protocol import Accepted, BatchAccepted, ErrorResponse, Health, UIStateBatch
 from selective_autonomy.edges.ingest.service import IngestService, Refused, TooLarge
 from selective_autonomy.edges.ingest.validation import SchemaDirectory, SchemaSource
@@ -41,6 +42,7 @@ from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher, RecordPublisher
 from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,8 @@ def create_ingest_app(
     publisher: RecordPublisher | None = None,
     schemas: SchemaSource | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    exposition: MetricsExposition | None = None,
 ) -> FastAPI:
     """The ingest app.
 
@@ -230,6 +234,8 @@ def create_ingest_app(
     :param publisher: where events go; default a Kafka producer acking within ``ingest.publish_timeout_s``.
     :param schemas: process schemas; default those in ``settings.models_dir`` (reloaded when a file changes).
     :param tracer_provider: for the publish spans; default the global provider.
+    :param meter_provider: for the ingest counters; default the global provider.
+    :param exposition: the Prometheus text of ``meter_provider``, served on ``/metrics``; default none (no route).
     :raises ConfigError: when no credential is configured for the auth mode (the webhook would be open).
     """
     config = settings.ingest
@@ -237,6 +243,7 @@ def create_ingest_app(
     if publisher is None:
         publisher = KafkaPublisher(AckingProducer(settings, timeout_s=config.publish_timeout_s))
     service = IngestService(settings, publisher, schemas or SchemaDirectory(settings.models_dir), tracer_provider)
+    register_ingest_meters(service.counters, meter_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -260,6 +267,8 @@ def create_ingest_app(
     app.state.ingest = service
     app.state.authenticator = authenticator
     app.include_router(_router(config))
+    if exposition is not None:
+        add_metrics_route(app, exposition)
     _add_error_handlers(app)
     app.openapi = lambda: _openapi(app, config)  # type: ignore[method-assign]
     return app

@@ -37,6 +37,7 @@ def http(
 
     Each request is authenticated (bearer token or HMAC signature), validated against the contract and the
     process schemas in models_dir, published, and answered 202 once the broker acknowledged it.
+    GET /healthz for liveness, GET /metrics for Prometheus.
 
     Credentials: SELAUTO_INGEST__TOKENS='{"crm": "<token>"}' and/or SELAUTO_INGEST__HMAC_SECRETS='{"crm": "<secret>"}'.
     """
@@ -44,10 +45,12 @@ def http(
 
     from selective_autonomy.edges.ingest.app import create_ingest_app
     from selective_autonomy.errors import ConfigError
+    from selective_autonomy.streams.meters import process_meters
 
     settings = load_settings(config)
+    meters = process_meters(settings.telemetry)
     try:
-        app = create_ingest_app(settings)
+        app = create_ingest_app(settings, meter_provider=meters.provider, exposition=meters.exposition)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from selective_autonomy.agents.gate import Outcome
-from selective_autonomy.agents.models_in_service import ModelsInService
+from selective_autonomy.agents.models_in_service import DEFAULT_STAGE_CLUSTER, ModelsInService, demoted_clusters
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, Pause, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
@@ -95,3 +95,40 @@ def test_a_pointer_without_policy_takes_the_loaded_models_out_of_service(tmp_pat
     record = decision.output()
     assert isinstance(record, OperatorDeferral) and record.reason is DeferralReason.model_unavailable
     assert models.refresh() == []  # nothing to retry until the pointer changes
+
+
+def test_demoted_clusters_compares_each_cluster_and_the_default_stage() -> None:
+    before = ServicePointer(stages={"retail": Stage.selective, "vip": Stage.copilot}, default_stage=Stage.copilot)
+    assert demoted_clusters(before, before) == []
+    after = ServicePointer(stages={"retail": Stage.copilot, "vip": Stage.selective}, default_stage=Stage.logging)
+    assert demoted_clusters(before, after) == ["retail", DEFAULT_STAGE_CLUSTER]
+    # A cluster that loses its own stage falls back to the default: lower here, so demoted.
+    assert demoted_clusters(before, ServicePointer(stages={"vip": Stage.copilot}, default_stage=Stage.copilot)) == [
+        "retail"
+    ]
+
+
+def test_every_pointer_in_service_reports_its_clusters_and_demotions(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save_schema(SCHEMA)
+    seen: list[tuple[str, list[str], list[str]]] = []
+    models = ModelsInService(registry, on_stages=lambda *args: seen.append(args))
+    install_policy(registry, ServicePointer(stages={"retail": Stage.selective, "vip": Stage.selective}))
+    models.refresh()
+    assert seen == [("billing", ["retail", "vip", DEFAULT_STAGE_CLUSTER], [])], "a first load demotes nothing"
+
+    registry.update(
+        "billing", lambda p: p.model_copy(update={"stages": {"retail": Stage.selective, "vip": Stage.copilot}})
+    )
+    models.refresh()
+    assert seen[-1] == ("billing", ["retail", "vip", DEFAULT_STAGE_CLUSTER], ["vip"])
+    models.refresh()
+    assert len(seen) == 2, "an unchanged pointer reports nothing"
+
+    # A demotion applied from a pointer whose models do not load counts as well.
+    broken = registry.pointer("billing").model_copy(
+        update={"policy": "policy/missing", "stages": {"retail": Stage.logging, "vip": Stage.copilot}}
+    )
+    registry.update("billing", lambda _: broken)
+    models.refresh()
+    assert seen[-1] == ("billing", ["retail", "vip", DEFAULT_STAGE_CLUSTER], ["retail"])

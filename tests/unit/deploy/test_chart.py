@@ -32,7 +32,8 @@ SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.ku
 HOOK_EVENTS = {"pre-install", "pre-upgrade"}
 SENTINEL = "s3ntinel-Do-Not-Render"
 
-# Chart-managed credentials, the executor and a NodePort console: templates the ci/ files leave off.
+# Chart-managed credentials, the executor, a NodePort console and the monitoring resources: templates the
+# ci/ files leave off.
 EVERYTHING: dict[str, Any] = {
     "kafka": {
         "securityProtocol": "SASL_PLAINTEXT",
@@ -60,6 +61,11 @@ EVERYTHING: dict[str, Any] = {
         "data": {"existingClaim": "selauto-data"},
         "pdb": {"minAvailable": "50%"},
         "extraEnv": [{"name": "SELAUTO_WORKER__BATCH_SIZE", "value": "32"}],
+    },
+    "metrics": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True},
     },
 }
 
@@ -204,6 +210,8 @@ def test_every_rendered_manifest_validates_against_kubernetes(render: Any, scena
     assert rendered.docs
     failures = []
     for doc in rendered.docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # custom resources: validated against their CRD schemas in test_monitoring.py
         try:
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -216,6 +224,8 @@ def test_settings_file_is_accepted_by_selauto(render: Any, scenario: str, tmp_pa
     rendered = render(SCENARIOS[scenario])
     values = SCENARIOS[scenario]
     for configmap in rendered.of_kind("ConfigMap"):
+        if configmap["metadata"]["labels"]["app.kubernetes.io/component"] == "dashboard":
+            continue  # the Grafana dashboard (test_monitoring.py)
         data = yaml.safe_load(configmap["data"]["settings.yaml"])
         for key in values.get("settings", {}):  # free-form keys belong to settings other engineers add
             data.pop(key, None)

@@ -210,3 +210,34 @@ def test_health_and_readiness_pages() -> None:
     assert client.get("/readyz").status_code == 503
     runner.state.assigned = ["actions.executed:0"]
     assert client.get("/readyz").json() == {"ready": True, "assigned": ["actions.executed:0"]}
+
+
+def test_metrics_page_counts_what_became_of_the_actions() -> None:
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from selective_autonomy.config import Settings, TelemetrySettings
+    from selective_autonomy.edges.executor.meters import register_executor_meters
+    from selective_autonomy.edges.executor.runner import ExecutorRunner, health_app
+    from selective_autonomy.streams.meters import process_meters
+    from tests.unit.edges.fixtures import ListPublisher
+
+    executor, _ = make(InMemoryPlatform(flaky={"lookup_order": 1}))
+    run(executor.execute(ACTION))
+    run(executor.execute(ACTION))
+    runner = ExecutorRunner(Settings(), executor, ListPublisher())
+    runner.state.dead_letters = 2
+    meters = process_meters(TelemetrySettings(service_name="executor"))
+    register_executor_meters(runner, meters.provider)
+    text = TestClient(health_app(runner, meters.exposition)).get("/metrics").text
+    values = {
+        (s.name, tuple(sorted(s.labels.values()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert values[("selauto_executor_actions_total", ("applied",))] == 1
+    assert values[("selauto_executor_actions_total", ("duplicate",))] == 1
+    assert values[("selauto_executor_actions_total", ("failed",))] == 0
+    assert values[("selauto_executor_attempts_total", ())] == 2
+    assert values[("selauto_executor_retries_total", ())] == 1
+    assert values[("selauto_dead_letters_total", ("actions.executed",))] == 2

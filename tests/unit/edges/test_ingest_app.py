@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import Settings, TelemetrySettings
 from selective_autonomy.edges.ingest.app import create_ingest_app, openapi_document
 from selective_autonomy.edges.ingest.auth import signature
 from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.streams.meters import process_meters
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import build_tracer_provider
 from tests.unit.edges.fixtures import SCHEMA, ListPublisher, Schemas, body
@@ -247,3 +249,29 @@ def test_a_hostile_identifier_is_a_422_before_any_schema_lookup(where: str, host
     assert "should match pattern" in one.json()["violations"][0]["msg"] or "at most" in one.json()["message"]
     assert publisher.records == []
     assert hostile not in schemas.asked  # the contract refused it before the schema was looked up
+
+
+def test_metrics_count_accepted_refused_and_undelivered_events() -> None:
+    meters = process_meters(TelemetrySettings(service_name="ingest"))
+    failing = ListPublisher(fail=True)
+    app = create_ingest_app(
+        settings(),
+        publisher=failing,
+        schemas=Schemas(SCHEMA),
+        meter_provider=meters.provider,
+        exposition=meters.exposition,
+    )
+    with TestClient(app) as client:
+        assert client.post("/v1/ui-state", json=body(), headers=bearer()).status_code == 503
+        assert client.post("/v1/ui-state", content=b"{}").status_code == 401
+        failing.fail = False
+        assert client.post("/v1/ui-state", json=body(session_id="s2"), headers=bearer()).status_code == 202
+        text = client.get("/metrics").text  # open, like /healthz
+    values = {
+        (s.name, s.labels.get("result", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert values[("selauto_ingest_events_total", "accepted")] == 1
+    assert values[("selauto_ingest_events_total", "not_delivered")] == 1
+    assert values[("selauto_ingest_refused_total", "")] == 1

@@ -1,10 +1,12 @@
-"""The worker's metrics reach the meter provider they are given, lag included."""
+"""The worker's metrics reach the meter provider they are given: lag, audits and demotions included."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from selective_autonomy.agents.metrics import RuntimeMetrics
+from selective_autonomy.schemas.events import Action, CopilotFeedback, Verdict
 from selective_autonomy.streams.lag import PartitionLag
 from selective_autonomy.streams.meters import build_meter_provider, metrics_endpoint
 
@@ -75,3 +77,56 @@ def test_lag_counts_from_the_earliest_kept_record() -> None:
     # Records before the committed offset were deleted by retention: count from what is kept.
     assert PartitionLag(topic="t", partition=0, committed=3, earliest=10, high_watermark=25).lag == 15
     assert PartitionLag(topic="t", partition=0, committed=25, earliest=10, high_watermark=25).lag == 0
+
+
+def feedback(verdict: Verdict, audit: bool, probability: float | None = None) -> CopilotFeedback:
+    action = Action(action_type="lookup_order")
+    return CopilotFeedback(
+        deferral_id=None if audit else "d1",
+        session_id="s1",
+        process_id="billing",
+        business_cluster="retail",
+        state_version=1,
+        suggestion=action,
+        suggestion_action_id="a1",
+        verdict=verdict,
+        operator_action=None if verdict is Verdict.accepted else action,
+        operator_id="op1",
+        latency_ms=500,
+        inclusion_probability=probability,
+    )
+
+
+def test_audits_are_counted_and_weighted_by_their_sampling_probability() -> None:
+    reader = InMemoryMetricReader()
+    metrics = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[reader]))
+    metrics.on_feedback(feedback(Verdict.accepted, audit=True, probability=0.05))
+    metrics.on_feedback(feedback(Verdict.accepted, audit=True, probability=0.5))
+    metrics.on_feedback(feedback(Verdict.corrected, audit=True, probability=0.5))
+    metrics.on_feedback(feedback(Verdict.corrected, audit=False))  # an answer to a deferral: not an audit
+
+    found = points(reader)
+    counts = {attrs["verdict"]: value for attrs, value in found["selauto.audits"]}
+    assert counts == {"accepted": 2, "corrected": 1}
+    weights = {attrs["verdict"]: value for attrs, value in found["selauto.audits.weighted"]}
+    assert weights == {"accepted": pytest.approx(22.0), "corrected": pytest.approx(2.0)}
+    # The realised precision the dashboard shows: 22 / 24, not the unweighted 2 / 3.
+    assert {attrs["cluster"] for attrs, _ in found["selauto.audits"]} == {"retail"}
+    assert metrics.feedback == {"accepted": 2, "corrected": 2}
+
+
+def test_demotion_series_start_at_zero_for_every_cluster() -> None:
+    reader = InMemoryMetricReader()
+    metrics = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[reader]))
+    metrics.on_stages("billing", ["retail", "vip", "*"], [])
+    assert {attrs["cluster"]: value for attrs, value in points(reader)["selauto.stage.demotions"]} == {
+        "retail": 0,
+        "vip": 0,
+        "*": 0,
+    }
+    metrics.on_stages("billing", ["retail", "vip", "*"], ["vip"])
+    assert {attrs["cluster"]: value for attrs, value in points(reader)["selauto.stage.demotions"]} == {
+        "retail": 0,
+        "vip": 1,
+        "*": 0,
+    }

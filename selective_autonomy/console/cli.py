@@ -29,9 +29,14 @@ def serve(
     import uvicorn
 
     from selective_autonomy.console.app import create_app
+    from selective_autonomy.errors import SchemaRegistryError
 
     config = console or settings.console
-    app = create_app(settings, console=config)
+    try:
+        app = create_app(settings, console=config)
+    except SchemaRegistryError as exc:  # the inbox feed's codec registers its subjects first
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
         app,
         host=host or config.host,

@@ -35,7 +35,7 @@ def executor(
     from opentelemetry import trace
 
     from selective_autonomy.edges.executor.runner import build_adapter, serve
-    from selective_autonomy.errors import ConfigError
+    from selective_autonomy.errors import ConfigError, SchemaRegistryError
     from selective_autonomy.streams.tracing import build_tracer_provider
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,5 +57,9 @@ def executor(
         f"executor: {settings.topics.actions_executed} -> HTTP routes [{routes}]; "
         f"health on :{settings.executor.health_port}/healthz"
     )
-    serve(settings, tracer_provider=provider)
+    try:
+        serve(settings, tracer_provider=provider)
+    except SchemaRegistryError as exc:  # at start-up: the codec registers its subjects first
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo("executor stopped")

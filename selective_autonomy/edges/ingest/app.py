@@ -41,6 +41,7 @@ from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher, RecordPublisher
 from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.streams.serialization import codec_for
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +235,12 @@ def create_ingest_app(
     """
     config = settings.ingest
     authenticator = WebhookAuthenticator.from_settings(config)
+    codec = codec_for(settings)
     if publisher is None:
-        publisher = KafkaPublisher(AckingProducer(settings, timeout_s=config.publish_timeout_s))
-    service = IngestService(settings, publisher, schemas or SchemaDirectory(settings.models_dir), tracer_provider)
+        publisher = KafkaPublisher(AckingProducer(settings, timeout_s=config.publish_timeout_s, codec=codec))
+    service = IngestService(
+        settings, publisher, schemas or SchemaDirectory(settings.models_dir), tracer_provider, codec=codec
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

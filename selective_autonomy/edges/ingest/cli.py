@@ -43,12 +43,12 @@ def http(
     import uvicorn
 
     from selective_autonomy.edges.ingest.app import create_ingest_app
-    from selective_autonomy.errors import ConfigError
+    from selective_autonomy.errors import ConfigError, SchemaRegistryError
 
     settings = load_settings(config)
     try:
         app = create_ingest_app(settings)
-    except ConfigError as exc:
+    except (ConfigError, SchemaRegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     bind_host, bind_port = host or settings.ingest.host, port or settings.ingest.port

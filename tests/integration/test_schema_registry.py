@@ -246,7 +246,23 @@ def test_a_registry_that_is_down_stops_the_worker_at_start_up(tmp_path: Path) ->
         build_worker(local_settings(tmp_path, url))
 
 
-def test_selauto_worker_says_so_and_exits(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "needs"),
+    [
+        (["worker"], {}),
+        (["ingest", "http"], {"SELAUTO_INGEST__TOKENS": '{"crm": "a-token-of-twenty-chars"}'}),
+        (["console"], {}),
+        (
+            ["executor", "--health-port", "0"],
+            {
+                "SELAUTO_EXECUTOR__HTTP__BASE_URL": "http://127.0.0.1:9",
+                "SELAUTO_EXECUTOR__HTTP__ROUTES": '{"*": {"url": "/actions"}}',
+            },
+        ),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_each_service_says_so_and_exits(tmp_path: Path, command: list[str], needs: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     env = {
         "PATH": "/usr/bin:/bin",
@@ -254,9 +270,10 @@ def test_selauto_worker_says_so_and_exits(tmp_path: Path) -> None:
         "SELAUTO_SCHEMA_REGISTRY__URL": url,
         "SELAUTO_DATA_DIR": str(tmp_path / "data"),
         "SELAUTO_MODELS_DIR": str(tmp_path / "models"),
+        **needs,
     }
     run = subprocess.run(
-        [sys.executable, "-c", "from selective_autonomy.cli import app; app()", "worker"],
+        [sys.executable, "-c", "from selective_autonomy.cli import app; app()", *command],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -19,6 +19,7 @@ from selective_autonomy.console.cli import console, console_openapi
 from selective_autonomy.controls.cli import pause, pending_line, resume, stage_app
 from selective_autonomy.edges.executor.cli import executor
 from selective_autonomy.edges.ingest.cli import ingest_app
+from selective_autonomy.errors import SchemaRegistryError
 from selective_autonomy.inference.llm.cli import llm_app
 from selective_autonomy.inference.policy_cli import eval_policy_command, train_policy_command
 from selective_autonomy.onboarding.cli import models_app, process_app
@@ -133,9 +134,13 @@ def worker(
     trace.set_tracer_provider(provider)
     meters = process_meters(telemetry)
     metrics.set_meter_provider(meters.provider)
-    running = build_worker(
-        settings, web=True, tracer_provider=provider, meter_provider=meters.provider, exposition=meters.exposition
-    )
+    try:
+        running = build_worker(
+            settings, web=True, tracer_provider=provider, meter_provider=meters.provider, exposition=meters.exposition
+        )
+    except SchemaRegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     loaded = running.models.versions()
     waiting = f"none yet (watching {settings.models_dir})"
     typer.echo(f"models in service: {json.dumps(loaded) if loaded else waiting}")

@@ -329,13 +329,53 @@ class WireFormat(StrEnum):
     avro = "avro"
 
 
+class RegistryCompatibility(StrEnum):
+    """Compatibility levels of a Confluent Schema Registry subject (its API reference's names)."""
+
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+    NONE = "NONE"
+
+
 class SchemaRegistrySettings(_Section):
+    """A Confluent Schema Registry; passed through to confluent-kafka's registry client."""
+
     url: str | None = Field(
-        default=None, description="Confluent Schema Registry REST URL; unset: the package's id map."
+        default=None,
+        description="Schema Registry REST URL (comma-separated for several); unset: the package's id map.",
     )
-    username: str | None = None
-    password: SecretStr | None = None
-    timeout_s: float = 5.0
+    username: str | None = Field(default=None, description="Basic auth user.")
+    password: SecretStr | None = Field(default=None, description="Basic auth password.")
+    ssl_ca_location: Path | None = Field(default=None, description="CA bundle that signs the registry's certificate.")
+    ssl_certificate_location: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_key_location: Path | None = Field(default=None, description="The client certificate's private key (PEM).")
+    ssl_key_password: SecretStr | None = None
+    timeout_s: float = Field(default=5.0, gt=0, description="One request's timeout.")
+    max_retries: int = Field(
+        default=2, ge=0, description="Retries of a request that failed in transport or with a retriable status."
+    )
+    auto_register: bool = Field(
+        default=True,
+        description="Register the current contracts under their <topic>-value subjects; false: only look them up "
+        "(subjects that the platform team registers), and fail at start-up when one is missing.",
+    )
+    compatibility: RegistryCompatibility | None = Field(
+        default=RegistryCompatibility.BACKWARD,
+        description="Level set on each subject before registering (the README's evolution rules are BACKWARD); "
+        "null leaves the registry's own level alone.",
+    )
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> Self:
+        if (self.ssl_key_location or self.ssl_key_password) and self.ssl_certificate_location is None:
+            raise ValueError("schema_registry.ssl_key_location needs schema_registry.ssl_certificate_location")
+        if self.password is not None and self.username is None:
+            raise ValueError("schema_registry.password needs schema_registry.username")
+        return self
 
 
 class EmbeddedBrokerSettings(_Section):
@@ -522,6 +562,12 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    @model_validator(mode="after")
+    def _registry_needs_schema_ids(self) -> Self:
+        if self.schema_registry.url and self.wire_format is WireFormat.avro:
+            raise ValueError("schema_registry.url needs wire_format confluent: bare Avro carries no schema id")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -266,11 +266,14 @@ class FeedbackAgent:
                 scheduler.start_due()
 
 
-def stage_publisher(settings: Settings) -> Callable[[list[StageChanged]], None]:
-    """Emits stage changes on ``stage.changes`` (from the learning thread)."""
+def stage_publisher(settings: Settings, codec: AvroCodec | None = None) -> Callable[[list[StageChanged]], None]:
+    """Emits stage changes on ``stage.changes`` (from the learning thread).
+
+    :param codec: the worker's codec; default :func:`codec_for` the settings at each publish.
+    """
 
     def publish(changes: list[StageChanged]) -> None:
-        with EventProducer(settings) as producer:
+        with EventProducer(settings, codec) as producer:
             for change in changes:
                 producer.send(
                     settings.topics.stage_changes, change, key=f"{change.process_id}/{change.business_cluster}"

@@ -38,7 +38,7 @@ from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class TraceRecorder:
         self.settings = settings
         self.store = store
         self.registry = registry
-        self.codec = codec or AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
         self.on_recorded = on_recorded
         self.consumer_overrides = consumer_overrides
         self.read = 0  # ui.state records read and stored or skipped, then committed

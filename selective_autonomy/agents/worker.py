@@ -20,7 +20,7 @@ from selective_autonomy.streams.app import build_app
 from selective_autonomy.streams.kafka_config import tweaks_for
 from selective_autonomy.streams.lag import ConsumerLagReader
 from selective_autonomy.streams.prometheus import SCRAPE_PATH, MetricsExposition
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 
 if TYPE_CHECKING:
     from selective_autonomy.agents.feedback import FeedbackAgent
@@ -60,10 +60,13 @@ def build_worker(
     metrics = RuntimeMetrics(meter_provider=meter_provider)
     models = ModelsInService(ModelRegistry(settings.models_dir), on_stages=metrics.on_stages)
     models.refresh()
+    # One codec for every role: with a schema registry its subjects are registered and checked
+    # here, before the app starts, and a registry that is down stops the worker now.
+    codec = codec_for(settings)
     decide = DecideAgent(
         settings,
         models.current,
-        AvroCodec(settings.wire_format),
+        codec,
         metrics,
         batch_size=settings.worker.batch_size,
         batch_window_s=settings.worker.batch_window_s,
@@ -74,7 +77,7 @@ def build_worker(
         decide.register(app)
     worker = Worker(app=app, models=models, metrics=metrics, decide=decide)
     if settings.worker.feedback:
-        worker.feedback = _feedback_agent(settings, metrics)
+        worker.feedback = _feedback_agent(settings, metrics, codec)
         worker.feedback.register(app)
 
     @app.timer(settings.worker.reload_interval_s)  # type: ignore[untyped-decorator]
@@ -153,7 +156,7 @@ def store_url(settings: Settings) -> str:
     return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
 
 
-def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgent:
+def _feedback_agent(settings: Settings, metrics: RuntimeMetrics, codec: AvroCodec) -> FeedbackAgent:
     # Imported here: the feedback store and the learning loop (alembic, pandas, scikit-learn, MAPIE)
     # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
     # start, i.e. after every crash, while its partitions wait.
@@ -164,11 +167,10 @@ def _feedback_agent(settings: Settings, metrics: RuntimeMetrics) -> FeedbackAgen
 
     store = FeedbackStore.open(store_url(settings))
     registry = ModelRegistry(settings.models_dir)
-    codec = AvroCodec(settings.wire_format)
     scheduler = None
     if settings.worker.learning:
         scheduler = RetrainScheduler(
-            lambda: LearningLoop(registry, store, settings.learning, stage_publisher(settings)),
+            lambda: LearningLoop(registry, store, settings.learning, stage_publisher(settings, codec)),
             settings.learning.retrain_every_feedback,
             settings.learning.retrain_every_s,
             settings.learning.monitor_every_s,

@@ -30,11 +30,16 @@ def serve(
     import uvicorn
 
     from selective_autonomy.console.app import create_app
+    from selective_autonomy.errors import SchemaRegistryError
     from selective_autonomy.streams.meters import process_meters
 
     config = console or settings.console
     meters = process_meters(settings.telemetry)
-    app = create_app(settings, console=config, meter_provider=meters.provider, exposition=meters.exposition)
+    try:
+        app = create_app(settings, console=config, meter_provider=meters.provider, exposition=meters.exposition)
+    except SchemaRegistryError as exc:  # the inbox feed's codec registers its subjects first
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
         app,
         host=host or config.host,

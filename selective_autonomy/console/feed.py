@@ -25,7 +25,7 @@ from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, EventModel, OperatorDeferral
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class KafkaInboxFeed:
         self.settings = settings
         self.inbox = inbox
         self.audits = audits
-        self.codec = codec or AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
         self.poll_timeout_s = poll_timeout_s
         self.metadata_interval_s = metadata_interval_s
         topics = settings.topics

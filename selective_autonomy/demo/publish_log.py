@@ -14,7 +14,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.streams.app import build_app
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import codec_for
 from selective_autonomy.traces.eventlog import iter_cases, read_event_log
 from selective_autonomy.traces.mapping import load_mapping
 
@@ -45,7 +45,7 @@ def publish_and_consume(
     publish_s = time.monotonic() - started
     app = build_app(settings, app_id=f"{settings.app_id}-tally")
     tally = UIStateTally()
-    register_tally_agent(app, settings, tally, AvroCodec(settings.wire_format))
+    register_tally_agent(app, settings, tally, codec_for(settings))
     with tqdm(total=published, desc="consume ui.state", unit="event") as bar:
 
         def done() -> bool:

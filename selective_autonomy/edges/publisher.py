@@ -24,7 +24,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.edges.errors import NotDelivered
 from selective_autonomy.schemas.events import EventModel
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 
 _GRACE_S = 1.0
 """Extra wait past ``message.timeout.ms`` for the delivery report itself to arrive."""
@@ -43,7 +43,7 @@ class AckingProducer:
     """Encodes contract events and produces them keyed by session; ``await send(...)`` returns on the ack.
 
     :param timeout_s: the longest a record may wait for its ack (librdkafka ``message.timeout.ms``).
-    :param codec: the Avro codec; default one for ``settings.wire_format``.
+    :param codec: the Avro codec; default :func:`codec_for` the settings.
     :param overrides: more librdkafka producer properties (they win).
     """
 
@@ -51,7 +51,7 @@ class AckingProducer:
         self, settings: Settings, *, timeout_s: float, codec: AvroCodec | None = None, **overrides: Any
     ) -> None:
         self.timeout_s = timeout_s
-        self.codec = codec or AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
         conf = confluent_config(
             settings.kafka,
             "producer",

@@ -141,11 +141,37 @@ class StandInPlatform:
 
 
 @contextmanager
-def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 10.0) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a background thread; yields its base URL (``port=0``: a free one)."""
+def serve_in_thread(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    start_timeout_s: float = 10.0,
+    *,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_client_ca: str | None = None,
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a background thread; yields its base URL (``port=0``: a free one).
+
+    :param ssl_certfile: serve HTTPS with this certificate (PEM) and ``ssl_keyfile``; default plain HTTP.
+    :param ssl_client_ca: with HTTPS, require a client certificate signed by this CA (PEM); default none.
+    """
+    import ssl
+
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_ca_certs=ssl_client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if ssl_client_ca else ssl.CERT_NONE,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="selauto-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout_s
@@ -155,7 +181,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, start_time
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://{host}:{bound}"
+        yield f"{'https' if ssl_certfile else 'http'}://{host}:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=10.0)

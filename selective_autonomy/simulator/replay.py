@@ -35,7 +35,7 @@ from selective_autonomy.simulator.report import ReplayReport
 from selective_autonomy.simulator.sessions import DecisionObserver, DecisionRecord, ReplayConfig, SessionDriver
 from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.producer import EventProducer
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 from selective_autonomy.traces.format import Case
 
 __all__ = ["DecisionReader", "KafkaPublisher", "ReplayConfig", "ReplayReport", "pacing", "replay_cases"]
@@ -56,7 +56,7 @@ class DecisionReader:
             topics.actions_executed: ActionExecuted,
             topics.operator_deferrals: OperatorDeferral,
         }
-        self.codec = codec or AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
         self.undecodable: Counter[str] = Counter()
         conf = confluent_config(
             settings.kafka,

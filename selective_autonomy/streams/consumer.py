@@ -16,7 +16,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.errors import BrokerError, DecodeError
 from selective_autonomy.schemas.events import EventModel
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 
 E = TypeVar("E", bound=EventModel)
 
@@ -69,7 +69,7 @@ class EventConsumer(Generic[E]):
         else:
             self._consumer.assign(self._all_partitions(topics))
         self.model = model
-        self.codec = codec or AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
 
     def _all_partitions(self, topics: list[str], timeout_s: float = 10.0) -> list[TopicPartition]:
         metadata = self._consumer.list_topics(timeout=timeout_s)

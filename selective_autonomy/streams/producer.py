@@ -11,7 +11,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.schemas.events import EventModel
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 
 
 class EventProducer:
@@ -19,7 +19,7 @@ class EventProducer:
 
     def __init__(self, settings: Settings, codec: AvroCodec | None = None, **overrides: Any) -> None:
         self.settings = settings
-        self.codec = codec or AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
         self._producer = Producer(confluent_config(settings.kafka, "producer", **overrides))
         self._errors: list[str] = []
 

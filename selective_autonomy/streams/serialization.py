@@ -5,6 +5,8 @@ Decoding resolves the writer's schema by id and reads into the current reader sc
 written by an older schema version (with fewer optional fields) decode with defaults filled in.
 Every failure becomes a :class:`DecodeError` whose message says what was wrong; callers route the
 original bytes to the dead-letter topic with that message.
+
+:func:`codec_for` builds the codec that every producer and consumer of the project uses.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import TypeVar
 import fastavro
 from pydantic import ValidationError
 
-from selective_autonomy.config import WireFormat
+from selective_autonomy.config import Settings, WireFormat
 from selective_autonomy.errors import ContractError, DecodeError, SchemaRegistryError
 from selective_autonomy.schemas import contracts
 from selective_autonomy.schemas.events import EventModel
 from selective_autonomy.streams.schema_ids import PackageSchemaIds, SchemaIdResolver
+from selective_autonomy.streams.topics import value_subjects
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
@@ -78,6 +81,23 @@ class AvroCodec:
             return model.from_avro(record)
         except ValidationError as exc:
             raise DecodeError(f"invalid {model.avro_name}: {_summarise(exc)}") from exc
+
+
+def codec_for(settings: Settings) -> AvroCodec:
+    """The codec for ``settings``: without ``schema_registry.url``, the ids shipped in the package;
+    with it, ids from the registry, every ``<topic>-value`` subject of the project's topics
+    registered (or looked up) and checked now, so that a registry that is down or refuses a schema
+    stops the process at start-up (:class:`SchemaRegistryError`), never a silent fallback.
+
+    Build one per process and share it: each one asks the registry again.
+    """
+    if not settings.schema_registry.url:
+        return AvroCodec(settings.wire_format)
+    from selective_autonomy.streams.registry import RegistrySchemaIds  # only with a registry: see its docstring
+
+    resolver = RegistrySchemaIds(settings.schema_registry)
+    resolver.prepare(value_subjects(settings.topics))
+    return AvroCodec(settings.wire_format, resolver)
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import Settings, TopicSettings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.streams.kafka_config import confluent_config
 
@@ -17,6 +17,24 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int = 1
+
+
+RECORD_OF_ROLE: dict[str, str] = {
+    "ui_state": "UIStateChanged",
+    "actions_proposed": "ActionProposed",
+    "actions_executed": "ActionExecuted",
+    "operator_deferrals": "OperatorDeferral",
+    "copilot_feedback": "CopilotFeedback",
+    "dead_letter": "DeadLetter",
+    "stage_changes": "StageChanged",
+    "actions_failed": "ActionFailed",
+}
+"""The contract record each topic carries, by its role in :class:`TopicSettings`."""
+
+
+def value_subjects(topics: TopicSettings) -> dict[str, str]:
+    """Each topic's Schema Registry subject (TopicNameStrategy: ``<topic>-value``) and its record."""
+    return {f"{name}-value": RECORD_OF_ROLE[role] for role, name in topics.names().items()}
 
 
 def project_topics(settings: Settings) -> list[TopicSpec]:

@@ -16,6 +16,7 @@ from selective_autonomy.schemas.events import (
     EVENT_MODELS,
     Action,
     ActionExecuted,
+    ActionFailed,
     ActionProposed,
     ActionTier,
     ChatTurn,
@@ -24,6 +25,8 @@ from selective_autonomy.schemas.events import (
     DeferralReason,
     EventModel,
     OperatorDeferral,
+    Stage,
+    StageChanged,
     UIState,
     UIStateChanged,
     Verdict,
@@ -151,6 +154,30 @@ def samples() -> list[EventModel]:
             error_type="DecodeError",
             failed_at=NOW,
         ),
+        StageChanged(
+            process_id="billing",
+            business_cluster="retail",
+            from_stage=Stage.copilot,
+            to_stage=Stage.selective,
+            reason="certified",
+            certified_coverage=0.42,
+            thresholds_version="t3",
+            changed_at=NOW,
+        ),
+        ActionFailed(
+            action_id=action_id,
+            event_id="e9",
+            session_id="s1",
+            process_id="billing",
+            business_cluster="retail",
+            state_version=4,
+            action=ACTION,
+            status_code=422,
+            response_excerpt='{"error": "no"}',
+            error="refused",
+            attempts=1,
+            failed_at=NOW,
+        ),
     ]
 
 
@@ -165,6 +192,10 @@ def roundtrip(event: EventModel) -> EventModel:
 @pytest.mark.parametrize("event", samples(), ids=lambda e: e.avro_name)
 def test_every_contract_round_trips(event: EventModel) -> None:
     assert roundtrip(event) == event
+
+
+def test_the_samples_cover_every_contract() -> None:
+    assert {event.avro_name for event in samples()} == set(contracts.EVENT_RECORDS)
 
 
 @pytest.mark.parametrize("name", contracts.EVENT_RECORDS)

@@ -36,7 +36,7 @@ def executor(
     from opentelemetry import trace
 
     from selective_autonomy.edges.executor.runner import build_adapter, serve
-    from selective_autonomy.errors import ConfigError
+    from selective_autonomy.errors import ConfigError, SchemaRegistryError
     from selective_autonomy.streams.meters import process_meters
     from selective_autonomy.streams.tracing import build_tracer_provider
 
@@ -60,5 +60,9 @@ def executor(
         f"executor: {settings.topics.actions_executed} -> HTTP routes [{routes}]; "
         f"health on :{settings.executor.health_port}/healthz, metrics on /metrics"
     )
-    serve(settings, tracer_provider=provider, meter_provider=meters.provider, exposition=meters.exposition)
+    try:
+        serve(settings, tracer_provider=provider, meter_provider=meters.provider, exposition=meters.exposition)
+    except SchemaRegistryError as exc:  # at start-up: the codec registers its subjects first
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo("executor stopped")

@@ -45,7 +45,7 @@ from selective_autonomy.store import FeedbackStore, default_url
 from selective_autonomy.streams.dead_letter import dead_letter_for
 from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class ExecutorRunner:
         publisher: RecordPublisher,
         *,
         tracer_provider: trace.TracerProvider | None = None,
+        codec: AvroCodec | None = None,
         **consumer_overrides: Any,
     ) -> None:
         self.settings = settings
@@ -103,7 +104,7 @@ class ExecutorRunner:
         self.topics = settings.topics
         self.executor = executor
         self.publisher = publisher
-        self.codec = AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
         self.state = RunnerState()
         self.consumer_overrides = consumer_overrides
@@ -352,11 +353,14 @@ async def run_executor(
     if ledger is None:
         store = await asyncio.to_thread(FeedbackStore.open, store_url(settings))
         ledger = StoreLedger(store)
-    producer = AckingProducer(settings, timeout_s=settings.executor.publish_timeout_s)
+    codec = await asyncio.to_thread(codec_for, settings)  # a registry, when configured, answers first
+    producer = AckingProducer(settings, timeout_s=settings.executor.publish_timeout_s, codec=codec)
     publisher = KafkaPublisher(producer)
     publisher.start()
     executor = ActionExecutor(adapter, ledger, Backoff.from_settings(settings.executor.retry))
-    runner = ExecutorRunner(settings, executor, publisher, tracer_provider=tracer_provider, **consumer_overrides)
+    runner = ExecutorRunner(
+        settings, executor, publisher, tracer_provider=tracer_provider, codec=codec, **consumer_overrides
+    )
     register_executor_meters(runner, meter_provider)
     server = None
     try:

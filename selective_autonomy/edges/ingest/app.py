@@ -43,6 +43,7 @@ from selective_autonomy.edges.records import KafkaPublisher, RecordPublisher
 from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
+from selective_autonomy.streams.serialization import codec_for
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +241,12 @@ def create_ingest_app(
     """
     config = settings.ingest
     authenticator = WebhookAuthenticator.from_settings(config)
+    codec = codec_for(settings)
     if publisher is None:
-        publisher = KafkaPublisher(AckingProducer(settings, timeout_s=config.publish_timeout_s))
-    service = IngestService(settings, publisher, schemas or SchemaDirectory(settings.models_dir), tracer_provider)
+        publisher = KafkaPublisher(AckingProducer(settings, timeout_s=config.publish_timeout_s, codec=codec))
+    service = IngestService(
+        settings, publisher, schemas or SchemaDirectory(settings.models_dir), tracer_provider, codec=codec
+    )
     register_ingest_meters(service.counters, meter_provider)
 
     @asynccontextmanager

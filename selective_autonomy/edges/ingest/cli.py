@@ -44,14 +44,14 @@ def http(
     import uvicorn
 
     from selective_autonomy.edges.ingest.app import create_ingest_app
-    from selective_autonomy.errors import ConfigError
+    from selective_autonomy.errors import ConfigError, SchemaRegistryError
     from selective_autonomy.streams.meters import process_meters
 
     settings = load_settings(config)
     meters = process_meters(settings.telemetry)
     try:
         app = create_ingest_app(settings, meter_provider=meters.provider, exposition=meters.exposition)
-    except ConfigError as exc:
+    except (ConfigError, SchemaRegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     bind_host, bind_port = host or settings.ingest.host, port or settings.ingest.port

@@ -28,7 +28,7 @@ from selective_autonomy.edges.publisher import Delivered
 from selective_autonomy.edges.records import Outgoing, RecordPublisher
 from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas.events import UIStateChanged
-from selective_autonomy.streams.serialization import AvroCodec
+from selective_autonomy.streams.serialization import AvroCodec, codec_for
 from selective_autonomy.streams.tracing import TRACER_NAME, headers_for, messaging_attributes
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class IngestService:
         publisher: RecordPublisher,
         schemas: SchemaSource,
         tracer_provider: trace.TracerProvider | None = None,
+        codec: AvroCodec | None = None,
     ) -> None:
         self.topic = settings.topics.ui_state
         self.config = settings.ingest
@@ -103,7 +104,7 @@ class IngestService:
         self.schemas = schemas
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
         self.counters = IngestCounters()
-        self.codec = AvroCodec(settings.wire_format)
+        self.codec = codec or codec_for(settings)
 
     def _encoded(self, event: UIStateChanged) -> bytes | list[Violation]:
         """The record's bytes, or why the event does not fit Avro (an integer beyond 64 bits, say)."""

@@ -7,10 +7,9 @@ import json
 import struct
 
 import fastavro
-import httpx
 import pytest
 
-from selective_autonomy.config import SchemaRegistrySettings, WireFormat
+from selective_autonomy.config import WireFormat
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas import contracts
 from selective_autonomy.schemas.events import (
@@ -23,7 +22,7 @@ from selective_autonomy.schemas.events import (
     UIStateChanged,
     Verdict,
 )
-from selective_autonomy.streams.schema_ids import PackageSchemaIds, RegistrySchemaIds
+from selective_autonomy.streams.schema_ids import PackageSchemaIds
 from selective_autonomy.streams.serialization import AvroCodec
 
 EVENT = UIStateChanged(
@@ -175,24 +174,3 @@ def test_a_v2_enum_symbol_reads_as_the_default_in_a_v1_reader() -> None:
         contracts.historical_schema("OperatorDeferral", 1),
     )
     assert isinstance(old, dict) and old["reason"] == "unspecified"
-
-
-def test_schema_registry_client_registers_and_fetches() -> None:
-    registered: dict[int, str] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/subjects/ui.state-value/versions":
-            registered[42] = json.loads(request.content)["schema"]
-            return httpx.Response(200, json={"id": 42})
-        if request.method == "GET" and request.url.path == "/schemas/ids/42":
-            return httpx.Response(200, json={"schema": registered[42]})
-        return httpx.Response(404, json={"error_code": 40403, "message": "not found"})
-
-    client = httpx.Client(base_url="http://registry.test", transport=httpx.MockTransport(handler))
-    registry = RegistrySchemaIds(SchemaRegistrySettings(url="http://registry.test"), client=client)
-    codec = AvroCodec(resolver=registry)
-    data = codec.encode(EVENT, "ui.state")
-    assert struct.unpack(">bI", data[:5]) == (0, 42)
-    assert codec.decode(data, UIStateChanged) == EVENT
-    with pytest.raises(DecodeError, match="404"):
-        codec.decode(b"\x00\x00\x00\x00\x09abc", UIStateChanged)

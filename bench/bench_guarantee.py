@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -192,9 +193,13 @@ def learn_offline(prepared: Prepared, learning: LearningSettings, config: Offlin
 
 
 def run_learning(
-    prepared: Prepared, target: float, gate: str, config: OfflineLoopConfig
+    prepared: Prepared, target: float, gate: str, config: OfflineLoopConfig, certify_blocks: int | None = None
 ) -> tuple[ReplayReport, dict[str, Any]]:
-    learning = LearningSettings(target_precision=target, critic="auto" if gate == "selauto" else "confidence")
+    learning = LearningSettings(
+        target_precision=target,
+        critic="auto" if gate == "selauto" else "confidence",
+        certify_blocks=certify_blocks or LearningSettings().certify_blocks,
+    )
     result = learn_offline(prepared, learning, config)
     curve = autonomy_curve(
         prepared.schema, prepared.policy, prepared.examples, CHECKPOINTS, learning, prepared.sessions_per_day
@@ -220,6 +225,7 @@ def main() -> None:
     parser.add_argument("--sgd-processes", type=int, default=4)
     parser.add_argument("--audit-rate", type=float, default=0.04)
     parser.add_argument("--relearn-every", type=int, default=1000)
+    parser.add_argument("--certify-blocks", type=int, default=LearningSettings().certify_blocks)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     config = OfflineLoopConfig(audit_rate=args.audit_rate, relearn_every=args.relearn_every)
@@ -236,7 +242,7 @@ def main() -> None:
                         report, sessions = run_paper(process, target)
                         extras.append({"sessions_to_certificate": sessions})
                     else:
-                        report, extra = run_learning(process, target, gate, config)
+                        report, extra = run_learning(process, target, gate, config, args.certify_blocks)
                         extras.append(extra)
                     reports.append(report)
                 to_certificate = [e.get("sessions_to_certificate") for e in extras]
@@ -264,12 +270,13 @@ def main() -> None:
     handling = HandlingTimeModel()
     payload = {
         "benchmark": "guarantee",
-        "command": "python -m bench.bench_guarantee",
+        "command": " ".join(["python -m bench.bench_guarantee", *sys.argv[1:]]),
         "machine": {"python": platform.python_version(), "processor": platform.machine(), "cores": 2},
         "confidence": LearningSettings().confidence,
         "audit_rate": args.audit_rate,
         "exploration_share": LearningSettings().exploration_share,
         "relearn_every": args.relearn_every,
+        "certify_blocks": args.certify_blocks,
         "interruption_s_per_deferral": handling.interruption_s,
         "split": "chronological 40/30/30: policy / copilot / future",
         "rows": rows,

@@ -466,6 +466,13 @@ class LearningSettings(_Section):
         default=0.9, gt=0, lt=1, description="Probability that the precision holds; 1 - it bounds false alarms."
     )
     min_calibration_samples: int = Field(default=100, ge=10, description="Per (process, cluster, tier, action type).")
+    certify_blocks: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Consecutive time blocks of the certifying evidence; a threshold runs only where each block "
+        "alone certifies it, so a period the pooled evidence averages away still counts (docs/guarantee.md).",
+    )
     min_judgements: int = Field(
         default=50, ge=0, description="Judgements an action type needs in the certifying evidence to run unattended."
     )

@@ -125,8 +125,18 @@ def calibrate_thresholds(
     confidence: float = 0.9,
     min_samples: int = 100,
     grid: Sequence[float] = DEFAULT_GRID,
+    blocks: int = 1,
 ) -> CalibrationReport:
-    """Certify one threshold per (process, cluster, tier, action type) that has at least ``min_samples``."""
+    """Certify one threshold per (process, cluster, tier, action type) that has at least ``min_samples``.
+
+    With ``blocks`` > 1 each key's feedback (in the order given: oldest first) is cut into that many
+    consecutive blocks and certified on each alone; the key's threshold is the strictest of them,
+    none where a block certifies nothing. Each block is a valid Learn-Then-Test on its own, so the
+    intersection keeps the guarantee; what it adds is that a threshold must hold in every period
+    of the window, not only on their average.
+    """
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
     groups: dict[str, list[ScoredFeedback]] = defaultdict(list)
     for item in feedback:
         if item.tier is ActionTier.approval_required:
@@ -144,7 +154,7 @@ def calibrate_thresholds(
         labels = np.asarray([i.accepted for i in items])
         threshold = None
         if len(items) >= min_samples:
-            threshold = certify_threshold(scores.tolist(), labels.tolist(), target_precision, confidence, grid)
+            threshold = _strictest_over_blocks(scores, labels, target_precision, confidence, grid, blocks)
         covered = scores >= threshold if threshold is not None else np.zeros(len(items), dtype=bool)
         passed, right = int(covered.sum()), int(labels[covered].sum())
         results.append(
@@ -161,6 +171,26 @@ def calibrate_thresholds(
     return CalibrationReport(
         target_precision=target_precision, confidence=confidence, min_samples=min_samples, results=results
     )
+
+
+def _strictest_over_blocks(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    target_precision: float,
+    confidence: float,
+    grid: Sequence[float],
+    blocks: int,
+) -> float | None:
+    """The lowest threshold every consecutive block certifies (fixed-sequence testing from the
+    strictest grid value down certifies an upper set of the grid, so the intersection is the
+    largest of the blocks' lowest thresholds)."""
+    chosen: float | None = None
+    for part in np.array_split(np.arange(len(scores)), blocks):
+        threshold = certify_threshold(scores[part].tolist(), labels[part].tolist(), target_precision, confidence, grid)
+        if threshold is None:
+            return None
+        chosen = threshold if chosen is None else max(chosen, threshold)
+    return chosen
 
 
 def _clopper_pearson_lower(successes: int, trials: int, confidence: float) -> float:

@@ -40,7 +40,11 @@ def scored(critic: Critic, examples: Sequence[CriticExample]) -> list[ScoredFeed
 def certify(critic: Critic, examples: Sequence[CriticExample], config: LearningSettings) -> CalibrationReport:
     """Risk-controlled thresholds for ``critic`` per (process, cluster, tier, action type)."""
     return calibrate_thresholds(
-        scored(critic, examples), config.target_precision, config.confidence, config.min_calibration_samples
+        scored(critic, examples),
+        config.target_precision,
+        config.confidence,
+        config.min_calibration_samples,
+        blocks=config.certify_blocks,
     )
 
 

@@ -60,3 +60,41 @@ def test_calibration_is_per_cluster_tier_and_action_type_and_skips_approval_requ
     assert thresholds.get("p", "small", ActionTier.critical, "refund") is None
     assert 0 < report.certified_coverage() < 1
     assert report.certified("p/big/") and not report.certified("p/small/")
+
+
+def drifting(seed: int) -> list[ScoredFeedback]:
+    """Two periods of one action type: the first period's middle scores are worse than the second's.
+
+    Period 1: P(accept | s) = s - 0.2 below 0.95; period 2: a calibrated critic. Pooled, the middle
+    scores average out near target; alone, period 1 does not reach it there."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for shift in (0.2, 0.0):
+        scores = rng.random(3000)
+        accepted = rng.random(3000) < np.where(scores < 0.95, scores - shift, scores)
+        items += [
+            ScoredFeedback("p", "c", ActionTier.critical, "refund", float(s), bool(a))
+            for s, a in zip(scores, accepted, strict=True)
+        ]
+    return items
+
+
+def test_blocks_require_each_period_to_certify_a_threshold() -> None:
+    for seed in range(5):
+        items = drifting(seed)
+        pooled = calibrate_thresholds(items, 0.9, 0.9).results[0].threshold
+        blocked = calibrate_thresholds(items, 0.9, 0.9, blocks=2).results[0].threshold
+        first, second = (
+            calibrate_thresholds(part, 0.9, 0.9).results[0].threshold for part in (items[:3000], items[3000:])
+        )
+        assert None not in (pooled, blocked, first, second)
+        # The strictest block decides: the worse first period's own threshold, above the pooled one.
+        assert blocked == max(first, second) == first  # type: ignore[type-var]
+        assert blocked > pooled  # type: ignore[operator]
+
+
+def test_one_block_is_the_pooled_certificate_and_a_block_without_a_threshold_voids_the_key() -> None:
+    items = drifting(0)
+    assert calibrate_thresholds(items, 0.9, 0.9, blocks=1) == calibrate_thresholds(items, 0.9, 0.9)
+    hopeless = [ScoredFeedback("p", "c", ActionTier.critical, "refund", 0.99, False)] * 200
+    assert calibrate_thresholds(items[:3000] + hopeless, 0.9, 0.9, blocks=2).results[0].threshold is None

@@ -1009,7 +1009,8 @@ def test_registry_settings_reach_every_codec_component(
 
 def test_registry_password_stays_in_the_secret_and_rolls_the_pods(render: Any) -> None:
     def with_password(password: str) -> Rendered:
-        return render(_deep_merge(EVERYTHING, {"schemaRegistry": {"basicAuth": {"password": password}}}))
+        rendered: Rendered = render(_deep_merge(EVERYTHING, {"schemaRegistry": {"basicAuth": {"password": password}}}))
+        return rendered
 
     rendered = with_password(SENTINEL)
     encoded = base64.b64encode(SENTINEL.encode()).decode()

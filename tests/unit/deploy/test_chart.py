@@ -22,7 +22,7 @@ import yaml
 helm_python = pytest.importorskip("helm_python")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-from selective_autonomy.config import load_settings  # noqa: E402
+from selective_autonomy.config import RegistryCompatibility, Settings, load_settings  # noqa: E402
 
 CHART_DIR = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "selective-autonomy"
 KUBE_VERSION = "1.30.0"
@@ -42,6 +42,19 @@ EVERYTHING: dict[str, Any] = {
         "extra": {"linger.ms": 5, "enable.idempotence": True},
     },
     "store": {"url": "postgresql+psycopg://selauto:pw@db:5432/selauto"},
+    "schemaRegistry": {
+        "url": "https://registry-0.kafka.svc:8081,https://registry-1.kafka.svc:8081",
+        "compatibility": "FULL_TRANSITIVE",
+        "timeoutS": 2.5,
+        "maxRetries": 4,
+        "basicAuth": {"username": "selauto-registry", "password": "registry-inline-password"},
+        "tls": {
+            "caSecret": "registry-ca",
+            "caSecretKey": "bundle.pem",
+            "clientSecret": "registry-client",
+            "clientSecretKeyPasswordKey": "key-password",
+        },
+    },
     "console": {
         "operators": {"alice": "inline-token", "bob": "another-inline-token"},
         "secretKey": "inline-secret-key",
@@ -341,6 +354,10 @@ def test_production_scenario(render: Any) -> None:
     assert refs["SELAUTO_KAFKA__SASL_USERNAME"] == {"name": "selauto-kafka-credentials", "key": "username"}
     assert refs["SELAUTO_KAFKA__SASL_PASSWORD"] == {"name": "selauto-kafka-credentials", "key": "password"}
     assert refs["SELAUTO_STORE__URL"] == {"name": "selauto-store", "key": "dsn"}
+    assert refs["SELAUTO_SCHEMA_REGISTRY__USERNAME"] == {"name": "selauto-schema-registry", "key": "username"}
+    assert refs["SELAUTO_SCHEMA_REGISTRY__PASSWORD"] == {"name": "selauto-schema-registry", "key": "password"}
+    assert 'Basic auth: keys "username" and "password" of Secret "selauto-schema-registry".' in rendered.notes
+    assert "only look up the <topic>-value subjects" in rendered.notes
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.observability.svc:4318"
     assert env["SELAUTO_INFERENCE__URL"]["value"] == "http://selauto-selective-autonomy-vllm:8000/v1"
     assert env["SELAUTO_INFERENCE__MODEL"]["value"] == "selauto-policy"
@@ -432,6 +449,7 @@ def test_inline_credentials_are_never_rendered_with_existing_secrets(render: Any
             "kafka": {"sasl": {"username": SENTINEL, "password": SENTINEL}},
             "store": {"url": SENTINEL},
             "console": {"operators": {"alice": SENTINEL}, "secretKey": SENTINEL},
+            "schemaRegistry": {"basicAuth": {"username": SENTINEL, "password": SENTINEL}},
         },
     )
     rendered = render(values)
@@ -452,6 +470,8 @@ def test_chart_managed_credentials(render: Any) -> None:
         "kafka-sasl-password": "inline-password",
         "console-secret-key": "inline-secret-key",
         "store-url": "postgresql+psycopg://selauto:pw@db:5432/selauto",
+        "schema-registry-username": "selauto-registry",
+        "schema-registry-password": "registry-inline-password",
     }
     assert "Operators: alice, bob;" in rendered.notes
     for component in ("worker", "learner", "console", "executor"):
@@ -528,6 +548,15 @@ def test_topic_job_can_be_disabled(render: Any) -> None:
         {"learner": {"enabled": "yes"}},
         {"learner": {"port": 0}},
         {"learner": {"data": {"existingClaim": "Not_A_Name"}}},
+        {"schemaRegistry": {"compatibility": "STRICT"}},
+        {"schemaRegistry": {"compatibility": "backward"}},
+        {"schemaRegistry": {"autoRegister": "yes"}},
+        {"schemaRegistry": {"timeoutS": 0}},
+        {"schemaRegistry": {"maxRetries": -1}},
+        {"schemaRegistry": {"url": "https://user:secret@registry:8081"}},
+        {"schemaRegistry": {"basicAuth": {"user": "selauto"}}},
+        {"schemaRegistry": {"tls": {"caSecret": "Not_A_Name"}}},
+        {"schemaRegistry": {"tls": {"clientSecretKeyKey": ""}}},
     ],
     ids=lambda v: json.dumps(v, sort_keys=True),
 )
@@ -610,6 +639,9 @@ SECRET_PLACEHOLDERS = {
     "SELAUTO_STORE__URL": "postgresql+psycopg://u:p@h/db",
     "SELAUTO_CONSOLE__OPERATORS": '{"alice": "a-long-token"}',
     "SELAUTO_CONSOLE__SECRET_KEY": "0123456789abcdef0123456789abcdef",
+    "SELAUTO_SCHEMA_REGISTRY__USERNAME": "registry-user",
+    "SELAUTO_SCHEMA_REGISTRY__PASSWORD": "registry-password",
+    "SELAUTO_SCHEMA_REGISTRY__SSL_KEY_PASSWORD": "key-password",
 }
 
 # `selauto` commands the chart may run before they exist in selective_autonomy/cli.py; each entry
@@ -658,7 +690,7 @@ def _unknown_setting(name: str) -> str | None:
     unknown top-level name; nested ones fail through extra="forbid", checked by load_settings)."""
     from pydantic import BaseModel
 
-    from selective_autonomy.config import CONFIG_FILE_ENV, Settings
+    from selective_autonomy.config import CONFIG_FILE_ENV
 
     if name == CONFIG_FILE_ENV:
         return None
@@ -675,14 +707,38 @@ def _unknown_setting(name: str) -> str | None:
     return None
 
 
+def _pod_settings(
+    rendered: Rendered,
+    workload: dict[str, Any],
+    container: dict[str, Any],
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """The settings ``container`` would load: ``env`` (from :func:`_env_for_settings`) and the settings
+    file of the ConfigMap mounted where SELAUTO_CONFIG_FILE points."""
+    from selective_autonomy.config import CONFIG_FILE_ENV
+
+    where = f"{workload['kind']}/{container['name']}"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert env[CONFIG_FILE_ENV] == f"{mount['mountPath']}/settings.yaml", where
+    volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    configmaps = {doc["metadata"]["name"]: doc for doc in rendered.of_kind("ConfigMap")}
+    settings_file = tmp_path / f"{workload['metadata']['name']}.yaml"
+    settings_file.write_text(configmaps[volume["configMap"]["name"]]["data"]["settings.yaml"])
+    with monkeypatch.context() as patched:
+        for name in [n for n in os.environ if n.startswith("SELAUTO_")]:
+            patched.delenv(name)
+        for name, value in {**env, CONFIG_FILE_ENV: str(settings_file)}.items():
+            patched.setenv(name, value)
+        return load_settings()  # raises on any nested key selauto does not know
+
+
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_selauto_env_var_is_a_setting_selauto_accepts(
     render: Any, scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from selective_autonomy.config import CONFIG_FILE_ENV
-
     rendered = render(SCENARIOS[scenario])
-    configmaps = {doc["metadata"]["name"]: doc for doc in rendered.of_kind("ConfigMap")}
     checked = set()
     for workload, container in _selauto_containers(rendered):
         where = f"{workload['kind']}/{container['name']}"
@@ -690,20 +746,7 @@ def test_every_selauto_env_var_is_a_setting_selauto_accepts(
         unknown = [reason for name in env if (reason := _unknown_setting(name))]
         assert not unknown, f"{where}: {unknown}"
 
-        # The settings file: the ConfigMap mounted where SELAUTO_CONFIG_FILE points.
-        mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
-        assert env[CONFIG_FILE_ENV] == f"{mount['mountPath']}/settings.yaml", where
-        volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
-        settings_file = tmp_path / f"{workload['metadata']['name']}.yaml"
-        settings_file.write_text(configmaps[volume["configMap"]["name"]]["data"]["settings.yaml"])
-        env[CONFIG_FILE_ENV] = str(settings_file)
-
-        with monkeypatch.context() as patched:
-            for name in [n for n in os.environ if n.startswith("SELAUTO_")]:
-                patched.delenv(name)
-            for name, value in env.items():
-                patched.setenv(name, value)
-            settings = load_settings()  # raises on any nested key selauto does not know
+        settings = _pod_settings(rendered, workload, container, env, tmp_path, monkeypatch)
 
         assert str(settings.data_dir) == env["SELAUTO_DATA_DIR"]
         if container["name"] in ROLES:  # `selauto worker` as a decider or as the learner
@@ -722,6 +765,14 @@ def test_every_selauto_env_var_is_a_setting_selauto_accepts(
             assert settings.kafka.sasl_password is not None and settings.kafka.sasl_mechanism
         if SCENARIOS[scenario].get("otel", {}).get("endpoint"):
             assert settings.telemetry.otlp_endpoint and settings.telemetry.otlp_endpoint.endswith("/v1/traces")
+        if container["name"] == "topics":
+            assert not [n for n in env if n.startswith("SELAUTO_SCHEMA_REGISTRY__")], "the topic Job builds no codec"
+        else:
+            registry = settings.schema_registry
+            assert registry.url == (SCENARIOS[scenario].get("schemaRegistry", {}).get("url") or None), where
+            for field in REGISTRY_FILES:
+                if getattr(registry, field) is not None:
+                    _mounted_secret_file(workload, container, getattr(registry, field))
         checked.add(container["name"])
     expected = {"worker", "learner", "console", "topics"} | ({"executor"} if scenario == "everything" else set())
     assert checked == expected
@@ -836,3 +887,198 @@ def test_credentials_roll_the_pods_through_a_secret_checksum(render: Any) -> Non
     assert all(before.values()) and all(before[c] != after[c] for c in before)
     production = _deep_merge(SCENARIOS["production"], {"executor": {"enabled": True}})
     assert set(checksums(production).values()) == {None}, "no chart Secret, nothing to hash"
+
+
+# --- the Schema Registry -------------------------------------------------------------------------
+
+# The components that build a codec (streams/serialization.py codec_for) and so talk to the registry.
+CODEC_COMPONENTS = ("worker", "learner", "console", "executor")
+REGISTRY_FILES = ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location")
+
+REGISTRY_EXISTING_SECRETS: dict[str, Any] = {
+    "schemaRegistry": {
+        "url": "https://registry.kafka.svc:8081",
+        "autoRegister": False,
+        "compatibility": "",
+        "basicAuth": {
+            "existingSecret": "registry-credentials",
+            "existingSecretUsernameKey": "user",
+            "existingSecretPasswordKey": "pass",
+        },
+        "tls": {
+            "caSecret": "registry-ca",
+            "clientSecret": "registry-client",
+            "clientSecretCertKey": "cert.pem",
+            "clientSecretKeyKey": "key.pem",
+        },
+    },
+    "executor": {"enabled": True},
+}
+
+
+def _mounted_secret_file(workload: dict[str, Any], container: dict[str, Any], path: Path) -> tuple[str, str]:
+    """(Secret name, key) of the Secret item that ``container`` sees at ``path``; fails when none does."""
+    mount = next((m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent), None)
+    assert mount is not None, f"{container['name']}: nothing is mounted at {path.parent}"
+    assert mount.get("readOnly") is True, mount
+    volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    item = next((i for i in volume["secret"]["items"] if i["path"] == path.name), None)
+    assert item is not None, f"{container['name']}: volume {volume['name']} has no item {path.name}"
+    return volume["secret"]["secretName"], item["key"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            EVERYTHING,
+            {
+                "secret": f"{RELEASE}-selective-autonomy",
+                "keys": ("schema-registry-username", "schema-registry-password"),
+                "username": "selauto-registry",
+                "password": "registry-inline-password",
+                "files": {
+                    "ssl_ca_location": ("registry-ca", "bundle.pem"),
+                    "ssl_certificate_location": ("registry-client", "tls.crt"),
+                    "ssl_key_location": ("registry-client", "tls.key"),
+                },
+                "key_password": {"name": "registry-client", "key": "key-password"},
+                "auto_register": True,
+                "compatibility": RegistryCompatibility.FULL_TRANSITIVE,
+                "timeout_s": 2.5,
+                "max_retries": 4,
+            },
+        ),
+        (
+            REGISTRY_EXISTING_SECRETS,
+            {
+                "secret": "registry-credentials",
+                "keys": ("user", "pass"),
+                "username": SECRET_PLACEHOLDERS["SELAUTO_SCHEMA_REGISTRY__USERNAME"],
+                "password": SECRET_PLACEHOLDERS["SELAUTO_SCHEMA_REGISTRY__PASSWORD"],
+                "files": {
+                    "ssl_ca_location": ("registry-ca", "ca.crt"),
+                    "ssl_certificate_location": ("registry-client", "cert.pem"),
+                    "ssl_key_location": ("registry-client", "key.pem"),
+                },
+                "key_password": None,
+                "auto_register": False,
+                "compatibility": None,
+                "timeout_s": 5.0,
+                "max_retries": 2,
+            },
+        ),
+    ],
+    ids=["chart-secret", "existing-secret"],
+)
+def test_registry_settings_reach_every_codec_component(
+    render: Any, values: dict[str, Any], expected: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = render(values)
+    for component in CODEC_COMPONENTS:
+        workload = rendered.one("Deployment", component)
+        (container,) = _containers(workload)
+        env = _env_for_settings(rendered, workload, container)
+        registry = _pod_settings(rendered, workload, container, env, tmp_path, monkeypatch).schema_registry
+
+        assert registry.url == values["schemaRegistry"]["url"], component
+        assert registry.username == expected["username"], component
+        assert registry.password is not None and registry.password.get_secret_value() == expected["password"]
+        refs = {n: e["valueFrom"]["secretKeyRef"] for n, e in _env(container).items() if "valueFrom" in e}
+        user_key, password_key = expected["keys"]
+        assert refs["SELAUTO_SCHEMA_REGISTRY__USERNAME"] == {"name": expected["secret"], "key": user_key}
+        assert refs["SELAUTO_SCHEMA_REGISTRY__PASSWORD"] == {"name": expected["secret"], "key": password_key}
+        assert refs.get("SELAUTO_SCHEMA_REGISTRY__SSL_KEY_PASSWORD") == expected["key_password"], component
+        assert (registry.ssl_key_password is not None) is (expected["key_password"] is not None)
+        files = {field: _mounted_secret_file(workload, container, getattr(registry, field)) for field in REGISTRY_FILES}
+        assert files == expected["files"], component
+        assert registry.auto_register is expected["auto_register"]
+        assert registry.compatibility == expected["compatibility"]
+        assert registry.timeout_s == expected["timeout_s"]
+        assert registry.max_retries == expected["max_retries"]
+
+    # The topic Job creates topics only: no registry credentials, no client key.
+    job = rendered.one("Job", "topics")
+    (container,) = _containers(job)
+    assert not [e["name"] for e in container["env"] if e["name"].startswith("SELAUTO_SCHEMA_REGISTRY__")]
+    assert not [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"].startswith("schema-registry")]
+    _pod_settings(rendered, job, container, _env_for_settings(rendered, job, container), tmp_path, monkeypatch)
+    assert f"Schema Registry: {values['schemaRegistry']['url']}." in rendered.notes
+    assert "the console and the executor" in rendered.notes
+
+
+def test_registry_password_stays_in_the_secret_and_rolls_the_pods(render: Any) -> None:
+    def with_password(password: str) -> Rendered:
+        rendered: Rendered = render(_deep_merge(EVERYTHING, {"schemaRegistry": {"basicAuth": {"password": password}}}))
+        return rendered
+
+    rendered = with_password(SENTINEL)
+    encoded = base64.b64encode(SENTINEL.encode()).decode()
+    for path, text in rendered.raw.items():
+        if path.endswith("templates/secret.yaml"):
+            assert encoded in text
+        else:
+            assert SENTINEL not in text and encoded not in text, path
+    for configmap in rendered.of_kind("ConfigMap"):
+        assert "password" not in configmap["data"].get("settings.yaml", ""), configmap["metadata"]["name"]
+    other = with_password("another-password")
+    for component in CODEC_COMPONENTS:
+        annotations = [
+            r.one("Deployment", component)["spec"]["template"]["metadata"]["annotations"] for r in (rendered, other)
+        ]
+        assert annotations[0]["checksum/secret"] != annotations[1]["checksum/secret"], component
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {  # registry values without a URL are ignored, like SASL credentials without SASL
+            "schemaRegistry": {
+                "basicAuth": {"username": "u", "password": SENTINEL},
+                "tls": {"caSecret": "registry-ca", "clientSecret": "registry-client"},
+                "compatibility": "NONE",
+            }
+        },
+    ],
+    ids=["default", "no-url"],
+)
+def test_without_a_registry_url_nothing_of_the_registry_renders(render: Any, values: dict[str, Any]) -> None:
+    rendered = render(values)
+    for workload, container in _selauto_containers(rendered):
+        assert not [e["name"] for e in container["env"] if "SCHEMA_REGISTRY" in e["name"]], workload["metadata"]["name"]
+        assert not [m for m in container["volumeMounts"] if m["name"].startswith("schema-registry")]
+    for configmap in rendered.of_kind("ConfigMap"):
+        assert "schema_registry" not in configmap["data"].get("settings.yaml", "")
+    for secret in rendered.of_kind("Secret"):
+        assert not [key for key in secret["data"] if key.startswith("schema-registry")]
+    assert SENTINEL not in "\n".join(rendered.raw.values())
+    assert "Schema Registry" not in rendered.notes
+
+
+def test_registry_basic_auth_needs_both_username_and_password(chart: Any) -> None:
+    values = {"schemaRegistry": {"url": "https://registry:8081", "basicAuth": {"username": "selauto"}}}
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape("schemaRegistry.basicAuth.existingSecret")):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_schema_accepts_exactly_the_compatibility_levels_of_the_settings(chart: Any) -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    levels = schema["properties"]["schemaRegistry"]["properties"]["compatibility"]["enum"]
+    assert levels == ["", *(level.value for level in RegistryCompatibility)]
+    for level in levels:
+        chart.validate_schema({"schemaRegistry": {"compatibility": level}})
+
+
+@pytest.mark.parametrize(
+    ("compatibility", "expected"),
+    [("", None), (None, None), ("NONE", RegistryCompatibility.NONE), ("BACKWARD", RegistryCompatibility.BACKWARD)],
+)
+def test_registry_compatibility_reaches_the_settings_file(
+    render: Any, compatibility: str | None, expected: RegistryCompatibility | None, tmp_path: Path
+) -> None:
+    """An empty or null level is written as null: selauto leaves the subject's level alone."""
+    rendered = render({"schemaRegistry": {"url": "http://registry:8081", "compatibility": compatibility}})
+    path = tmp_path / "settings.yaml"
+    path.write_text(rendered.one("ConfigMap", "config")["data"]["settings.yaml"])
+    assert load_settings(path).schema_registry.compatibility == expected

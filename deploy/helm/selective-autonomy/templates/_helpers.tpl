@@ -198,6 +198,45 @@ checksum/secret: {{ $secret | sha256sum }}
 {{- end -}}
 
 {{/*
+Schema Registry. Every schemaRegistry value applies only with schemaRegistry.url set. Files are
+mounted under /etc/selauto/schema-registry-* and named in the settings file; the credentials reach
+the processes as SELAUTO_SCHEMA_REGISTRY__* env vars from a Secret.
+*/}}
+
+{{/* True when the registry takes basic auth (inline credentials or an existingSecret). */}}
+{{- define "selective-autonomy.registryAuthEnabled" -}}
+{{- $auth := .Values.schemaRegistry.basicAuth -}}
+{{- if and .Values.schemaRegistry.url (or $auth.existingSecret $auth.username $auth.password) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "selective-autonomy.registrySecretName" -}}
+{{- default (include "selective-autonomy.fullname" .) .Values.schemaRegistry.basicAuth.existingSecret -}}
+{{- end -}}
+
+{{- define "selective-autonomy.registryUsernameKey" -}}
+{{- ternary .Values.schemaRegistry.basicAuth.existingSecretUsernameKey "schema-registry-username" (not (empty .Values.schemaRegistry.basicAuth.existingSecret)) -}}
+{{- end -}}
+
+{{- define "selective-autonomy.registryPasswordKey" -}}
+{{- ternary .Values.schemaRegistry.basicAuth.existingSecretPasswordKey "schema-registry-password" (not (empty .Values.schemaRegistry.basicAuth.existingSecret)) -}}
+{{- end -}}
+
+{{/* True when the chart's own Secret carries the registry's basic auth credentials. */}}
+{{- define "selective-autonomy.chartRegistrySecret" -}}
+{{- if and (include "selective-autonomy.registryAuthEnabled" .) (not .Values.schemaRegistry.basicAuth.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/* True when the registry's CA bundle is mounted. */}}
+{{- define "selective-autonomy.registryCa" -}}
+{{- if and .Values.schemaRegistry.url .Values.schemaRegistry.tls.caSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* True when a client certificate for mutual TLS with the registry is mounted. */}}
+{{- define "selective-autonomy.registryClientCert" -}}
+{{- if and .Values.schemaRegistry.url .Values.schemaRegistry.tls.clientSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 Checks that the schema cannot express; rendered (empty) by the ConfigMap so that every install fails
 early with a clear message.
 */}}
@@ -208,6 +247,12 @@ early with a clear message.
 {{- end -}}
 {{- if not (or .Values.kafka.sasl.existingSecret (and .Values.kafka.sasl.username .Values.kafka.sasl.password)) -}}
 {{- fail "SASL needs kafka.sasl.existingSecret or both kafka.sasl.username and kafka.sasl.password" -}}
+{{- end -}}
+{{- end -}}
+{{- $auth := .Values.schemaRegistry.basicAuth -}}
+{{- if and .Values.schemaRegistry.url (or $auth.username $auth.password) (not $auth.existingSecret) -}}
+{{- if not (and $auth.username $auth.password) -}}
+{{- fail "Schema Registry basic auth needs schemaRegistry.basicAuth.existingSecret or both schemaRegistry.basicAuth.username and schemaRegistry.basicAuth.password" -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.vllm.enabled -}}
@@ -250,8 +295,30 @@ Secrets as SELAUTO_* env vars, which win over the file.
   "replication_factor" ($v.topics.replicationFactor | int)
 -}}
 {{- $settings := dict "kafka" $kafka "topics" $topics "wire_format" $v.wireFormat "app_id" $v.appId -}}
-{{- with $v.schemaRegistry.url -}}
-{{- $_ := set $settings "schema_registry" (dict "url" .) -}}
+{{- if $v.schemaRegistry.url -}}
+{{- $r := $v.schemaRegistry -}}
+{{- /* An empty (or null) compatibility is written as null: selauto then leaves the subject's level alone. */ -}}
+{{- $registry := dict "url" $r.url "compatibility" nil -}}
+{{- with $r.compatibility -}}
+{{- $_ := set $registry "compatibility" . -}}
+{{- end -}}
+{{- if kindIs "bool" $r.autoRegister -}}
+{{- $_ := set $registry "auto_register" $r.autoRegister -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $r.timeoutS) -}}
+{{- $_ := set $registry "timeout_s" $r.timeoutS -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $r.maxRetries) -}}
+{{- $_ := set $registry "max_retries" ($r.maxRetries | int) -}}
+{{- end -}}
+{{- if include "selective-autonomy.registryCa" . -}}
+{{- $_ := set $registry "ssl_ca_location" "/etc/selauto/schema-registry-ca/ca.crt" -}}
+{{- end -}}
+{{- if include "selective-autonomy.registryClientCert" . -}}
+{{- $_ := set $registry "ssl_certificate_location" "/etc/selauto/schema-registry-client/tls.crt" -}}
+{{- $_ := set $registry "ssl_key_location" "/etc/selauto/schema-registry-client/tls.key" -}}
+{{- end -}}
+{{- $_ := set $settings "schema_registry" $registry -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $settings (deepCopy ($v.settings | default dict))) -}}
 {{- end -}}
@@ -294,6 +361,26 @@ Usage: include "selective-autonomy.env" (dict "ctx" $ "component" "worker" "sasl
     secretKeyRef:
       name: {{ include "selective-autonomy.storeSecretName" $ctx }}
       key: {{ include "selective-autonomy.storeSecretKey" $ctx }}
+{{- end }}
+{{- /* The topic Job only creates topics: it builds no codec and never talks to the registry. */}}
+{{- if and (include "selective-autonomy.registryAuthEnabled" $ctx) (ne .component "topics") }}
+- name: SELAUTO_SCHEMA_REGISTRY__USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "selective-autonomy.registrySecretName" $ctx }}
+      key: {{ include "selective-autonomy.registryUsernameKey" $ctx }}
+- name: SELAUTO_SCHEMA_REGISTRY__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "selective-autonomy.registrySecretName" $ctx }}
+      key: {{ include "selective-autonomy.registryPasswordKey" $ctx }}
+{{- end }}
+{{- if and (include "selective-autonomy.registryClientCert" $ctx) $v.schemaRegistry.tls.clientSecretKeyPasswordKey (ne .component "topics") }}
+- name: SELAUTO_SCHEMA_REGISTRY__SSL_KEY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.schemaRegistry.tls.clientSecret }}
+      key: {{ $v.schemaRegistry.tls.clientSecretKeyPasswordKey }}
 {{- end }}
 {{- $service := printf "%s-%s" (include "selective-autonomy.name" $ctx) .component }}
 - name: SELAUTO_TELEMETRY__SERVICE_NAME
@@ -368,6 +455,46 @@ Usage: include "selective-autonomy.volumes" (dict "ctx" $ "configMap" "<name>" "
     items:
       - key: {{ $v.kafka.tls.caSecretKey }}
         path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{/*
+volumeMounts and volumes of the Schema Registry's CA bundle and client certificate, for the
+containers that build a codec (worker, learner, console, executor; not the topic Job). Empty
+without a registry. The paths are the ones the settings file names.
+*/}}
+{{- define "selective-autonomy.registryVolumeMounts" -}}
+{{- if include "selective-autonomy.registryCa" . }}
+- name: schema-registry-ca
+  mountPath: /etc/selauto/schema-registry-ca
+  readOnly: true
+{{- end }}
+{{- if include "selective-autonomy.registryClientCert" . }}
+- name: schema-registry-client
+  mountPath: /etc/selauto/schema-registry-client
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "selective-autonomy.registryVolumes" -}}
+{{- $tls := .Values.schemaRegistry.tls -}}
+{{- if include "selective-autonomy.registryCa" . }}
+- name: schema-registry-ca
+  secret:
+    secretName: {{ $tls.caSecret }}
+    items:
+      - key: {{ $tls.caSecretKey }}
+        path: ca.crt
+{{- end }}
+{{- if include "selective-autonomy.registryClientCert" . }}
+- name: schema-registry-client
+  secret:
+    secretName: {{ $tls.clientSecret }}
+    items:
+      - key: {{ $tls.clientSecretCertKey }}
+        path: tls.crt
+      - key: {{ $tls.clientSecretKeyKey }}
+        path: tls.key
 {{- end }}
 {{- end -}}
 

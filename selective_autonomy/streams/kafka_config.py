@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import SecretStr
 
 from selective_autonomy.config import BrokerProfile, KafkaSettings
 
@@ -64,6 +67,34 @@ def tweaks_for(kafka: KafkaSettings) -> ProfileTweaks:
     return PROFILE_TWEAKS[kafka.profile]
 
 
+class ClientTls(Protocol):
+    """The TLS files of a client section: the broker's (``kafka``) and the schema registry's share them."""
+
+    @property
+    def ssl_ca_location(self) -> Path | None: ...
+    @property
+    def ssl_certificate_location(self) -> Path | None: ...
+    @property
+    def ssl_key_location(self) -> Path | None: ...
+    @property
+    def ssl_key_password(self) -> SecretStr | None: ...
+
+
+def tls_config(section: ClientTls) -> dict[str, str]:
+    """librdkafka-style ``ssl.*`` properties for the files ``section`` sets (confluent-kafka's
+    producers, consumers and schema registry client read the same names)."""
+    conf: dict[str, str] = {}
+    if section.ssl_ca_location is not None:
+        conf["ssl.ca.location"] = str(section.ssl_ca_location)
+    if section.ssl_certificate_location is not None:
+        conf["ssl.certificate.location"] = str(section.ssl_certificate_location)
+    if section.ssl_key_location is not None:
+        conf["ssl.key.location"] = str(section.ssl_key_location)
+    if section.ssl_key_password is not None:
+        conf["ssl.key.password"] = section.ssl_key_password.get_secret_value()
+    return conf
+
+
 def _security_config(kafka: KafkaSettings) -> dict[str, Any]:
     conf: dict[str, Any] = {"security.protocol": kafka.security_protocol}
     if kafka.sasl_mechanism:
@@ -72,15 +103,7 @@ def _security_config(kafka: KafkaSettings) -> dict[str, Any]:
         conf["sasl.username"] = kafka.sasl_username
     if kafka.sasl_password is not None:
         conf["sasl.password"] = kafka.sasl_password.get_secret_value()
-    if kafka.ssl_ca_location is not None:
-        conf["ssl.ca.location"] = str(kafka.ssl_ca_location)
-    if kafka.ssl_certificate_location is not None:
-        conf["ssl.certificate.location"] = str(kafka.ssl_certificate_location)
-    if kafka.ssl_key_location is not None:
-        conf["ssl.key.location"] = str(kafka.ssl_key_location)
-    if kafka.ssl_key_password is not None:
-        conf["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
-    return conf
+    return conf | tls_config(kafka)
 
 
 def confluent_config(kafka: KafkaSettings, role: ClientRole, **overrides: Any) -> dict[str, Any]:

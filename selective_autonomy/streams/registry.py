@@ -22,6 +22,7 @@ from fastavro.types import Schema
 from selective_autonomy.config import SchemaRegistrySettings
 from selective_autonomy.errors import SchemaRegistryError
 from selective_autonomy.schemas import contracts
+from selective_autonomy.streams.kafka_config import tls_config
 
 T = TypeVar("T")
 
@@ -45,15 +46,7 @@ def client_config(settings: SchemaRegistrySettings) -> dict[str, Any]:
     if settings.username is not None:
         password = settings.password.get_secret_value() if settings.password else ""
         conf["basic.auth.user.info"] = f"{settings.username}:{password}"
-    if settings.ssl_ca_location is not None:
-        conf["ssl.ca.location"] = str(settings.ssl_ca_location)
-    if settings.ssl_certificate_location is not None:
-        conf["ssl.certificate.location"] = str(settings.ssl_certificate_location)
-    if settings.ssl_key_location is not None:
-        conf["ssl.key.location"] = str(settings.ssl_key_location)
-    if settings.ssl_key_password is not None:
-        conf["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
-    return conf
+    return conf | tls_config(settings)
 
 
 def shown_url(url: str) -> str:

@@ -59,6 +59,7 @@ SESSIONS = 1000  # x 4 steps = 4,000 UIStateChanged
 STEP_S = 1.0  # the traffic of each step is produced over this long
 LEAD_S = 0.5  # of it before the step's event, so that every stop lands on work in flight
 MAX_WORKERS = 3
+SPARES = 2  # worker processes kept imported and waiting to be started
 # The workers' consumer-group timings: Tansu holds a JoinGroup for half the session timeout and
 # evicts a SIGKILLed member after it, so 4 s (heartbeat 0.5 s) instead of the tansu profile's 6 s
 # (1 s) makes each membership change about a third shorter (see the module's note).
@@ -233,9 +234,9 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
         spares.append(worker)
 
     def start() -> WorkerProcess:
-        """Run the spare worker (its imports done) and start the next spare, which has the time of
-        this change to import."""
-        if not spares:
+        """Run the oldest spare worker and start another: each spare has the time of SPARES changes
+        to import (under load its imports took up to 14 s)."""
+        while len(spares) < SPARES:
             spare()
         worker = spares.pop(0).go(info_loggers=("selective_autonomy.agents.decide.decisions",))
         started.append(worker)
@@ -342,6 +343,7 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
         refused = sum(log.count("not acknowledging") for log in logs)
         gaps = sum(log.count("skipped by the fetch") for log in logs)
         jumps = sum(log.count("reading again from") for log in logs)
+        stale = sum(log.count("were fetched in consumer generation") for log in logs)
 
         executed_ids = {record_id for kind, record_id in set().union(*by_state.values()) if kind == "executed"}
         executed_records = sum(1 for r in records if r.kind == "executed")
@@ -370,6 +372,7 @@ def test_churn_loses_no_state_decides_none_twice_and_applies_each_action_once(
             f"{len(by_state)} distinct; {runner.executor.metrics.applied} actions applied "
             f"({runner.executor.metrics.duplicates} duplicates skipped); SIGTERMed exits {dict(graceful)}; "
             f"{refused} acks of undelivered records refused; {jumps} fetch jumps read again; {gaps} fetch gaps; "
+            f"{stale} batches from before a rebalance not delivered; "
             f"stops on a deciding worker {dict(hit)}; rebalances between events {len(unscheduled)}"
         )
         print(timing_summary(timeline))

@@ -42,10 +42,21 @@ lint: setup
 	$(BIN)/ruff check selective_autonomy tests bench
 	$(BIN)/mypy
 
+# The chaos test (marker `chaos`, tests/integration/reliability/test_chaos.py) spends its 11-12
+# minutes waiting on consumer-group rebalances, so it runs in a pytest session of its own (with its
+# own broker) beside the rest of the suite: `make test` fails if either fails and prints the chaos
+# run's output (its counts) at the end. Interrupting `make test` stops both (pytest stops on SIGTERM).
 test: setup $(SYSTEM_STAMP)
 	$(BIN)/ruff check selective_autonomy tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	@log=$$(mktemp); \
+	$(BIN)/pytest -q -p no:cacheprovider -s -m chaos tests >$$log 2>&1 & chaos=$$!; \
+	trap 'kill -TERM $$chaos 2>/dev/null; wait $$chaos; rm -f $$log; exit 130' INT TERM; \
+	$(BIN)/pytest -q -p no:cacheprovider -m "not chaos" tests; main=$$?; \
+	wait $$chaos; chaos_status=$$?; \
+	echo "---- chaos test (pytest -m chaos, run beside the suite above): exit $$chaos_status ----"; \
+	cat $$log; rm -f $$log; \
+	test $$main -eq 0 && test $$chaos_status -eq 0
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit

@@ -289,9 +289,26 @@ class KafkaSettings(_Section):
     ssl_key_location: Path | None = None
     ssl_key_password: SecretStr | None = None
     client_id: str = "selective-autonomy"
+    session_timeout_ms: int | None = Field(
+        default=None,
+        ge=1000,
+        description="Consumer group session timeout; unset: the profile's (tansu: 6000) or the client's default.",
+    )
+    heartbeat_interval_ms: int | None = Field(
+        default=None,
+        ge=100,
+        description="Consumer group heartbeat interval; unset: the profile's (tansu: 1000) or the client's default.",
+    )
     extra: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="More librdkafka properties for confluent-kafka clients, verbatim."
     )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> KafkaSettings:
+        session, heartbeat = self.session_timeout_ms, self.heartbeat_interval_ms
+        if session is not None and heartbeat is not None and heartbeat >= session:
+            raise ValueError(f"heartbeat_interval_ms ({heartbeat}) must be below session_timeout_ms ({session})")
+        return self
 
 
 class TopicSettings(_Section):

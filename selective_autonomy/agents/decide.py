@@ -46,6 +46,10 @@ from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers
 DecisionHook = Callable[[Decision], None]
 
 log = logging.getLogger(__name__)
+# One INFO line per decision, with what the session table said (ids and counts only, no field
+# values): off unless a deployment or a test sets this logger's level to INFO (the chaos test does).
+decisions_log = logging.getLogger(f"{__name__}.decisions")
+decisions_log.setLevel(logging.WARNING)
 
 EXIT_LOG_REWRITTEN = 75
 """Exit status when the broker's log changed under the worker (EX_TEMPFAIL: restart me)."""
@@ -291,6 +295,18 @@ class DecideAgent:
                 )
                 # Wait for the broker's ack before the session table moves on: at-least-once.
                 await sent
+            if decisions_log.isEnabledFor(logging.INFO):
+                decisions_log.info(
+                    "decided %s v%d: %s; the session table had v%d and %d unattended steps; from %s[%d]@%d",
+                    state.session_id,
+                    state.state_version,
+                    decision.outcome.value,
+                    session.last_state_version,
+                    session.autonomous_steps,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                )
             self.table[state.session_id.encode()] = session.after(
                 state, decision.outcome, decision.action_id, decision.deferral_id
             ).model_dump()

@@ -33,6 +33,7 @@ class Worker:
     metrics: RuntimeMetrics
     decide: DecideAgent
     ready: dict[str, bool] = field(default_factory=lambda: {"assigned": False})
+    generation: int = -1  # the consumer group generation of the current (or last) assignment
     feedback: FeedbackAgent | None = None
 
 
@@ -102,6 +103,7 @@ def build_worker(
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        worker.generation = app.consumer_generation_id
         worker.ready["assigned"] = True
 
     if web:
@@ -199,6 +201,9 @@ def _add_health_pages(worker: Worker) -> None:
             "models": loaded,
             "load_errors": worker.models.load_errors,
             "partitions_assigned": worker.ready["assigned"],
+            # Members of one group that are all ready in the same generation hold a settled
+            # assignment together (tests and operators tell a finished rebalance by it).
+            "generation": worker.generation,
         }
         return self.json(body, status=200 if ready else 503)
 

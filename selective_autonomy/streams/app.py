@@ -142,9 +142,22 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
     before them, so the partition stalls (the restart test's stalls, docs/guarantees.md). Invariant:
     aiokafka's position for a partition never stays past a record of an agent's topic that was
     neither delivered to the agent nor committed; such a partition is read again from that record.
+
+    A fourth guard covers batches that outlive a rebalance (:meth:`_getmany`): faust reads the
+    consumer generation only once a fetch has returned, so records fetched before a rebalance and
+    handed over after it pass as records of the new generation. For a changelog partition the worker
+    read as a standby and now restores as an active one, a single such record (from the standby's
+    position, far past offset 0 where the restore starts) is enough: faust's recovery applies a record
+    only if its offset is above the highest it has seen (``Recovery._slurp_changelogs``), so it skips
+    every earlier record and declares the partition restored, and the session table lacks that
+    partition's sessions. Invariant: a partition's records reach faust only from where the consumer
+    stands; when the generation changed while a fetch was out, the records of a partition that a
+    seek has repositioned since (aiokafka's position is not past them) are not delivered, and reading
+    goes on from where the seek put it.
     """
 
     refused_acks: int = 0
+    stale: int = 0
     gaps: int = 0
     jumps: int = 0
     head_waits: int = 0
@@ -203,6 +216,40 @@ class DeliveredOnlyAcks(faust_aiokafka.Consumer):
         known = self._dropped.get(tp)
         if known is None or known[1] != generation or offset < known[0]:
             self._dropped[tp] = (offset, generation, why)
+
+    def _position(self, tp: Any) -> int | None:
+        """aiokafka's position for ``tp`` (the next offset it returns); None when it has none."""
+        try:
+            consumer: Any = self._thread._ensure_consumer()
+            state = consumer._subscription.subscription.assignment.state_value(tp)
+        except Exception:  # not assigned any more
+            return None
+        return None if state is None else state._position
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        generation = self.app.consumer_generation_id
+        records = await super()._getmany(active_partitions, timeout)
+        now = self.app.consumer_generation_id
+        if not records or now == generation:
+            return records
+        fresh = {}
+        for tp, batch in records.items():
+            position = self._position(tp)
+            if batch and position is not None and position > batch[-1].offset:
+                fresh[tp] = batch
+                continue
+            self.stale += len(batch)
+            log.warning(
+                "%s: offsets %d..%d were fetched in consumer generation %d and reached faust in %d, "
+                "after a seek to %s: not delivered",
+                tp,
+                batch[0].offset,
+                batch[-1].offset,
+                generation,
+                now,
+                position,
+            )
+        return fresh
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active_partitions = await super()._wait_next_records(timeout)

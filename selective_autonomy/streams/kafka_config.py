@@ -8,7 +8,7 @@ around gaps measured on the embedded Tansu broker; each is commented with the ga
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -27,7 +27,8 @@ class ProfileTweaks:
     # arrives: the wait is the floor of every hop's latency, so keep it short.
     consumer_fetch_wait_ms: int | None = None
     # Tansu holds JoinGroup for about half the session timeout: a short session timeout (and a
-    # heartbeat to match) keeps joins and rebalances at 1-4 s instead of 20+ s.
+    # heartbeat to match) keeps joins and rebalances at 1-4 s instead of 20+ s. KafkaSettings'
+    # session_timeout_ms and heartbeat_interval_ms override both (the chaos test: 4 s and 0.5 s).
     session_timeout_ms: int | None = None
     heartbeat_interval_ms: int | None = None
     # Tansu reports a wrong high watermark (ListOffsets LATEST) when the last batch holds several
@@ -64,7 +65,13 @@ PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
 
 
 def tweaks_for(kafka: KafkaSettings) -> ProfileTweaks:
-    return PROFILE_TWEAKS[kafka.profile]
+    """The profile's tweaks, with the group timings that ``kafka`` sets explicitly."""
+    tweaks = PROFILE_TWEAKS[kafka.profile]
+    if kafka.session_timeout_ms is not None:
+        tweaks = replace(tweaks, session_timeout_ms=kafka.session_timeout_ms)
+    if kafka.heartbeat_interval_ms is not None:
+        tweaks = replace(tweaks, heartbeat_interval_ms=kafka.heartbeat_interval_ms)
+    return tweaks
 
 
 class ClientTls(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from selective_autonomy.config import BrokerProfile, KafkaSettings, load_settings, redacted
 from selective_autonomy.errors import ConfigError
@@ -85,3 +86,18 @@ def test_tansu_profile_adjusts_only_the_documented_settings() -> None:
     assert conf["auto.offset.reset"] == "earliest"
     assert faust_settings(kafka)["broker_session_timeout"] == 6.0
     assert confluent_config(kafka, "producer").get("fetch.wait.max.ms") is None
+
+
+def test_group_timings_override_the_profile_for_every_client() -> None:
+    for profile in BrokerProfile:
+        kafka = KafkaSettings(profile=profile, session_timeout_ms=4000, heartbeat_interval_ms=500)
+        conf = confluent_config(kafka, "consumer")
+        assert (conf["session.timeout.ms"], conf["heartbeat.interval.ms"]) == (4000, 500)
+        faust = faust_settings(kafka)
+        assert (faust["broker_session_timeout"], faust["broker_heartbeat_interval"]) == (4.0, 0.5)
+    assert "session.timeout.ms" not in confluent_config(KafkaSettings(heartbeat_interval_ms=500), "consumer")
+
+
+def test_group_heartbeat_must_be_within_the_session() -> None:
+    with pytest.raises(ValidationError, match="heartbeat_interval_ms"):
+        KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=2000)

@@ -266,3 +266,48 @@ def test_a_drop_before_a_rebalance_is_not_read_again_after_it(tmp_path: Path, mo
     consumer.app.consumer_generation_id = 1
     handed, sought = drain_fetches(consumer, monkeypatch, {0: 7}, {0: 4}, [{0}])
     assert sought == [] and handed == [(0, 4), (0, 5), (0, 6)]
+
+
+CHANGELOG = "test-sessions-changelog"
+
+
+def fetch_across_a_rebalance(
+    consumer: DeliveredOnlyAcks, monkeypatch: pytest.MonkeyPatch, positions: dict[int, int], rebalance: bool
+) -> object:
+    """What faust's ``_getmany`` hands over for a batch of changelog records 725..731 (partition 0)
+    and 40..41 (partition 1), fetched while the worker read them as a standby; with ``rebalance``, a
+    rebalance happens while the fetch is out and leaves aiokafka's positions at ``positions``."""
+    batch = {
+        TP(CHANGELOG, 0): [SimpleNamespace(offset=o) for o in range(725, 732)],
+        TP(CHANGELOG, 1): [SimpleNamespace(offset=o) for o in (40, 41)],
+    }
+
+    async def parent_getmany(self: object, active_partitions: object, timeout: float) -> object:
+        if rebalance:
+            consumer.app.consumer_generation_id += 1
+        return batch
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", parent_getmany)
+    monkeypatch.setattr(consumer, "_position", lambda tp: positions.get(tp.partition))
+    return asyncio.run(consumer._getmany(set(batch), 1.0))
+
+
+def test_a_batch_fetched_before_a_rebalance_is_not_delivered_after_a_seek_moved_its_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    # The rebalance made partition 0 an active one: its restore sought it to 0. Delivered, 725 would
+    # be the highest offset faust's recovery has seen, and it would skip 0..724 (the sessions).
+    # Partition 1 was not sought: the consumer's position is past the batch, which is delivered.
+    with caplog.at_level(logging.WARNING):
+        handed = fetch_across_a_rebalance(consumer, monkeypatch, {0: 0, 1: 42}, rebalance=True)
+    assert isinstance(handed, dict) and [tp.partition for tp in handed] == [1]
+    assert consumer.stale == 7
+    assert "offsets 725..731 were fetched in consumer generation 0 and reached faust in 1" in caplog.text
+
+
+def test_a_batch_within_one_generation_is_delivered_as_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer = consumer_with_agent(tmp_path)
+    handed = fetch_across_a_rebalance(consumer, monkeypatch, {0: 0, 1: 0}, rebalance=False)
+    assert isinstance(handed, dict) and sorted(tp.partition for tp in handed) == [0, 1]
+    assert consumer.stale == 0

@@ -121,6 +121,7 @@ class DecideAgent:
         # thread; while it runs, later batches are deferred at once (see _decide_within_deadline).
         self._models_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide-models")
         self._overdue: asyncio.Future[list[Decision]] | None = None
+        self._models_s = 0.0  # time in the models for the batch being handled
 
     def register(self, app: faust.App) -> None:
         topics = self.settings.topics
@@ -153,12 +154,17 @@ class DecideAgent:
             # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
             batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
             async for batch in batches:
+                started = time.perf_counter()
+                self._models_s = 0.0
                 if await self._handle_batch(batch, router, outputs):
                     # Awaited in line: acking in the background while the next batch is decided
                     # changed nothing measurable (make demo's phases within 0.5 s, 2026-12-04).
+                    waiting = time.perf_counter()
                     await self.table.written()
+                    acks_s = time.perf_counter() - waiting
                     for event in batch:
                         await stream.ack(event)
+                    self.metrics.on_batch(len(batch), time.perf_counter() - started, self._models_s, acks_s)
 
     async def _handle_batch(
         self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, faust.TopicT]
@@ -243,7 +249,7 @@ class DecideAgent:
             self.metrics.on_model_timeout(len(states))
             return [timed_out(state, self.model_deadline_s, still_busy=True) for state in states]
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._models_thread, engine.decide, states, progress)
+        call = loop.run_in_executor(self._models_thread, self._timed_decide, engine, states, progress)
         try:
             # shield: on timeout the call keeps running in its thread, and ``_overdue`` tells when it ends.
             return await asyncio.wait_for(asyncio.shield(call), timeout=self.model_deadline_s)
@@ -252,6 +258,15 @@ class DecideAgent:
             log.warning("models missed the %.1f s deadline on %d states: deferred", self.model_deadline_s, len(states))
             self.metrics.on_model_timeout(len(states))
             return [timed_out(state, self.model_deadline_s) for state in states]
+
+    def _timed_decide(
+        self, engine: DecisionEngine, states: list[UIStateChanged], progress: Mapping[str, SessionProgress]
+    ) -> list[Decision]:
+        started = time.perf_counter()
+        try:
+            return engine.decide(states, progress)
+        finally:
+            self._models_s += time.perf_counter() - started
 
     async def _emit_in_order(
         self, items: list[tuple[faust.EventT[bytes], Decision]], outputs: dict[str, faust.TopicT]

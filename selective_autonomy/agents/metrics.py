@@ -31,6 +31,8 @@ class RuntimeMetrics:
     """States deferred because the models missed their deadline."""
     consumer_lag_note: str | None = None
     """Why no lag is shown (not read on this broker profile, or the last read failed)."""
+    batch_timing: BatchTiming = field(default_factory=lambda: BatchTiming())
+    """Where the decide agent's batches spend their time (models, waiting for the broker, the rest)."""
     meter_provider: metrics.MeterProvider | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,15 @@ class RuntimeMetrics:
             description="audits weighted by the inverse of their sampling probability: the realised precision is "
             "the share of it not corrected",
         )
+        self._batch_size = meter.create_histogram(
+            "selauto.decide.batch.size", unit="{record}", description="ui.state records per batch the decide agent took"
+        )
+        self._batch_duration = meter.create_histogram(
+            "selauto.decide.batch.duration",
+            unit="ms",
+            description="time the decide agent spent on a batch, by part: total (decode to acknowledgement), models "
+            "(the policy and critic call), acks (waiting for the broker to acknowledge the batch's records)",
+        )
         self._demotions = meter.create_counter(
             "selauto.stage.demotions",
             description="clusters moved to a lower stage (learning loop, monitor alarm or by hand), as this worker "
@@ -84,6 +95,15 @@ class RuntimeMetrics:
     def on_model_timeout(self, states: int) -> None:
         self.model_timeouts += states
         self._model_timeouts.add(states)
+
+    def on_batch(self, events: int, total_s: float, models_s: float, acks_s: float) -> None:
+        """One batch handled: its size, its wall time, and the parts of it spent in the models and
+        waiting for the broker's acknowledgements."""
+        self.batch_timing.add(events, total_s, models_s, acks_s)
+        self._batch_size.record(events)
+        self._batch_duration.record(total_s * 1000.0, {"part": "total"})
+        self._batch_duration.record(models_s * 1000.0, {"part": "models"})
+        self._batch_duration.record(acks_s * 1000.0, {"part": "acks"})
 
     def on_skip(self, reason: str) -> None:
         self.skipped[reason] += 1
@@ -147,4 +167,41 @@ class RuntimeMetrics:
             "automation_rate": round(self.automation_rate, 4),
             "consumer_lag": {f"{p.topic}[{p.partition}]": p.lag for p in self.consumer_lag},
             "consumer_lag_note": self.consumer_lag_note,
+            "batches": self.batch_timing.snapshot(),
+        }
+
+
+@dataclass
+class BatchTiming:
+    """Sums over the decide agent's batches; the means are what ``/healthz`` shows."""
+
+    batches: int = 0
+    events: int = 0
+    total_s: float = 0.0
+    models_s: float = 0.0
+    acks_s: float = 0.0
+    sizes: Counter[int] = field(default_factory=Counter)
+    """Batches by size, rounded down to a multiple of 8."""
+
+    def add(self, events: int, total_s: float, models_s: float, acks_s: float) -> None:
+        self.batches += 1
+        self.events += events
+        self.total_s += total_s
+        self.models_s += models_s
+        self.acks_s += acks_s
+        self.sizes[events // 8 * 8] += 1
+
+    def snapshot(self) -> dict[str, object]:
+        batches = max(1, self.batches)
+        return {
+            "batches": self.batches,
+            "events": self.events,
+            "mean_size": round(self.events / batches, 2),
+            "mean_ms": round(self.total_s / batches * 1000.0, 3),
+            "mean_models_ms": round(self.models_s / batches * 1000.0, 3),
+            "mean_acks_ms": round(self.acks_s / batches * 1000.0, 3),
+            "total_s": round(self.total_s, 3),
+            "models_s": round(self.models_s, 3),
+            "acks_s": round(self.acks_s, 3),
+            "sizes_by_8": dict(sorted(self.sizes.items())),
         }

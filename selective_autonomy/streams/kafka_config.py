@@ -147,9 +147,10 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     )
 
 
-def faust_settings(kafka: KafkaSettings) -> dict[str, Any]:
-    """Keyword settings for ``faust.App`` from the Kafka settings and the profile."""
-    tweaks = tweaks_for(kafka)
+def faust_settings(kafka: KafkaSettings, tweaks: ProfileTweaks | None = None) -> dict[str, Any]:
+    """Keyword settings for ``faust.App`` from the Kafka settings and the profile's tweaks (or
+    ``tweaks``, which replace them)."""
+    tweaks = tweaks or tweaks_for(kafka)
     settings: dict[str, Any] = {
         "broker": faust_broker_url(kafka),
         "broker_client_id": kafka.client_id,

@@ -25,11 +25,12 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
@@ -38,7 +39,9 @@ from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.config import Settings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
+from selective_autonomy.streams.agent_producer import AgentProducer
 from selective_autonomy.streams.app import raw_topic
+from selective_autonomy.streams.kafka_config import ProfileTweaks, tweaks_for
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tables import add_acknowledged_table
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
@@ -89,6 +92,25 @@ def exit_for_restart(message: str) -> None:
     os._exit(EXIT_LOG_REWRITTEN)
 
 
+@dataclass
+class BatchClock:
+    """Where one batch's time went: the models' call, waiting for the broker's acknowledgements."""
+
+    started: float = field(default_factory=time.perf_counter)
+    models_s: float = 0.0
+    acks_s: float = 0.0
+
+
+@dataclass
+class Emitted:
+    """A decision whose record was handed to the producer, waiting for the broker's acknowledgement
+    before its session moves on."""
+
+    event: faust.EventT[bytes]
+    decision: Decision
+    span: Span
+
+
 class DecideAgent:
     """Holds the agent's collaborators; :meth:`register` adds the faust agent and table."""
 
@@ -112,6 +134,7 @@ class DecideAgent:
         self.on_decision = on_decision
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self.table: Any = None  # an AcknowledgedTable once registered
+        self.producer: AgentProducer | None = None  # while the agent runs
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
         self.model_deadline_s = settings.worker.model_deadline_s
@@ -121,16 +144,15 @@ class DecideAgent:
         # thread; while it runs, later batches are deferred at once (see _decide_within_deadline).
         self._models_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide-models")
         self._overdue: asyncio.Future[list[Decision]] | None = None
-        self._models_s = 0.0  # time in the models for the batch being handled
 
     def register(self, app: faust.App) -> None:
         topics = self.settings.topics
         source = raw_topic(app, topics.ui_state)
         router = DeadLetterRouter(self.codec, raw_topic(app, topics.dead_letter))
         outputs = {
-            "executed": raw_topic(app, topics.actions_executed),
-            "deferred": raw_topic(app, topics.operator_deferrals),
-            "proposed": raw_topic(app, topics.actions_proposed),
+            "executed": topics.actions_executed,
+            "deferred": topics.operator_deferrals,
+            "proposed": topics.actions_proposed,
         }
         # use_partitioner: changelog records go where the producer's partitioner puts the session
         # key, the same partition as its ui.state records (murmur2 on both sides).
@@ -142,6 +164,10 @@ class DecideAgent:
             partitions=topics.partitions,
             use_partitioner=True,
         )
+        tweaks: ProfileTweaks = getattr(app, "tweaks", None) or tweaks_for(self.settings.kafka)
+        # The changelog goes through the agent's producers only where the store keeps no offsets of its
+        # own (faust's in-memory store, the default): see AcknowledgedTable.write_through.
+        changelog_through_agent = str(app.conf.store).startswith("memory:")
 
         @app.agent(source, name="decide")
         async def decide(stream: faust.StreamT[bytes]) -> None:
@@ -152,25 +178,44 @@ class DecideAgent:
             # the acks to us. Invariant: an event is acked only after its decision record (or its
             # dead letter) and the session table's update were acknowledged by the broker, or it was
             # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
-            batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
-            async for batch in batches:
-                started = time.perf_counter()
-                self._models_s = 0.0
-                if await self._handle_batch(batch, router, outputs):
-                    # Awaited in line: acking in the background while the next batch is decided
-                    # changed nothing measurable (make demo's phases within 0.5 s, 2026-12-04).
-                    waiting = time.perf_counter()
-                    await self.table.written()
-                    acks_s = time.perf_counter() - waiting
-                    for event in batch:
-                        await stream.ack(event)
-                    self.metrics.on_batch(len(batch), time.perf_counter() - started, self._models_s, acks_s)
+            linger_ms = self.settings.worker.producer_linger_ms
+            self.producer = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide")
+            changelog = AgentProducer(
+                self.settings.kafka,
+                batches_of_one=tweaks.changelog_batches_of_one,
+                linger_ms=linger_ms,
+                name="decide-changelog",
+            )
+            if changelog_through_agent:
+                self.table.write_through(changelog)
+            try:
+                batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
+                async for batch in batches:
+                    clock = BatchClock()
+                    if await self._handle_batch(batch, router, outputs, clock):
+                        # Awaited in line: acking in the background while the next batch is decided
+                        # changed nothing measurable (make demo's phases within 0.5 s, 2026-12-04).
+                        waiting = time.perf_counter()
+                        await self.table.written()
+                        clock.acks_s += time.perf_counter() - waiting
+                        for event in batch:
+                            await stream.ack(event)
+                        self.metrics.on_batch(
+                            len(batch), time.perf_counter() - clock.started, clock.models_s, clock.acks_s
+                        )
+            finally:
+                self.table.write_through(None)
+                for producer in (self.producer, changelog):
+                    producer.close(timeout_s=1.0)
+                self.producer = None
 
     async def _handle_batch(
-        self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, faust.TopicT]
+        self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, str], clock: BatchClock
     ) -> bool:
         """Decide the batch; False when it was abandoned (the log changed under the worker)."""
         engine = self.engine_provider()
+        # The batch's view of the session table: each session read once, then kept up to date here.
+        sessions: dict[str, SessionState] = {}
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]] = []
         latest_in_batch: dict[str, int] = {}
         for event in batch:
@@ -193,7 +238,10 @@ class DecideAgent:
                 await router.reject(event, reason)
                 self.metrics.on_dead_letter(event.message.topic)
                 continue
-            skip = self._session(state.session_id).skip_reason(state)
+            session = sessions.get(state.session_id)
+            if session is None:
+                session = sessions[state.session_id] = self._read_session(state.session_id)
+            skip = session.skip_reason(state)
             seen = latest_in_batch.get(state.session_id)
             if skip is None and seen is not None and state.state_version <= seen:
                 skip = Skip.duplicate if state.state_version == seen else Skip.stale
@@ -217,27 +265,48 @@ class DecideAgent:
                 rounds.append([])
             rounds[index].append(item)
         for items in rounds:
-            await self._decide_round(engine, items, outputs)
+            await self._decide_round(engine, items, sessions, outputs, clock)
         return True
 
     async def _decide_round(
         self,
         engine: DecisionEngine,
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]],
-        outputs: dict[str, faust.TopicT],
+        sessions: dict[str, SessionState],
+        outputs: dict[str, str],
+        clock: BatchClock,
     ) -> None:
-        """Decide states of distinct sessions in one engine call and emit them."""
-        progress = {state.session_id: self._session(state.session_id).progress for _, state in fresh}
-        decisions = await self._decide_within_deadline(engine, [state for _, state in fresh], progress)
-        # Sessions are independent and emitted concurrently; one session's states go in order so
-        # that each table update builds on the previous one.
-        per_session: dict[str, list[tuple[faust.EventT[bytes], Decision]]] = {}
-        for (event, _), decision in zip(fresh, decisions, strict=True):
-            per_session.setdefault(decision.event.session_id, []).append((event, decision))
-        await asyncio.gather(*(self._emit_in_order(items, outputs) for items in per_session.values()))
+        """Decide states of distinct sessions in one engine call, send every decision record, wait
+        for their acknowledgements together, then move the sessions on in the table."""
+        progress = {state.session_id: sessions[state.session_id].progress for _, state in fresh}
+        decisions = await self._decide_within_deadline(engine, [state for _, state in fresh], progress, clock)
+        emitted = [
+            self._send(event, decision, sessions, outputs)
+            for (event, _), decision in zip(fresh, decisions, strict=True)
+        ]
+        try:
+            # The broker's ack of every decision record before the session table moves on: at-least-once.
+            waiting = time.perf_counter()
+            assert self.producer is not None
+            await self.producer.delivered()
+            clock.acks_s += time.perf_counter() - waiting
+            for item in emitted:
+                self._moved_on(item, sessions)
+        except BaseException as exc:
+            for item in emitted:
+                item.span.record_exception(exc)
+                item.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            for item in emitted:
+                item.span.end()
 
     async def _decide_within_deadline(
-        self, engine: DecisionEngine, states: list[UIStateChanged], progress: Mapping[str, SessionProgress]
+        self,
+        engine: DecisionEngine,
+        states: list[UIStateChanged],
+        progress: Mapping[str, SessionProgress],
+        clock: BatchClock | None = None,
     ) -> list[Decision]:
         """The engine's decisions, or every state deferred when the models miss the deadline.
 
@@ -249,7 +318,8 @@ class DecideAgent:
             self.metrics.on_model_timeout(len(states))
             return [timed_out(state, self.model_deadline_s, still_busy=True) for state in states]
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._models_thread, self._timed_decide, engine, states, progress)
+        call = loop.run_in_executor(self._models_thread, engine.decide, states, progress)
+        started = time.perf_counter()
         try:
             # shield: on timeout the call keeps running in its thread, and ``_overdue`` tells when it ends.
             return await asyncio.wait_for(asyncio.shield(call), timeout=self.model_deadline_s)
@@ -258,66 +328,65 @@ class DecideAgent:
             log.warning("models missed the %.1f s deadline on %d states: deferred", self.model_deadline_s, len(states))
             self.metrics.on_model_timeout(len(states))
             return [timed_out(state, self.model_deadline_s) for state in states]
-
-    def _timed_decide(
-        self, engine: DecisionEngine, states: list[UIStateChanged], progress: Mapping[str, SessionProgress]
-    ) -> list[Decision]:
-        started = time.perf_counter()
-        try:
-            return engine.decide(states, progress)
         finally:
-            self._models_s += time.perf_counter() - started
-
-    async def _emit_in_order(
-        self, items: list[tuple[faust.EventT[bytes], Decision]], outputs: dict[str, faust.TopicT]
-    ) -> None:
-        for event, decision in items:
-            await self._emit(event, decision, outputs)
+            if clock is not None:
+                clock.models_s += time.perf_counter() - started
 
     def _reject_reason(self, state: UIStateChanged, engine: DecisionEngine) -> str | None:
         if not engine.knows(state.process_id):
             return f"unknown process {state.process_id!r}"
         return None
 
-    def _session(self, session_id: str) -> SessionState:
+    def _read_session(self, session_id: str) -> SessionState:
         return SessionState.model_validate(self.table[session_id.encode()] or {})
 
-    async def _emit(self, event: faust.EventT[bytes], decision: Decision, outputs: dict[str, faust.TopicT]) -> None:
+    def _send(
+        self,
+        event: faust.EventT[bytes],
+        decision: Decision,
+        sessions: Mapping[str, SessionState],
+        outputs: dict[str, str],
+    ) -> Emitted:
+        """Hand the decision's record to the producer (not waiting for it), within the span that
+        carries the trace context on to the record."""
         message = event.message
-        parent = context_from_headers(message.headers)
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             f"{message.topic} process",
-            context=parent,
+            context=context_from_headers(message.headers),
             kind=SpanKind.CONSUMER,
             attributes=messaging_attributes(message.topic, "process", message.key, message.partition, message.offset),
-        ) as span:
-            state = decision.event
-            session = self._session(state.session_id)
-            record = decision.output()
-            span.set_attribute("selauto.outcome", decision.outcome.value)
-            span.set_attribute("selauto.session_id", state.session_id)
-            span.set_attribute("selauto.state_version", state.state_version)
-            if decision.gate.reason is not None:
-                span.set_attribute("selauto.deferral_reason", decision.gate.reason.value)
-            if record is not None and not session.already_executed(decision.action_id):
-                topic = outputs[self._output_kind(record)]
-                sent = await topic.send(
-                    key=message.key, value=self.codec.encode(record, topic.get_topic_name()), headers=headers_for(span)
-                )
-                # Wait for the broker's ack before the session table moves on: at-least-once.
-                await sent
-            self.table[state.session_id.encode()] = session.after(
-                state, decision.outcome, decision.action_id, decision.deferral_id
-            ).model_dump()
-            latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
-            self.metrics.on_decision(
-                decision.outcome.value,
-                decision.gate.reason.value if decision.gate.reason else None,
-                latency_ms,
-                state.process_id,
-            )
-            if self.on_decision is not None:
-                self.on_decision(decision)
+        )
+        state = decision.event
+        span.set_attribute("selauto.outcome", decision.outcome.value)
+        span.set_attribute("selauto.session_id", state.session_id)
+        span.set_attribute("selauto.state_version", state.state_version)
+        if decision.gate.reason is not None:
+            span.set_attribute("selauto.deferral_reason", decision.gate.reason.value)
+        record = decision.output()
+        if record is not None and not sessions[state.session_id].already_executed(decision.action_id):
+            topic = outputs[self._output_kind(record)]
+            assert self.producer is not None
+            self.producer.send(topic, self.codec.encode(record, topic), key=message.key, headers=headers_for(span))
+        return Emitted(event, decision, span)
+
+    def _moved_on(self, item: Emitted, sessions: dict[str, SessionState]) -> None:
+        """The session after its decision's record was acknowledged: in this batch's view and in the
+        table (one changelog record per state, acknowledged before the batch is acked)."""
+        decision = item.decision
+        state = decision.event
+        session = sessions[state.session_id] = sessions[state.session_id].after(
+            state, decision.outcome, decision.action_id, decision.deferral_id
+        )
+        self.table[state.session_id.encode()] = session.model_dump()
+        latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
+        self.metrics.on_decision(
+            decision.outcome.value,
+            decision.gate.reason.value if decision.gate.reason else None,
+            latency_ms,
+            state.process_id,
+        )
+        if self.on_decision is not None:
+            self.on_decision(decision)
 
     @staticmethod
     def _output_kind(record: object) -> str:

@@ -41,6 +41,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.agent_producer import AgentProducer
 from selective_autonomy.streams.app import raw_topic
+from selective_autonomy.streams.batches import take_batches
 from selective_autonomy.streams.kafka_config import ProfileTweaks, tweaks_for
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tables import add_acknowledged_table
@@ -174,7 +175,7 @@ class DecideAgent:
             # Our own acks, not take_events': take_events acks a whole batch in a ``finally`` when
             # its generator is closed, so a batch whose handling was cancelled (SIGTERM, a stop
             # before a rebalance) is acked, and committed by faust's commit on stop, although some
-            # of its states were never decided: a graceful restart lost them. noack_take leaves
+            # of its states were never decided: a graceful restart lost them. take_batches leaves
             # the acks to us. Invariant: an event is acked only after its decision record (or its
             # dead letter) and the session table's update were acknowledged by the broker, or it was
             # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
@@ -189,8 +190,7 @@ class DecideAgent:
             if changelog_through_agent:
                 self.table.write_through(changelog)
             try:
-                batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
-                async for batch in batches:
+                async for batch in take_batches(stream, self.batch_size, self.batch_window_s):
                     clock = BatchClock()
                     if await self._handle_batch(batch, router, outputs, clock):
                         # Awaited in line: acking in the background while the next batch is decided

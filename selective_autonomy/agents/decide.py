@@ -191,15 +191,18 @@ class DecideAgent:
                 self.table.write_through(changelog)
             # The batch whose table updates are on their way to the broker: it is acked when they are,
             # while the next batch is decided (its sessions read the table's local state, already
-            # updated; a failure stops the agent before anything later is acked).
+            # updated). One at a time: the next batch is not acked before it, nor handed over before
+            # it is done, so what is unacknowledged stays within two batches.
             finishing: asyncio.Future[None] | None = None
             try:
                 async for batch in take_batches(stream, self.batch_size, self.batch_window_s):
-                    if finishing is not None and finishing.done():
-                        finishing.result()  # raises the previous batch's failure, if any
                     clock = BatchClock()
-                    if await self._handle_batch(batch, router, outputs, clock):
-                        finishing = asyncio.ensure_future(self._finish(stream, batch, clock, finishing))
+                    handled = await self._handle_batch(batch, router, outputs, clock)
+                    if finishing is not None:
+                        await finishing  # raises the previous batch's failure, if any
+                        finishing = None
+                    if handled:
+                        finishing = asyncio.ensure_future(self._finish(stream, batch, clock))
                 if finishing is not None:
                     await finishing
             finally:
@@ -210,18 +213,9 @@ class DecideAgent:
                     producer.close(timeout_s=1.0)
                 self.producer = None
 
-    async def _finish(
-        self,
-        stream: faust.StreamT[bytes],
-        batch: list[faust.EventT[bytes]],
-        clock: BatchClock,
-        previous: asyncio.Future[None] | None,
-    ) -> None:
-        """Ack the batch's events once the table updates that decided them are acknowledged (after
-        the batch before it: acks go in batch order)."""
+    async def _finish(self, stream: faust.StreamT[bytes], batch: list[faust.EventT[bytes]], clock: BatchClock) -> None:
+        """Ack the batch's events once the table updates that decided them are acknowledged."""
         try:
-            if previous is not None:
-                await previous
             waiting = time.perf_counter()
             await self.table.written()
             clock.acks_s += time.perf_counter() - waiting

@@ -92,7 +92,8 @@ class AgentProducer:
 
     @property
     def in_flight(self) -> int:
-        """Records handed over and not yet acknowledged (or failed and not yet reported)."""
+        """Records handed over and not yet acknowledged, and reports (failures, client errors) not yet
+        served: what a wait for acknowledgements waits out."""
         return len(self._producer)
 
     async def delivered(self) -> None:

@@ -78,14 +78,26 @@ def passthrough_app(settings: Any, tweaks: Any, output_topic: str, app_options: 
 
 
 def decide_app(settings: Any, tweaks: Any, app_options: dict[str, Any]) -> tuple[Any, Callable[[], dict[str, Any]]]:
-    """The decide worker as ``selauto worker`` builds it, and a function returning its counters."""
+    """The decide worker as ``selauto worker`` builds it (its tracer provider and meters, set as the
+    process's, without the web server), and a function returning its counters."""
     with contextlib.suppress(ImportError):
         from selective_autonomy.inference import embedded_policy
 
         embedded_policy.register()
-    from selective_autonomy.agents.worker import build_worker
+    from opentelemetry import metrics, trace
 
-    worker = build_worker(settings, app_options=app_options, tweaks=tweaks)
+    from selective_autonomy.agents.worker import build_worker
+    from selective_autonomy.streams.meters import process_meters
+    from selective_autonomy.streams.tracing import process_tracer_provider
+
+    telemetry = settings.telemetry
+    provider = process_tracer_provider(telemetry)
+    trace.set_tracer_provider(provider)
+    meters = process_meters(telemetry)
+    metrics.set_meter_provider(meters.provider)
+    worker = build_worker(
+        settings, tracer_provider=provider, meter_provider=meters.provider, app_options=app_options, tweaks=tweaks
+    )
 
     def final() -> dict[str, Any]:
         m = worker.metrics

@@ -30,7 +30,7 @@ from typing import Any
 
 import faust
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
@@ -45,7 +45,13 @@ from selective_autonomy.streams.batches import take_batches
 from selective_autonomy.streams.kafka_config import ProfileTweaks, tweaks_for
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tables import add_acknowledged_table
-from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
+from selective_autonomy.streams.tracing import (
+    TRACER_NAME,
+    consumer_span,
+    context_from_headers,
+    headers_for,
+    messaging_attributes,
+)
 
 DecisionHook = Callable[[Decision], None]
 
@@ -238,6 +244,7 @@ class DecideAgent:
         sessions: dict[str, SessionState] = {}
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]] = []
         latest_in_batch: dict[str, int] = {}
+        self.metrics.on_events(len(batch))
         for event in batch:
             message = event.message
             if self.fingerprints.changed(message.topic, message.partition, message.offset, message.value):
@@ -248,7 +255,6 @@ class DecideAgent:
                     "so that a fresh worker starts from what the broker has now."
                 )
                 return False
-            self.metrics.on_event()
             state = await router.decode(event, UIStateChanged)
             if state is None:
                 self.metrics.on_dead_letter(event.message.topic)
@@ -310,8 +316,7 @@ class DecideAgent:
             assert self.producer is not None
             await self.producer.delivered()
             clock.acks_s += time.perf_counter() - waiting
-            for item in emitted:
-                self._moved_on(item, sessions)
+            self.metrics.on_decisions([self._moved_on(item, sessions) for item in emitted])
         except BaseException as exc:
             for item in emitted:
                 item.span.record_exception(exc)
@@ -370,11 +375,11 @@ class DecideAgent:
         """Hand the decision's record to the producer (not waiting for it), within the span that
         carries the trace context on to the record."""
         message = event.message
-        span = self.tracer.start_span(
+        span = consumer_span(
+            self.tracer,
             f"{message.topic} process",
-            context=context_from_headers(message.headers),
-            kind=SpanKind.CONSUMER,
-            attributes=messaging_attributes(message.topic, "process", message.key, message.partition, message.offset),
+            context_from_headers(message.headers),
+            messaging_attributes(message.topic, "process", message.key, message.partition, message.offset),
         )
         state = decision.event
         span.set_attribute("selauto.outcome", decision.outcome.value)
@@ -389,24 +394,21 @@ class DecideAgent:
             self.producer.send(topic, self.codec.encode(record, topic), key=message.key, headers=headers_for(span))
         return Emitted(event, decision, span)
 
-    def _moved_on(self, item: Emitted, sessions: dict[str, SessionState]) -> None:
+    def _moved_on(self, item: Emitted, sessions: dict[str, SessionState]) -> tuple[str, str | None, float, str]:
         """The session after its decision's record was acknowledged: in this batch's view and in the
-        table (one changelog record per state, acknowledged before the batch is acked)."""
+        table (one changelog record per state, acknowledged before the batch is acked). Returns what
+        the metrics record of the decision (outcome, deferral reason, latency ms, process)."""
         decision = item.decision
         state = decision.event
         session = sessions[state.session_id] = sessions[state.session_id].after(
             state, decision.outcome, decision.action_id, decision.deferral_id
         )
         self.table[state.session_id.encode()] = session.model_dump()
-        latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
-        self.metrics.on_decision(
-            decision.outcome.value,
-            decision.gate.reason.value if decision.gate.reason else None,
-            latency_ms,
-            state.process_id,
-        )
         if self.on_decision is not None:
             self.on_decision(decision)
+        latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
+        reason = decision.gate.reason.value if decision.gate.reason else None
+        return decision.outcome.value, reason, latency_ms, state.process_id
 
     @staticmethod
     def _output_kind(record: object) -> str:

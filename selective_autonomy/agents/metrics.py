@@ -9,7 +9,7 @@ the telemetry settings, :mod:`selective_autonomy.streams.meters`, exported over 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics
@@ -85,8 +85,12 @@ class RuntimeMetrics:
         )
 
     def on_event(self) -> None:
-        self.events += 1
-        self._events.add(1)
+        self.on_events(1)
+
+    def on_events(self, count: int) -> None:
+        """``count`` ui.state records consumed (one counter add for a whole batch)."""
+        self.events += count
+        self._events.add(count)
 
     def on_dead_letter(self, topic: str) -> None:
         self.dead_letters += 1
@@ -109,12 +113,25 @@ class RuntimeMetrics:
         self.skipped[reason] += 1
 
     def on_decision(self, outcome: str, reason: str | None, latency_ms: float, process_id: str) -> None:
-        self.outcomes[outcome] += 1
-        self._decisions.add(1, {"outcome": outcome, "process": process_id})
-        if reason is not None:
-            self.deferral_reasons[reason] += 1
-            self._deferrals.add(1, {"reason": reason, "process": process_id})
-        self._latency.record(latency_ms, {"outcome": outcome})
+        self.on_decisions([(outcome, reason, latency_ms, process_id)])
+
+    def on_decisions(self, decisions: Sequence[tuple[str, str | None, float, str]]) -> None:
+        """Decisions as (outcome, deferral reason or None, latency ms, process id): the same counts as
+        :meth:`on_decision` for each, with one counter add per outcome (or reason) and process, since
+        the SDK's adds cost microseconds each and the decide agent records a batch at a time."""
+        outcomes: Counter[tuple[str, str]] = Counter()
+        reasons: Counter[tuple[str, str]] = Counter()
+        for outcome, reason, latency_ms, process_id in decisions:
+            outcomes[outcome, process_id] += 1
+            if reason is not None:
+                reasons[reason, process_id] += 1
+            self._latency.record(latency_ms, {"outcome": outcome})
+        for (outcome, process_id), count in outcomes.items():
+            self.outcomes[outcome] += count
+            self._decisions.add(count, {"outcome": outcome, "process": process_id})
+        for (reason, process_id), count in reasons.items():
+            self.deferral_reasons[reason] += count
+            self._deferrals.add(count, {"reason": reason, "process": process_id})
 
     def on_feedback(self, feedback: CopilotFeedback) -> None:
         self.feedback[feedback.verdict.value] += 1

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider
 
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
 from selective_autonomy.agents.metrics import RuntimeMetrics

@@ -147,3 +147,18 @@ def test_batch_timing_is_summed_and_recorded_per_part() -> None:
     assert sum(count for _, count in found["selauto.decide.batch.size"]) == 2
     parts = {attrs["part"]: count for attrs, count in found["selauto.decide.batch.duration"]}
     assert parts == {"total": 2, "models": 2, "acks": 2}
+
+
+def test_a_batch_of_decisions_counts_as_each_one_would() -> None:
+    one_by_one, batched = InMemoryMetricReader(), InMemoryMetricReader()
+    decisions = [("execute", None, 12.0, "billing"), ("defer", "below_threshold", 30.0, "billing")] * 3
+    single = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[one_by_one]))
+    for decision in decisions:
+        single.on_decision(*decision)
+    single.on_event()
+    single.on_event()
+    many = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[batched]))
+    many.on_decisions(decisions)
+    many.on_events(2)
+    assert many.snapshot() == single.snapshot()
+    assert points(batched) == points(one_by_one)

@@ -18,10 +18,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "decide_batch_size_256": ("decide", {"batch_size": 256}),
     "decide_fetch_wait_5ms": ("decide", {"fetch_wait_ms": 5}),
     "decide_producer_linger_5ms": ("decide", {"worker": {"producer_linger_ms": 5.0}}),
-    # Not safe on Tansu (table recovery then stops early): what the changelog's batches of one cost.
-    "decide_changelog_batched_too": (
+    # Not safe on Tansu (table recovery then stops early): what the changelog's one-record tail costs.
+    "decide_changelog_without_tail": (
         "decide",
-        {"tweaks": {"faust_producer_max_batch_size": None, "changelog_batches_of_one": False}},
+        {"tweaks": {"faust_producer_max_batch_size": None, "changelog_single_record_tail": False}},
     ),
 }
 """Agent settings tried against the defaults, at 1,000 ev/s and max rate: (pipeline, overrides of

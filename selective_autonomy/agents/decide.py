@@ -187,14 +187,9 @@ class DecideAgent:
             # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
             linger_ms = self.settings.worker.producer_linger_ms
             self.producer = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide")
-            changelog = AgentProducer(
-                self.settings.kafka,
-                batches_of_one=tweaks.changelog_batches_of_one,
-                linger_ms=linger_ms,
-                name="decide-changelog",
-            )
+            changelog = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide-changelog")
             if changelog_through_agent:
-                self.table.write_through(changelog)
+                self.table.write_through(changelog, single_record_tail=tweaks.changelog_single_record_tail)
             # The batch whose table updates are on their way to the broker: it is acked when they are,
             # while the next batch is decided (its sessions read the table's local state, already
             # updated). One at a time: the next batch is not acked before it, nor handed over before

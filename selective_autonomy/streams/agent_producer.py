@@ -35,8 +35,6 @@ FLUSH_STEP_S = 1.0
 class AgentProducer:
     """Produces an agent's records with librdkafka; :meth:`delivered` waits for their acks.
 
-    :param batches_of_one: one record per produce batch (``batch.num.messages=1``); the tansu
-        profile needs it for changelog topics (``ProfileTweaks.changelog_batches_of_one``); default off.
     :param linger_ms: ``linger.ms``, how long librdkafka waits to fill a batch; :meth:`delivered`
         sends at once whatever is waiting, so this only matters between waits; default librdkafka's.
     :param name: names the thread that waits for acknowledgements.
@@ -47,7 +45,6 @@ class AgentProducer:
         self,
         kafka: KafkaSettings,
         *,
-        batches_of_one: bool = False,
         linger_ms: float | None = None,
         name: str = "agent",
         **overrides: Any,
@@ -58,8 +55,6 @@ class AgentProducer:
         config: dict[str, Any] = {"delivery.report.only.error": True, "on_delivery": self._failures.record}
         if linger_ms is not None:
             config["linger.ms"] = linger_ms
-        if batches_of_one:
-            config["batch.num.messages"] = 1
         self.name = name
         self._producer = Producer(confluent_config(kafka, "producer", **config, **overrides))
         # flush() blocks until the queue is empty: it waits in a thread of its own, never on the loop.

@@ -39,9 +39,10 @@ class ProfileTweaks:
     # before the end of the changelog. A one-byte batch limit makes aiokafka send every record
     # in a batch of its own (the first record of a batch always fits), so recovery reads it all.
     faust_producer_max_batch_size: int | None = None
-    # The same, for the changelog records an agent sends through its own librdkafka producer
-    # (streams/agent_producer.py): one record per produce batch.
-    changelog_batches_of_one: bool = False
+    # The same, for the changelog records an agent sends through its own producer
+    # (streams/tables.py): normal batches, then each partition's last record again on its own, so
+    # that every changelog partition ends with a one-record batch.
+    changelog_single_record_tail: bool = False
     # The same wrong high watermark would make consumer lag (high watermark minus committed
     # offset) report records as consumed or outstanding that are not: the worker does not read
     # lag where the broker cannot report it truthfully.
@@ -58,7 +59,7 @@ PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
         allow_transactions=False,
         can_add_partitions=False,
         faust_producer_max_batch_size=1,
-        changelog_batches_of_one=True,
+        changelog_single_record_tail=True,
         reports_true_high_watermark=False,
     ),
 }

@@ -75,8 +75,9 @@ class RuntimeMetrics:
         self._batch_duration = meter.create_histogram(
             "selauto.decide.batch.duration",
             unit="ms",
-            description="time the decide agent spent on a batch, by part: total (decode to acknowledgement), models "
-            "(the policy and critic call), acks (waiting for the broker to acknowledge the batch's records)",
+            description="time the decide agent spent on a batch, by part: total (taken to acked), models (the "
+            "policy and critic call), acks (the broker acknowledging its decision records), table (then its "
+            "session table updates)",
         )
         self._demotions = meter.create_counter(
             "selauto.stage.demotions",
@@ -100,14 +101,16 @@ class RuntimeMetrics:
         self.model_timeouts += states
         self._model_timeouts.add(states)
 
-    def on_batch(self, events: int, total_s: float, models_s: float, acks_s: float) -> None:
-        """One batch handled: its size, its wall time, and the parts of it spent in the models and
-        waiting for the broker's acknowledgements."""
-        self.batch_timing.add(events, total_s, models_s, acks_s)
+    def on_batch(self, events: int, total_s: float, models_s: float, acks_s: float, table_s: float = 0.0) -> None:
+        """One batch done: its size, its wall time from taken to acked, and the parts of it spent in
+        the models, waiting for the broker to acknowledge its decision records, then its session
+        table updates (the last two while the next batch is decided)."""
+        self.batch_timing.add(events, total_s, models_s, acks_s, table_s)
         self._batch_size.record(events)
         self._batch_duration.record(total_s * 1000.0, {"part": "total"})
         self._batch_duration.record(models_s * 1000.0, {"part": "models"})
         self._batch_duration.record(acks_s * 1000.0, {"part": "acks"})
+        self._batch_duration.record(table_s * 1000.0, {"part": "table"})
 
     def on_skip(self, reason: str) -> None:
         self.skipped[reason] += 1
@@ -197,15 +200,17 @@ class BatchTiming:
     total_s: float = 0.0
     models_s: float = 0.0
     acks_s: float = 0.0
+    table_s: float = 0.0
     sizes: Counter[int] = field(default_factory=Counter)
     """Batches by size, rounded down to a multiple of 8."""
 
-    def add(self, events: int, total_s: float, models_s: float, acks_s: float) -> None:
+    def add(self, events: int, total_s: float, models_s: float, acks_s: float, table_s: float = 0.0) -> None:
         self.batches += 1
         self.events += events
         self.total_s += total_s
         self.models_s += models_s
         self.acks_s += acks_s
+        self.table_s += table_s
         self.sizes[events // 8 * 8] += 1
 
     def snapshot(self) -> dict[str, object]:
@@ -217,8 +222,10 @@ class BatchTiming:
             "mean_ms": round(self.total_s / batches * 1000.0, 3),
             "mean_models_ms": round(self.models_s / batches * 1000.0, 3),
             "mean_acks_ms": round(self.acks_s / batches * 1000.0, 3),
+            "mean_table_ms": round(self.table_s / batches * 1000.0, 3),
             "total_s": round(self.total_s, 3),
             "models_s": round(self.models_s, 3),
             "acks_s": round(self.acks_s, 3),
+            "table_s": round(self.table_s, 3),
             "sizes_by_8": dict(sorted(self.sizes.items())),
         }

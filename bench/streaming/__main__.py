@@ -17,7 +17,7 @@ from bench.streaming.load import EventSource
 from bench.streaming.metering import load_average
 from bench.streaming.models import prepare_models
 from bench.streaming.phases import Bench, PhaseRunner, run_profile, run_scaling, run_tuning, run_variants
-from bench.streaming.report import environment, plot, summarise
+from bench.streaming.report import environment, plot, readme_table, summarise
 from bench.streaming.settings import log as log_line
 from bench.streaming.settings import parse_args
 
@@ -30,6 +30,7 @@ def redraw(config: Any) -> dict[str, Any]:
     if config.png is not None:
         plot(results, config.png)
     log_line("summary: " + json.dumps(results["summary"]))
+    print(readme_table(results))
     return results
 
 
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         plot(results, config.png)
         log_line(f"wrote {config.png}")
     log_line("summary: " + json.dumps(results["summary"]))
+    print(readme_table(results))
     return results
 
 

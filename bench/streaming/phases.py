@@ -239,7 +239,8 @@ class Bench:
                         recording = profiling.start_recording(children[0].pid, duration, profile[1], profile[0])
                     result = self.runner.run(meter, target, rate, duration, label)
                     if recording is not None:
-                        recording.wait(timeout=60)
+                        _, errors = recording.communicate(timeout=60)
+                        result["profiler"] = {"returncode": recording.returncode, "stderr": errors.decode()[-2000:]}
                     attempts.append(result)
                     log(
                         f"  {tag} {label:>7}: {result['achieved_eps']:>8.1f} ev/s  p50 {result['p50_ms']} ms  "

@@ -106,6 +106,53 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def readme_table(results: dict[str, Any]) -> str:
+    """The README's table: p50 / p99 per offered load and pipeline, the max-rate throughput, the
+    worker's CPU per event and RSS, and the summary lines against the targets."""
+    pipelines = results["pipelines"]
+    names = [name for name in ("raw", "passthrough", "decide") if name in pipelines]
+    loads = [p["label"] for p in pipelines[names[0]]["phases"]] if names else []
+    header = "| ev/s offered | " + " | ".join(f"{name} p50 / p99 ms" for name in names) + " |"
+    lines = [header, "|---|" + "---|" * len(names)]
+    for label in loads:
+        cells = []
+        for name in names:
+            phase = phase_by_label(pipelines[name], label)
+            if phase is None:
+                cells.append("-")
+            elif label == "max":
+                cells.append(f"{phase['achieved_eps']:,.0f} ev/s")
+            elif phase.get("saturated") or not phase.get("complete", True):
+                cells.append(f"saturated at {phase['achieved_eps']:,.0f} ev/s")
+            else:
+                cells.append(f"{_ms(phase['p50_ms'])} / {_ms(phase['p99_ms'])}")
+        shown = "max rate" if label == "max" else f"{float(label.rstrip('/s')):,.0f}"
+        lines.append(f"| {shown} | " + " | ".join(cells) + " |")
+    labels = [p["label"] for p in pipelines.get("decide", {}).get("phases", [])]
+    lines += ["", "| worker, per phase | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name in ("passthrough", "decide"):
+        phases = pipelines.get(name, {}).get("phases", [])
+        if not phases:
+            continue
+        cpu = [f"{p['worker_cpu_ms_per_event']:.3f}" if p.get("worker_cpu_ms_per_event") else "-" for p in phases]
+        rss = [f"{(p.get('worker_memory') or {}).get('worker0', {}).get('rss_mb') or 0:.0f}" for p in phases]
+        lines.append(f"| {name} CPU ms per event | " + " | ".join(cpu) + " |")
+        lines.append(f"| {name} RSS MiB | " + " | ".join(rss) + " |")
+    summary = results.get("summary", {})
+    lines += [
+        "",
+        f"decide / pass-through at max rate: **{summary.get('decide_vs_passthrough')}** (target 0.5); "
+        f"decide p99 at 1,000 ev/s: **{_ms(summary.get('decide_p99_ms_at_1000'))} ms** (target 50).",
+    ]
+    return "\n".join(lines)
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 

@@ -17,6 +17,7 @@ from bench.streaming.load import EventSource
 from bench.streaming.metering import load_average
 from bench.streaming.models import prepare_models
 from bench.streaming.phases import Bench, PhaseRunner, run_profile, run_scaling, run_tuning, run_variants
+from bench.streaming.profile import tabulate
 from bench.streaming.report import environment, plot, readme_table, summarise
 from bench.streaming.settings import log as log_line
 from bench.streaming.settings import parse_args
@@ -26,6 +27,12 @@ def redraw(config: Any) -> dict[str, Any]:
     """Recompute the summary and the plot of an earlier results file."""
     results: dict[str, Any] = json.loads(config.from_json.read_text())
     results["summary"] = summarise(results)
+    profile = results.get("profile") or {}
+    if profile.get("stacks") and (config.from_json.parent / profile["stacks"]).exists():
+        settings = results["settings"]
+        profile["summary"] = tabulate(
+            profile, config.from_json.parent, settings["profile_rate"], settings["duration_s"]
+        )
     config.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     if config.png is not None:
         plot(results, config.png)

@@ -353,13 +353,6 @@ def run_profile(bench: Bench, prefix: Path) -> dict[str, Any]:
     )
     if not stacks.exists():
         return {"skipped": "py-spy wrote no samples (ptrace not permitted?)", "run": run}
-    summary = profiling.summarise(profiling.read_stacks(stacks))
-    phase = run["phases"][0]
-    context = (
-        f"py-spy {config.profile_rate} samples/s, {config.duration_s:g} s of the decide worker at max rate "
-        f"({phase['achieved_eps']:.0f} ev/s under sampling, {phase.get('worker_cpu_ms_per_event')} ms of worker "
-        f"CPU per event), {config.partitions} partitions; stacks in `{stacks.name}`."
-    )
-    table = prefix.with_suffix(".md")
-    profiling.write_table(summary, table, context)
-    return {"table": str(table.name), "stacks": str(stacks.name), "summary": summary, "run": run}
+    profile = {"table": prefix.with_suffix(".md").name, "stacks": stacks.name, "run": run}
+    profile["summary"] = profiling.tabulate(profile, prefix.parent, config.profile_rate, config.duration_s)
+    return profile

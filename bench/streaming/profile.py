@@ -45,8 +45,12 @@ IDLE_LEAVES = (
     "EpollSelector.select",
     "_worker (concurrent/futures/thread.py",
     "wait (threading.py",
+    # A C function running on an executor thread, with no Python frame of its own: in the decide
+    # worker that is librdkafka's flush() waiting for acknowledgements (AgentProducer.delivered);
+    # the models' call shows its Python frames.
+    "_WorkItem.run (concurrent/futures/thread.py:58)",
 )
-"""Leaf frames of a thread waiting, not working (py-spy's idle detection misses some)."""
+"""Leaf frames of a thread waiting, not working (py-spy's idle detection misses these)."""
 
 
 def py_spy() -> str | None:
@@ -116,6 +120,20 @@ def summarise(stacks: Iterable[tuple[list[str], int]], top: int = 25) -> dict[st
         "self": share(self_time, top),
         "total": share(total_time, top),
     }
+
+
+def tabulate(profile: dict[str, Any], folder: Path, rate: int, duration_s: float) -> dict[str, Any]:
+    """Summarise the profiled run's stacks (``profile["stacks"]`` in ``folder``) into its table."""
+    summary = summarise(read_stacks(folder / profile["stacks"]))
+    phase = profile["run"]["phases"][0]
+    partitions = profile["run"]["partitions"]
+    context = (
+        f"py-spy {rate} samples/s, {duration_s:g} s of the decide worker at max rate "
+        f"({phase['achieved_eps']:.0f} ev/s under sampling, {phase.get('worker_cpu_ms_per_event')} ms of worker "
+        f"CPU per event), {partitions} partitions; stacks in `{profile['stacks']}`."
+    )
+    write_table(summary, folder / profile["table"], context)
+    return summary
 
 
 def write_table(summary: dict[str, Any], path: Path, context: str) -> None:

@@ -1,11 +1,12 @@
 """The decide agent: ``ui.state`` in, one decision record out per new state.
 
-A thin faust loop around :class:`DecisionEngine`: batch across sessions with ``noack_take``,
-drop stale and redelivered states using the session table, dead-letter what cannot be decided,
-send each decision's record and wait for the broker's acknowledgement, and only then update the
-session table. The batch's events are acked once the table's updates are acknowledged too, by
-this agent, so a crash or a stop anywhere re-decides at most the unacknowledged batch, with the
-same deterministic ids.
+A thin faust loop around :class:`DecisionEngine`: batch across sessions
+(:func:`~selective_autonomy.streams.batches.take_batches`), drop stale and redelivered states using
+the session table (read once per session and batch), dead-letter what cannot be decided, hand a
+round's decision records to the agent's producer and wait for the broker's acknowledgements
+together, and only then update the session table. The batch's events are acked once the table's
+updates are acknowledged too, while the next batch is decided, so a crash or a stop anywhere
+re-decides at most the two unacknowledged batches, with the same deterministic ids.
 
 A Kafka log never changes under a consumer. If it does (an in-memory broker restarted and the same
 offsets now hold other records), the worker's offsets and session table no longer describe the

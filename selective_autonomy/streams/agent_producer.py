@@ -9,7 +9,7 @@ the event loop spends a few microseconds per record.
 
 At-least-once: :meth:`AgentProducer.delivered` returns only once the broker has acknowledged every
 record handed over so far, and raises if any was refused. An agent acks its input after that, never
-before: the records it waits for are exactly those it produced for the events it is about to ack.
+before: the records it waits for include every one it produced for the events it is about to ack.
 """
 
 from __future__ import annotations

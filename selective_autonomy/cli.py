@@ -126,11 +126,11 @@ def worker(
 
     from selective_autonomy.agents.worker import build_worker
     from selective_autonomy.streams.meters import process_meters
-    from selective_autonomy.streams.tracing import build_tracer_provider
+    from selective_autonomy.streams.tracing import process_tracer_provider
 
     settings = _settings(config)
     telemetry = settings.telemetry
-    provider = build_tracer_provider(telemetry.service_name, telemetry.otlp_endpoint, telemetry.console)
+    provider = process_tracer_provider(telemetry)
     trace.set_tracer_provider(provider)
     meters = process_meters(telemetry)
     metrics.set_meter_provider(meters.provider)

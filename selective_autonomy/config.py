@@ -429,6 +429,13 @@ class WorkerSettings(_Section):
         description="Longest wait for the models on one batch; past it the batch's states are deferred "
         "(model_unavailable). Models run off the event loop, so heartbeats and commits keep flowing.",
     )
+    producer_linger_ms: float = Field(
+        default=1.0,
+        ge=0,
+        description="linger.ms of the decide agent's producers (decisions and session table). The agent waits "
+        "for each batch's acknowledgements, which sends what lingers at once, so this only batches records "
+        "produced between those waits.",
+    )
 
 
 class TelemetrySettings(_Section):

@@ -1,11 +1,12 @@
 """The decide agent: ``ui.state`` in, one decision record out per new state.
 
-A thin faust loop around :class:`DecisionEngine`: batch across sessions with ``noack_take``,
-drop stale and redelivered states using the session table, dead-letter what cannot be decided,
-send each decision's record and wait for the broker's acknowledgement, and only then update the
-session table. The batch's events are acked once the table's updates are acknowledged too, by
-this agent, so a crash or a stop anywhere re-decides at most the unacknowledged batch, with the
-same deterministic ids.
+A thin faust loop around :class:`DecisionEngine`: batch across sessions
+(:func:`~selective_autonomy.streams.batches.take_batches`), drop stale and redelivered states using
+the session table (read once per session and batch), dead-letter what cannot be decided, hand a
+round's decision records to the agent's producer and wait for the broker's acknowledgements
+together, and only then update the session table. The batch's events are acked once the table's
+updates are acknowledged too, while the next batch is decided, so a crash or a stop anywhere
+re-decides at most the two unacknowledged batches, with the same deterministic ids.
 
 A Kafka log never changes under a consumer. If it does (an in-memory broker restarted and the same
 offsets now hold other records), the worker's offsets and session table no longer describe the
@@ -25,11 +26,12 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, Status, StatusCode
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
@@ -38,10 +40,19 @@ from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.config import Settings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
+from selective_autonomy.streams.agent_producer import AgentProducer
 from selective_autonomy.streams.app import raw_topic
+from selective_autonomy.streams.batches import take_batches
+from selective_autonomy.streams.kafka_config import ProfileTweaks, tweaks_for
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tables import add_acknowledged_table
-from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
+from selective_autonomy.streams.tracing import (
+    TRACER_NAME,
+    consumer_span,
+    context_from_headers,
+    headers_for,
+    messaging_attributes,
+)
 
 DecisionHook = Callable[[Decision], None]
 
@@ -93,6 +104,27 @@ def exit_for_restart(message: str) -> None:
     os._exit(EXIT_LOG_REWRITTEN)
 
 
+@dataclass
+class BatchClock:
+    """Where one batch's time went: the models' call, waiting for the broker to acknowledge its
+    decision records, then its session table updates (the latter while the next batch is decided)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    models_s: float = 0.0
+    acks_s: float = 0.0
+    table_s: float = 0.0
+
+
+@dataclass
+class Emitted:
+    """A decision whose record was handed to the producer, waiting for the broker's acknowledgement
+    before its session moves on."""
+
+    event: faust.EventT[bytes]
+    decision: Decision
+    span: Span
+
+
 class DecideAgent:
     """Holds the agent's collaborators; :meth:`register` adds the faust agent and table."""
 
@@ -116,6 +148,7 @@ class DecideAgent:
         self.on_decision = on_decision
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self.table: Any = None  # an AcknowledgedTable once registered
+        self.producer: AgentProducer | None = None  # while the agent runs
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
         self.model_deadline_s = settings.worker.model_deadline_s
@@ -131,9 +164,9 @@ class DecideAgent:
         source = raw_topic(app, topics.ui_state)
         router = DeadLetterRouter(self.codec, raw_topic(app, topics.dead_letter))
         outputs = {
-            "executed": raw_topic(app, topics.actions_executed),
-            "deferred": raw_topic(app, topics.operator_deferrals),
-            "proposed": raw_topic(app, topics.actions_proposed),
+            "executed": topics.actions_executed,
+            "deferred": topics.operator_deferrals,
+            "proposed": topics.actions_proposed,
         }
         # use_partitioner: changelog records go where the producer's partitioner puts the session
         # key, the same partition as its ui.state records (murmur2 on both sides).
@@ -145,32 +178,77 @@ class DecideAgent:
             partitions=topics.partitions,
             use_partitioner=True,
         )
+        tweaks: ProfileTweaks = getattr(app, "tweaks", None) or tweaks_for(self.settings.kafka)
+        # The changelog goes through the agent's producers only where the store keeps no offsets of its
+        # own (faust's in-memory store, the default): see AcknowledgedTable.write_through.
+        changelog_through_agent = str(app.conf.store).startswith("memory:")
 
         @app.agent(source, name="decide")
         async def decide(stream: faust.StreamT[bytes]) -> None:
             # Our own acks, not take_events': take_events acks a whole batch in a ``finally`` when
             # its generator is closed, so a batch whose handling was cancelled (SIGTERM, a stop
             # before a rebalance) is acked, and committed by faust's commit on stop, although some
-            # of its states were never decided: a graceful restart lost them. noack_take leaves
+            # of its states were never decided: a graceful restart lost them. take_batches leaves
             # the acks to us. Invariant: an event is acked only after its decision record (or its
             # dead letter) and the session table's update were acknowledged by the broker, or it was
             # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
-            batches = stream.noack_take(self.batch_size, within=self.batch_window_s)  # type: ignore[attr-defined]
-            async for batch in batches:
-                if await self._handle_batch(batch, router, outputs):
-                    # Awaited in line: acking in the background while the next batch is decided
-                    # changed nothing measurable (make demo's phases within 0.5 s, 2026-12-04).
-                    await self.table.written()
-                    for event in batch:
-                        await stream.ack(event)
+            linger_ms = self.settings.worker.producer_linger_ms
+            self.producer = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide")
+            changelog = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide-changelog")
+            if changelog_through_agent:
+                self.table.write_through(changelog, single_record_tail=tweaks.changelog_single_record_tail)
+            # The batch whose table updates are on their way to the broker: it is acked when they are,
+            # while the next batch is decided (its sessions read the table's local state, already
+            # updated). One at a time: the next batch is not acked before it, nor handed over before
+            # it is done, so what is unacknowledged stays within two batches.
+            finishing: asyncio.Future[None] | None = None
+            try:
+                async for batch in take_batches(stream, self.batch_size, self.batch_window_s):
+                    clock = BatchClock()
+                    handled = await self._handle_batch(batch, router, outputs, clock)
+                    if finishing is not None:
+                        await finishing  # raises the previous batch's failure, if any
+                        finishing = None
+                    if handled:
+                        finishing = asyncio.ensure_future(self._finish(stream, batch, clock))
+                if finishing is not None:
+                    await finishing
+            finally:
+                if finishing is not None and not finishing.done():
+                    finishing.cancel()  # its events are not acked: read again after the restart
+                self.table.write_through(None)
+                for producer in (self.producer, changelog):
+                    producer.close(timeout_s=1.0)
+                self.producer = None
+
+    async def _finish(self, stream: faust.StreamT[bytes], batch: list[faust.EventT[bytes]], clock: BatchClock) -> None:
+        """Ack the batch's events once the table updates that decided them are acknowledged."""
+        try:
+            waiting = time.perf_counter()
+            await self.table.written()
+            clock.table_s += time.perf_counter() - waiting
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("session table updates were not acknowledged; stopping the decide agent")
+            await stream.crash(exc)
+            raise
+        for event in batch:
+            await stream.ack(event)
+        self.metrics.on_batch(
+            len(batch), time.perf_counter() - clock.started, clock.models_s, clock.acks_s, clock.table_s
+        )
 
     async def _handle_batch(
-        self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, faust.TopicT]
+        self, batch: list[faust.EventT[bytes]], router: DeadLetterRouter, outputs: dict[str, str], clock: BatchClock
     ) -> bool:
         """Decide the batch; False when it was abandoned (the log changed under the worker)."""
         engine = self.engine_provider()
+        # The batch's view of the session table: each session read once, then kept up to date here.
+        sessions: dict[str, SessionState] = {}
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]] = []
         latest_in_batch: dict[str, int] = {}
+        self.metrics.on_events(len(batch))
         for event in batch:
             message = event.message
             if self.fingerprints.changed(message.topic, message.partition, message.offset, message.value):
@@ -181,7 +259,6 @@ class DecideAgent:
                     "so that a fresh worker starts from what the broker has now."
                 )
                 return False
-            self.metrics.on_event()
             state = await router.decode(event, UIStateChanged)
             if state is None:
                 self.metrics.on_dead_letter(event.message.topic)
@@ -191,7 +268,10 @@ class DecideAgent:
                 await router.reject(event, reason)
                 self.metrics.on_dead_letter(event.message.topic)
                 continue
-            skip = self._session(state.session_id).skip_reason(state)
+            session = sessions.get(state.session_id)
+            if session is None:
+                session = sessions[state.session_id] = self._read_session(state.session_id)
+            skip = session.skip_reason(state)
             seen = latest_in_batch.get(state.session_id)
             if skip is None and seen is not None and state.state_version <= seen:
                 skip = Skip.duplicate if state.state_version == seen else Skip.stale
@@ -215,27 +295,47 @@ class DecideAgent:
                 rounds.append([])
             rounds[index].append(item)
         for items in rounds:
-            await self._decide_round(engine, items, outputs)
+            await self._decide_round(engine, items, sessions, outputs, clock)
         return True
 
     async def _decide_round(
         self,
         engine: DecisionEngine,
         fresh: list[tuple[faust.EventT[bytes], UIStateChanged]],
-        outputs: dict[str, faust.TopicT],
+        sessions: dict[str, SessionState],
+        outputs: dict[str, str],
+        clock: BatchClock,
     ) -> None:
-        """Decide states of distinct sessions in one engine call and emit them."""
-        progress = {state.session_id: self._session(state.session_id).progress for _, state in fresh}
-        decisions = await self._decide_within_deadline(engine, [state for _, state in fresh], progress)
-        # Sessions are independent and emitted concurrently; one session's states go in order so
-        # that each table update builds on the previous one.
-        per_session: dict[str, list[tuple[faust.EventT[bytes], Decision]]] = {}
-        for (event, _), decision in zip(fresh, decisions, strict=True):
-            per_session.setdefault(decision.event.session_id, []).append((event, decision))
-        await asyncio.gather(*(self._emit_in_order(items, outputs) for items in per_session.values()))
+        """Decide states of distinct sessions in one engine call, send every decision record, wait
+        for their acknowledgements together, then move the sessions on in the table."""
+        progress = {state.session_id: sessions[state.session_id].progress for _, state in fresh}
+        decisions = await self._decide_within_deadline(engine, [state for _, state in fresh], progress, clock)
+        emitted = [
+            self._send(event, decision, sessions, outputs)
+            for (event, _), decision in zip(fresh, decisions, strict=True)
+        ]
+        try:
+            # The broker's ack of every decision record before the session table moves on: at-least-once.
+            waiting = time.perf_counter()
+            assert self.producer is not None
+            await self.producer.delivered()
+            clock.acks_s += time.perf_counter() - waiting
+            self.metrics.on_decisions([self._moved_on(item, sessions) for item in emitted])
+        except BaseException as exc:
+            for item in emitted:
+                item.span.record_exception(exc)
+                item.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            for item in emitted:
+                item.span.end()
 
     async def _decide_within_deadline(
-        self, engine: DecisionEngine, states: list[UIStateChanged], progress: Mapping[str, SessionProgress]
+        self,
+        engine: DecisionEngine,
+        states: list[UIStateChanged],
+        progress: Mapping[str, SessionProgress],
+        clock: BatchClock | None = None,
     ) -> list[Decision]:
         """The engine's decisions, or every state deferred when the models miss the deadline.
 
@@ -248,6 +348,7 @@ class DecideAgent:
             return [timed_out(state, self.model_deadline_s, still_busy=True) for state in states]
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._models_thread, engine.decide, states, progress)
+        started = time.perf_counter()
         try:
             # shield: on timeout the call keeps running in its thread, and ``_overdue`` tells when it ends.
             return await asyncio.wait_for(asyncio.shield(call), timeout=self.model_deadline_s)
@@ -256,69 +357,76 @@ class DecideAgent:
             log.warning("models missed the %.1f s deadline on %d states: deferred", self.model_deadline_s, len(states))
             self.metrics.on_model_timeout(len(states))
             return [timed_out(state, self.model_deadline_s) for state in states]
-
-    async def _emit_in_order(
-        self, items: list[tuple[faust.EventT[bytes], Decision]], outputs: dict[str, faust.TopicT]
-    ) -> None:
-        for event, decision in items:
-            await self._emit(event, decision, outputs)
+        finally:
+            if clock is not None:
+                clock.models_s += time.perf_counter() - started
 
     def _reject_reason(self, state: UIStateChanged, engine: DecisionEngine) -> str | None:
         if not engine.knows(state.process_id):
             return f"unknown process {state.process_id!r}"
         return None
 
-    def _session(self, session_id: str) -> SessionState:
+    def _read_session(self, session_id: str) -> SessionState:
         return SessionState.model_validate(self.table[session_id.encode()] or {})
 
-    async def _emit(self, event: faust.EventT[bytes], decision: Decision, outputs: dict[str, faust.TopicT]) -> None:
+    def _send(
+        self,
+        event: faust.EventT[bytes],
+        decision: Decision,
+        sessions: Mapping[str, SessionState],
+        outputs: dict[str, str],
+    ) -> Emitted:
+        """Hand the decision's record to the producer (not waiting for it), within the span that
+        carries the trace context on to the record."""
         message = event.message
-        parent = context_from_headers(message.headers)
-        with self.tracer.start_as_current_span(
+        span = consumer_span(
+            self.tracer,
             f"{message.topic} process",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=messaging_attributes(message.topic, "process", message.key, message.partition, message.offset),
-        ) as span:
-            state = decision.event
-            session = self._session(state.session_id)
-            record = decision.output()
-            span.set_attribute("selauto.outcome", decision.outcome.value)
-            span.set_attribute("selauto.session_id", state.session_id)
-            span.set_attribute("selauto.state_version", state.state_version)
-            if decision.gate.reason is not None:
-                span.set_attribute("selauto.deferral_reason", decision.gate.reason.value)
-            if record is not None and not session.already_executed(decision.action_id):
-                topic = outputs[self._output_kind(record)]
-                sent = await topic.send(
-                    key=message.key, value=self.codec.encode(record, topic.get_topic_name()), headers=headers_for(span)
-                )
-                # Wait for the broker's ack before the session table moves on: at-least-once.
-                await sent
-            if decisions_log.isEnabledFor(logging.INFO):
-                decisions_log.info(
-                    "decided %s v%d: %s; the session table had v%d and %d unattended steps; from %s[%d]@%d",
-                    state.session_id,
-                    state.state_version,
-                    decision.outcome.value,
-                    session.last_state_version,
-                    session.autonomous_steps,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                )
-            self.table[state.session_id.encode()] = session.after(
-                state, decision.outcome, decision.action_id, decision.deferral_id
-            ).model_dump()
-            latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
-            self.metrics.on_decision(
+            context_from_headers(message.headers),
+            messaging_attributes(message.topic, "process", message.key, message.partition, message.offset),
+        )
+        state = decision.event
+        span.set_attribute("selauto.outcome", decision.outcome.value)
+        span.set_attribute("selauto.session_id", state.session_id)
+        span.set_attribute("selauto.state_version", state.state_version)
+        if decision.gate.reason is not None:
+            span.set_attribute("selauto.deferral_reason", decision.gate.reason.value)
+        record = decision.output()
+        if record is not None and not sessions[state.session_id].already_executed(decision.action_id):
+            topic = outputs[self._output_kind(record)]
+            assert self.producer is not None
+            self.producer.send(topic, self.codec.encode(record, topic), key=message.key, headers=headers_for(span))
+        return Emitted(event, decision, span)
+
+    def _moved_on(self, item: Emitted, sessions: dict[str, SessionState]) -> tuple[str, str | None, float, str]:
+        """The session after its decision's record was acknowledged: in this batch's view and in the
+        table (one changelog record per state, acknowledged before the batch is acked). Returns what
+        the metrics record of the decision (outcome, deferral reason, latency ms, process)."""
+        decision = item.decision
+        state = decision.event
+        if decisions_log.isEnabledFor(logging.INFO):
+            before = sessions[state.session_id]
+            message = item.event.message
+            decisions_log.info(
+                "decided %s v%d: %s; the session table had v%d and %d unattended steps; from %s[%d]@%d",
+                state.session_id,
+                state.state_version,
                 decision.outcome.value,
-                decision.gate.reason.value if decision.gate.reason else None,
-                latency_ms,
-                state.process_id,
+                before.last_state_version,
+                before.autonomous_steps,
+                message.topic,
+                message.partition,
+                message.offset,
             )
-            if self.on_decision is not None:
-                self.on_decision(decision)
+        session = sessions[state.session_id] = sessions[state.session_id].after(
+            state, decision.outcome, decision.action_id, decision.deferral_id
+        )
+        self.table[state.session_id.encode()] = session.model_dump()
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        latency_ms = (time.time() - state.timestamp.timestamp()) * 1000.0
+        reason = decision.gate.reason.value if decision.gate.reason else None
+        return decision.outcome.value, reason, latency_ms, state.process_id
 
     @staticmethod
     def _output_kind(record: object) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,13 +57,14 @@ class Decision(BaseModel):
     def outcome(self) -> Outcome:
         return self.gate.outcome
 
-    @property
+    # Cached: the record, the session table and the span each need the id (a hash of canonical JSON).
+    @cached_property
     def action_id(self) -> str | None:
         if self.gate.action is None:
             return None
         return action_id_for(self.event.session_id, self.event.state_version, self.gate.action)
 
-    @property
+    @cached_property
     def deferral_id(self) -> str:
         return deferral_id_for(self.event.session_id, self.event.state_version)
 

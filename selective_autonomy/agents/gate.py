@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.protocol import Proposal
-from selective_autonomy.inference.thresholds import ThresholdKey, Thresholds
+from selective_autonomy.inference.thresholds import Thresholds, key_text
 from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
@@ -121,9 +121,7 @@ def gate(
 
     threshold = thresholds.get(schema.process_id, business_cluster, tier, action.action_type)
     if certificate is not None:
-        key = ThresholdKey(
-            process_id=schema.process_id, business_cluster=business_cluster, tier=tier, action_type=action.action_type
-        ).text()
+        key = key_text(schema.process_id, business_cluster, tier, action.action_type)
         outside = certificate.uncovered(key, action.action_type, step)
         if outside is not None:
             return defer(DeferralReason.novel_situation, outside, threshold)

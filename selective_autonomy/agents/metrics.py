@@ -9,7 +9,7 @@ the telemetry settings, :mod:`selective_autonomy.streams.meters`, exported over 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics
@@ -31,6 +31,8 @@ class RuntimeMetrics:
     """States deferred because the models missed their deadline."""
     consumer_lag_note: str | None = None
     """Why no lag is shown (not read on this broker profile, or the last read failed)."""
+    batch_timing: BatchTiming = field(default_factory=lambda: BatchTiming())
+    """Where the decide agent's batches spend their time (models, waiting for the broker, the rest)."""
     meter_provider: metrics.MeterProvider | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,16 @@ class RuntimeMetrics:
             description="audits weighted by the inverse of their sampling probability: the realised precision is "
             "the share of it not corrected",
         )
+        self._batch_size = meter.create_histogram(
+            "selauto.decide.batch.size", unit="{record}", description="ui.state records per batch the decide agent took"
+        )
+        self._batch_duration = meter.create_histogram(
+            "selauto.decide.batch.duration",
+            unit="ms",
+            description="time the decide agent spent on a batch, by part: total (taken to acked), models (the "
+            "policy and critic call), acks (the broker acknowledging its decision records), table (then its "
+            "session table updates)",
+        )
         self._demotions = meter.create_counter(
             "selauto.stage.demotions",
             description="clusters moved to a lower stage (learning loop, monitor alarm or by hand), as this worker "
@@ -74,8 +86,12 @@ class RuntimeMetrics:
         )
 
     def on_event(self) -> None:
-        self.events += 1
-        self._events.add(1)
+        self.on_events(1)
+
+    def on_events(self, count: int) -> None:
+        """``count`` ui.state records consumed (one counter add for a whole batch)."""
+        self.events += count
+        self._events.add(count)
 
     def on_dead_letter(self, topic: str) -> None:
         self.dead_letters += 1
@@ -85,16 +101,40 @@ class RuntimeMetrics:
         self.model_timeouts += states
         self._model_timeouts.add(states)
 
+    def on_batch(self, events: int, total_s: float, models_s: float, acks_s: float, table_s: float = 0.0) -> None:
+        """One batch done: its size, its wall time from taken to acked, and the parts of it spent in
+        the models, waiting for the broker to acknowledge its decision records, then its session
+        table updates (the last two while the next batch is decided)."""
+        self.batch_timing.add(events, total_s, models_s, acks_s, table_s)
+        self._batch_size.record(events)
+        self._batch_duration.record(total_s * 1000.0, {"part": "total"})
+        self._batch_duration.record(models_s * 1000.0, {"part": "models"})
+        self._batch_duration.record(acks_s * 1000.0, {"part": "acks"})
+        self._batch_duration.record(table_s * 1000.0, {"part": "table"})
+
     def on_skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
     def on_decision(self, outcome: str, reason: str | None, latency_ms: float, process_id: str) -> None:
-        self.outcomes[outcome] += 1
-        self._decisions.add(1, {"outcome": outcome, "process": process_id})
-        if reason is not None:
-            self.deferral_reasons[reason] += 1
-            self._deferrals.add(1, {"reason": reason, "process": process_id})
-        self._latency.record(latency_ms, {"outcome": outcome})
+        self.on_decisions([(outcome, reason, latency_ms, process_id)])
+
+    def on_decisions(self, decisions: Sequence[tuple[str, str | None, float, str]]) -> None:
+        """Decisions as (outcome, deferral reason or None, latency ms, process id): the same counts as
+        :meth:`on_decision` for each, with one counter add per outcome (or reason) and process, since
+        the SDK's adds cost microseconds each and the decide agent records a batch at a time."""
+        outcomes: Counter[tuple[str, str]] = Counter()
+        reasons: Counter[tuple[str, str]] = Counter()
+        for outcome, reason, latency_ms, process_id in decisions:
+            outcomes[outcome, process_id] += 1
+            if reason is not None:
+                reasons[reason, process_id] += 1
+            self._latency.record(latency_ms, {"outcome": outcome})
+        for (outcome, process_id), count in outcomes.items():
+            self.outcomes[outcome] += count
+            self._decisions.add(count, {"outcome": outcome, "process": process_id})
+        for (reason, process_id), count in reasons.items():
+            self.deferral_reasons[reason] += count
+            self._deferrals.add(count, {"reason": reason, "process": process_id})
 
     def on_feedback(self, feedback: CopilotFeedback) -> None:
         self.feedback[feedback.verdict.value] += 1
@@ -147,4 +187,45 @@ class RuntimeMetrics:
             "automation_rate": round(self.automation_rate, 4),
             "consumer_lag": {f"{p.topic}[{p.partition}]": p.lag for p in self.consumer_lag},
             "consumer_lag_note": self.consumer_lag_note,
+            "batches": self.batch_timing.snapshot(),
+        }
+
+
+@dataclass
+class BatchTiming:
+    """Sums over the decide agent's batches; the means are what ``/healthz`` shows."""
+
+    batches: int = 0
+    events: int = 0
+    total_s: float = 0.0
+    models_s: float = 0.0
+    acks_s: float = 0.0
+    table_s: float = 0.0
+    sizes: Counter[int] = field(default_factory=Counter)
+    """Batches by size, rounded down to a multiple of 8."""
+
+    def add(self, events: int, total_s: float, models_s: float, acks_s: float, table_s: float = 0.0) -> None:
+        self.batches += 1
+        self.events += events
+        self.total_s += total_s
+        self.models_s += models_s
+        self.acks_s += acks_s
+        self.table_s += table_s
+        self.sizes[events // 8 * 8] += 1
+
+    def snapshot(self) -> dict[str, object]:
+        batches = max(1, self.batches)
+        return {
+            "batches": self.batches,
+            "events": self.events,
+            "mean_size": round(self.events / batches, 2),
+            "mean_ms": round(self.total_s / batches * 1000.0, 3),
+            "mean_models_ms": round(self.models_s / batches * 1000.0, 3),
+            "mean_acks_ms": round(self.acks_s / batches * 1000.0, 3),
+            "mean_table_ms": round(self.table_s / batches * 1000.0, 3),
+            "total_s": round(self.total_s, 3),
+            "models_s": round(self.models_s, 3),
+            "acks_s": round(self.acks_s, 3),
+            "table_s": round(self.table_s, 3),
+            "sizes_by_8": dict(sorted(self.sizes.items())),
         }

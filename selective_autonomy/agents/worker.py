@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider
 
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
 from selective_autonomy.agents.metrics import RuntimeMetrics
@@ -17,7 +17,7 @@ from selective_autonomy.config import Settings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.app import build_app
-from selective_autonomy.streams.kafka_config import tweaks_for
+from selective_autonomy.streams.kafka_config import ProfileTweaks
 from selective_autonomy.streams.lag import ConsumerLagReader
 from selective_autonomy.streams.prometheus import SCRAPE_PATH, MetricsExposition
 from selective_autonomy.streams.serialization import AvroCodec, codec_for
@@ -46,6 +46,7 @@ def build_worker(
     exposition: MetricsExposition | None = None,
     on_decision: DecisionHook | None = None,
     app_options: dict[str, Any] | None = None,
+    tweaks: ProfileTweaks | None = None,
 ) -> Worker:
     """The worker's faust app with its agents and timers.
 
@@ -54,8 +55,12 @@ def build_worker(
     :param meter_provider: where the instruments record; default the global provider.
     :param exposition: the Prometheus text of ``meter_provider`` (its reader is one of the
         provider's), served on ``/metrics`` when ``web``; default none.
+    :param app_options: extra faust settings (:func:`build_app`); default none.
+    :param tweaks: broker-profile tweaks replacing the profile's (:func:`build_app`); default the profile's.
     """
-    app = build_app(settings, web_port=settings.worker.health_port if web else None, **(app_options or {}))
+    app = build_app(
+        settings, web_port=settings.worker.health_port if web else None, tweaks=tweaks, **(app_options or {})
+    )
     if settings.inference.url or settings.inference.critic_url:
         _register_llm_loaders(settings)
     metrics = RuntimeMetrics(meter_provider=meter_provider)
@@ -85,7 +90,7 @@ def build_worker(
     async def reload_models() -> None:
         models.refresh()
 
-    if tweaks_for(settings.kafka).reports_true_high_watermark:
+    if app.tweaks.reports_true_high_watermark:
         reader = ConsumerLagReader(settings.kafka, app.conf.id, consumed_topics(settings))
 
         @app.timer(settings.worker.lag_interval_s)  # type: ignore[untyped-decorator]

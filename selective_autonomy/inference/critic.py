@@ -119,7 +119,8 @@ class EmbeddedCritic:
         }
 
     def logits(self, items: Sequence[CriticInput]) -> torch.Tensor:
-        self.net.eval()
+        if self.net.training:  # eval() walks every submodule: about 0.1 ms on each decided batch
+            self.net.eval()
         with torch.inference_mode():
             out: torch.Tensor = self.net(self.tensors(items))
         return out

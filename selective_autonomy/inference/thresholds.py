@@ -24,8 +24,16 @@ class ThresholdKey(BaseModel):
     action_type: str | None = None
 
     def text(self) -> str:
-        base = f"{self.process_id}/{self.business_cluster}/{self.tier.value}"
-        return base if self.action_type is None else f"{base}/{self.action_type}"
+        return key_text(self.process_id, self.business_cluster, self.tier, self.action_type)
+
+
+def key_text(process_id: str, business_cluster: str, tier: ActionTier, action_type: str | None = None) -> str:
+    """A threshold key as stored: ``process/cluster/tier`` or ``process/cluster/tier/action_type``.
+
+    Plain strings, no model: the gate looks a key up for every decided step.
+    """
+    base = f"{process_id}/{business_cluster}/{tier.value}"
+    return base if action_type is None else f"{base}/{action_type}"
 
 
 class Thresholds(BaseModel):
@@ -43,12 +51,11 @@ class Thresholds(BaseModel):
     def get(
         self, process_id: str, business_cluster: str, tier: ActionTier, action_type: str | None = None
     ) -> float | None:
-        tier_key = ThresholdKey(process_id=process_id, business_cluster=business_cluster, tier=tier)
         if action_type is not None:
-            specific = self.values.get(tier_key.model_copy(update={"action_type": action_type}).text())
+            specific = self.values.get(key_text(process_id, business_cluster, tier, action_type))
             if specific is not None:
                 return specific
-        return self.values.get(tier_key.text())
+        return self.values.get(key_text(process_id, business_cluster, tier))
 
     def for_cluster(self, process_id: str, business_cluster: str) -> dict[str, float]:
         prefix = f"{process_id}/{business_cluster}/"

@@ -441,6 +441,14 @@ class SelautoApp(faust.App):
     def _new_transport(self) -> Any:
         return _transport_for(self.tweaks)(self.conf.broker_consumer, self)
 
+    def fetch_wait_ms(self) -> int | None:
+        """The fetch wait (``fetch.wait.max.ms``) the running consumer uses: the profile's, or faust's
+        fixed 1,500 ms where the profile keeps it; None before the consumer has started."""
+        thread = getattr(self._consumer, "_thread", None)
+        client = getattr(thread, "_consumer", None)
+        wait = getattr(client, "_fetch_max_wait_ms", None)
+        return int(wait) if wait is not None else None
+
 
 def build_app(
     settings: Settings,
@@ -448,11 +456,19 @@ def build_app(
     app_id: str | None = None,
     web_port: int | None = None,
     datadir: Path | None = None,
+    tweaks: ProfileTweaks | None = None,
     **options: Any,
 ) -> SelautoApp:
-    """A faust app for ``settings``; ``web_port`` enables faust's web server (health endpoints)."""
+    """A faust app for ``settings``.
+
+    :param web_port: enables faust's web server (health endpoints); default off.
+    :param tweaks: the broker profile's client tweaks to apply instead of ``settings.kafka.profile``'s
+        (experiments such as the streaming benchmark's fetch-wait comparison); default the profile's.
+    :param options: further faust settings, applied last.
+    """
     quiet_payload_loggers()
-    conf = faust_settings(settings.kafka)
+    tweaks = tweaks or tweaks_for(settings.kafka)
+    conf = faust_settings(settings.kafka, tweaks)
     datadir = datadir or settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     conf.update(
@@ -465,7 +481,7 @@ def build_app(
     )
     conf.update(options)
     app = SelautoApp(app_id or settings.app_id, **conf)
-    app.tweaks = tweaks_for(settings.kafka)
+    app.tweaks = tweaks
     return app
 
 

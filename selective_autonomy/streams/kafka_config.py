@@ -43,6 +43,10 @@ class ProfileTweaks:
     # before the end of the changelog. A one-byte batch limit makes aiokafka send every record
     # in a batch of its own (the first record of a batch always fits), so recovery reads it all.
     faust_producer_max_batch_size: int | None = None
+    # The same, for the changelog records an agent sends through its own producer
+    # (streams/tables.py): normal batches, then each partition's last record again on its own, so
+    # that every changelog partition ends with a one-record batch.
+    changelog_single_record_tail: bool = False
     # The same wrong high watermark would make consumer lag (high watermark minus committed
     # offset) report records as consumed or outstanding that are not: the worker does not read
     # lag where the broker cannot report it truthfully.
@@ -59,6 +63,7 @@ PROFILE_TWEAKS: dict[BrokerProfile, ProfileTweaks] = {
         allow_transactions=False,
         can_add_partitions=False,
         faust_producer_max_batch_size=1,
+        changelog_single_record_tail=True,
         reports_true_high_watermark=False,
     ),
 }
@@ -177,9 +182,10 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     )
 
 
-def faust_settings(kafka: KafkaSettings) -> dict[str, Any]:
-    """Keyword settings for ``faust.App`` from the Kafka settings and the profile."""
-    tweaks = tweaks_for(kafka)
+def faust_settings(kafka: KafkaSettings, tweaks: ProfileTweaks | None = None) -> dict[str, Any]:
+    """Keyword settings for ``faust.App`` from the Kafka settings and the profile's tweaks (or
+    ``tweaks``, which replace them)."""
+    tweaks = tweaks or tweaks_for(kafka)
     settings: dict[str, Any] = {
         "broker": faust_broker_url(kafka),
         "broker_client_id": kafka.client_id,

@@ -162,3 +162,25 @@ def test_the_screen_an_ending_action_left_is_not_decided() -> None:
     assert not ends_session(closed.model_copy(update={"last_action": LOOKUP}), ending)
     assert not ends_session(event("s1", 0), ending)  # no action yet
     assert not ends_session(closed, frozenset())
+
+
+def test_records_built_without_validation_pass_it_and_round_trip_through_avro() -> None:
+    # output() skips pydantic's validation on the hot path: each record it builds must still be one
+    # that validation accepts (ActionExecuted checks its id) and that encodes and decodes unchanged.
+    from selective_autonomy.streams.serialization import AvroCodec
+
+    codec = AvroCodec()
+    records = [
+        DecisionEngine({"billing": models(LOOKUP, stage=stage, score=score)}).decide([event("s1", 3)], {})[0].output()
+        for stage, score in (
+            (Stage.selective, 0.99),
+            (Stage.selective, 0.5),
+            (Stage.copilot, 0.99),
+            (Stage.logging, 0.9),
+        )
+    ]
+    assert [type(r) for r in records] == [ActionExecuted, OperatorDeferral, OperatorDeferral, ActionProposed]
+    for record in records:
+        assert record is not None
+        assert type(record).model_validate(record.model_dump()) == record
+        assert codec.decode(codec.encode(record, "topic"), type(record)) == record

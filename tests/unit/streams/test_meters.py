@@ -130,3 +130,36 @@ def test_demotion_series_start_at_zero_for_every_cluster() -> None:
         "vip": 1,
         "*": 0,
     }
+
+
+def test_batch_timing_is_summed_and_recorded_per_part() -> None:
+    reader = InMemoryMetricReader()
+    metrics = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[reader]))
+    metrics.on_batch(64, 0.030, 0.010, 0.012, 0.006)
+    metrics.on_batch(3, 0.010, 0.002, 0.004, 0.002)
+
+    timing = metrics.snapshot()["batches"]
+    assert isinstance(timing, dict)
+    assert timing["batches"] == 2 and timing["events"] == 67 and timing["mean_size"] == 33.5
+    assert timing["mean_ms"] == 20.0 and timing["mean_models_ms"] == 6.0 and timing["mean_acks_ms"] == 8.0
+    assert timing["mean_table_ms"] == 4.0
+    assert timing["sizes_by_8"] == {0: 1, 64: 1}
+    found = points(reader)
+    assert sum(count for _, count in found["selauto.decide.batch.size"]) == 2
+    parts = {attrs["part"]: count for attrs, count in found["selauto.decide.batch.duration"]}
+    assert parts == {"total": 2, "models": 2, "acks": 2, "table": 2}
+
+
+def test_a_batch_of_decisions_counts_as_each_one_would() -> None:
+    one_by_one, batched = InMemoryMetricReader(), InMemoryMetricReader()
+    decisions = [("execute", None, 12.0, "billing"), ("defer", "below_threshold", 30.0, "billing")] * 3
+    single = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[one_by_one]))
+    for decision in decisions:
+        single.on_decision(*decision)
+    single.on_event()
+    single.on_event()
+    many = RuntimeMetrics(meter_provider=build_meter_provider("test", readers=[batched]))
+    many.on_decisions(decisions)
+    many.on_events(2)
+    assert many.snapshot() == single.snapshot()
+    assert points(batched) == points(one_by_one)

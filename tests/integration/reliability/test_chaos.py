@@ -165,13 +165,9 @@ def settle(
     held: tuple[int, float] | None = None
     while True:
         now = time.monotonic()
-        if now > deadline:
-            tail = broker_log.read_text(errors="replace")[-3000:] if broker_log.exists() else ""
-            states = [(w.log_path.name, w.readiness()) for w in workers]
-            raise AssertionError(
-                f"the group did not settle after generation {after} in {wait_s} s: {states}\n"
-                f"broker log tail:\n{tail}\n{workers[-1].log_tail()}"
-            )
+        dead = [w for w in workers if not w.alive]
+        if now > deadline or dead:
+            raise AssertionError(unsettled_report(workers, after, wait_s, broker_log, dead))
         generation = generation_of(workers)
         if generation != after and not noticed:
             noticed = now
@@ -183,6 +179,31 @@ def settle(
         else:
             held = None
         time.sleep(0.05)
+
+
+def unsettled_report(
+    workers: list[WorkerProcess], after: int, wait_s: float, broker_log: Path, dead: list[WorkerProcess]
+) -> str:
+    """Why the group did not settle: each member's state, and the log of every member that is not in
+    the newest generation (a dead one with its exit status), so that one failed run is enough to
+    tell a crashed worker from a hung one or a slow broker."""
+    readiness = {w.log_path.name: w.readiness() for w in workers}
+    newest = max((r[1] for r in readiness.values() if r is not None), default=None)
+    lines = [
+        f"the group did not settle after generation {after}"
+        + (f": {', '.join(w.log_path.name for w in dead)} exited" if dead else f" in {wait_s} s")
+        + f"; /readyz (ready, generation) per worker: {readiness}"
+    ]
+    for worker in workers:
+        state = readiness[worker.log_path.name]
+        if worker in dead or state is None or state[1] != newest:
+            lines.append(
+                f"--- {worker.log_path.name} (alive {worker.alive}, exit status {worker.returncode}) log tail:\n"
+                f"{worker.log_tail(6000)}"
+            )
+    tail = broker_log.read_text(errors="replace")[-3000:] if broker_log.exists() else ""
+    lines.append(f"--- broker log tail:\n{tail}")
+    return "\n".join(lines)
 
 
 def stop_target(running: list[WorkerProcess], wait_s: float = 15.0) -> WorkerProcess:

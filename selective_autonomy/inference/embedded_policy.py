@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
-from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Policy, Proposal
+from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
 from selective_autonomy.inference.training import (
     TrainConfig,
     TrainReport,
@@ -688,19 +688,3 @@ class EmbeddedPolicy:
         policy.net.load_state_dict(state)
         policy.net.eval()
         return policy
-
-
-def load_embedded_policy(directory: Path, schema: ProcessSchema) -> Policy:
-    """The registry's loader for ``policy-embedded`` artefacts."""
-    return EmbeddedPolicy.load(directory, schema)
-
-
-def register() -> None:
-    """Make the model registry load ``policy-embedded`` artefacts.
-
-    The registry is imported here, inside the function, so that importing this module never
-    imports the registry (and the registry may import this module without a cycle).
-    """
-    from selective_autonomy.inference.registry import register_policy_loader
-
-    register_policy_loader(KIND, load_embedded_policy)

@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from selective_autonomy.inference.artefact import ArtefactError
-from selective_autonomy.inference.datasets import ProcessCases, case_examples
-from selective_autonomy.inference.embedded_policy import (
-    KIND,
+from selective_autonomy.inference.action_templates import (
     ActionTemplate,
-    EmbeddedPolicy,
     discrete_arguments,
     history_key,
     select_templates,
 )
+from selective_autonomy.inference.artefact import ArtefactError
+from selective_autonomy.inference.datasets import ProcessCases, case_examples
+from selective_autonomy.inference.embedded_policy import KIND, EmbeddedPolicy
 from selective_autonomy.inference.evaluation import evaluate_policy
 from selective_autonomy.inference.loaders import builtin_loaders
 from selective_autonomy.inference.ngram import NGramPolicy

@@ -214,3 +214,17 @@ def test_the_reader_resolves(source: str, target: str, kind: str) -> None:
     collector = _Collector("selective_autonomy.inference.probe", path)
     collector.visit(ast.parse(source))
     assert [(found.target, found.kind) for found in collector.found] == [(target, kind)]
+
+
+def test_the_checks_catch_a_cycle_and_an_upward_import() -> None:
+    # The rules themselves, on made-up imports: a test that could not fail would guard nothing.
+    assert _first_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) != []
+    assert _first_cycle({"a": {"b"}, "b": {"c"}}) == []
+    upward = Import(
+        "selective_autonomy.store.engine", "selective_autonomy.agents.gate", "store/engine.py:1", "top-level"
+    )
+    assert LAYER_OF[_package(upward.target)] > LAYER_OF[_package(upward.source)]
+    assert (
+        str(upward)
+        == "store/engine.py:1: selective_autonomy.store.engine imports selective_autonomy.agents.gate (top-level)"
+    )

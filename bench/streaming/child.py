@@ -7,7 +7,6 @@ Run as ``python -m bench.streaming.child SPEC_JSON``; :class:`WorkerChild` is th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -80,10 +79,6 @@ def passthrough_app(settings: Any, tweaks: Any, output_topic: str, app_options: 
 def decide_app(settings: Any, tweaks: Any, app_options: dict[str, Any]) -> tuple[Any, Callable[[], dict[str, Any]]]:
     """The decide worker as ``selauto worker`` builds it (its tracer provider and meters, set as the
     process's, without the web server), and a function returning its counters."""
-    with contextlib.suppress(ImportError):
-        from selective_autonomy.inference import embedded_policy
-
-        embedded_policy.register()
     from opentelemetry import metrics, trace
 
     from selective_autonomy.agents.worker import build_worker

@@ -15,6 +15,7 @@ from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
 from selective_autonomy.config import Settings
 from selective_autonomy.errors import BrokerError
+from selective_autonomy.inference.loaders import ModelLoaders, builtin_loaders
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.app import build_app
 from selective_autonomy.streams.kafka_config import ProfileTweaks
@@ -61,10 +62,10 @@ def build_worker(
     app = build_app(
         settings, web_port=settings.worker.health_port if web else None, tweaks=tweaks, **(app_options or {})
     )
-    if settings.inference.url or settings.inference.critic_url:
-        _register_llm_loaders(settings)
     metrics = RuntimeMetrics(meter_provider=meter_provider)
-    models = ModelsInService(ModelRegistry(settings.models_dir), on_stages=metrics.on_stages)
+    # One registry, with the loaders this deployment serves, for the decide agent and the learning loop.
+    registry = ModelRegistry(settings.models_dir, model_loaders(settings))
+    models = ModelsInService(registry, on_stages=metrics.on_stages)
     models.refresh()
     # One codec for every role: with a schema registry its subjects are registered and checked
     # here, before the app starts, and a registry that is down stops the worker now.
@@ -83,7 +84,7 @@ def build_worker(
         decide.register(app)
     worker = Worker(app=app, models=models, metrics=metrics, decide=decide)
     if settings.worker.feedback:
-        worker.feedback = _feedback_agent(settings, metrics, codec)
+        worker.feedback = _feedback_agent(settings, registry, metrics, codec)
         worker.feedback.register(app)
 
     @app.timer(settings.worker.reload_interval_s)  # type: ignore[untyped-decorator]
@@ -139,9 +140,12 @@ async def refresh_consumer_lag(reader: ConsumerLagReader, metrics: RuntimeMetric
         metrics.on_consumer_lag(None, f"last read failed: {exc}")
 
 
-def _register_llm_loaders(settings: Settings) -> None:
-    """LLM artefacts in the models directory are served by vLLM at the configured URLs."""
-    from selective_autonomy.inference.llm.loaders import register_llm_loaders
+def model_loaders(settings: Settings) -> ModelLoaders:
+    """The built-in loaders and, with an inference URL configured, the LLM kinds: LLM artefacts in
+    the models directory are served by vLLM at the configured URLs."""
+    if not (settings.inference.url or settings.inference.critic_url):
+        return builtin_loaders()
+    from selective_autonomy.inference.llm.loaders import llm_loaders
     from selective_autonomy.inference.llm.settings import LLMClientSettings
 
     inference = settings.inference
@@ -154,7 +158,8 @@ def _register_llm_loaders(settings: Settings) -> None:
             max_retries=inference.max_retries,
         )
 
-    register_llm_loaders(client(inference.url, inference.model), client(inference.critic_url, inference.critic_model))
+    llm = llm_loaders(client(inference.url, inference.model), client(inference.critic_url, inference.critic_model))
+    return builtin_loaders().merged(llm)
 
 
 def store_url(settings: Settings) -> str:
@@ -163,7 +168,9 @@ def store_url(settings: Settings) -> str:
     return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
 
 
-def _feedback_agent(settings: Settings, metrics: RuntimeMetrics, codec: AvroCodec) -> FeedbackAgent:
+def _feedback_agent(
+    settings: Settings, registry: ModelRegistry, metrics: RuntimeMetrics, codec: AvroCodec
+) -> FeedbackAgent:
     # Imported here: the feedback store and the learning loop (alembic, pandas, scikit-learn, MAPIE)
     # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
     # start, i.e. after every crash, while its partitions wait.
@@ -173,7 +180,6 @@ def _feedback_agent(settings: Settings, metrics: RuntimeMetrics, codec: AvroCode
     from selective_autonomy.store import FeedbackStore
 
     store = FeedbackStore.open(store_url(settings))
-    registry = ModelRegistry(settings.models_dir)
     scheduler = None
     if settings.worker.learning:
         scheduler = RetrainScheduler(

@@ -1,5 +1,5 @@
-"""The HTML side: login, the inbox page (with the pending audits), the live stream, htmx
-fragments and form answers.
+"""The HTML side: login, the inbox page (with the pending audits), the live stream, and (from
+:mod:`.ui_deferrals` and :mod:`.ui_audits`, included in this router) htmx fragments and form answers.
 
 Form answers build the same pydantic bodies as the JSON API (form strings are typed by the
 process schema first) and call the same service. htmx gets fragments and ``HX-*`` headers:
@@ -10,49 +10,29 @@ messages in the form, 503 keeps it and says so.
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
 from collections.abc import AsyncIterator
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Annotated
-from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from selective_autonomy.console import ui_audits, ui_deferrals
 from selective_autonomy.console.audits import AuditChange
 from selective_autonomy.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Identity
-from selective_autonomy.console.cards import action_options, argument_fields, coerce_form_action
 from selective_autonomy.console.context import ConsoleContext
 from selective_autonomy.console.deps import Context, PageCaller, api_identity, first, identify, read_form
-from selective_autonomy.console.errors import ConsoleError
 from selective_autonomy.console.inbox import ChangeKind, visible
 from selective_autonomy.console.live import RESYNC, sse_message
-from selective_autonomy.console.protocol import (
-    AcceptRequest,
-    ActionInput,
-    AlternativeRequest,
-    AnswerResponse,
-    AuditAnswerResponse,
-    AuditRightRequest,
-    AuditWrongRequest,
-    CardView,
-    CorrectRequest,
-)
-from selective_autonomy.schemas.events import Verdict
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
 
 KEEPALIVE_S = 15.0
 COUNTERS_MIN_INTERVAL_S = 1.0
 COUNTERS_REFRESH_S = 10.0
-
-
-def _toast(message: str, level: str = "ok") -> str:
-    return json.dumps({"console-toast": {"message": message, "level": level}})
 
 
 def _safe_next(value: str | None) -> str:
@@ -215,229 +195,6 @@ async def _stream(request: Request, ctx: ConsoleContext, operator_id: str) -> As
         ctx.broadcaster.unsubscribe(subscription)
 
 
-# -- fragments ------------------------------------------------------------------------------------
-
-
-def _gone(message: str) -> Response:
-    """409 for htmx: remove the card and say why."""
-    return Response(
-        status_code=409,
-        headers={"HX-Retarget": "closest .card", "HX-Reswap": "delete", "HX-Trigger": _toast(message, "warn")},
-    )
-
-
-def _pending_view(ctx: ConsoleContext, caller: Identity, deferral_id: str) -> CardView | None:
-    return ctx.reader.card(caller.operator_id, deferral_id)
-
-
-@router.get("/ui/deferrals/{deferral_id}/form", response_class=HTMLResponse)
-async def answer_form(
-    deferral_id: str, ctx: Context, caller: PageCaller, mode: Annotated[str, Query(pattern="^(correct|alternative)$")]
-) -> Response:
-    card = _pending_view(ctx, caller, deferral_id)
-    if card is None:
-        return _gone("This deferral was answered or moved on.")
-    schema = ctx.catalog.schema(card.process_id)
-    allowed = Verdict.corrected if mode == "correct" else Verdict.acceptable_alternative
-    if schema is None or allowed not in card.answers:
-        return Response(
-            status_code=422, headers={"HX-Reswap": "none", "HX-Trigger": _toast("Not possible here.", "warn")}
-        )
-    action_type = ""
-    prefill = None
-    if card.suggestion is not None and schema.action(card.suggestion.action_type) is not None:
-        action_type, prefill = card.suggestion.action_type, card.suggestion.arguments
-    fields = argument_fields(schema, action_type, prefill) if action_type else []
-    return HTMLResponse(ctx.views.form(card, mode, action_options(schema), action_type, fields))
-
-
-@router.get("/ui/deferrals/{deferral_id}/arguments", response_class=HTMLResponse)
-async def argument_inputs(
-    deferral_id: str, ctx: Context, caller: PageCaller, action_type: Annotated[str, Query(max_length=200)] = ""
-) -> Response:
-    card = _pending_view(ctx, caller, deferral_id)
-    if card is None:
-        return _gone("This deferral was answered or moved on.")
-    schema = ctx.catalog.schema(card.process_id)
-    spec = schema.action(action_type) if schema is not None else None
-    if schema is None or spec is None:
-        return HTMLResponse(ctx.views.arguments(card, "", [], ""))
-    prefill = card.suggestion.arguments if card.suggestion and card.suggestion.action_type == action_type else None
-    fields = argument_fields(schema, action_type, prefill)
-    return HTMLResponse(ctx.views.arguments(card, action_type, fields, spec.description))
-
-
-# -- answers from the page ------------------------------------------------------------------------
-
-
-def _state_version(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
-
-
-async def _answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
-    try:
-        result: AnswerResponse = await run_in_threadpool(getattr(ctx.answers, call), *args)
-    except ConsoleError as exc:
-        if exc.status_code == 409:
-            return _gone("Already answered, or the session moved on.")
-        if exc.status_code == 422:
-            messages = exc.violations or [exc.message]
-            return HTMLResponse(
-                ctx.views.errors(messages),
-                status_code=422,
-                headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"}
-                if call != "accept"
-                else {"HX-Reswap": "none", "HX-Trigger": _toast(exc.message, "error")},
-            )
-        return Response(
-            status_code=exc.status_code, headers={"HX-Reswap": "none", "HX-Trigger": _toast(exc.message, "error")}
-        )
-    verb = {"accepted": "Accepted", "corrected": "Corrected", "acceptable_alternative": "Done"}[result.verdict.value]
-    # After the swap, like audit answers: the live stream may already have removed the card.
-    return Response(
-        status_code=200, headers={"HX-Trigger-After-Swap": _toast(f"{verb}: {result.executed_action.action_type}")}
-    )
-
-
-@router.post("/ui/deferrals/{deferral_id}/accept")
-async def accept_from_page(deferral_id: str, request: Request, ctx: Context, caller: PageCaller) -> Response:
-    form = await read_form(request)
-    body = AcceptRequest(state_version=_state_version(first(form, "state_version")))
-    visibility = ctx.reader.visibility(caller.operator_id)
-    return await _answered(ctx, "accept", deferral_id, caller.operator_id, visibility, body)
-
-
-@router.post("/ui/deferrals/{deferral_id}/correct")
-async def correct_from_page(deferral_id: str, request: Request, ctx: Context, caller: PageCaller) -> Response:
-    return await _own_action(deferral_id, request, ctx, caller, Verdict.corrected)
-
-
-@router.post("/ui/deferrals/{deferral_id}/alternative")
-async def alternative_from_page(deferral_id: str, request: Request, ctx: Context, caller: PageCaller) -> Response:
-    return await _own_action(deferral_id, request, ctx, caller, Verdict.acceptable_alternative)
-
-
-def _form_action(ctx: ConsoleContext, process_id: str, form: dict[str, list[str]]) -> ActionInput | None:
-    """The action a form describes, argument strings typed by the process schema; None without an action type."""
-    schema = ctx.catalog.schema(process_id)
-    action_type = (first(form, "action_type") or "").strip()
-    raw = {name[4:]: values[0] for name, values in form.items() if name.startswith("arg.") and values}
-    arguments = coerce_form_action(schema, action_type, raw) if schema is not None else dict(raw)
-    try:
-        return ActionInput(action_type=action_type, arguments=arguments)
-    except ValidationError:
-        return None
-
-
-async def _own_action(
-    deferral_id: str, request: Request, ctx: ConsoleContext, caller: Identity, verdict: Verdict
-) -> Response:
-    form = await read_form(request)
-    visibility = ctx.reader.visibility(caller.operator_id)
-    card = ctx.inbox.get(deferral_id, visibility)
-    if card is None:
-        return _gone("Already answered, or the session moved on.")
-    action = _form_action(ctx, card.process_id, form)
-    if action is None:
-        return HTMLResponse(
-            ctx.views.errors(["choose an action"]),
-            status_code=422,
-            headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
-        )
-    version = _state_version(first(form, "state_version"))
-    if verdict is Verdict.corrected:
-        body: CorrectRequest | AlternativeRequest = CorrectRequest(action=action, state_version=version)
-        return await _answered(ctx, "correct", deferral_id, caller.operator_id, visibility, body)
-    body = AlternativeRequest(action=action, state_version=version)
-    return await _answered(ctx, "alternative", deferral_id, caller.operator_id, visibility, body)
-
-
-# -- audits ---------------------------------------------------------------------------------------
-
-AUDIT_GONE = "This audit was answered meanwhile."
-
-
-def _audit_base(action_id: str) -> str:
-    return "/ui/audits/" + quote(action_id, safe="")
-
-
-@router.get("/ui/audits/{action_id}/form", response_class=HTMLResponse)
-async def audit_form(action_id: str, ctx: Context, caller: PageCaller) -> Response:
-    """The "wrong" form: the correction form generated from the grammar, prefilled with the step."""
-    audit = ctx.reader.audit(caller.operator_id, action_id)
-    if audit is None:
-        return _gone(AUDIT_GONE)
-    schema = ctx.catalog.schema(audit.process_id)
-    if schema is None:
-        return Response(
-            status_code=422,
-            headers={"HX-Reswap": "none", "HX-Trigger": _toast("Wrong answers need the process schema.", "warn")},
-        )
-    action_type = audit.action.action_type if schema.action(audit.action.action_type) is not None else ""
-    fields = argument_fields(schema, action_type, audit.action.arguments) if action_type else []
-    base = _audit_base(action_id)
-    return HTMLResponse(ctx.views.audit_form(audit, base, action_options(schema), action_type, fields))
-
-
-@router.get("/ui/audits/{action_id}/arguments", response_class=HTMLResponse)
-async def audit_argument_inputs(
-    action_id: str, ctx: Context, caller: PageCaller, action_type: Annotated[str, Query(max_length=200)] = ""
-) -> Response:
-    audit = ctx.reader.audit(caller.operator_id, action_id)
-    if audit is None:
-        return _gone(AUDIT_GONE)
-    schema = ctx.catalog.schema(audit.process_id)
-    spec = schema.action(action_type) if schema is not None else None
-    if schema is None or spec is None:
-        return HTMLResponse(ctx.views.arguments(audit, "", [], ""))
-    prefill = audit.action.arguments if audit.action.action_type == action_type else None
-    fields = argument_fields(schema, action_type, prefill)
-    return HTMLResponse(ctx.views.arguments(audit, action_type, fields, spec.description))
-
-
-async def _audit_answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
-    try:
-        result: AuditAnswerResponse = await run_in_threadpool(getattr(ctx.audit_answers, call), *args)
-    except ConsoleError as exc:
-        if exc.status_code == 409:
-            return _gone(AUDIT_GONE)
-        if exc.status_code == 422 and call == "wrong":
-            return HTMLResponse(
-                ctx.views.errors(exc.violations or [exc.message]),
-                status_code=422,
-                headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
-            )
-        return Response(
-            status_code=exc.status_code, headers={"HX-Reswap": "none", "HX-Trigger": _toast(exc.message, "error")}
-        )
-    if result.operator_action is None:
-        message = f"Audited as right: {result.audited_action.action_type}"
-    else:
-        message = f"Audited as wrong: should have been {result.operator_action.action_type}"
-    # After the swap: htmx then fires it on the body when the live stream has already removed the
-    # row (the claim is announced before the broker acknowledges), where HX-Trigger would be lost.
-    return Response(status_code=200, headers={"HX-Trigger-After-Swap": _toast(message)})
-
-
-@router.post("/ui/audits/{action_id}/right")
-async def audit_right_from_page(action_id: str, ctx: Context, caller: PageCaller) -> Response:
-    visibility = ctx.reader.visibility(caller.operator_id)
-    return await _audit_answered(ctx, "right", action_id, caller.operator_id, visibility, AuditRightRequest())
-
-
-@router.post("/ui/audits/{action_id}/wrong")
-async def audit_wrong_from_page(action_id: str, request: Request, ctx: Context, caller: PageCaller) -> Response:
-    form = await read_form(request)
-    visibility = ctx.reader.visibility(caller.operator_id)
-    audit = ctx.audits.get(action_id, visibility)
-    if audit is None:
-        return _gone(AUDIT_GONE)
-    action = _form_action(ctx, audit.process_id, form)
-    if action is None:
-        return HTMLResponse(
-            ctx.views.errors(["choose an action"]),
-            status_code=422,
-            headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
-        )
-    body = AuditWrongRequest(action=action)
-    return await _audit_answered(ctx, "wrong", action_id, caller.operator_id, visibility, body)
+# The deferral and audit fragments and answers are routers of their own, served under this one.
+router.include_router(ui_deferrals.router)
+router.include_router(ui_audits.router)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,13 +31,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
-from torch.nn import functional as F
 
+from selective_autonomy.inference.action_templates import (
+    ActionTemplate,
+    discrete_arguments,
+    frequent,
+    history_key,
+    select_templates,
+)
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
-from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Policy, Proposal
+from selective_autonomy.inference.embedded_config import EmbeddedConfig, ModelConfig, UpdateConfig
+from selective_autonomy.inference.policy_net import PolicyNet, policy_loss
+from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
 from selective_autonomy.inference.training import (
     TrainConfig,
     TrainReport,
@@ -49,8 +54,11 @@ from selective_autonomy.inference.training import (
 from selective_autonomy.schemas.events import Action, Scalar, UIStateChanged
 from selective_autonomy.schemas.features import EncodedBatch, FeatureEncoder
 from selective_autonomy.schemas.grammar import is_valid_action
-from selective_autonomy.schemas.process import ProcessSchema, ValueType
+from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case
+
+# The settings are imported from here by the CLI, the learning loop and the benchmarks.
+__all__ = ["KIND", "EmbeddedConfig", "EmbeddedPolicy", "ModelConfig", "UpdateConfig"]
 
 KIND = "policy-embedded"
 WEIGHTS_FILE = "weights.pt"
@@ -58,139 +66,12 @@ ENCODER_FILE = "encoder.json"
 CONFIG_FILE = "config.json"
 ARTEFACT_FORMAT = 1
 
-PAD = 0
 OTHER = 1
 """History token of an action outside the token vocabulary (its type is still embedded)."""
 
 FILL_CACHE_SIZE = 65_536
 
 FloatArray = npt.NDArray[np.float32]
-
-
-class ModelConfig(BaseModel):
-    """Sizes of the network and of what is learned from the training cases."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_history: int = Field(default=8, ge=1, description="Most recent actions the GRU reads.")
-    action_dim: int = Field(default=32, ge=1)
-    gru_hidden: int = Field(default=64, ge=1)
-    categorical_dim: int = Field(default=8, ge=1)
-    numeric_dim: int = Field(default=16, ge=1)
-    chat_dim: int = Field(default=32, ge=1)
-    hidden: int = Field(default=128, ge=1)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    max_tokens: int = Field(default=256, ge=0, description="History tokens (type + discrete arguments) embedded.")
-    max_templates: int = Field(default=512, ge=1, description="Argument templates kept (most frequent first).")
-    min_count: int = Field(default=2, ge=1, description="Occurrences a token or template needs to be kept.")
-
-
-class EmbeddedConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-
-
-class UpdateConfig(BaseModel):
-    """Fine-tuning settings of :meth:`EmbeddedPolicy.updated_with`; frozen, recorded in the artefact.
-
-    A third of training's learning rate and at most 10 epochs, early-stopped: the update should move
-    the trained weights towards what operators endorsed, not re-learn the process from a few
-    hundred examples. Small batches because feedback sets are small: at 256 a batch, 160 examples
-    are one step an epoch, too few to overturn a confident habit. Chosen on Helpdesk and on the
-    synthetic correction of the unit tests; the numbers are in :meth:`EmbeddedPolicy.updated_with`.
-
-    :param max_epochs: passes over the feedback at most (default 10; early stopping usually ends sooner).
-    :param learning_rate: AdamW step size (default 1e-3; training uses 3e-3).
-    :param weight_decay: AdamW weight decay (default 1e-4, as in training).
-    :param batch_size: rows per step (default 32).
-    :param patience: epochs without validation improvement before stopping (default 2).
-    :param val_fraction: newest share of the examples (by event time) held out to stop on (default 0.2).
-    :param seed: seeds batch order and dropout, so the same examples give the same weights (default 0).
-    :param progress: show a progress bar (default off: the learning loop runs unattended).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_epochs: int = Field(default=10, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0.0)
-    weight_decay: float = Field(default=1e-4, ge=0.0)
-    batch_size: int = Field(default=32, ge=1)
-    patience: int = Field(default=2, ge=1)
-    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    seed: int = 0
-    progress: bool = False
-
-
-# -- argument templates -------------------------------------------------------------------------
-
-
-def _same_scalar(a: Scalar, b: Scalar) -> bool:
-    """Equal value and type: ``1`` is not ``True`` nor ``1.0`` (the grammar tells them apart too)."""
-    return a is not None and type(a) is type(b) and a == b
-
-
-def _copyable(value: Scalar) -> bool:
-    # Booleans and empty strings match far too many fields by coincidence to be worth copying.
-    return isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""
-
-
-@dataclass(frozen=True, slots=True)
-class ActionTemplate:
-    """An action with each argument either a constant or a reference to a field of the screen."""
-
-    action_type: str
-    constants: tuple[tuple[str, Scalar], ...] = ()
-    copies: tuple[tuple[str, str], ...] = ()
-    """(argument, field) pairs: the argument takes the field's current value."""
-
-    @classmethod
-    def of(cls, action: Action, fields: Mapping[str, Scalar]) -> ActionTemplate:
-        """The template of an action taken on a screen: arguments equal to a field's value become copies.
-
-        A field named like the argument wins; otherwise the first matching field by name, so the
-        same (action, screen) always gives the same template.
-        """
-        constants: list[tuple[str, Scalar]] = []
-        copies: list[tuple[str, str]] = []
-        for name, value in sorted(action.arguments.items()):
-            source: str | None = None
-            if _copyable(value):
-                if _same_scalar(fields.get(name), value):
-                    source = name
-                else:
-                    source = next((f for f in sorted(fields) if _same_scalar(fields[f], value)), None)
-            if source is None:
-                constants.append((name, value))
-            else:
-                copies.append((name, source))
-        return cls(action.action_type, tuple(constants), tuple(copies))
-
-    def fill(self, fields: Mapping[str, Scalar]) -> Action | None:
-        """The action this template means on a screen; ``None`` when a copied field is empty there."""
-        arguments = dict(self.constants)
-        for name, source in self.copies:
-            value = fields.get(source)
-            if value is None or value == "":
-                return None
-            arguments[name] = value
-        return Action(action_type=self.action_type, arguments=arguments)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action_type": self.action_type,
-            "constants": [[name, value] for name, value in self.constants],
-            "copies": [[name, source] for name, source in self.copies],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ActionTemplate:
-        return cls(
-            str(data["action_type"]),
-            tuple((str(n), v) for n, v in data["constants"]),
-            tuple((str(n), str(s)) for n, s in data["copies"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,145 +81,7 @@ class _Filled:
     """``action.canonical_json()``, computed once."""
 
 
-def _frequent(counter: Counter[Any], limit: int, min_count: int) -> list[Any]:
-    """Keys by decreasing count (ties by their text, so the order is reproducible), at most ``limit``."""
-    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))
-    return [key for key, count in ranked if count >= min_count][:limit]
-
-
-def select_templates(
-    schema: ProcessSchema, targets: Sequence[tuple[Action, Mapping[str, Scalar]]], limit: int, min_count: int
-) -> list[ActionTemplate]:
-    """The templates kept as classes: frequent ones, plus the most frequent one of every seen type.
-
-    The per-type guarantee means every action type seen in training can be proposed at all. A
-    template holding a PII argument as a constant is never kept: personal data may be copied from
-    the screen in front of the policy, never memorised from another customer's case.
-    """
-    pii = {spec.name: {a.name for a in spec.arguments if a.pii} for spec in schema.actions}
-    templates = (ActionTemplate.of(action, fields) for action, fields in targets)
-    counts: Counter[ActionTemplate] = Counter(
-        t for t in templates if not any(name in pii.get(t.action_type, ()) for name, _ in t.constants)
-    )
-    kept = _frequent(counts, limit, min_count)
-    have = {t.action_type for t in kept}
-    for template in _frequent(counts, len(counts), 1):
-        if template.action_type not in have:
-            kept.append(template)
-            have.add(template.action_type)
-    return sorted(kept, key=lambda t: json.dumps(t.to_json(), sort_keys=True))
-
-
-def discrete_arguments(schema: ProcessSchema) -> dict[str, frozenset[str]]:
-    """Per action type, the non-PII arguments whose values form a small closed set (enum, boolean)."""
-    return {
-        spec.name: frozenset(a.name for a in spec.arguments if (a.enum or a.type is ValueType.boolean) and not a.pii)
-        for spec in schema.actions
-    }
-
-
-def history_key(action: Action, discrete: Mapping[str, frozenset[str]]) -> str:
-    """The history token of an action: its type and discrete arguments, free values reduced to ``*``.
-
-    ``CONFIRM(slot=date, value="March 3rd")`` becomes ``CONFIRM|slot='date',value=*``: frequent
-    enough to be learned, yet it still tells which slot was already confirmed in this turn.
-    """
-    if not action.arguments:
-        return action.action_type  # the common case, and the cheapest
-    kept = discrete.get(action.action_type, frozenset())
-    parts = [f"{name}={value!r}" if name in kept else f"{name}=*" for name, value in sorted(action.arguments.items())]
-    return f"{action.action_type}|{','.join(parts)}"
-
-
 # -- network ----------------------------------------------------------------------------------
-
-
-def _type_log_probs(logits: torch.Tensor, invalid: torch.Tensor) -> torch.Tensor:
-    return F.log_softmax(logits.masked_fill(invalid, -math.inf), dim=-1)
-
-
-def _grouped_log_softmax(logits: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """log-softmax of each template among the templates of its own action type.
-
-    Stabilised with each group's max (detached: the shift cancels, so gradients are unchanged);
-    every group holds its maximum, so no sum is ever zero.
-    """
-    batch = logits.shape[0]
-    index = groups.expand(batch, -1)
-    shift = torch.full((batch, n_groups), -math.inf, dtype=logits.dtype)
-    shift = shift.scatter_reduce(1, index, logits.detach(), reduce="amax", include_self=True)
-    shifted = logits - shift.gather(1, index)
-    sums = torch.zeros((batch, n_groups), dtype=logits.dtype).index_add(1, groups, shifted.exp())
-    return shifted - sums.gather(1, index).log()
-
-
-class PolicyNet(nn.Module):
-    """History GRU + field/time/chat embeddings -> MLP -> (type log-probs, template log-probs given type)."""
-
-    def __init__(
-        self,
-        encoder: FeatureEncoder,
-        config: ModelConfig,
-        n_tokens: int,
-        template_types: Sequence[int],
-    ) -> None:
-        super().__init__()
-        dims = encoder.dims
-        self.n_actions = dims["action_vocab"]
-        self.action_embedding = nn.Embedding(self.n_actions, config.action_dim, padding_idx=PAD)
-        self.token_embedding = nn.Embedding(n_tokens, config.action_dim, padding_idx=PAD)
-        self.gru = nn.GRU(config.action_dim, config.gru_hidden, batch_first=True)
-        self.categorical = nn.ModuleList(nn.Embedding(size, config.categorical_dim) for size in encoder.cardinalities)
-        self.numeric = nn.Sequential(nn.Linear(dims["numeric"], config.numeric_dim), nn.ReLU())
-        self.chat = nn.EmbeddingBag(dims["chat_vocab"], config.chat_dim, mode="mean", padding_idx=PAD)
-        width = (
-            config.gru_hidden
-            + config.action_dim
-            + config.categorical_dim * len(encoder.cardinalities)
-            + config.numeric_dim
-            + config.chat_dim
-        )
-        self.trunk = nn.Sequential(
-            nn.Linear(width, config.hidden),
-            nn.ReLU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, config.hidden),
-            nn.ReLU(),
-        )
-        self.type_head = nn.Linear(config.hidden, self.n_actions)
-        self.template_head = nn.Linear(config.hidden, len(template_types))
-        self.invalid: torch.Tensor
-        self.template_type: torch.Tensor
-        self.register_buffer("invalid", torch.from_numpy(~encoder.valid_action_mask()), persistent=False)
-        self.register_buffer("template_type", torch.tensor(list(template_types), dtype=torch.long), persistent=False)
-
-    def forward(
-        self,
-        history: torch.Tensor,
-        tokens: torch.Tensor,
-        categorical: torch.Tensor,
-        numeric: torch.Tensor,
-        chat: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        steps = self.action_embedding(history) + self.token_embedding(tokens)
-        _, last_hidden = self.gru(steps)
-        parts = [last_hidden[-1], steps[:, -1]]
-        parts += [embedding(categorical[:, i]) for i, embedding in enumerate(self.categorical)]
-        parts += [self.numeric(numeric), self.chat(chat)]
-        hidden = self.trunk(torch.cat(parts, dim=1))
-        type_lp = _type_log_probs(self.type_head(hidden), self.invalid)
-        template_lp = _grouped_log_softmax(self.template_head(hidden), self.template_type, self.n_actions)
-        return type_lp, template_lp
-
-
-def _policy_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    *inputs, type_target, template_target = batch
-    type_lp, template_lp = model(*inputs)
-    loss = F.nll_loss(type_lp, type_target)
-    known = template_target >= 0
-    if bool(known.any()):
-        loss = loss + F.nll_loss(template_lp[known], template_target[known])
-    return loss
 
 
 def _valid_examples(schema: ProcessSchema, cases: Sequence[Case]) -> Examples:
@@ -491,14 +234,14 @@ class EmbeddedPolicy:
         encoder = FeatureEncoder.fit(schema, events, max_history=config.model.max_history)
         discrete = discrete_arguments(schema)
         token_counts = Counter(history_key(a, discrete) for a in targets)
-        tokens = _frequent(token_counts, config.model.max_tokens, config.model.min_count)
+        tokens = frequent(token_counts, config.model.max_tokens, config.model.min_count)
         pairs = [(action, event.ui_state.fields) for event, action in zip(events, targets, strict=True)]
         templates = select_templates(schema, pairs, config.model.max_templates, config.model.min_count)
         seed_everything(config.train.seed)  # the initial weights too, not only the batch order
         policy = cls(schema, encoder, config, tokens, templates)
         policy.report = fit(
             policy.net,
-            _policy_loss,
+            policy_loss,
             policy._tensors(fit_part),
             policy._tensors(val_part),
             config.train,
@@ -570,7 +313,7 @@ class EmbeddedPolicy:
             )
             updated.report = fit(
                 updated.net,
-                _policy_loss,
+                policy_loss,
                 updated._tensors(_endorsed(fit_part)),
                 updated._tensors(_endorsed(val_part)),
                 train_config,
@@ -688,19 +431,3 @@ class EmbeddedPolicy:
         policy.net.load_state_dict(state)
         policy.net.eval()
         return policy
-
-
-def load_embedded_policy(directory: Path, schema: ProcessSchema) -> Policy:
-    """The registry's loader for ``policy-embedded`` artefacts."""
-    return EmbeddedPolicy.load(directory, schema)
-
-
-def register() -> None:
-    """Make the model registry load ``policy-embedded`` artefacts.
-
-    The registry is imported here, inside the function, so that importing this module never
-    imports the registry (and the registry may import this module without a cycle).
-    """
-    from selective_autonomy.inference.registry import register_policy_loader
-
-    register_policy_loader(KIND, load_embedded_policy)

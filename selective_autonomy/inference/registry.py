@@ -37,80 +37,45 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from selective_autonomy.errors import SelautoError
-from selective_autonomy.inference.artefact import ArtefactError, read_meta
-from selective_autonomy.inference.certificate import Certificate
-from selective_autonomy.inference.ngram import NGramPolicy
+from selective_autonomy.inference.artefact import ArtefactError
+from selective_autonomy.inference.loaders import ModelLoaders, builtin_loaders
+from selective_autonomy.inference.pointer import (
+    STAGE_ORDER,
+    WHOLE_PROCESS,
+    HandStage,
+    Pause,
+    PendingPromotion,
+    ServicePointer,
+)
 from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
-from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.identifiers import is_process_id, process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema
+
+# The pointer's names are imported from here by most readers of the registry.
+__all__ = [
+    "CURRENT_FILE",
+    "HISTORY_DIR",
+    "LOCK_FILE",
+    "SCHEMA_FILE",
+    "STAGE_ORDER",
+    "WHOLE_PROCESS",
+    "HandStage",
+    "ModelRegistry",
+    "NoPolicyInService",
+    "Pause",
+    "PendingPromotion",
+    "PointerChanged",
+    "ProcessModels",
+    "ServicePointer",
+]
 
 CURRENT_FILE = "current.json"
 SCHEMA_FILE = "schema.yaml"
 HISTORY_DIR = "history"
 LOCK_FILE = ".current.lock"
-WHOLE_PROCESS = "*"
-"""The scope of a pause that covers every business cluster of the process."""
-
-STAGE_ORDER: dict[Stage, int] = {Stage.logging: 0, Stage.copilot: 1, Stage.selective: 2}
-"""How much runs unattended in each stage: a move up this order is a promotion."""
-
-
-class Pause(BaseModel):
-    """Autonomy paused by hand: nothing of its scope runs unattended until a person resumes it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reason: str
-    by: str
-    at: AwareDatetime
-
-    def detail(self, scope: str) -> str:
-        """The deferral detail of a step this pause held back."""
-        where = "for the whole process" if scope == WHOLE_PROCESS else f"for cluster {scope}"
-        return f"autonomy paused {where} by {self.by} at {self.at:%Y-%m-%d %H:%M:%S %Z}: {self.reason}"
-
-
-class HandStage(BaseModel):
-    """A stage set by hand. The learning loop never moves the cluster while it is there; a person
-    sets the stage again or releases the cluster (``selauto stage release``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stage: Stage
-    reason: str
-    by: str
-    at: AwareDatetime
-
-
-class PendingPromotion(BaseModel):
-    """A promotion ``copilot -> selective`` the learning loop proposed (``learning.promotion =
-    confirmed``) and a supervisor has not confirmed yet. It rests on one certificate: once that is
-    replaced or voided (new models, a monitor alarm, a recertification) the proposal is void, and
-    the next learning run proposes again if the new certificate still earns it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    certificate: Certificate = Field(description="The certificate the promotion rests on, as the loop proposed it.")
-    certified_coverage: float = Field(ge=0.0, le=1.0, description="Share of calibration steps its thresholds run.")
-    reason: str = Field(description="The learning loop's reason, as a promotion it made itself would carry.")
-    proposed_at: AwareDatetime
-    watch_from: AwareDatetime = Field(
-        description="The store's receive time the precision monitor counts from once confirmed: the newest evidence "
-        "the proposal saw, as an automatic promotion would set selective_since"
-    )
-
-
-PolicyLoader = Callable[[Path, ProcessSchema], Policy]
-CriticLoader = Callable[[Path, ProcessSchema], Critic]
 
 
 class NoPolicyInService(ArtefactError):
@@ -123,106 +88,6 @@ class PointerChanged(SelautoError):
     publish with ``expected_revision``)."""
 
 
-class ServicePointer(BaseModel):
-    """What is in service for one process: relative artefact paths, thresholds, certificates and
-    stages. The one source of truth for stages: the store's history and ``stage.changes`` are
-    written from it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    policy: str | None = Field(default=None, description="Policy artefact dir, relative to the process dir.")
-    critic: str | None = Field(default=None, description="Critic artefact dir; none = policy-confidence critic.")
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    stages: dict[str, Stage] = Field(default_factory=dict, description="business cluster -> stage")
-    default_stage: Stage = Stage.logging
-    certificates: dict[str, Certificate] = Field(
-        default_factory=dict, description="business cluster -> what its thresholds were certified on"
-    )
-    exploration_share: float = Field(
-        default=0.0, ge=0.0, lt=1.0, description="Share of sessions kept in copilot while their cluster is selective."
-    )
-    selective_since: dict[str, datetime] = Field(
-        default_factory=dict,
-        description="cluster -> the store's receive time when it went selective: the monitor counts what came after",
-    )
-    evidence_since: dict[str, datetime] = Field(
-        default_factory=dict,
-        description="cluster -> certify only on evidence received from this time on (set by an alarm)",
-    )
-    threshold_lift: dict[str, float] = Field(
-        default_factory=dict,
-        description="cluster -> how far its thresholds sit above the certified ones, from the judged steps since "
-        "(learning/threshold_lift.py)",
-    )
-    paused: dict[str, Pause] = Field(
-        default_factory=dict,
-        description=f"business cluster, or {WHOLE_PROCESS!r} for the whole process -> its pause (set by hand)",
-    )
-    manual: dict[str, HandStage] = Field(
-        default_factory=dict, description="business cluster -> the stage a person set; the learning loop holds it"
-    )
-    pending_promotions: dict[str, PendingPromotion] = Field(
-        default_factory=dict,
-        description="business cluster -> a promotion to selective the learning loop proposed, waiting for a "
-        "supervisor (learning.promotion = confirmed)",
-    )
-    revision: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_retired_fields(cls, data: Any) -> Any:
-        # Pointers written by 0.1 carried the acceptance rate at promotion, a drift baseline that
-        # selective-stage deferrals are biased against; it is no longer read.
-        if isinstance(data, dict) and "reference_acceptance" in data:
-            data = {k: v for k, v in data.items() if k != "reference_acceptance"}
-        return data
-
-    def stage(self, cluster: str) -> Stage:
-        return self.stages.get(cluster, self.default_stage)
-
-    def pause_for(self, cluster: str) -> tuple[str, Pause] | None:
-        """The pause that covers ``cluster`` and its scope (the cluster, or the whole process)."""
-        for scope in (cluster, WHOLE_PROCESS):
-            if scope in self.paused:
-                return scope, self.paused[scope]
-        return None
-
-    def pending_promotion(self, cluster: str) -> PendingPromotion | None:
-        """The promotion of ``cluster`` waiting for confirmation, while it can still be confirmed: the
-        cluster is in copilot and the certificate it rests on is the one in force. A publisher that
-        voided the certificate (a deploy, a rollback) need not know about proposals."""
-        pending = self.pending_promotions.get(cluster)
-        if pending is None or self.stage(cluster) is not Stage.copilot:
-            return None
-        return pending if self.certificates.get(cluster) == pending.certificate else None
-
-    def hand_hold(self, cluster: str, proposed: Stage) -> str | None:
-        """Why a person's hand control keeps ``cluster`` at its stage rather than ``proposed``, or
-        None: a stage set by hand is never moved, up or down; a paused cluster (or one of a paused
-        process) is never promoted, ``logging -> copilot`` included. The one rule for every
-        automatic move: the learning loop's, a first policy's, and a deploy's or rollback's."""
-        current = self.stage(cluster)
-        if proposed is current:
-            return None
-        hand = self.manual.get(cluster)
-        if hand is not None:
-            return f"held: stage set by hand by {hand.by} at {hand.at:%Y-%m-%d %H:%M} ({hand.reason})"
-        pause = self.pause_for(cluster)
-        if pause is not None and STAGE_ORDER[proposed] > STAGE_ORDER[current]:
-            scope, held = pause
-            what = "the process" if scope == WHOLE_PROCESS else "the cluster"
-            return f"held: {what} is paused by {held.by} ({held.reason})"
-        return None
-
-    def with_hand_controls_of(self, current: ServicePointer) -> ServicePointer:
-        """This pointer with the pauses and hand-set stages of ``current`` (the one in service)."""
-        same = current.paused == self.paused and current.manual == self.manual
-        if same and all(self.stage(c) is hand.stage for c, hand in self.manual.items()):
-            return self
-        stages = dict(self.stages) | {c: hand.stage for c, hand in current.manual.items()}
-        return self.model_copy(update={"paused": current.paused, "manual": current.manual, "stages": stages})
-
-
 @dataclass(frozen=True)
 class ProcessModels:
     """Everything the decide agent needs for one process, loaded together."""
@@ -233,39 +98,16 @@ class ProcessModels:
     pointer: ServicePointer
 
 
-def _load_ngram(directory: Path, schema: ProcessSchema) -> Policy:
-    return NGramPolicy.load(directory, schema)
-
-
-def _load_embedded_policy(directory: Path, schema: ProcessSchema) -> Policy:
-    # torch is imported only when a torch model is loaded: readers of the registry (console,
-    # `selauto status`) never pay for it.
-    from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
-
-    return EmbeddedPolicy.load(directory, schema)
-
-
-def _load_embedded_critic(directory: Path, schema: ProcessSchema) -> Critic:
-    from selective_autonomy.inference.critic import EmbeddedCritic
-
-    return EmbeddedCritic.load(directory, schema)
-
-
-POLICY_LOADERS: dict[str, PolicyLoader] = {"policy-ngram": _load_ngram, "policy-embedded": _load_embedded_policy}
-CRITIC_LOADERS: dict[str, CriticLoader] = {"critic-embedded": _load_embedded_critic}
-
-
-def register_policy_loader(kind: str, loader: PolicyLoader) -> None:
-    POLICY_LOADERS[kind] = loader
-
-
-def register_critic_loader(kind: str, loader: CriticLoader) -> None:
-    CRITIC_LOADERS[kind] = loader
-
-
 class ModelRegistry:
-    def __init__(self, models_dir: Path) -> None:
+    """The models directory of one deployment.
+
+    :param loaders: how artefacts load, per kind (default :func:`builtin_loaders`: no LLM kinds).
+        The composition root that serves LLM models passes loaders that know their servers.
+    """
+
+    def __init__(self, models_dir: Path, loaders: ModelLoaders | None = None) -> None:
         self.models_dir = models_dir
+        self.loaders = loaders if loaders is not None else builtin_loaders()
 
     def process_dir(self, process_id: str) -> Path:
         """The process's directory; :class:`InvalidIdentifier` for an id that is not a process id."""
@@ -372,10 +214,10 @@ class ModelRegistry:
         directory = self.process_dir(process_id)
         if pointer.policy is None:
             raise NoPolicyInService(f"process {process_id} has no policy in service ({directory / CURRENT_FILE})")
-        policy = _load_policy(directory / pointer.policy, schema)
+        policy = self.loaders.load_policy(directory / pointer.policy, schema)
         critic: Critic = PolicyConfidenceCritic()
         if pointer.critic is not None:
-            critic = _load_critic(directory / pointer.critic, schema)
+            critic = self.loaders.load_critic(directory / pointer.critic, schema)
         return ProcessModels(schema=schema, policy=policy, critic=critic, pointer=pointer)
 
 
@@ -387,17 +229,3 @@ def _write_atomically(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.replace(tmp, path)
-
-
-def _load_policy(directory: Path, schema: ProcessSchema) -> Policy:
-    kind = read_meta(directory, schema).kind
-    if kind not in POLICY_LOADERS:
-        raise ArtefactError(f"no policy loader for artefact kind {kind!r} ({directory})")
-    return POLICY_LOADERS[kind](directory, schema)
-
-
-def _load_critic(directory: Path, schema: ProcessSchema) -> Critic:
-    kind = read_meta(directory, schema).kind
-    if kind not in CRITIC_LOADERS:
-        raise ArtefactError(f"no critic loader for artefact kind {kind!r} ({directory})")
-    return CRITIC_LOADERS[kind](directory, schema)

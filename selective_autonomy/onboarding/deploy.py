@@ -23,7 +23,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, read_meta
-from selective_autonomy.inference.registry import CRITIC_LOADERS, POLICY_LOADERS, ModelRegistry, ServicePointer
+from selective_autonomy.inference.loaders import builtin_loaders
+from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.learning.stages import StageRules
 from selective_autonomy.onboarding.errors import ArtefactRefused, NothingToRollBack, OnboardingError
 from selective_autonomy.onboarding.processes import registered_schema
@@ -75,7 +76,8 @@ def check_artefact(directory: Path, kind: ModelKind, schema: ProcessSchema) -> A
 
 
 def _load(kind: ModelKind, artefact_kind: str, directory: Path, schema: ProcessSchema) -> object:
-    loaders = POLICY_LOADERS if kind is ModelKind.policy else CRITIC_LOADERS
+    builtin = builtin_loaders()
+    loaders = builtin.policies if kind is ModelKind.policy else builtin.critics
     loader = loaders.get(artefact_kind)
     if loader is not None:
         return loader(directory, schema)

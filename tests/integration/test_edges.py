@@ -23,7 +23,8 @@ from pydantic import SecretStr
 
 from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import KafkaSettings, Settings
-from selective_autonomy.edges.executor.runner import ExecutorRunner, run_executor_until, store_url
+from selective_autonomy.edges.executor.runner import ExecutorRunner
+from selective_autonomy.edges.executor.wiring import run_executor_until, store_url
 from selective_autonomy.edges.ingest.app import create_ingest_app
 from selective_autonomy.edges.ingest.auth import signature
 from selective_autonomy.edges.settings import (

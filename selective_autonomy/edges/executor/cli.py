@@ -8,12 +8,19 @@ Mount it in ``selective_autonomy/cli.py`` with::
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from selective_autonomy.config import load_settings
+from selective_autonomy.config import Settings, load_settings
+
+if TYPE_CHECKING:  # the executor's modules (the store, confluent-kafka) load when it runs, not for --help
+    from opentelemetry import metrics, trace
+
+    from selective_autonomy.streams.prometheus import MetricsExposition
 
 
 def executor(
@@ -35,7 +42,7 @@ def executor(
 
     from opentelemetry import trace
 
-    from selective_autonomy.edges.executor.runner import build_adapter, serve
+    from selective_autonomy.edges.executor.wiring import build_adapter
     from selective_autonomy.errors import ConfigError, SchemaRegistryError
     from selective_autonomy.streams.meters import process_meters
     from selective_autonomy.streams.tracing import build_tracer_provider
@@ -66,3 +73,24 @@ def executor(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo("executor stopped")
+
+
+def serve(
+    settings: Settings,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    exposition: MetricsExposition | None = None,
+) -> None:
+    """Run the executor until SIGINT or SIGTERM."""
+    from selective_autonomy.edges.executor.wiring import run_executor
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_executor(
+            settings, stop, tracer_provider=tracer_provider, meter_provider=meter_provider, exposition=exposition
+        )
+
+    asyncio.run(main())

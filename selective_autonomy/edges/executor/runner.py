@@ -17,34 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from selective_autonomy.config import Settings
-from selective_autonomy.edges.executor.adapters import ActionAdapter
 from selective_autonomy.edges.executor.failures import action_failed, failure_deferral
-from selective_autonomy.edges.executor.http_adapter import HttpAdapter
-from selective_autonomy.edges.executor.ledger import Ledger, StoreLedger
-from selective_autonomy.edges.executor.meters import register_executor_meters
-from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.service import ActionExecutor, Execution
-from selective_autonomy.edges.publisher import AckingProducer
-from selective_autonomy.edges.records import KafkaPublisher, Outgoing, RecordPublisher, publish_all
+from selective_autonomy.edges.records import Outgoing, RecordPublisher, publish_all
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, EventModel
-from selective_autonomy.store import FeedbackStore, default_url
 from selective_autonomy.streams.dead_letter import dead_letter_for
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import AvroCodec, codec_for
 from selective_autonomy.streams.tracing import TRACER_NAME, context_from_headers, headers_for, messaging_attributes
 
@@ -288,186 +277,3 @@ class ExecutorRunner:
             "commit_failures": self.state.commit_failures,
             "last_error": self.state.last_error,
         }
-
-
-def health_app(runner: ExecutorRunner, exposition: MetricsExposition | None = None) -> FastAPI:
-    """``/healthz`` (alive, with counters), ``/readyz`` (503 until partitions are assigned) and, with
-    an ``exposition``, ``/metrics`` (Prometheus text)."""
-    app = FastAPI(title="selective-autonomy executor", docs_url=None, redoc_url=None, openapi_url=None)
-    if exposition is not None:
-        add_metrics_route(app, exposition)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return runner.health()
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        ready = bool(runner.state.assigned)
-        return JSONResponse({"ready": ready, "assigned": runner.state.assigned}, status_code=200 if ready else 503)
-
-    return app
-
-
-def store_url(settings: Settings) -> str:
-    """The feedback store every process of a deployment shares (as ``agents.worker.store_url``)."""
-    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
-
-
-def build_adapter(settings: Settings) -> ActionAdapter:
-    """The adapter named by ``executor.adapter``; raises ConfigError when it is not usable."""
-    return HttpAdapter(settings.executor.http)
-
-
-@dataclass
-class RunningExecutor:
-    runner: ExecutorRunner
-    health_port: int | None = None
-
-
-async def run_executor(
-    settings: Settings,
-    stop: asyncio.Event,
-    *,
-    adapter: ActionAdapter | None = None,
-    ledger: Ledger | None = None,
-    health: bool = True,
-    tracer_provider: trace.TracerProvider | None = None,
-    meter_provider: metrics.MeterProvider | None = None,
-    exposition: MetricsExposition | None = None,
-    on_start: Callable[[RunningExecutor], None] | None = None,
-    **consumer_overrides: Any,
-) -> ExecutorRunner:
-    """Run the executor until ``stop`` is set; returns the runner (its counters) when it stopped.
-
-    :param adapter: default the one configured (:func:`build_adapter`).
-    :param ledger: default the feedback store at :func:`store_url`.
-    :param health: serve ``/healthz`` and ``/readyz`` on ``executor.health_host:health_port``.
-    :param meter_provider: for the executor's counters; default the global provider.
-    :param exposition: the Prometheus text of ``meter_provider``, served on ``/metrics`` with the
-        health endpoints; default none.
-    :param on_start: called once the runner (and the health server) are up.
-    """
-    adapter = adapter or build_adapter(settings)
-    store: FeedbackStore | None = None
-    if ledger is None:
-        store = await asyncio.to_thread(FeedbackStore.open, store_url(settings))
-        ledger = StoreLedger(store)
-    codec = await asyncio.to_thread(codec_for, settings)  # a registry, when configured, answers first
-    producer = AckingProducer(settings, timeout_s=settings.executor.publish_timeout_s, codec=codec)
-    publisher = KafkaPublisher(producer)
-    publisher.start()
-    executor = ActionExecutor(adapter, ledger, Backoff.from_settings(settings.executor.retry))
-    runner = ExecutorRunner(
-        settings, executor, publisher, tracer_provider=tracer_provider, codec=codec, **consumer_overrides
-    )
-    register_executor_meters(runner, meter_provider)
-    server = None
-    try:
-        running = RunningExecutor(runner)
-        if health:
-            server = await _start_health(
-                runner, settings.executor.health_host, settings.executor.health_port, exposition
-            )
-            running.health_port = server.port
-        if on_start is not None:
-            on_start(running)
-        await runner.run(stop)
-    finally:
-        if server is not None:
-            await server.stop()
-        await executor.aclose()
-        await asyncio.to_thread(publisher.close)
-        if store is not None:
-            store.close()
-    return runner
-
-
-class _HealthServer:
-    def __init__(self, server: Any, task: asyncio.Task[None]) -> None:
-        self.server = server
-        self.task = task
-
-    @property
-    def port(self) -> int:
-        sockets = [s for srv in self.server.servers for s in srv.sockets]
-        return int(sockets[0].getsockname()[1]) if sockets else 0
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.task, 5.0)
-
-
-async def _start_health(
-    runner: ExecutorRunner, host: str, port: int, exposition: MetricsExposition | None = None
-) -> _HealthServer:
-    import uvicorn
-
-    class QuietServer(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:  # the executor owns SIGTERM/SIGINT
-            yield
-
-    config = uvicorn.Config(health_app(runner, exposition), host=host, port=port, log_level="warning", lifespan="off")
-    server = QuietServer(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # raises why it could not start (port in use...)
-            raise OSError(f"the health server on {host}:{port} stopped at start")
-        await asyncio.sleep(0.01)
-    return _HealthServer(server, task)
-
-
-def serve(
-    settings: Settings,
-    tracer_provider: trace.TracerProvider | None = None,
-    meter_provider: metrics.MeterProvider | None = None,
-    exposition: MetricsExposition | None = None,
-) -> None:
-    """Run the executor until SIGINT or SIGTERM (the CLI's entry point)."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_executor(
-            settings, stop, tracer_provider=tracer_provider, meter_provider=meter_provider, exposition=exposition
-        )
-
-    asyncio.run(main())
-
-
-def run_executor_until(
-    settings: Settings,
-    done: Callable[[ExecutorRunner], bool],
-    timeout_s: float,
-    **kwargs: Any,
-) -> ExecutorRunner:
-    """Run the executor on a fresh event loop until ``done(runner)`` holds (tests, benchmarks).
-
-    :raises TimeoutError: when it does not within ``timeout_s``.
-    """
-
-    async def main() -> ExecutorRunner:
-        stop = asyncio.Event()
-        holder: dict[str, ExecutorRunner] = {}
-        task = asyncio.create_task(
-            run_executor(settings, stop, on_start=lambda r: holder.update(runner=r.runner), **kwargs)
-        )
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not ("runner" in holder and done(holder["runner"])):
-                if task.done():
-                    return task.result()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the executor did not reach its condition within {timeout_s} s")
-                await asyncio.sleep(0.02)
-        finally:
-            stop.set()
-            runner = await task
-        return runner
-
-    return asyncio.run(main())

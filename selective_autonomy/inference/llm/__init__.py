@@ -1,9 +1,10 @@
 """LLM policy and critic: fine-tuned causal LMs served by vLLM's OpenAI-compatible server.
 
-``settings``, ``prompts``, ``client``, ``policy``, ``critic`` and ``loaders`` need only pydantic and
-httpx (``tokenizers`` when prompts are fitted), so workers import them cheaply. Training
-(``tokenizer``, ``sft``; torch, transformers, peft) and serving (``server``; vLLM in a subprocess)
-need the ``llm`` extra and are imported only where used.
+``settings``, ``prompts``, ``client``, ``policy``, ``critic``, ``loaders``, ``sft_config`` and
+``sft_data`` need only pydantic and httpx (``tokenizers`` when prompts are fitted), so workers import
+them cheaply. Training (``tokenizer``, ``sft`` with ``sft_models`` and ``sft_loop``; torch,
+transformers, peft) and serving (``server``; vLLM in a subprocess) need the ``llm`` extra and are
+imported only where used.
 """
 
 from selective_autonomy.inference.llm.critic import CRITIC_KIND, LLMCritic

@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from selective_autonomy.inference.artefact import ArtefactMeta
-    from selective_autonomy.inference.llm.sft import SFTConfig
+    from selective_autonomy.inference.llm.sft_config import SFTConfig
 
 llm_app = typer.Typer(
     help="LLM policy and critic: fine-tune a causal LM on traces or feedback, serve it with vLLM (CPU).",
@@ -43,7 +43,7 @@ LimitOption = Annotated[int | None, typer.Option("--limit-cases", min=1, help="U
 
 
 def _config(epochs: int, max_steps: int | None, max_seconds: float | None, max_model_len: int) -> SFTConfig:
-    from selective_autonomy.inference.llm.sft import SFTConfig
+    from selective_autonomy.inference.llm.sft_config import SFTConfig
 
     return SFTConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, max_model_len=max_model_len)
 

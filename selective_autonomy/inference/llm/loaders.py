@@ -1,4 +1,4 @@
-"""Registry wiring: artefact kinds ``policy-llm`` and ``critic-llm`` load as server-backed models.
+"""Loaders for artefact kinds ``policy-llm`` and ``critic-llm``: server-backed models.
 
 Loading reads only ``artefact.json`` and ``tokenizer.json``; no torch, no weights, no request to
 the server, so a worker starts even while vLLM is still warming up (requests then raise
@@ -12,13 +12,13 @@ from pathlib import Path
 from selective_autonomy.inference.llm.critic import CRITIC_KIND, LLMCritic
 from selective_autonomy.inference.llm.policy import POLICY_KIND, LLMPolicy
 from selective_autonomy.inference.llm.settings import LLMClientSettings
+from selective_autonomy.inference.loaders import ModelLoaders
 from selective_autonomy.inference.protocol import Critic, Policy
-from selective_autonomy.inference.registry import register_critic_loader, register_policy_loader
 from selective_autonomy.schemas.process import ProcessSchema
 
 
-def register_llm_loaders(policy: LLMClientSettings, critic: LLMClientSettings) -> None:
-    """Register the loaders of both kinds; each model has its own server (one vLLM serves one model)."""
+def llm_loaders(policy: LLMClientSettings, critic: LLMClientSettings) -> ModelLoaders:
+    """The loaders of both kinds; each model has its own server (one vLLM serves one model)."""
 
     def load_policy(directory: Path, schema: ProcessSchema) -> Policy:
         return LLMPolicy.load(directory, schema, policy)
@@ -26,5 +26,4 @@ def register_llm_loaders(policy: LLMClientSettings, critic: LLMClientSettings) -
     def load_critic(directory: Path, schema: ProcessSchema) -> Critic:
         return LLMCritic.load(directory, schema, critic)
 
-    register_policy_loader(POLICY_KIND, load_policy)
-    register_critic_loader(CRITIC_KIND, load_critic)
+    return ModelLoaders(policies={POLICY_KIND: load_policy}, critics={CRITIC_KIND: load_critic})

@@ -28,10 +28,11 @@ from selective_autonomy.console.app import create_app
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.edges.executor.adapters import InMemoryPlatform
+from selective_autonomy.edges.executor.health import health_app
 from selective_autonomy.edges.executor.ledger import MemoryLedger
 from selective_autonomy.edges.executor.meters import register_executor_meters
 from selective_autonomy.edges.executor.retry import Backoff
-from selective_autonomy.edges.executor.runner import ExecutorRunner, health_app
+from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.service import ActionExecutor
 from selective_autonomy.edges.ingest.app import create_ingest_app
 from selective_autonomy.edges.settings import IngestSettings

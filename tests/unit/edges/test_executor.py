@@ -198,7 +198,8 @@ def test_health_and_readiness_pages() -> None:
     from fastapi.testclient import TestClient
 
     from selective_autonomy.config import Settings
-    from selective_autonomy.edges.executor.runner import ExecutorRunner, health_app
+    from selective_autonomy.edges.executor.health import health_app
+    from selective_autonomy.edges.executor.runner import ExecutorRunner
     from tests.unit.edges.fixtures import ListPublisher
 
     executor, _ = make(InMemoryPlatform())
@@ -217,8 +218,9 @@ def test_metrics_page_counts_what_became_of_the_actions() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from selective_autonomy.config import Settings, TelemetrySettings
+    from selective_autonomy.edges.executor.health import health_app
     from selective_autonomy.edges.executor.meters import register_executor_meters
-    from selective_autonomy.edges.executor.runner import ExecutorRunner, health_app
+    from selective_autonomy.edges.executor.runner import ExecutorRunner
     from selective_autonomy.streams.meters import process_meters
     from tests.unit.edges.fixtures import ListPublisher
 

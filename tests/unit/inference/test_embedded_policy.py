@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from selective_autonomy.inference.artefact import ArtefactError
-from selective_autonomy.inference.datasets import ProcessCases, case_examples
-from selective_autonomy.inference.embedded_policy import (
-    KIND,
+from selective_autonomy.inference.action_templates import (
     ActionTemplate,
-    EmbeddedPolicy,
     discrete_arguments,
     history_key,
-    load_embedded_policy,
     select_templates,
 )
+from selective_autonomy.inference.artefact import ArtefactError
+from selective_autonomy.inference.datasets import ProcessCases, case_examples
+from selective_autonomy.inference.embedded_policy import KIND, EmbeddedPolicy
 from selective_autonomy.inference.evaluation import evaluate_policy
+from selective_autonomy.inference.loaders import builtin_loaders
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Policy
 from selective_autonomy.schemas.events import Action, Scalar
@@ -109,7 +108,7 @@ def test_save_load_round_trip(trained: tuple[EmbeddedPolicy, list[Case]], tmp_pa
     policy, test = trained
     meta = policy.train_meta(synthetic_cases(240)[:160], {"val_loss": 0.1})
     policy.save(tmp_path, meta)
-    loaded = load_embedded_policy(tmp_path, policy.schema)
+    loaded = builtin_loaders().load_policy(tmp_path, policy.schema)  # as the registry loads it
     assert isinstance(loaded, EmbeddedPolicy)
     assert loaded.version == meta.version == policy.version
     events = [c.state_event(i) for c in test[:10] for i in range(len(c.steps))]

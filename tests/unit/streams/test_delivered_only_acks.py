@@ -14,7 +14,8 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from selective_autonomy.config import Settings
-from selective_autonomy.streams.app import DeliveredOnlyAcks, build_app, raw_topic
+from selective_autonomy.streams.app import build_app, raw_topic
+from selective_autonomy.streams.delivered_acks import DeliveredOnlyAcks
 
 TOPIC = "ui.state"
 
@@ -130,7 +131,7 @@ def test_a_partition_that_cannot_be_sought_any_more_is_left_to_faust(
 def test_a_gap_in_the_fetched_offsets_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     consumer = consumer_with_agent(tmp_path)
     tp = TP(TOPIC, 0)
-    with caplog.at_level(logging.WARNING, logger="selective_autonomy.streams.app"):
+    with caplog.at_level(logging.WARNING, logger="selective_autonomy.streams.delivered_acks"):
         asyncio.run(consumer._add_gap(tp, 5, 7))
     assert consumer.gaps == 1
     assert "offsets 5..7" in caplog.text

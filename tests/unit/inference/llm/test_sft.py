@@ -14,10 +14,9 @@ pytest.importorskip("peft", reason="the llm extra is not installed")
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from selective_autonomy.inference import registry
 from selective_autonomy.inference.artefact import ArtefactError, read_meta
 from selective_autonomy.inference.llm.critic import LLMCritic
-from selective_autonomy.inference.llm.loaders import register_llm_loaders
+from selective_autonomy.inference.llm.loaders import llm_loaders
 from selective_autonomy.inference.llm.policy import LLMPolicy
 from selective_autonomy.inference.llm.prompts import PROMPT_FORMAT, PromptBuilder, action_text
 from selective_autonomy.inference.llm.settings import LLMClientSettings
@@ -33,6 +32,7 @@ from selective_autonomy.inference.llm.sft import (
     train_policy,
 )
 from selective_autonomy.inference.llm.tokenizer import train_tokenizer
+from selective_autonomy.inference.loaders import builtin_loaders
 from selective_autonomy.schemas.process import ProcessSchema
 
 from .conftest import Helpdesk
@@ -89,13 +89,9 @@ def test_sft_lowers_the_loss(helpdesk: Helpdesk) -> None:
     assert after < 0.7 * before
 
 
-def test_loaders_build_server_backed_models(
-    tiny_policy_dir: Path, helpdesk: Helpdesk, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(registry, "POLICY_LOADERS", dict(registry.POLICY_LOADERS))
-    monkeypatch.setattr(registry, "CRITIC_LOADERS", dict(registry.CRITIC_LOADERS))
-    register_llm_loaders(SETTINGS, SETTINGS)
-    policy = registry._load_policy(tiny_policy_dir, helpdesk.schema)
+def test_loaders_build_server_backed_models(tiny_policy_dir: Path, helpdesk: Helpdesk) -> None:
+    loaders = builtin_loaders().merged(llm_loaders(SETTINGS, SETTINGS))
+    policy = loaders.load_policy(tiny_policy_dir, helpdesk.schema)
     assert isinstance(policy, LLMPolicy)
     meta = read_meta(tiny_policy_dir)
     assert policy.version == meta.version

@@ -1,0 +1,164 @@
+"""The one fine-tuning loop of the LLM policy and critic: prompts masked, the loss on the target only."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from selective_autonomy.inference.artefact import ArtefactError
+from selective_autonomy.inference.llm.sft_config import SFTConfig
+from selective_autonomy.inference.llm.sft_data import TextExample
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class _Tokenized:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def _tokenize(tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample], max_len: int) -> list[_Tokenized]:
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ArtefactError("the tokenizer has no EOS token")
+    out = []
+    for example in examples:
+        prompt = list(tokenizer(example.prompt)["input_ids"])
+        target = [*tokenizer(example.target, add_special_tokens=False)["input_ids"], eos]
+        ids = (prompt + target)[:max_len]
+        labels = ([IGNORE_INDEX] * len(prompt) + target)[:max_len]
+        out.append(_Tokenized(ids, labels))
+    return out
+
+
+def _collate(batch: Sequence[_Tokenized], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(item.input_ids) for item in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        n = len(item.input_ids)
+        ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, data: Sequence[_Tokenized], pad_id: int, batch_size: int) -> dict[str, float]:
+    """Mean target loss and exact match: every target token is the argmax, i.e. greedy decoding
+    (unconstrained) would produce the target exactly."""
+    if not data:
+        return {}
+    model.eval()
+    total_loss, total_tokens, exact = 0.0, 0, 0
+    for start in range(0, len(data), batch_size):
+        batch = _collate(data[start : start + batch_size], pad_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        losses = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        counted = labels != IGNORE_INDEX
+        total_loss += float(losses)
+        total_tokens += int(counted.sum())
+        right = (logits.argmax(-1) == labels) | ~counted
+        exact += int(right.all(dim=1).sum())
+    model.train()
+    return {"val_loss": total_loss / max(total_tokens, 1), "val_exact_match": exact / len(data)}
+
+
+def fit(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[TextExample],
+    config: SFTConfig,
+    learning_rate: float,
+) -> dict[str, float]:
+    """Train ``model`` in place on ``examples`` (the last ``val_fraction`` held out); return metrics."""
+    if not examples:
+        raise ArtefactError("no training examples (empty data, or no view fits max_model_len)")
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _fit(model, tokenizer, examples, config, learning_rate)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _fit(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[TextExample],
+    config: SFTConfig,
+    learning_rate: float,
+) -> dict[str, float]:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ArtefactError("the tokenizer has neither a pad nor an EOS token")
+    data = _tokenize(tokenizer, examples, config.max_model_len)
+    n_val = int(len(data) * config.val_fraction) if len(data) >= 10 else 0
+    train, val = data[: len(data) - n_val], data[len(data) - n_val :]
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=config.weight_decay)
+    warmup = max(1, int(total * config.warmup_ratio))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    model.train()
+    started = time.monotonic()
+    step, recent = 0, list[float]()
+    bar = tqdm(total=total, desc="fine-tune", unit="step", leave=False)
+    while step < total:
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        for start in range(0, len(order), config.batch_size):
+            batch = _collate([train[i] for i in order[start : start + config.batch_size]], pad_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimiser.step()
+            scheduler.step()
+            optimiser.zero_grad(set_to_none=True)
+            recent = [*recent[-19:], loss.item()]
+            step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+            if step >= total or (config.max_seconds is not None and time.monotonic() - started > config.max_seconds):
+                total = step
+                break
+    bar.close()
+    seconds = time.monotonic() - started
+    metrics = {
+        "train_loss": sum(recent) / max(len(recent), 1),
+        "train_steps": float(step),
+        "train_seconds": round(seconds, 2),
+        "train_examples": float(len(train)),
+        "val_examples": float(len(val)),
+    }
+    metrics.update(_evaluate(model, val, pad_id, config.batch_size))
+    log.info("sft done: %s", metrics)
+    return metrics

@@ -17,6 +17,7 @@ from functools import cached_property
 from pydantic import BaseModel, ConfigDict
 
 from selective_autonomy.agents.gate import GateDecision, Outcome, SessionProgress, gate
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals, Proposal
 from selective_autonomy.inference.registry import ProcessModels
 from selective_autonomy.schemas.events import (
@@ -165,7 +166,7 @@ class DecisionEngine:
     """Decides batches of UI states with the models currently in service."""
 
     models: Mapping[str, ProcessModels]
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K
     unavailable: Mapping[str, str] = field(default_factory=dict)
     """Registered processes (a schema is in the registry) with no model that loads, and why: their
     states are deferred to an operator as ``model_unavailable``, not dead-lettered."""

@@ -64,7 +64,9 @@ def build_worker(
     if settings.inference.url or settings.inference.critic_url:
         _register_llm_loaders(settings)
     metrics = RuntimeMetrics(meter_provider=meter_provider)
-    models = ModelsInService(ModelRegistry(settings.models_dir), on_stages=metrics.on_stages)
+    models = ModelsInService(
+        ModelRegistry(settings.models_dir), top_k=settings.worker.top_k, on_stages=metrics.on_stages
+    )
     models.refresh()
     # One codec for every role: with a schema registry its subjects are registered and checked
     # here, before the app starts, and a registry that is down stops the worker now.
@@ -157,12 +159,6 @@ def _register_llm_loaders(settings: Settings) -> None:
     register_llm_loaders(client(inference.url, inference.model), client(inference.critic_url, inference.critic_model))
 
 
-def store_url(settings: Settings) -> str:
-    from selective_autonomy.store import default_url
-
-    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
-
-
 def _feedback_agent(settings: Settings, metrics: RuntimeMetrics, codec: AvroCodec) -> FeedbackAgent:
     # Imported here: the feedback store and the learning loop (alembic, pandas, scikit-learn, MAPIE)
     # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
@@ -172,7 +168,7 @@ def _feedback_agent(settings: Settings, metrics: RuntimeMetrics, codec: AvroCode
     from selective_autonomy.learning.loop import LearningLoop
     from selective_autonomy.store import FeedbackStore
 
-    store = FeedbackStore.open(store_url(settings))
+    store = FeedbackStore.open(settings.store.resolved_url(settings.data_dir))
     registry = ModelRegistry(settings.models_dir)
     scheduler = None
     if settings.worker.learning:

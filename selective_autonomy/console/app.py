@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from selective_autonomy import __version__
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console import api, ui
 from selective_autonomy.console.answers import AnswerService
 from selective_autonomy.console.audit_answers import AuditAnswerService
@@ -48,7 +48,6 @@ from selective_autonomy.console.live import Broadcaster
 from selective_autonomy.console.meters import ConsoleMeters
 from selective_autonomy.console.protocol import ErrorResponse
 from selective_autonomy.console.service import InboxService
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 from selective_autonomy.schemas.process import ProcessSchema
@@ -103,7 +102,7 @@ def create_app(
 ) -> FastAPI:
     """The console app.
 
-    :param console: console settings; default ``settings.console`` (or the defaults before that exists).
+    :param console: console settings; default ``settings.console``.
     :param sink: where answers are sent; default a Kafka producer created on the first answer.
     :param inbox: the inbox; default an empty one built from ``console``.
     :param audits: the pending audits; default an empty book built from ``console``.

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
 from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Policy, Proposal
@@ -457,7 +458,7 @@ class EmbeddedPolicy:
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top_k]
         return [Candidate(action=action, probability=min(1.0, p)) for _, (action, p) in ranked]
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         if not events:
             return []
         joint = self.scores(events)

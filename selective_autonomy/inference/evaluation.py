@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.datasets import Examples
 from selective_autonomy.inference.protocol import ModelUnavailable, Policy, Proposal
 from selective_autonomy.schemas.events import Action, UIStateChanged
@@ -47,7 +48,7 @@ class ProcessRouter:
         versions = sorted({policy.version for policy in self.policies.values()})
         return versions[0] if len(versions) == 1 else f"{len(versions)} versions"
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, event in enumerate(events):
             groups[event.process_id].append(i)

@@ -17,9 +17,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import (
     Action,

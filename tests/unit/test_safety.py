@@ -24,12 +24,11 @@ from pydantic import SecretStr
 
 from selective_autonomy.agents.decisions import Decision, DecisionEngine
 from selective_autonomy.agents.gate import Outcome, SessionProgress
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import SESSION_COOKIE, Authenticator
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.protocol import Candidate, CriticInput, Proposal
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds

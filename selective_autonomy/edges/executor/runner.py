@@ -41,7 +41,7 @@ from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher, Outgoing, RecordPublisher, publish_all
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, EventModel
-from selective_autonomy.store import FeedbackStore, default_url
+from selective_autonomy.store import FeedbackStore
 from selective_autonomy.streams.dead_letter import dead_letter_for
 from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
@@ -311,7 +311,7 @@ def health_app(runner: ExecutorRunner, exposition: MetricsExposition | None = No
 
 def store_url(settings: Settings) -> str:
     """The feedback store every process of a deployment shares (as ``agents.worker.store_url``)."""
-    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
+    return settings.store.resolved_url(settings.data_dir)
 
 
 def build_adapter(settings: Settings) -> ActionAdapter:
@@ -351,7 +351,7 @@ async def run_executor(
     adapter = adapter or build_adapter(settings)
     store: FeedbackStore | None = None
     if ledger is None:
-        store = await asyncio.to_thread(FeedbackStore.open, store_url(settings))
+        store = await asyncio.to_thread(FeedbackStore.open, settings.store.resolved_url(settings.data_dir))
         ledger = StoreLedger(store)
     codec = await asyncio.to_thread(codec_for, settings)  # a registry, when configured, answers first
     producer = AckingProducer(settings, timeout_s=settings.executor.publish_timeout_s, codec=codec)

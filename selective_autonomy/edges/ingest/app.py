@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import IngestSettings, Settings
 from selective_autonomy.edges.errors import AuthFailure
 from selective_autonomy.edges.ingest.auth import SIGNATURE_SCHEME, Caller, WebhookAuthenticator
 from selective_autonomy.edges.ingest.meters import register_ingest_meters
@@ -40,7 +40,6 @@ from selective_autonomy.edges.ingest.service import IngestService, Refused, TooL
 from selective_autonomy.edges.ingest.validation import SchemaDirectory, SchemaSource
 from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher, RecordPublisher
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import codec_for

@@ -11,13 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.audit_answers import audit_feedback_id
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.context import ConsoleContext
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import (
     Action,

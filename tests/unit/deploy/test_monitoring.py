@@ -23,10 +23,9 @@ from pydantic import SecretStr, ValidationError
 
 from selective_autonomy.agents.gate import Outcome
 from selective_autonomy.agents.metrics import RuntimeMetrics
-from selective_autonomy.config import Settings, TelemetrySettings
+from selective_autonomy.config import ConsoleSettings, IngestSettings, Settings, TelemetrySettings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.edges.executor.adapters import InMemoryPlatform
 from selective_autonomy.edges.executor.ledger import MemoryLedger
 from selective_autonomy.edges.executor.meters import register_executor_meters
@@ -34,7 +33,6 @@ from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.runner import ExecutorRunner, health_app
 from selective_autonomy.edges.executor.service import ActionExecutor
 from selective_autonomy.edges.ingest.app import create_ingest_app
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import Action, CopilotFeedback, DeferralReason, Verdict
 from selective_autonomy.streams.lag import PartitionLag
 from selective_autonomy.streams.meters import process_meters

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from selective_autonomy.config import HttpAdapterSettings, HttpRoute
 from selective_autonomy.edges.executor.adapters import Outcome
 from selective_autonomy.edges.executor.http_adapter import HttpAdapter
-from selective_autonomy.edges.settings import HttpAdapterSettings, HttpRoute
 from selective_autonomy.errors import ConfigError
 from selective_autonomy.schemas.events import Action
 from tests.unit.edges.fixtures import executed

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from selective_autonomy.agents.gate import GateDecision, Outcome, SessionProgress, gate
 from selective_autonomy.config import DEFAULT_TOP_K
+from selective_autonomy.errors import DecisionError
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals, Proposal
 from selective_autonomy.inference.registry import ProcessModels
 from selective_autonomy.schemas.events import (
@@ -103,7 +104,8 @@ class Decision(BaseModel):
         }
         action, action_id = self.gate.action, self.action_id
         if self.outcome is Outcome.execute:
-            assert action is not None and action_id is not None and self.gate.tier is not None
+            if action is None or action_id is None or self.gate.tier is None:
+                raise DecisionError(f"{event.session_id}: an execution without an action or a tier")
             return ActionExecuted(
                 action_id=action_id,
                 action=action,
@@ -115,7 +117,8 @@ class Decision(BaseModel):
                 **versions,
             )
         if self.outcome is Outcome.defer:
-            assert self.gate.reason is not None
+            if self.gate.reason is None:
+                raise DecisionError(f"{event.session_id}: a deferral without a reason")
             return OperatorDeferral(
                 deferral_id=self.deferral_id,
                 ui_state=event.ui_state,

@@ -22,7 +22,7 @@ from typing import Any
 from selective_autonomy.console.audits import PendingAudit
 from selective_autonomy.console.inbox import Card
 from selective_autonomy.console.protocol import ActionLine, AuditView, CardView, ChatLine, SuggestionView
-from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, UIStateChanged, Verdict
+from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, Verdict
 from selective_autonomy.schemas.process import ActionKind, ArgumentSpec, ProcessSchema, ValueType
 from selective_autonomy.schemas.view import (
     MASK,
@@ -47,19 +47,6 @@ def _masked(value: Scalar, scrub: Callable[[str], str]) -> Scalar:
     return value if scrub(text) == text else MASK
 
 
-def _state_event(card: Card) -> UIStateChanged:
-    deferral = card.deferral
-    return UIStateChanged(
-        event_id=deferral.event_id,
-        session_id=deferral.session_id,
-        process_id=deferral.process_id,
-        business_cluster=deferral.business_cluster,
-        state_version=deferral.state_version,
-        timestamp=deferral.deferred_at,
-        ui_state=deferral.ui_state,
-    )
-
-
 def allowed_answers(card: Card) -> list[Verdict]:
     if card.deferral.suggestion is None:
         return [Verdict.corrected]
@@ -78,7 +65,7 @@ def mask_action(action: Action, schema: ProcessSchema, scrub: Callable[[str], st
 def card_view(card: Card, schema: ProcessSchema | None, chat_turns: int = 8, recent_actions: int = 6) -> CardView:
     """The masked view of ``card``; ``schema`` None shows structure only, never values."""
     deferral = card.deferral
-    event = _state_event(card)
+    event = deferral.state_event()
     suggestion: SuggestionView | None = None
     elapsed: int | None = None
     if schema is not None:

@@ -42,10 +42,6 @@ class Proposal(BaseModel):
     def top(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
 
-    @property
-    def signals(self) -> PolicySignals:
-        return PolicySignals.of(self, 0)
-
 
 class PolicySignals(BaseModel):
     """The policy's own confidence signals, used by the critic and by the confidence baseline."""

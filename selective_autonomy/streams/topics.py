@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -10,6 +11,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from selective_autonomy.config import Settings, TopicSettings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.streams.kafka_config import confluent_config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
     for spec in specs:
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
             have = len(existing[spec.name].partitions)
-            print(f"note: topic {spec.name} exists with {have} partitions (configured {spec.partitions})")
+            log.warning("topic %s exists with %d partitions (configured %d)", spec.name, have, spec.partitions)
     if not missing:
         return []
     futures = admin.create_topics(

@@ -78,6 +78,7 @@ def case(
     session = f"c-{20931 + index * 7}"
     at = NOW - timedelta(seconds=waited_s)
     return OperatorDeferral(
+        stage=Stage.selective,
         deferral_id=f"d-{session}-{version}",
         event_id=f"e-{session}-{version}",
         session_id=session,

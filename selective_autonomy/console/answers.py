@@ -34,6 +34,7 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.webapi.errors import Violation
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def checked_action(catalog: SchemaCatalog, process_id: str, action: Action) -> A
     """``action`` when the process's action grammar allows it; else :class:`AnswerRefused` with its messages."""
     violations = validate_action(schema_to_check(catalog, process_id), action)
     if violations:
-        raise AnswerRefused("; ".join(violations), violations)
+        raise AnswerRefused("; ".join(violations), [Violation(loc="action", msg=m) for m in violations])
     return action
 
 

@@ -281,7 +281,7 @@ async def _answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
         if exc.status_code == 409:
             return _gone("Already answered, or the session moved on.")
         if exc.status_code == 422:
-            messages = exc.violations or [exc.message]
+            messages = exc.messages
             return HTMLResponse(
                 ctx.views.errors(messages),
                 status_code=422,
@@ -403,7 +403,7 @@ async def _audit_answered(ctx: ConsoleContext, call: str, *args: object) -> Resp
             return _gone(AUDIT_GONE)
         if exc.status_code == 422 and call == "wrong":
             return HTMLResponse(
-                ctx.views.errors(exc.violations or [exc.message]),
+                ctx.views.errors(exc.messages),
                 status_code=422,
                 headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
             )

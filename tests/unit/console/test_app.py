@@ -217,7 +217,9 @@ def test_invalid_correction_is_refused_with_the_grammars_message(client: TestCli
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "answer_refused"
-    assert body["violations"] == ["argument 'level' of 'set_priority' must be an integer, got str"]
+    assert body["violations"] == [
+        {"loc": "action", "msg": "argument 'level' of 'set_priority' must be an integer, got str"}
+    ]
     unknown = client.post(
         "/api/deferrals/d-s1-3/correct", headers=ALICE, json={"action": {"action_type": "reboot", "arguments": {}}}
     )

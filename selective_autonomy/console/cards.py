@@ -23,28 +23,11 @@ from selective_autonomy.console.audits import PendingAudit
 from selective_autonomy.console.inbox import Card
 from selective_autonomy.console.protocol import ActionLine, AuditView, CardView, ChatLine, SuggestionView
 from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, Verdict
+from selective_autonomy.schemas.pii import MASK, masked_value, pii_scrubber, pii_values, quoted_values
 from selective_autonomy.schemas.process import ActionKind, ArgumentSpec, ProcessSchema, ValueType
-from selective_autonomy.schemas.view import (
-    MASK,
-    MIN_PII_MATCH_CHARS,
-    ViewBudget,
-    pii_scrubber,
-    pii_values,
-    render_view,
-)
+from selective_autonomy.schemas.view import ViewBudget, render_view
 
 _INTEGER = re.compile(r"[+-]?\d+")
-
-
-def _masked(value: Scalar, scrub: Callable[[str], str]) -> Scalar:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return scrub(value)
-    text = str(value)
-    if not math.isfinite(value):
-        return scrub(text)
-    return value if scrub(text) == text else MASK
 
 
 def allowed_answers(card: Card) -> list[Verdict]:
@@ -57,7 +40,7 @@ def mask_action(action: Action, schema: ProcessSchema, scrub: Callable[[str], st
     spec = schema.action(action.action_type)
     pii_args = {arg.name for arg in spec.arguments if arg.pii} if spec is not None else set()
     return {
-        name: MASK if name in pii_args and value is not None else _masked(value, scrub)
+        name: MASK if name in pii_args and value is not None else masked_value(value, scrub)
         for name, value in action.arguments.items()
     }
 
@@ -135,12 +118,8 @@ def audit_view(audit: PendingAudit, schema: ProcessSchema | None) -> AuditView:
     action = executed.action
     if schema is not None:
         spec = schema.action(action.action_type)
-        own_pii: list[str] = []
-        for arg in spec.arguments if spec is not None else []:
-            value = action.arguments.get(arg.name)
-            if arg.pii and value is not None and not isinstance(value, bool) and len(str(value)) >= MIN_PII_MATCH_CHARS:
-                own_pii.append(str(value))
-        arguments = mask_action(action, schema, pii_scrubber(own_pii))
+        own_pii = [action.arguments.get(arg.name) for arg in spec.arguments if arg.pii] if spec is not None else []
+        arguments = mask_action(action, schema, pii_scrubber(quoted_values(own_pii)))
     else:
         arguments = {name: MASK for name in action.arguments}
     return AuditView(

@@ -16,7 +16,7 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict
 
-from selective_autonomy.agents.gate import GateDecision, Outcome, SessionProgress, gate
+from selective_autonomy.agents.gate import GateDecision, GateOutcome, SessionProgress, gate
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.errors import DecisionError
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals, Proposal
@@ -56,7 +56,7 @@ class Decision(BaseModel):
     exploration_share: float = 0.0
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> GateOutcome:
         return self.gate.outcome
 
     # Cached: the record, the session table and the span each need the id (a hash of canonical JSON).
@@ -103,7 +103,7 @@ class Decision(BaseModel):
             "critic_version": self.critic_version,
         }
         action, action_id = self.gate.action, self.action_id
-        if self.outcome is Outcome.execute:
+        if self.outcome is GateOutcome.execute:
             if action is None or action_id is None or self.gate.tier is None:
                 raise DecisionError(f"{event.session_id}: an execution without an action or a tier")
             return ActionExecuted(
@@ -116,7 +116,7 @@ class Decision(BaseModel):
                 **common,
                 **versions,
             )
-        if self.outcome is Outcome.defer:
+        if self.outcome is GateOutcome.defer:
             if self.gate.reason is None:
                 raise DecisionError(f"{event.session_id}: a deferral without a reason")
             return OperatorDeferral(
@@ -160,7 +160,7 @@ def without_models(event: UIStateChanged, detail: str) -> Decision:
     return Decision(
         event=event,
         stage=Stage.logging,
-        gate=GateDecision(outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
+        gate=GateDecision(outcome=GateOutcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
     )
 
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     app_id: str = Field(default="selective-autonomy", description="Kafka consumer group and faust app id.")
     data_dir: Path = Field(default=Path("runs"), description="Where stores, reports and faust state are written.")
     models_dir: Path = Field(default=Path("runs/models"), description="Process schemas and model versions in service.")
+    datasets_dir: Path | None = Field(
+        default=None,
+        description="Public datasets the built-in log names resolve to, laid out as eventlogs/, sgd/ and abcd/; "
+        "unset: the project's data/ folder (the Helpdesk log only).",
+    )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)

@@ -30,9 +30,9 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
 
 from selective_autonomy.config import Settings
+from selective_autonomy.edges.executor.adapter_choice import adapter_for
 from selective_autonomy.edges.executor.adapters import ActionAdapter
 from selective_autonomy.edges.executor.failures import action_failed, failure_deferral
-from selective_autonomy.edges.executor.http_adapter import HttpAdapter
 from selective_autonomy.edges.executor.ledger import Ledger, StoreLedger
 from selective_autonomy.edges.executor.meters import register_executor_meters
 from selective_autonomy.edges.executor.retry import Backoff
@@ -316,7 +316,7 @@ def store_url(settings: Settings) -> str:
 
 def build_adapter(settings: Settings) -> ActionAdapter:
     """The adapter named by ``executor.adapter``; raises ConfigError when it is not usable."""
-    return HttpAdapter(settings.executor.http)
+    return adapter_for(settings.executor)
 
 
 @dataclass

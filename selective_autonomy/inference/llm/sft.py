@@ -488,7 +488,7 @@ def train_policy(
     return meta
 
 
-def train_critic(
+def train_llm_critic(
     examples: Sequence[CriticExample],
     schema: ProcessSchema,
     out: Path,

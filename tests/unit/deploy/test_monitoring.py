@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
-from selective_autonomy.agents.gate import Outcome
+from selective_autonomy.agents.gate import GateOutcome
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.config import ConsoleSettings, IngestSettings, Settings, TelemetrySettings
 from selective_autonomy.console.app import create_app
@@ -73,7 +73,7 @@ TARGET_LABELS = {
 }
 # Labels whose values are the members of an enum in the code: a matcher on them must name members.
 ENUM_LABELS: dict[str, set[str]] = {
-    "outcome": {o.value for o in Outcome},
+    "outcome": {o.value for o in GateOutcome},
     "reason": {r.value for r in DeferralReason},
     "verdict": {v.value for v in Verdict},
 }

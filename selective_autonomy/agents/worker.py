@@ -13,7 +13,7 @@ from opentelemetry.trace import TracerProvider
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
-from selective_autonomy.config import Settings
+from selective_autonomy.config import InferenceSettings, Settings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.app import build_app
@@ -62,7 +62,7 @@ def build_worker(
         settings, web_port=settings.worker.health_port if web else None, tweaks=tweaks, **(app_options or {})
     )
     if settings.inference.url or settings.inference.critic_url:
-        _register_llm_loaders(settings)
+        _register_llm_loaders(settings.inference)
     metrics = RuntimeMetrics(meter_provider=meter_provider)
     models = ModelsInService(
         ModelRegistry(settings.models_dir), top_k=settings.worker.top_k, on_stages=metrics.on_stages
@@ -141,12 +141,10 @@ async def refresh_consumer_lag(reader: ConsumerLagReader, metrics: RuntimeMetric
         metrics.on_consumer_lag(None, f"last read failed: {exc}")
 
 
-def _register_llm_loaders(settings: Settings) -> None:
+def _register_llm_loaders(inference: InferenceSettings) -> None:
     """LLM artefacts in the models directory are served by vLLM at the configured URLs."""
     from selective_autonomy.inference.llm.loaders import register_llm_loaders
     from selective_autonomy.inference.llm.settings import LLMClientSettings
-
-    inference = settings.inference
 
     def client(url: str | None, model: str | None) -> LLMClientSettings:
         return LLMClientSettings(

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
+from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas.identifiers import Name, OpaqueId, ProcessId
 
 Scalar = bool | int | float | str | None
@@ -425,11 +426,10 @@ class CopilotFeedback(EventModel):
     @property
     def executed_action(self) -> Action:
         """The action that actually ran: the suggestion when accepted, else the operator's."""
-        if self.verdict is Verdict.accepted:
-            assert self.suggestion is not None
-            return self.suggestion
-        assert self.operator_action is not None
-        return self.operator_action
+        action = self.suggestion if self.verdict is Verdict.accepted else self.operator_action
+        if action is None:  # _verdict_is_complete refuses such a record; model_construct could still make one
+            raise ContractError(f"feedback {self.feedback_id}: verdict {self.verdict.value} without its action")
+        return action
 
 
 class DeadLetter(EventModel):

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas import contracts
 from selective_autonomy.schemas.events import (
     EVENT_MODELS,
@@ -387,3 +388,14 @@ def test_a_new_deferral_must_state_its_stage() -> None:
     del fields["stage"]
     with pytest.raises(ValidationError, match="stage"):
         OperatorDeferral.model_validate(fields)
+
+
+def test_the_executed_action_of_feedback_is_never_missing_silently() -> None:
+    own = Action(action_type="refund")
+    corrected = CopilotFeedback.for_answer(
+        _deferral(), verdict=Verdict.corrected, operator_action=own, operator_id="ann", latency_ms=1
+    )
+    assert corrected.executed_action == own
+    broken = corrected.model_copy(update={"operator_action": None})  # model_copy skips validation
+    with pytest.raises(ContractError, match="without its action"):
+        _ = broken.executed_action

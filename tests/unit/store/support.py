@@ -73,7 +73,10 @@ def deferral(event: UIStateChanged, suggestion: Action | None = LOOKUP, **change
 
 
 def proposal_for(event: UIStateChanged, suggestion: Action | None = LOOKUP, **changes: Any) -> ProposalRecord:
-    return ProposalRecord.for_deferral(deferral(event, suggestion, **changes), candidates=CANDIDATES)
+    # The record keeps the full state (last action included), as the tests' evidence reads it; a
+    # deferral rebuilds only what it carries.
+    record = ProposalRecord.for_deferral(deferral(event, suggestion, **changes), candidates=CANDIDATES)
+    return record.model_copy(update={"event": event})
 
 
 def executed_proposal(event: UIStateChanged, action: Action = LOOKUP) -> ProposalRecord:

@@ -36,12 +36,11 @@ from typing import Any
 
 import httpx
 
-from selective_autonomy.config import Settings, TopicSettings
+from selective_autonomy.config import ExecutorSettings, HttpAdapterSettings, HttpRoute, Settings, TopicSettings
 from selective_autonomy.edges.executor.adapters import InMemoryPlatform
 from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.wiring import run_executor_until
 from selective_autonomy.edges.publisher import AckingProducer
-from selective_autonomy.edges.settings import ExecutorSettings, HttpAdapterSettings, HttpRoute
 from selective_autonomy.schemas.events import Action, ActionExecuted, ActionTier, UIStateChanged, action_id_for
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, UIField, ValueType
 from selective_autonomy.streams.broker import EmbeddedBroker

@@ -57,6 +57,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, event, or_, select, text
 
+from bench.datasets import DATASETS_DIR
 from selective_autonomy.agents.decisions import DecisionEngine
 from selective_autonomy.agents.feedback import proposal_of
 from selective_autonomy.config import LearningSettings
@@ -125,7 +126,7 @@ class Process:
 
 def build_process(cases: int, copilot_feedback: int, seed: int, workdir: Path) -> Process:
     """Train the policy, certify thresholds on one copilot pass, and fix when the cluster went selective."""
-    [log] = load_log(LOG, limit=cases)
+    [log] = load_log(LOG, limit=cases, data_dir=DATASETS_DIR)
     ordered = chronological_order(log.cases)
     train, sessions = ordered[: len(ordered) // 2], ordered[len(ordered) // 2 :]
     schema = log.schema

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from bench.datasets import DATASETS_DIR
 from selective_autonomy.inference.datasets import case_examples, load_log
 from selective_autonomy.inference.embedded_policy import EmbeddedConfig, EmbeddedPolicy, UpdateConfig
 from selective_autonomy.inference.evaluation import evaluate_policy
@@ -95,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
 
-    (process,) = load_log(args.log)
+    (process,) = load_log(args.log, data_dir=DATASETS_DIR)
     past, present, future = chronological_split(process.cases, (0.4, 0.3, 0.3))
     config = EmbeddedConfig(train=TrainConfig(seed=args.seed, progress=False))
     train_started = time.perf_counter()

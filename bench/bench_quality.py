@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.datasets import DATASETS_DIR
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.demo.offline_loop import OfflineLoopResult, offline_loop
 from selective_autonomy.inference.datasets import load_log
@@ -44,7 +45,7 @@ def abcd_process(cases: int = 3000, seed: int = 0) -> tuple[ProcessSchema, list[
 def processes_of(log: str, mapping: str | None, sgd_processes: int) -> list[tuple[ProcessSchema, list[Case]]]:
     if log == "abcd":
         return [abcd_process()]
-    loaded = sorted(load_log(log, mapping), key=lambda p: -len(p.cases))
+    loaded = sorted(load_log(log, mapping, data_dir=DATASETS_DIR), key=lambda p: -len(p.cases))
     if log == "sgd-dev":
         loaded = loaded[:sgd_processes]
     return [(p.schema, p.cases) for p in loaded]

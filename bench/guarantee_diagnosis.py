@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.datasets import DATASETS_DIR
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.critic import CriticConfig
 from selective_autonomy.inference.datasets import load_log
@@ -285,7 +286,7 @@ def main() -> None:
     }
     started = time.monotonic()
     for log in args.logs:
-        (process,) = load_log(log)
+        (process,) = load_log(log, data_dir=DATASETS_DIR)
         schema, cases = process.schema, [c for c in process.cases if c.steps]
         train, copilot, future = chronological_split(cases, (0.4, 0.3, 0.3))
         policy = EmbeddedPolicy.train(schema, train)

@@ -77,7 +77,6 @@ eval_app.command("critic")(eval_critic)
 def status(config: ConfigOption = None) -> None:
     """Stages, models in service, certified thresholds and promotions waiting for confirmation per
     process / business cluster, with the stage history from the feedback store."""
-    from selective_autonomy.agents.worker import store_url
     from selective_autonomy.inference.registry import ModelRegistry
     from selective_autonomy.store import FeedbackStore
 
@@ -87,7 +86,7 @@ def status(config: ConfigOption = None) -> None:
     if not processes:
         typer.echo(f"no process in {settings.models_dir}")
         return
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         for process_id in processes:
             schema, pointer = registry.schema(process_id), registry.pointer(process_id)
             typer.echo(

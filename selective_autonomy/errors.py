@@ -21,5 +21,10 @@ class SchemaRegistryError(SelautoError):
     """The Schema Registry could not be reached or refused a request."""
 
 
+class DecisionError(SelautoError):
+    """A gate decision lacks what its outcome needs (an execution without an action or tier, a
+    deferral without a reason): a bug, refused rather than published as a half-filled record."""
+
+
 class BrokerError(SelautoError):
     """The embedded broker could not be started or did not answer."""

@@ -16,7 +16,9 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict
 
-from selective_autonomy.agents.gate import GateDecision, Outcome, SessionProgress, gate
+from selective_autonomy.agents.gate import GateDecision, GateOutcome, SessionProgress, gate
+from selective_autonomy.config import DEFAULT_TOP_K
+from selective_autonomy.errors import DecisionError
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals, Proposal
 from selective_autonomy.inference.registry import ProcessModels
 from selective_autonomy.schemas.events import (
@@ -54,7 +56,7 @@ class Decision(BaseModel):
     exploration_share: float = 0.0
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> GateOutcome:
         return self.gate.outcome
 
     # Cached: the record, the session table and the span each need the id (a hash of canonical JSON).
@@ -101,8 +103,9 @@ class Decision(BaseModel):
             "critic_version": self.critic_version,
         }
         action, action_id = self.gate.action, self.action_id
-        if self.outcome is Outcome.execute:
-            assert action is not None and action_id is not None and self.gate.tier is not None
+        if self.outcome is GateOutcome.execute:
+            if action is None or action_id is None or self.gate.tier is None:
+                raise DecisionError(f"{event.session_id}: an execution without an action or a tier")
             return ActionExecuted(
                 action_id=action_id,
                 action=action,
@@ -113,8 +116,9 @@ class Decision(BaseModel):
                 **common,
                 **versions,
             )
-        if self.outcome is Outcome.defer:
-            assert self.gate.reason is not None
+        if self.outcome is GateOutcome.defer:
+            if self.gate.reason is None:
+                raise DecisionError(f"{event.session_id}: a deferral without a reason")
             return OperatorDeferral(
                 deferral_id=self.deferral_id,
                 ui_state=event.ui_state,
@@ -156,7 +160,7 @@ def without_models(event: UIStateChanged, detail: str) -> Decision:
     return Decision(
         event=event,
         stage=Stage.logging,
-        gate=GateDecision(outcome=Outcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
+        gate=GateDecision(outcome=GateOutcome.defer, reason=DeferralReason.model_unavailable, detail=detail),
     )
 
 
@@ -165,7 +169,7 @@ class DecisionEngine:
     """Decides batches of UI states with the models currently in service."""
 
     models: Mapping[str, ProcessModels]
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K
     unavailable: Mapping[str, str] = field(default_factory=dict)
     """Registered processes (a schema is in the registry) with no model that loads, and why: their
     states are deferred to an operator as ``model_unavailable``, not dead-lettered."""

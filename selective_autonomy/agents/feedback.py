@@ -31,11 +31,8 @@ from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.schemas.events import (
     CopilotFeedback,
-    DeferralReason,
     OperatorDeferral,
-    Stage,
     StageChanged,
-    UIStateChanged,
 )
 from selective_autonomy.store.models import ProposalRecord
 from selective_autonomy.store.repository import FeedbackStore
@@ -46,25 +43,9 @@ from selective_autonomy.streams.serialization import AvroCodec
 log = logging.getLogger(__name__)
 
 
-def state_of(deferral: OperatorDeferral) -> UIStateChanged:
-    """The state a deferral answers, rebuilt from what the deferral carries."""
-    return UIStateChanged(
-        event_id=deferral.event_id,
-        session_id=deferral.session_id,
-        process_id=deferral.process_id,
-        business_cluster=deferral.business_cluster,
-        state_version=deferral.state_version,
-        timestamp=deferral.state_at or deferral.deferred_at,  # v1 deferrals did not carry the state's time
-        ui_state=deferral.ui_state,
-    )
-
-
 def proposal_of(deferral: OperatorDeferral) -> ProposalRecord:
-    stage = deferral.stage
-    if stage is None:  # a v1 deferral: only copilot-stage deferrals said which stage they came from
-        stage = Stage.copilot if deferral.reason is DeferralReason.copilot_stage else Stage.selective
     candidates = [Candidate(action=c.action, probability=c.probability) for c in deferral.candidates]
-    return ProposalRecord.for_deferral(deferral, state_of(deferral), stage=stage, candidates=candidates)
+    return ProposalRecord.for_deferral(deferral, candidates=candidates)
 
 
 ReportListener = Callable[[LearningReport], None]

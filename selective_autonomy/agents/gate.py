@@ -39,7 +39,9 @@ from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
 
 
-class Outcome(StrEnum):
+class GateOutcome(StrEnum):
+    """What the gate does with a step: run it unattended, hand it to an operator, or only record it."""
+
     execute = "execute"
     defer = "defer"
     record = "record"
@@ -56,7 +58,7 @@ class SessionProgress(BaseModel):
 class GateDecision(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    outcome: Outcome
+    outcome: GateOutcome
     reason: DeferralReason | None = None
     detail: str = ""
     action: Action | None = None
@@ -90,15 +92,15 @@ def gate(
 
     def defer(reason: DeferralReason, detail: str, threshold: float | None = None) -> GateDecision:
         return GateDecision(
-            outcome=Outcome.defer, reason=reason, detail=detail, action=action, tier=tier, threshold=threshold
+            outcome=GateOutcome.defer, reason=reason, detail=detail, action=action, tier=tier, threshold=threshold
         )
 
     if model_error is not None or action is None:
         if stage is Stage.logging:
-            return GateDecision(outcome=Outcome.record, detail=model_error or "no valid candidate")
+            return GateDecision(outcome=GateOutcome.record, detail=model_error or "no valid candidate")
         return defer(DeferralReason.model_unavailable, model_error or "the policy proposed no valid action")
     if stage is Stage.logging:
-        return GateDecision(outcome=Outcome.record, action=action, tier=tier)
+        return GateDecision(outcome=GateOutcome.record, action=action, tier=tier)
     if stage is Stage.copilot:
         return defer(DeferralReason.copilot_stage, "copilot stage: every step goes to an operator")
 
@@ -141,4 +143,4 @@ def gate(
         )
     if paused is not None:
         return defer(DeferralReason.paused, paused, threshold)
-    return GateDecision(outcome=Outcome.execute, action=action, tier=tier, threshold=threshold)
+    return GateDecision(outcome=GateOutcome.execute, action=action, tier=tier, threshold=threshold)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from selective_autonomy.agents.decisions import DecisionEngine
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.registry import (
     STAGE_ORDER,
     ModelRegistry,
@@ -41,7 +42,9 @@ class ModelsInService:
         metrics count demotions from it).
     """
 
-    def __init__(self, registry: ModelRegistry, top_k: int = 5, on_stages: StageListener | None = None) -> None:
+    def __init__(
+        self, registry: ModelRegistry, top_k: int = DEFAULT_TOP_K, on_stages: StageListener | None = None
+    ) -> None:
         self.registry = registry
         self.top_k = top_k
         self.on_stages = on_stages

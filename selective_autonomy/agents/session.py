@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selective_autonomy.agents.gate import Outcome, SessionProgress
+from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.schemas.events import Actor, UIStateChanged
 
 RECENT_ACTION_IDS = 32
@@ -56,7 +56,7 @@ class SessionState(BaseModel):
         return SessionProgress(autonomous_steps=self.autonomous_steps)
 
     def after(
-        self, event: UIStateChanged, outcome: Outcome, action_id: str | None, deferral_id: str | None
+        self, event: UIStateChanged, outcome: GateOutcome, action_id: str | None, deferral_id: str | None
     ) -> SessionState:
         """The state once ``event`` was decided with ``outcome``.
 
@@ -66,10 +66,10 @@ class SessionState(BaseModel):
         pending = None if event.actor is Actor.operator else self.pending_deferral_id
         executed = self.executed_action_ids
         steps = self.autonomous_steps
-        if outcome is Outcome.execute and action_id is not None:
+        if outcome is GateOutcome.execute and action_id is not None:
             executed = [*executed, action_id][-RECENT_ACTION_IDS:]
             steps += 1
-        if outcome is Outcome.defer:
+        if outcome is GateOutcome.defer:
             pending = deferral_id
         return SessionState(
             last_state_version=event.state_version,

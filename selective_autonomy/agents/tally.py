@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import faust
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
-from selective_autonomy.config import Settings
+from selective_autonomy.config import TopicSettings
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.app import raw_topic
 from selective_autonomy.streams.serialization import AvroCodec
@@ -32,9 +32,9 @@ class UIStateTally:
         return self.events + self.dead_letters
 
 
-def register_tally_agent(app: faust.App, settings: Settings, tally: UIStateTally, codec: AvroCodec) -> None:
-    source = raw_topic(app, settings.topics.ui_state)
-    router = DeadLetterRouter(codec, raw_topic(app, settings.topics.dead_letter))
+def register_tally_agent(app: faust.App, topics: TopicSettings, tally: UIStateTally, codec: AvroCodec) -> None:
+    source = raw_topic(app, topics.ui_state)
+    router = DeadLetterRouter(codec, raw_topic(app, topics.dead_letter))
 
     @app.agent(source, name="tally_ui_state")
     async def tally_ui_state(stream: faust.StreamT[bytes]) -> None:

@@ -13,7 +13,7 @@ from opentelemetry.trace import TracerProvider
 from selective_autonomy.agents.decide import DecideAgent, DecisionHook
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
-from selective_autonomy.config import Settings
+from selective_autonomy.config import InferenceSettings, Settings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.inference.loaders import ModelLoaders, builtin_loaders
 from selective_autonomy.inference.registry import ModelRegistry
@@ -64,8 +64,8 @@ def build_worker(
     )
     metrics = RuntimeMetrics(meter_provider=meter_provider)
     # One registry, with the loaders this deployment serves, for the decide agent and the learning loop.
-    registry = ModelRegistry(settings.models_dir, model_loaders(settings))
-    models = ModelsInService(registry, on_stages=metrics.on_stages)
+    registry = ModelRegistry(settings.models_dir, model_loaders(settings.inference))
+    models = ModelsInService(registry, top_k=settings.worker.top_k, on_stages=metrics.on_stages)
     models.refresh()
     # One codec for every role: with a schema registry its subjects are registered and checked
     # here, before the app starts, and a registry that is down stops the worker now.
@@ -140,15 +140,13 @@ async def refresh_consumer_lag(reader: ConsumerLagReader, metrics: RuntimeMetric
         metrics.on_consumer_lag(None, f"last read failed: {exc}")
 
 
-def model_loaders(settings: Settings) -> ModelLoaders:
+def model_loaders(inference: InferenceSettings) -> ModelLoaders:
     """The built-in loaders and, with an inference URL configured, the LLM kinds: LLM artefacts in
     the models directory are served by vLLM at the configured URLs."""
-    if not (settings.inference.url or settings.inference.critic_url):
+    if not (inference.url or inference.critic_url):
         return builtin_loaders()
     from selective_autonomy.inference.llm.loaders import llm_loaders
     from selective_autonomy.inference.llm.settings import LLMClientSettings
-
-    inference = settings.inference
 
     def client(url: str | None, model: str | None) -> LLMClientSettings:
         return LLMClientSettings(
@@ -162,12 +160,6 @@ def model_loaders(settings: Settings) -> ModelLoaders:
     return builtin_loaders().merged(llm)
 
 
-def store_url(settings: Settings) -> str:
-    from selective_autonomy.store import default_url
-
-    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
-
-
 def _feedback_agent(
     settings: Settings, registry: ModelRegistry, metrics: RuntimeMetrics, codec: AvroCodec
 ) -> FeedbackAgent:
@@ -179,7 +171,7 @@ def _feedback_agent(
     from selective_autonomy.learning.loop import LearningLoop
     from selective_autonomy.store import FeedbackStore
 
-    store = FeedbackStore.open(store_url(settings))
+    store = FeedbackStore.open(settings.store.resolved_url(settings.data_dir))
     scheduler = None
     if settings.worker.learning:
         scheduler = RetrainScheduler(

@@ -30,12 +30,11 @@ from selective_autonomy.schemas.events import (
     ActionExecuted,
     ActionTier,
     CopilotFeedback,
-    Executor,
     Verdict,
-    action_id_for,
 )
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.webapi.errors import Violation
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def checked_action(catalog: SchemaCatalog, process_id: str, action: Action) -> A
     """``action`` when the process's action grammar allows it; else :class:`AnswerRefused` with its messages."""
     violations = validate_action(schema_to_check(catalog, process_id), action)
     if violations:
-        raise AnswerRefused("; ".join(violations), violations)
+        raise AnswerRefused("; ".join(violations), [Violation(loc="action", msg=m) for m in violations])
     return action
 
 
@@ -186,41 +185,14 @@ class AnswerService:
         schema = self.catalog.schema(card.process_id)
         spec = schema.action(action.action_type) if schema is not None else None
         tier = deferral.tier if accepted and deferral.tier is not None else spec.tier if spec else ActionTier.critical
-        executed = ActionExecuted(
-            action_id=action_id_for(deferral.session_id, deferral.state_version, action),
-            event_id=deferral.event_id,
-            session_id=deferral.session_id,
-            process_id=deferral.process_id,
-            business_cluster=deferral.business_cluster,
-            state_version=deferral.state_version,
-            action=action,
-            tier=tier,
-            # The model's numbers describe the suggestion: they belong to the record only when it ran.
-            policy_probability=deferral.policy_probability if accepted else None,
-            critic_score=deferral.critic_score if accepted else None,
-            threshold=deferral.threshold if accepted else None,
-            policy_version=deferral.policy_version if accepted else None,
-            critic_version=deferral.critic_version if accepted else None,
-            executed_by=Executor.operator,
-            operator_id=operator_id,
-        )
-        feedback = CopilotFeedback(
-            feedback_id=feedback_id_for(deferral.deferral_id, verdict, action),
-            deferral_id=deferral.deferral_id,
-            session_id=deferral.session_id,
-            process_id=deferral.process_id,
-            business_cluster=deferral.business_cluster,
-            state_version=deferral.state_version,
-            suggestion=deferral.suggestion,
-            suggestion_action_id=deferral.suggestion_action_id,
+        executed = deferral.executed(action, accepted=accepted, tier=tier, operator_id=operator_id)
+        feedback = CopilotFeedback.for_answer(
+            deferral,
             verdict=verdict,
             operator_action=None if accepted else action,
             operator_id=operator_id,
             latency_ms=latency_ms,
-            policy_probability=deferral.policy_probability,
-            critic_score=deferral.critic_score,
-            policy_version=deferral.policy_version,
-            critic_version=deferral.critic_version,
+            feedback_id=feedback_id_for(deferral.deferral_id, verdict, action),
         )
         return Answer(verdict=verdict, executed=executed, feedback=feedback)
 

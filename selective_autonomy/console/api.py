@@ -34,7 +34,6 @@ from selective_autonomy.console.protocol import (
     ControlsView,
     CorrectRequest,
     CountersView,
-    ErrorResponse,
     InboxView,
     PauseRequest,
     ReleaseRequest,
@@ -43,6 +42,7 @@ from selective_autonomy.console.protocol import (
 )
 from selective_autonomy.schemas.grammar import action_json_schema
 from selective_autonomy.schemas.identifiers import OPAQUE_ID_MAX, OPAQUE_ID_PATTERN, PROCESS_ID_MAX, PROCESS_ID_PATTERN
+from selective_autonomy.webapi.errors import ErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": description}

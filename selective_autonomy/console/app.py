@@ -25,13 +25,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from opentelemetry import metrics, trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from selective_autonomy import __version__
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console import api, ui
 from selective_autonomy.console.answers import AnswerService
 from selective_autonomy.console.audit_answers import AuditAnswerService
@@ -46,13 +46,18 @@ from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.console.live import Broadcaster
 from selective_autonomy.console.meters import ConsoleMeters
-from selective_autonomy.console.protocol import ErrorResponse
 from selective_autonomy.console.service import InboxService
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
+from selective_autonomy.webapi.errors import ErrorResponse
+from selective_autonomy.webapi.responses import (
+    error_response,
+    http_error_response,
+    http_exception_response,
+    invalid_request_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ def create_app(
 ) -> FastAPI:
     """The console app.
 
-    :param console: console settings; default ``settings.console`` (or the defaults before that exists).
+    :param console: console settings; default ``settings.console``.
     :param sink: where answers are sent; default a Kafka producer created on the first answer.
     :param inbox: the inbox; default an empty one built from ``console``.
     :param audits: the pending audits; default an empty book built from ``console``.
@@ -201,25 +206,14 @@ def create_app(
     return app
 
 
-def _error(
-    status: int,
-    error: str,
-    message: str,
-    violations: list[str] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    body = ErrorResponse(error=error, message=message, violations=violations or [])
-    return JSONResponse(body.model_dump(), status_code=status, headers=dict(headers) if headers else None)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConsoleError)
     async def console_error(request: Request, exc: ConsoleError) -> Response:
-        return _error(exc.status_code, exc.code, exc.message, exc.violations)
+        return http_error_response(exc)
 
     @app.exception_handler(NoSuchProcess)
     async def no_such_process(request: Request, exc: NoSuchProcess) -> Response:
-        return _error(404, "not_found", str(exc))
+        return error_response(404, ErrorResponse(error="not_found", message=str(exc)))
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
@@ -230,17 +224,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        names = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-        error = names.get(exc.status_code, "http_error")
-        return _error(exc.status_code, error, str(exc.detail), headers=exc.headers)
+        return http_exception_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
-        violations = [
-            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg', '')}"
-            for err in exc.errors()
-        ]
-        return _error(422, "invalid_request", "; ".join(violations) or "invalid request", violations)
+        return invalid_request_response(exc)
 
 
 def _quote(value: str) -> str:

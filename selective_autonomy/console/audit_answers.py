@@ -40,24 +40,13 @@ def audit_feedback(
     """The audit record: ``operator_action`` None means the step was right."""
     executed = audit.executed
     verdict = Verdict.accepted if operator_action is None else Verdict.corrected
-    return CopilotFeedback(
-        feedback_id=audit_feedback_id(executed.action_id, verdict, operator_action or executed.action),
-        deferral_id=None,
-        session_id=executed.session_id,
-        process_id=executed.process_id,
-        business_cluster=executed.business_cluster,
-        state_version=executed.state_version,
-        suggestion=executed.action,
-        suggestion_action_id=executed.action_id,
-        verdict=verdict,
+    return CopilotFeedback.for_audit(
+        executed,
         operator_action=operator_action,
         operator_id=operator_id,
         latency_ms=latency_ms,
-        policy_probability=executed.policy_probability,
-        critic_score=executed.critic_score,
-        policy_version=executed.policy_version,
-        critic_version=executed.critic_version,
         inclusion_probability=audit.inclusion_probability,
+        feedback_id=audit_feedback_id(executed.action_id, verdict, operator_action or executed.action),
     )
 
 

@@ -22,42 +22,12 @@ from typing import Any
 from selective_autonomy.console.audits import PendingAudit
 from selective_autonomy.console.inbox import Card
 from selective_autonomy.console.protocol import ActionLine, AuditView, CardView, ChatLine, SuggestionView
-from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, UIStateChanged, Verdict
+from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, Verdict
+from selective_autonomy.schemas.pii import MASK, masked_value, pii_scrubber, pii_values, quoted_values
 from selective_autonomy.schemas.process import ActionKind, ArgumentSpec, ProcessSchema, ValueType
-from selective_autonomy.schemas.view import (
-    MASK,
-    MIN_PII_MATCH_CHARS,
-    ViewBudget,
-    pii_scrubber,
-    pii_values,
-    render_view,
-)
+from selective_autonomy.schemas.view import ViewBudget, render_view
 
 _INTEGER = re.compile(r"[+-]?\d+")
-
-
-def _masked(value: Scalar, scrub: Callable[[str], str]) -> Scalar:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return scrub(value)
-    text = str(value)
-    if not math.isfinite(value):
-        return scrub(text)
-    return value if scrub(text) == text else MASK
-
-
-def _state_event(card: Card) -> UIStateChanged:
-    deferral = card.deferral
-    return UIStateChanged(
-        event_id=deferral.event_id,
-        session_id=deferral.session_id,
-        process_id=deferral.process_id,
-        business_cluster=deferral.business_cluster,
-        state_version=deferral.state_version,
-        timestamp=deferral.deferred_at,
-        ui_state=deferral.ui_state,
-    )
 
 
 def allowed_answers(card: Card) -> list[Verdict]:
@@ -70,7 +40,7 @@ def mask_action(action: Action, schema: ProcessSchema, scrub: Callable[[str], st
     spec = schema.action(action.action_type)
     pii_args = {arg.name for arg in spec.arguments if arg.pii} if spec is not None else set()
     return {
-        name: MASK if name in pii_args and value is not None else _masked(value, scrub)
+        name: MASK if name in pii_args and value is not None else masked_value(value, scrub)
         for name, value in action.arguments.items()
     }
 
@@ -78,7 +48,7 @@ def mask_action(action: Action, schema: ProcessSchema, scrub: Callable[[str], st
 def card_view(card: Card, schema: ProcessSchema | None, chat_turns: int = 8, recent_actions: int = 6) -> CardView:
     """The masked view of ``card``; ``schema`` None shows structure only, never values."""
     deferral = card.deferral
-    event = _state_event(card)
+    event = deferral.state_event()
     suggestion: SuggestionView | None = None
     elapsed: int | None = None
     if schema is not None:
@@ -148,12 +118,8 @@ def audit_view(audit: PendingAudit, schema: ProcessSchema | None) -> AuditView:
     action = executed.action
     if schema is not None:
         spec = schema.action(action.action_type)
-        own_pii: list[str] = []
-        for arg in spec.arguments if spec is not None else []:
-            value = action.arguments.get(arg.name)
-            if arg.pii and value is not None and not isinstance(value, bool) and len(str(value)) >= MIN_PII_MATCH_CHARS:
-                own_pii.append(str(value))
-        arguments = mask_action(action, schema, pii_scrubber(own_pii))
+        own_pii = [action.arguments.get(arg.name) for arg in spec.arguments if arg.pii] if spec is not None else []
+        arguments = mask_action(action, schema, pii_scrubber(quoted_values(own_pii)))
     else:
         arguments = {name: MASK for name in action.arguments}
     return AuditView(

@@ -14,8 +14,7 @@ from typing import Annotated
 import typer
 
 from selective_autonomy.cli_output import emit_json
-from selective_autonomy.config import Settings, load_settings
-from selective_autonomy.console.settings import ConsoleSettings
+from selective_autonomy.config import ConsoleSettings, Settings, load_settings
 
 
 def serve(

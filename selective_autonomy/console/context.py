@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.answers import AnswerService
 from selective_autonomy.console.audit_answers import AuditAnswerService
 from selective_autonomy.console.audits import AuditBook
@@ -17,7 +17,6 @@ from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.console.live import Broadcaster
 from selective_autonomy.console.service import InboxService
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 

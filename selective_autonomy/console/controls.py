@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.delivery import Delivery
 from selective_autonomy.console.errors import (
     ControlHeld,
@@ -38,7 +38,6 @@ from selective_autonomy.console.protocol import (
     StageMoveView,
     StageRequest,
 )
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.schemas.events import StageChanged
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, alembic) is imported when the first control is used
@@ -76,12 +75,16 @@ class ConsoleControls:
     def controls(self) -> HandControls:
         with self._lock:
             if self._controls is None:
-                from selective_autonomy.controls.service import HandControls, store_url
+                from selective_autonomy.controls.service import HandControls
                 from selective_autonomy.inference.registry import ModelRegistry
                 from selective_autonomy.store.repository import FeedbackStore
 
                 try:
-                    store = self._open_store() if self._open_store else FeedbackStore.open(store_url(self.settings))
+                    store = (
+                        self._open_store()
+                        if self._open_store
+                        else FeedbackStore.open(self.settings.store.resolved_url(self.settings.data_dir))
+                    )
                 except Exception as exc:  # a store that is down costs this request, not the console
                     raise StoreUnavailable(f"the feedback store could not be opened: {exc}") from exc
                 self._store = store

@@ -1,20 +1,16 @@
-"""Errors of the operator console; each carries the HTTP status it maps to."""
+"""Errors of the operator console; each carries the HTTP status it maps to (the project's one HTTP
+error model, :mod:`selective_autonomy.webapi.errors`)."""
 
 from __future__ import annotations
 
-from selective_autonomy.errors import SelautoError
+from selective_autonomy.webapi.errors import HttpError
 
 
-class ConsoleError(SelautoError):
+class ConsoleError(HttpError):
     """Root of the console's errors."""
 
     status_code = 500
     code = "console_error"
-
-    def __init__(self, message: str, violations: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.violations = violations or []
 
 
 class CardGone(ConsoleError):

@@ -14,8 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
-from selective_autonomy.console.settings import ConsoleSettings
+from selective_autonomy.config import ConsoleSettings, Settings
 
 DESCRIPTION = (
     "The operator console's JSON API: the inbox of deferred steps, answers to them, and audits of "

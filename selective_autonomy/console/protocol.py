@@ -81,12 +81,6 @@ class AuditAnswerResponse(_Body):
     latency_ms: int
 
 
-class ErrorResponse(_Body):
-    error: str
-    message: str
-    violations: list[str] = Field(default_factory=list)
-
-
 class ChatLine(_Body):
     speaker: str
     text: str

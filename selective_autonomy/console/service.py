@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from selective_autonomy.config import ConsoleSettings
 from selective_autonomy.console.audits import AuditBook, PendingAudit
 from selective_autonomy.console.cards import audit_view, card_view
 from selective_autonomy.console.catalog import SchemaCatalog
 from selective_autonomy.console.inbox import Card, Inbox, Visibility, visible
 from selective_autonomy.console.protocol import AuditsView, AuditView, CardView, CountersView, InboxView
-from selective_autonomy.console.settings import ConsoleSettings
 
 
 class InboxService:

@@ -67,7 +67,7 @@ async def _audit_answered(ctx: ConsoleContext, call: str, *args: object) -> Resp
             return gone(AUDIT_GONE)
         if exc.status_code == 422 and call == "wrong":
             return HTMLResponse(
-                ctx.views.errors(exc.violations or [exc.message]),
+                ctx.views.errors(exc.messages),
                 status_code=422,
                 headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
             )

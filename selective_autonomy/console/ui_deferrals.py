@@ -85,7 +85,7 @@ async def _answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
         if exc.status_code == 409:
             return gone("Already answered, or the session moved on.")
         if exc.status_code == 422:
-            messages = exc.violations or [exc.message]
+            messages = exc.messages
             return HTMLResponse(
                 ctx.views.errors(messages),
                 status_code=422,

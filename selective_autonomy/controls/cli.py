@@ -70,13 +70,13 @@ def _who(by: str | None) -> str:
 
 @contextmanager
 def _controls(config: Path | None, publish_timeout_s: float | None = None) -> Iterator[HandControls]:
-    from selective_autonomy.controls.service import HandControls, kafka_stage_publisher, store_url
+    from selective_autonomy.controls.service import HandControls, kafka_stage_publisher
     from selective_autonomy.inference.registry import ModelRegistry
     from selective_autonomy.store import FeedbackStore
 
     settings = load_settings(config)
     publish = kafka_stage_publisher(settings, publish_timeout_s) if publish_timeout_s is not None else None
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         yield HandControls(ModelRegistry(settings.models_dir), store, publish)
 
 

@@ -82,13 +82,6 @@ class ControlsOverview(BaseModel):
     stage_history: list[StageTransition] = Field(description="Stage moves, by hand or by the loop, oldest first.")
 
 
-def store_url(settings: Settings) -> str:
-    """As :func:`selective_autonomy.agents.worker.store_url`, without importing the worker (faust)."""
-    from selective_autonomy.store import default_url
-
-    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
-
-
 class HandControls:
     """Sets stages and pauses by hand for the processes of one models directory.
 

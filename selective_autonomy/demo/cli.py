@@ -87,7 +87,7 @@ def demo(
     from selective_autonomy.traces.datasets import helpdesk_log_path
 
     settings = load_settings(config)
-    source = log or helpdesk_log_path()
+    source = log or helpdesk_log_path(settings.datasets_dir)
     name = source.name.split(".")[0].lower()
     if from_zero:
         if policy is not None:
@@ -161,7 +161,8 @@ def eval_critic(
     from selective_autonomy.traces.split import chronological_split
 
     label = log_label(log)
-    loaded = sorted(load_log(log, mapping), key=lambda p: -len(p.cases))[:processes]
+    datasets = load_settings().datasets_dir
+    loaded = sorted(load_log(log, mapping, data_dir=datasets), key=lambda p: -len(p.cases))[:processes]
     for process in loaded:
         train, copilot, future = chronological_split(process.cases, (0.4, 0.3, 0.3))
         trained: Policy = (

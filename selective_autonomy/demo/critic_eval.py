@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from selective_autonomy.config import LearningSettings
+from selective_autonomy.config import DEFAULT_TOP_K, LearningSettings
 from selective_autonomy.inference.protocol import CriticInput, Policy, PolicyConfidenceCritic, PolicySignals
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.learning.certify import certify
@@ -98,7 +98,7 @@ def evaluate_critic(
 
     events = [case.state_event(i) for case in future for i in range(len(case.steps))]
     recorded = [step.action for case in future for step in case.steps]
-    proposals = policy.propose(events, top_k=5)
+    proposals = policy.propose(events, top_k=DEFAULT_TOP_K)
     inputs, correct, confidence, limits = [], [], [], []
     for event, proposal, action in zip(events, proposals, recorded, strict=True):
         top = proposal.top

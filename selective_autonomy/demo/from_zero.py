@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from selective_autonomy.agents.worker import build_worker, store_url
+from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.demo.loop import Progress
 from selective_autonomy.demo.timeline import SessionTracker, Timeline, build_timeline
@@ -157,7 +157,7 @@ def run_from_zero(settings: Settings, config: FromZeroConfig, progress: Progress
             f"{settings.models_dir} already holds {', '.join(registry.processes())}: the run from zero starts "
             "from an empty models directory"
         )
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         add_process(
             registry,
             store,
@@ -238,7 +238,7 @@ def run_from_zero(settings: Settings, config: FromZeroConfig, progress: Progress
     with lock:
         timeline = build_timeline(tracker.sessions(), tracker.first_in_stage, reports, window=config.share_window)
     pointer = registry.pointer(process)
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         first = _first_policy(registry, store, process, [r for _, r in reports])
         history = [
             f"{move.at.isoformat(timespec='seconds')} {move.business_cluster}: "

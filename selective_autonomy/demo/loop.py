@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from selective_autonomy.agents.worker import build_worker, store_url
+from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
 from selective_autonomy.errors import SelautoError
@@ -114,7 +114,7 @@ def _train_policy(
 def wait_until_stored(settings: Settings, process_id: str, answers: int, timeout_s: float) -> None:
     """Until the store holds ``answers`` feedback records of the process, each with its deferral."""
     deadline = time.monotonic() + timeout_s
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         while True:
             counts = store.counts(process_id)
             stored = sum(counts.feedback_by_verdict.values())
@@ -234,7 +234,7 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
 
     t = time.monotonic()
     progress("time to autonomy: recertifying on growing prefixes of the copilot feedback")
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         rows = [r for r in store.feedback_with_context(process_id=process) if r.context is not None]
     copilot_rows = [r for r in rows if r.feedback.session_id.startswith("sim-copilot/")]
     examples = critic_examples(copilot_rows)

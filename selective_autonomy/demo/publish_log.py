@@ -45,7 +45,7 @@ def publish_and_consume(
     publish_s = time.monotonic() - started
     app = build_app(settings, app_id=f"{settings.app_id}-tally")
     tally = UIStateTally()
-    register_tally_agent(app, settings, tally, codec_for(settings))
+    register_tally_agent(app, settings.topics, tally, codec_for(settings))
     with tqdm(total=published, desc="consume ui.state", unit="event") as bar:
 
         def done() -> bool:

@@ -7,6 +7,6 @@
   adapter (HTTP, or any callable), at most once per action id (claims are kept in the feedback store);
   what cannot be applied becomes ``ActionFailed`` plus an operator deferral (``selauto executor``).
 
-This root imports nothing on purpose: ``config`` imports :mod:`selective_autonomy.edges.settings`,
-and that must not pull FastAPI or Kafka clients in.
+Their settings (the ``ingest`` and ``executor`` sections) live in :mod:`selective_autonomy.config.edges`.
+This root imports nothing, so importing one edge does not pull the other's FastAPI or Kafka clients in.
 """

@@ -25,7 +25,7 @@ from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.split import chronological_split
 
 BUILTIN_LOGS = ("helpdesk", "bpi2012w", "sgd-dev")
-"""Names ``load_log`` resolves to the shared data; anything else is a path to an XES/CSV log."""
+"""Names ``load_log`` resolves in the datasets folder; anything else is a path to an XES/CSV log."""
 
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 """Train, validation (kept for the critic and thresholds), test."""
@@ -114,19 +114,23 @@ def load_sgd_split(split_dir: Path | str, *, limit_dialogues: int | None = None)
     return [ProcessCases(schema=schemas[pid], cases=by_process[pid]) for pid in sorted(by_process)]
 
 
-def load_log(name_or_path: str, mapping: str | Path | None = None, *, limit: int | None = None) -> list[ProcessCases]:
+def load_log(
+    name_or_path: str, mapping: str | Path | None = None, *, limit: int | None = None, data_dir: Path | None = None
+) -> list[ProcessCases]:
     """Resolve a benchmark log name (``helpdesk``, ``bpi2012w``, ``sgd-dev``) or an event-log path.
 
     :param mapping: mapping file or built-in name; defaults to the log's own name for the built-in
         event logs and is required for a path.
     :param limit: first N cases (event logs) or dialogues (SGD); default all.
+    :param data_dir: the datasets folder the names resolve in (``settings.datasets_dir``); default the
+        project's ``data/`` (Helpdesk only).
     """
     if name_or_path == "helpdesk":
-        return [load_event_log(shared.helpdesk_log_path(), mapping or "helpdesk", limit_cases=limit)]
+        return [load_event_log(shared.helpdesk_log_path(data_dir), mapping or "helpdesk", limit_cases=limit)]
     if name_or_path == "bpi2012w":
-        return [load_event_log(shared.bpi2012w_log_path(), mapping or "bpi2012w", limit_cases=limit)]
+        return [load_event_log(shared.bpi2012w_log_path(data_dir), mapping or "bpi2012w", limit_cases=limit)]
     if name_or_path == "sgd-dev":
-        return load_sgd_split(shared.sgd_dir() / "dev", limit_dialogues=limit)
+        return load_sgd_split(shared.sgd_dir(data_dir) / "dev", limit_dialogues=limit)
     path = Path(name_or_path)
     if not path.is_file():
         raise TraceError(f"{name_or_path!r} is neither a built-in log ({', '.join(BUILTIN_LOGS)}) nor a file")

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.action_templates import (
     ActionTemplate,
     discrete_arguments,
@@ -200,7 +201,7 @@ class EmbeddedPolicy:
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top_k]
         return [Candidate(action=action, probability=min(1.0, p)) for _, (action, p) in ranked]
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         if not events:
             return []
         joint = self.scores(events)

@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.datasets import Examples
 from selective_autonomy.inference.protocol import ModelUnavailable, Policy, Proposal
 from selective_autonomy.schemas.events import Action, UIStateChanged
@@ -47,7 +48,7 @@ class ProcessRouter:
         versions = sorted({policy.version for policy in self.policies.values()})
         return versions[0] if len(versions) == 1 else f"{len(versions)} versions"
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, event in enumerate(events):
             groups[event.process_id].append(i)
@@ -62,7 +63,7 @@ class ProcessRouter:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ProposalScore:
     """How one proposal fared against the recorded action."""
 
     target_type: str
@@ -74,13 +75,13 @@ class Outcome:
     """Top-1 probability; 0 when the policy proposed nothing."""
 
 
-def score(proposal: Proposal, target: Action, k: int = TOP_K) -> Outcome:
+def score(proposal: Proposal, target: Action, k: int = TOP_K) -> ProposalScore:
     """Exact match is canonical equality of type and arguments; the type-only scores ignore arguments."""
     ranked = [c.action for c in proposal.candidates[:k]]
     key = target.canonical_json()
     exact = [a.canonical_json() == key for a in ranked]
     same_type = [a.action_type == target.action_type for a in ranked]
-    return Outcome(
+    return ProposalScore(
         target_type=target.action_type,
         top1=bool(exact) and exact[0],
         top3=any(exact),
@@ -151,7 +152,7 @@ def _rate(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
 
-def selective_curve(outcomes: Sequence[Outcome], max_points: int = MAX_CURVE_POINTS) -> list[CurvePoint]:
+def selective_curve(outcomes: Sequence[ProposalScore], max_points: int = MAX_CURVE_POINTS) -> list[CurvePoint]:
     """One point per distinct confidence (steps tied on confidence are taken or left together)."""
     ordered = sorted(outcomes, key=lambda o: -o.confidence)
     n = len(ordered)
@@ -172,9 +173,9 @@ def _precision_at(ordered_correct: Sequence[bool], coverage: float) -> float:
     return _rate(ordered_correct[:take])
 
 
-def summarise(name: str, version: str, outcomes: Sequence[Outcome]) -> PolicyReport:
+def summarise(name: str, version: str, outcomes: Sequence[ProposalScore]) -> PolicyReport:
     """Aggregate per-step outcomes into a report."""
-    by_type: dict[str, list[Outcome]] = defaultdict(list)
+    by_type: dict[str, list[ProposalScore]] = defaultdict(list)
     for outcome in outcomes:
         by_type[outcome.target_type].append(outcome)
     ordered_correct = [o.top1 for o in sorted(outcomes, key=lambda o: -o.confidence)]
@@ -210,7 +211,7 @@ def summarise(name: str, version: str, outcomes: Sequence[Outcome]) -> PolicyRep
 
 def evaluate_policy(name: str, policy: Policy, examples: Examples, batch_size: int = 256) -> PolicyReport:
     """Propose for every held-out state (top 3, in batches) and score against the recorded actions."""
-    outcomes: list[Outcome] = []
+    outcomes: list[ProposalScore] = []
     starts = range(0, len(examples), batch_size)
     for start in tqdm(starts, desc=f"evaluate {name}", unit="batch", leave=False):
         events = examples.events[start : start + batch_size]

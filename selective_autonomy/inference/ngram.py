@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
 from selective_autonomy.schemas.events import Action, UIStateChanged
@@ -89,7 +90,7 @@ class NGramPolicy:
             probs = {token: lam * counts.get(token, 0) / seen + (1 - lam) * p for token, p in probs.items()}
         return probs
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         proposals = []
         for event in events:
             ranked = sorted(self.distribution(history_tokens(event)).items(), key=lambda kv: (-kv[1], kv[0]))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from tqdm import tqdm
 
+from selective_autonomy.config import load_settings
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.datasets import (
     DEFAULT_FRACTIONS,
@@ -198,7 +199,8 @@ def train_policy_command(
                 raise SelautoError(f"{cases} holds no case of process {process_schema.process_id!r}")
             picked = ProcessCases(schema=process_schema, cases=chosen)
         elif log is not None:
-            picked = _pick_process(load_log(log, mapping, limit=limit), process)
+            datasets = load_settings().datasets_dir
+            picked = _pick_process(load_log(log, mapping, limit=limit, data_dir=datasets), process)
         else:
             raise SelautoError("give --cases and --schema, or --log")
         if llm:
@@ -307,12 +309,14 @@ def evaluate_log(
     seed: int = 0,
     max_epochs: int = 40,
     llm: LLMHarnessConfig | None = None,
+    data_dir: Path | None = None,
 ) -> EvaluationReport:
     """Train n-gram and embedded policies on each process's chronological train part; score on its test part.
 
     :param llm: also train, serve (vLLM) and score an LLM policy per process; default None (not).
+    :param data_dir: where built-in log names resolve (``settings.datasets_dir``); default the project's data/.
     """
-    processes = load_log(log, mapping, limit=limit)
+    processes = load_log(log, mapping, limit=limit, data_dir=data_dir)
     splits = split_processes(processes, DEFAULT_FRACTIONS)
     if not splits:
         raise SelautoError(f"{log}: too few cases for a {DEFAULT_FRACTIONS} split")
@@ -359,7 +363,15 @@ def eval_policy_command(
     split and compare them on its test part."""
     try:
         llm_config = _llm_config(llm_train_seconds, base, llm_work_dir) if llm else None
-        report = evaluate_log(log, mapping, limit=limit, seed=seed, max_epochs=max_epochs, llm=llm_config)
+        report = evaluate_log(
+            log,
+            mapping,
+            limit=limit,
+            seed=seed,
+            max_epochs=max_epochs,
+            llm=llm_config,
+            data_dir=load_settings().datasets_dir,
+        )
     except (SelautoError, FileNotFoundError) as error:
         raise _fail(error) from error
     out.mkdir(parents=True, exist_ok=True)

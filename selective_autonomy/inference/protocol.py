@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.schemas.events import Action, ActionTier, UIStateChanged
 
@@ -40,10 +41,6 @@ class Proposal(BaseModel):
     @property
     def top(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
-
-    @property
-    def signals(self) -> PolicySignals:
-        return PolicySignals.of(self, 0)
 
 
 class PolicySignals(BaseModel):
@@ -96,7 +93,7 @@ class Policy(Protocol):
     @property
     def version(self) -> str: ...
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         """One proposal per event, in order. Raises :class:`ModelUnavailable` when it cannot answer."""
         ...
 

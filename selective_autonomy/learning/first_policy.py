@@ -41,7 +41,7 @@ from selective_autonomy.inference.protocol import Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.registry import ServicePointer
 from selective_autonomy.learning.plan import LearningPlan, NewArtefact
 from selective_autonomy.learning.recorded import recorded_steps
-from selective_autonomy.learning.stages import StageDecision, StageEvidence, StageRules, next_stage
+from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
 from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.models import ModelKind
@@ -135,7 +135,7 @@ def plan_first_policy(
         f"first policy {meta.version} trained on {len(fit)} recorded cases ({recorded_steps(fit)} steps); "
         f"top-1 {accuracy:.1%} on the newest {len(held_out)}: suggest and collect feedback"
     )
-    rules = StageRules(target_precision=config.target_precision, min_certified_coverage=config.min_certified_coverage)
+    rules = config  # the learning section is the stage rules
     stages = {c.id: pointer.stage(c.id) for c in schema.business_clusters}
     decisions: dict[str, StageDecision] = {}
     held: dict[str, StageDecision] = {}

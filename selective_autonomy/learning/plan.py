@@ -68,7 +68,7 @@ from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, 
 from selective_autonomy.learning.monitor import MonitorReading, watch
 from selective_autonomy.learning.policy_update import evaluated_to, for_policy, update_policy
 from selective_autonomy.learning.splits import EvidenceSplits, split_evidence
-from selective_autonomy.learning.stages import StageDecision, StageEvidence, StageRules, next_stage
+from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
 from selective_autonomy.learning.threshold_lift import threshold_lift
 from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.process import ProcessSchema
@@ -264,7 +264,7 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             ran |= void
 
     # 5. stages
-    rules = StageRules(target_precision=config.target_precision, min_certified_coverage=config.min_certified_coverage)
+    rules = config  # the learning section is the stage rules
     prefix = f"{schema.process_id}/"
     for cluster in clusters:
         if cluster in ran:

@@ -15,15 +15,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.config import StageRules
 from selective_autonomy.learning.monitor import MonitorReading
 from selective_autonomy.schemas.events import Stage
-
-
-class StageRules(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    target_precision: float = Field(default=0.9, gt=0, le=1)
-    min_certified_coverage: float = Field(default=0.05, ge=0, le=1, description="Promote only above this.")
 
 
 class StageEvidence(BaseModel):

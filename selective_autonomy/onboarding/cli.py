@@ -17,14 +17,13 @@ from pydantic import ValidationError
 from selective_autonomy.config import Settings, load_settings
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.registry import ModelRegistry
-from selective_autonomy.learning.stages import StageRules
 from selective_autonomy.onboarding.deploy import deploy, list_models, rollback
 from selective_autonomy.onboarding.events import publish_stage_changes
 from selective_autonomy.onboarding.processes import add_process, list_processes, read_schema
 from selective_autonomy.onboarding.protocol import ChangeOutcome, ChangeRequest, ModelListing
 from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.identifiers import InvalidIdentifier
-from selective_autonomy.store import FeedbackStore, default_url
+from selective_autonomy.store import FeedbackStore
 from selective_autonomy.store.models import ModelKind, ServiceChangeKind
 
 process_app = typer.Typer(
@@ -52,7 +51,7 @@ def _opened(config: Path | None) -> Iterator[tuple[Settings, ModelRegistry, Feed
     its message and exit code 1."""
     try:
         settings = load_settings(config)
-        url = settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
+        url = settings.store.resolved_url(settings.data_dir)
         with FeedbackStore.open(url) as store:
             yield settings, ModelRegistry(settings.models_dir), store
     except (SelautoError, InvalidIdentifier) as error:
@@ -182,7 +181,7 @@ def models_deploy(
     """
     request = _request(by, reason)
     with _opened(config) as (settings, registry, store):
-        outcome = deploy(registry, store, process, request, policy=policy, critic=critic, rules=_rules(settings))
+        outcome = deploy(registry, store, process, request, policy=policy, critic=critic, rules=settings.learning)
         if not outcome.changed:
             typer.echo(f"{process}: {_in_service(outcome)} in service already (revision {outcome.revision})")
             return
@@ -210,7 +209,7 @@ def models_rollback(
     deploy; a second rollback without --to undoes the first."""
     request = _request(by, reason)
     with _opened(config) as (settings, registry, store):
-        outcome = rollback(registry, store, process, request, to=to, rules=_rules(settings))
+        outcome = rollback(registry, store, process, request, to=to, rules=settings.learning)
         typer.echo(f"rolled back {process} (revision {outcome.revision}): {_in_service(outcome)}")
         _report(settings, outcome)
         typer.echo(f"workers load it within their reload interval ({settings.worker.reload_interval_s:g} s)")
@@ -256,10 +255,3 @@ def _print_listing(listing: ModelListing) -> None:
             f"  r{entry.revision}: policy {entry.policy or '-'}, critic {entry.critic or 'policy-confidence'}; {who}"
         )
     typer.echo("* in service")
-
-
-def _rules(settings: Settings) -> StageRules:
-    learning = settings.learning
-    return StageRules(
-        target_precision=learning.target_precision, min_certified_coverage=learning.min_certified_coverage
-    )

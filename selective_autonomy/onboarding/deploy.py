@@ -22,10 +22,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from selective_autonomy.config import StageRules
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, read_meta
 from selective_autonomy.inference.loaders import builtin_loaders
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.learning.stages import StageRules
 from selective_autonomy.onboarding.errors import ArtefactRefused, NothingToRollBack, OnboardingError
 from selective_autonomy.onboarding.processes import registered_schema
 from selective_autonomy.onboarding.protocol import (

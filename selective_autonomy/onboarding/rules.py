@@ -35,9 +35,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from selective_autonomy.config import StageRules
 from selective_autonomy.inference.registry import WHOLE_PROCESS, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.learning.stages import StageEvidence, StageRules, next_stage
+from selective_autonomy.learning.stages import StageEvidence, next_stage
 from selective_autonomy.onboarding.protocol import version_of
 from selective_autonomy.schemas.events import Stage, StageChanged
 from selective_autonomy.schemas.process import ProcessSchema

@@ -15,6 +15,8 @@ from typing import Any
 import fastavro
 from fastavro.types import Schema
 
+from selective_autonomy.errors import ContractError
+
 NAMESPACE = "selective_autonomy.events"
 
 # Dependency order: a file may only name types defined in the files before it.
@@ -148,14 +150,9 @@ def self_contained_schema(record_name: str) -> dict[str, Any]:
 def expanded_schema(record_name: str) -> dict[str, Any]:
     """The record's schema with every named type inlined: what a Schema Registry stores."""
     expanded = fastavro.schema.expand_schema(parsed_schema(record_name))
-    assert isinstance(expanded, dict)
+    if not isinstance(expanded, dict):  # every contract is a record; a union or name here is a broken .avsc
+        raise ContractError(f"{record_name} does not expand to a record schema")
     return expanded
-
-
-def canonical_schema_text(record_name: str) -> str:
-    """Parsing Canonical Form, used to compare schema versions and register them."""
-    text: str = fastavro.schema.to_parsing_canonical_form(parsed_schema(record_name))
-    return text
 
 
 def field_names(record_name: str) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
+from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas.identifiers import Name, OpaqueId, ProcessId
 
 Scalar = bool | int | float | str | None
@@ -253,7 +254,10 @@ class OperatorDeferral(EventModel):
     critic_version: str | None = None
     candidates: list[RankedAction] = Field(default_factory=list)
     deferred_at: AwareDatetime = Field(default_factory=utc_now)
-    stage: Stage | None = Field(default=None, description="v2: copilot for a session of the exploration holdout.")
+    stage: Stage = Field(
+        description="v2: the stage the step was handled in; copilot for a session of the exploration holdout. "
+        "Null only in v1 records, which are read as the v1 rule said (see _v1_stage)."
+    )
     inclusion_probability: float | None = Field(
         default=None,
         ge=0.0,
@@ -261,6 +265,50 @@ class OperatorDeferral(EventModel):
         description="v2: P(this step is labelled whatever its score); None where that depends on the score.",
     )
     state_at: AwareDatetime | None = Field(default=None, description="v2: the timestamp of the state it answers.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_stage(cls, data: Any) -> Any:
+        # v1 did not record the stage; only a copilot-stage deferral said where it came from, every
+        # other v1 deferral came from the selective stage. Newer records must state it.
+        if isinstance(data, dict) and data.get("stage") is None and data.get("schema_version", 2) < 2:
+            copilot = data.get("reason") in (DeferralReason.copilot_stage, DeferralReason.copilot_stage.value)
+            return {**data, "stage": Stage.copilot if copilot else Stage.selective}
+        return data
+
+    def state_event(self) -> UIStateChanged:
+        """The state this deferral answers, rebuilt from what it carries (a v1 deferral did not carry the
+        state's time: its own stands in)."""
+        return UIStateChanged(
+            event_id=self.event_id,
+            session_id=self.session_id,
+            process_id=self.process_id,
+            business_cluster=self.business_cluster,
+            state_version=self.state_version,
+            timestamp=self.state_at or self.deferred_at,
+            ui_state=self.ui_state,
+        )
+
+    def executed(self, action: Action, *, accepted: bool, tier: ActionTier, operator_id: str) -> ActionExecuted:
+        """The execution of an operator's answer: ``action`` (the suggestion when ``accepted``) in this
+        deferral's state. The model's numbers describe the suggestion: they are kept only when it ran."""
+        return ActionExecuted(
+            action_id=action_id_for(self.session_id, self.state_version, action),
+            event_id=self.event_id,
+            session_id=self.session_id,
+            process_id=self.process_id,
+            business_cluster=self.business_cluster,
+            state_version=self.state_version,
+            action=action,
+            tier=tier,
+            policy_probability=self.policy_probability if accepted else None,
+            critic_score=self.critic_score if accepted else None,
+            threshold=self.threshold if accepted else None,
+            policy_version=self.policy_version if accepted else None,
+            critic_version=self.critic_version if accepted else None,
+            executed_by=Executor.operator,
+            operator_id=operator_id,
+        )
 
 
 class CopilotFeedback(EventModel):
@@ -304,14 +352,84 @@ class CopilotFeedback(EventModel):
             raise ValueError(f"verdict {self.verdict.value!r} needs the operator's own action")
         return self
 
+    @classmethod
+    def for_answer(
+        cls,
+        deferral: OperatorDeferral,
+        *,
+        verdict: Verdict,
+        operator_action: Action | None,
+        operator_id: str,
+        latency_ms: int,
+        **extra: Any,
+    ) -> CopilotFeedback:
+        """An operator's answer to ``deferral``: its ids, suggestion, scores and versions, and the verdict.
+
+        :param extra: further fields, e.g. ``feedback_id`` (default a new id) or ``given_at`` (default now).
+        """
+        return cls(
+            deferral_id=deferral.deferral_id,
+            session_id=deferral.session_id,
+            process_id=deferral.process_id,
+            business_cluster=deferral.business_cluster,
+            state_version=deferral.state_version,
+            suggestion=deferral.suggestion,
+            suggestion_action_id=deferral.suggestion_action_id,
+            verdict=verdict,
+            operator_action=operator_action,
+            operator_id=operator_id,
+            latency_ms=max(0, latency_ms),
+            policy_probability=deferral.policy_probability,
+            critic_score=deferral.critic_score,
+            policy_version=deferral.policy_version,
+            critic_version=deferral.critic_version,
+            **extra,
+        )
+
+    @classmethod
+    def for_audit(
+        cls,
+        executed: ActionExecuted,
+        *,
+        operator_action: Action | None,
+        operator_id: str,
+        latency_ms: int,
+        inclusion_probability: float | None,
+        **extra: Any,
+    ) -> CopilotFeedback:
+        """An audit of an unattended step: ``operator_action`` None means it was right (accepted), else
+        the operator's correction.
+
+        :param inclusion_probability: P(the step was sampled for audit).
+        :param extra: further fields, e.g. ``feedback_id`` (default a new id) or ``given_at`` (default now).
+        """
+        return cls(
+            deferral_id=None,
+            session_id=executed.session_id,
+            process_id=executed.process_id,
+            business_cluster=executed.business_cluster,
+            state_version=executed.state_version,
+            suggestion=executed.action,
+            suggestion_action_id=executed.action_id,
+            verdict=Verdict.accepted if operator_action is None else Verdict.corrected,
+            operator_action=operator_action,
+            operator_id=operator_id,
+            latency_ms=max(0, latency_ms),
+            policy_probability=executed.policy_probability,
+            critic_score=executed.critic_score,
+            policy_version=executed.policy_version,
+            critic_version=executed.critic_version,
+            inclusion_probability=inclusion_probability,
+            **extra,
+        )
+
     @property
     def executed_action(self) -> Action:
         """The action that actually ran: the suggestion when accepted, else the operator's."""
-        if self.verdict is Verdict.accepted:
-            assert self.suggestion is not None
-            return self.suggestion
-        assert self.operator_action is not None
-        return self.operator_action
+        action = self.suggestion if self.verdict is Verdict.accepted else self.operator_action
+        if action is None:  # _verdict_is_complete refuses such a record; model_construct could still make one
+            raise ContractError(f"feedback {self.feedback_id}: verdict {self.verdict.value} without its action")
+        return action
 
 
 class DeadLetter(EventModel):

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from selective_autonomy.errors import SelautoError
+from selective_autonomy.schemas import pii
 from selective_autonomy.schemas.events import Actor, Scalar, Speaker, UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema, UIField, ValueType
 
@@ -50,7 +49,7 @@ Z_CLIP = 10.0
 
 _CATEGORICAL_TYPES = frozenset({ValueType.enum, ValueType.string, ValueType.boolean})
 _NUMERIC_TYPES = frozenset({ValueType.integer, ValueType.number})
-_WORD = re.compile(r"\w+")
+_WORD = pii.WORD  # the masked words must be the tokens
 _PII_TOKEN = "\x00pii"
 _TEXT_CACHE_SIZE = 8192
 
@@ -110,12 +109,6 @@ def _as_number(value: Scalar) -> float | None:
     except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
-
-
-@lru_cache(maxsize=8192)
-def _pii_value_words(text: str) -> frozenset[str]:
-    """Lower-cased words of a PII value; memoised because a session repeats its values at every step."""
-    return frozenset(_WORD.findall(text.lower()))
 
 
 def _categorical_fields(schema: ProcessSchema) -> list[UIField]:
@@ -444,11 +437,7 @@ class FeatureEncoder:
             for action in event.ui_state.recent_actions:
                 for arg in self._pii_arguments.get(action.action_type, ()):
                     values.append(action.arguments.get(arg))
-        words: set[str] = set()
-        for value in values:
-            if value is not None and not isinstance(value, bool):
-                words.update(_pii_value_words(str(value)))
-        return frozenset(words)
+        return pii.pii_words(values)
 
     def _chat(self, event: UIStateChanged) -> list[int]:
         turns = event.ui_state.chat_tail

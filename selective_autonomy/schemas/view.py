@@ -3,29 +3,24 @@
 The view is canonical JSON with a fixed key order, so that the same event and schema always give
 byte-identical text (prompt caches and recorded decisions stay comparable). It is bounded by a
 token budget, shedding the least useful content first, and it never carries personal data:
-PII-flagged fields and arguments are masked, and so is any PII value quoted in free text.
+PII-flagged fields and arguments are masked, and so is any PII value quoted in free text (whole
+values: :mod:`selective_autonomy.schemas.pii` says why, and holds the masking).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.schemas import pii
 from selective_autonomy.schemas.events import Scalar, UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
-MASK = "[masked]"
 ELLIPSIS = "…"
-
-MIN_PII_MATCH_CHARS = 3
-"""Shorter PII values are not searched for in free text: they identify no one, and masking every
-occurrence of, say, ``"12"`` would shred the text."""
 
 MIN_VALUE_CHARS = 16
 """Values are never shortened below this while fitting the budget; the skeleton cut handles the rest."""
@@ -69,73 +64,10 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=False, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def pii_values(event: UIStateChanged, schema: ProcessSchema) -> list[str]:
-    """The PII strings of ``event`` worth searching for in free text, longest first.
-
-    These are the values of PII-flagged fields and of PII-flagged arguments of the recent actions.
-    Longest first so that a full name is masked before a first name that is part of it.
-    """
-    found: set[str] = set()
-
-    def add(value: Scalar) -> None:
-        if value is None or isinstance(value, bool):
-            return
-        text = value if isinstance(value, str) else str(value)
-        if len(text) >= MIN_PII_MATCH_CHARS:
-            found.add(text)
-
-    fields = event.ui_state.fields
-    for name in schema.pii_fields:
-        add(fields.get(name))
-    for action in event.ui_state.recent_actions:
-        spec = schema.action(action.action_type)
-        if spec is None:
-            continue
-        for arg in spec.arguments:
-            if arg.pii:
-                add(action.arguments.get(arg.name))
-    return sorted(found, key=lambda v: (-len(v), v))
-
-
-def pii_scrubber(values: Iterable[str]) -> Callable[[str], str]:
-    """A function that replaces every occurrence of ``values`` in a string with :data:`MASK`."""
-    ordered = sorted(set(values), key=lambda v: (-len(v), v))
-    if not ordered:
-        return _identity
-    pattern = re.compile("|".join(re.escape(v) for v in ordered))
-
-    def scrub(text: str) -> str:
-        # A replacement can complete a new occurrence next to the mask (values containing "]" and
-        # the like); a few passes settle that, and a string that still holds a value goes entirely.
-        for _ in range(3):
-            if pattern.search(text) is None:
-                return text
-            text = pattern.sub(MASK, text)
-        return MASK if pattern.search(text) is not None else text
-
-    return scrub
-
-
-def _identity(text: str) -> str:
-    return text
-
-
 def _cut(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
     return text[: max_chars - 1] + ELLIPSIS
-
-
-def _json_value(value: Scalar, scrub: Callable[[str], str]) -> Scalar:
-    """A value as the view shows it: masked wherever it quotes a PII value, numbers included."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return scrub(value)
-    text = str(value)  # what json.dumps writes for an int or a finite float
-    if not math.isfinite(value):
-        return scrub(text)  # "nan", "inf": JSON has no literal for them
-    return value if scrub(text) == text else MASK
 
 
 @dataclass
@@ -161,7 +93,7 @@ class _Selection:
 
 
 def _collect(event: UIStateChanged, schema: ProcessSchema, budget: ViewBudget) -> _Content:
-    scrub = pii_scrubber(pii_values(event, schema))
+    scrub = pii.pii_scrubber(pii.pii_values(event, schema))
     state = event.ui_state
 
     head: dict[str, Any] = {
@@ -178,10 +110,12 @@ def _collect(event: UIStateChanged, schema: ProcessSchema, budget: ViewBudget) -
         if field.name not in state.fields:
             continue
         value = state.fields[field.name]
-        known_fields.append((field.name, MASK if field.pii and value is not None else _json_value(value, scrub)))
+        known_fields.append(
+            (field.name, pii.MASK if field.pii and value is not None else pii.masked_value(value, scrub))
+        )
     known_names = {field.name for field in schema.fields}
     unknown_fields = [
-        (scrub(name), _json_value(state.fields[name], scrub))
+        (scrub(name), pii.masked_value(state.fields[name], scrub))
         for name in sorted(state.fields)
         if name not in known_names
     ]
@@ -194,7 +128,7 @@ def _collect(event: UIStateChanged, schema: ProcessSchema, budget: ViewBudget) -
         spec = schema.action(action.action_type)
         pii_args = {arg.name for arg in spec.arguments if arg.pii} if spec is not None else set()
         arguments = [
-            (scrub(name), MASK if name in pii_args and value is not None else _json_value(value, scrub))
+            (scrub(name), pii.MASK if name in pii_args and value is not None else pii.masked_value(value, scrub))
             for name, value in sorted(action.arguments.items())
         ]
         actions.append((scrub(action.action_type), arguments))

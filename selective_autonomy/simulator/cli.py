@@ -150,13 +150,16 @@ def abcd(
     swap_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="P(two neighbours are swapped).")] = 0.02,
     insert_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="P(a wrong button is pressed).")] = 0.02,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="ABCD folder (kb, ontology, guidelines); default: shared.")
+        Path | None,
+        typer.Option("--data-dir", help="ABCD folder (kb, ontology, guidelines); default: datasets_dir/abcd."),
     ] = None,
 ) -> None:
     """Generate synthetic ABCD support sessions from the guidelines (a process with no history)."""
     from collections import Counter
 
+    from selective_autonomy.config import load_settings
     from selective_autonomy.simulator.synthetic import NoiseConfig, SyntheticConfig, synthetic_abcd_cases
+    from selective_autonomy.traces.datasets import abcd_data_dir
     from selective_autonomy.traces.format import write_cases
 
     chosen = [name.strip() for name in intents.split(",") if name.strip()] if intents else None
@@ -176,7 +179,8 @@ def abcd(
             yield case
 
     try:
-        written = write_cases(out, counted(synthetic_abcd_cases(settings, data_dir=data_dir)))
+        folder = data_dir or abcd_data_dir(load_settings().datasets_dir)
+        written = write_cases(out, counted(synthetic_abcd_cases(settings, data_dir=folder)))
     except (SelautoError, FileNotFoundError) as error:
         raise _fail(error) from error
     typer.echo(f"wrote {out}: cases={written} steps={steps['steps']} flows={json.dumps(dict(sorted(flows.items())))}")

@@ -107,22 +107,12 @@ class OperatorModel:
 
     def feedback(self, deferral: OperatorDeferral, answer: OperatorAnswer, latency_ms: int) -> CopilotFeedback:
         """The ``CopilotFeedback`` for ``deferral``: its ids, scores and versions, and the answer."""
-        return CopilotFeedback(
-            deferral_id=deferral.deferral_id,
-            session_id=deferral.session_id,
-            process_id=deferral.process_id,
-            business_cluster=deferral.business_cluster,
-            state_version=deferral.state_version,
-            suggestion=deferral.suggestion,
-            suggestion_action_id=deferral.suggestion_action_id,
+        return CopilotFeedback.for_answer(
+            deferral,
             verdict=answer.verdict,
             operator_action=answer.operator_action,
             operator_id=self.config.operator_id,
-            latency_ms=max(0, latency_ms),
-            policy_probability=deferral.policy_probability,
-            critic_score=deferral.critic_score,
-            policy_version=deferral.policy_version,
-            critic_version=deferral.critic_version,
+            latency_ms=latency_ms,
         )
 
 

@@ -27,7 +27,7 @@ from types import TracebackType
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from tqdm import tqdm
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import Settings, TopicSettings
 from selective_autonomy.errors import BrokerError, DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral, UIStateChanged
 from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel
@@ -121,8 +121,8 @@ class DecisionReader:
 class KafkaPublisher:
     """The BPM and the operator console of the simulation: states and feedback, keyed by session."""
 
-    def __init__(self, settings: Settings, producer: EventProducer) -> None:
-        self.topics = settings.topics
+    def __init__(self, topics: TopicSettings, producer: EventProducer) -> None:
+        self.topics = topics
         self.producer = producer
 
     def state(self, event: UIStateChanged) -> None:
@@ -165,7 +165,11 @@ def replay_cases(
         tqdm(total=len(todo), unit="session", desc="replay", disable=not config.progress) as bar,
     ):
         driver = SessionDriver(
-            KafkaPublisher(settings, producer), config=config, operator=operator, handling=handling, observer=observer
+            KafkaPublisher(settings.topics, producer),
+            config=config,
+            operator=operator,
+            handling=handling,
+            observer=observer,
         )
         while pending or driver.active:
             while pending and driver.active < config.concurrency and due(pending[0]) <= time.monotonic():

@@ -41,7 +41,6 @@ from selective_autonomy.schemas.events import (
     CopilotFeedback,
     OperatorDeferral,
     UIStateChanged,
-    Verdict,
     action_id_for,
     new_id,
 )
@@ -308,22 +307,11 @@ class SessionDriver:
         self.tally.audits_corrected += int(not correct)
         self.tally.audit_time_s += self.handling.interruption_s
         self.publisher.feedback(
-            CopilotFeedback(
-                deferral_id=None,
-                session_id=record.session_id,
-                process_id=record.process_id,
-                business_cluster=record.business_cluster,
-                state_version=record.state_version,
-                suggestion=record.action,
-                suggestion_action_id=record.action_id,
-                verdict=Verdict.accepted if correct else Verdict.corrected,
+            CopilotFeedback.for_audit(
+                record,
                 operator_action=None if correct else session.recorded,
                 operator_id=self.operator.config.operator_id,
                 latency_ms=round(self.handling.interruption_s * 1000),
-                policy_probability=record.policy_probability,
-                critic_score=record.critic_score,
-                policy_version=record.policy_version,
-                critic_version=record.critic_version,
                 inclusion_probability=rate,
                 **self._given_at(session),
             )

@@ -197,7 +197,7 @@ def synthetic_abcd_cases(
 ) -> Iterator[Case]:
     """``config.cases`` synthetic ABCD sessions, intents drawn uniformly (seeded), in start order.
 
-    :param data_dir: the ABCD folder (default: the shared data folder); unused when ``schema`` and
+    :param data_dir: the ABCD folder (default: the project data folder's abcd/); unused when ``schema`` and
         ``sequences`` are given.
     :raises SimulatorError: if ``config.intents`` names an unknown subflow.
     """

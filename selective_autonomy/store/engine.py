@@ -19,19 +19,21 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
+from selective_autonomy.config import StoreSettings
 from selective_autonomy.store.errors import UnsupportedDatabase
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another process's write lock before failing."""
 
-DB_FILE = "feedback.db"
-
 _IMMEDIATE = "selauto_sqlite_begin_immediate"
 
 
 def default_url(data_dir: Path) -> str:
-    """The SQLite store under the data directory: ``sqlite:///<data_dir>/feedback.db`` (absolute)."""
-    return f"sqlite:///{(data_dir / DB_FILE).resolve()}"
+    """The SQLite store under the data directory: ``sqlite:///<data_dir>/feedback.db`` (absolute).
+
+    The rule lives in :meth:`~selective_autonomy.config.StoreSettings.resolved_url`; this names its default case.
+    """
+    return StoreSettings().resolved_url(data_dir)
 
 
 def create_store_engine(url: str | URL) -> Engine:

@@ -10,7 +10,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 from selective_autonomy.inference.protocol import Candidate
 from selective_autonomy.schemas.events import (
     Action,
-    ActionExecuted,
     ActionTier,
     Actor,
     CopilotFeedback,
@@ -96,23 +95,15 @@ class ProposalRecord(_StoreModel):
     )
 
     @classmethod
-    def for_deferral(
-        cls,
-        deferral: OperatorDeferral,
-        event: UIStateChanged,
-        *,
-        stage: Stage,
-        candidates: Sequence[Candidate] = (),
-    ) -> ProposalRecord:
-        """The record of a suggestion shown to an operator; ``event`` is the state it answers."""
-        _check_same_state(event, deferral.event_id, deferral.session_id, deferral.state_version)
+    def for_deferral(cls, deferral: OperatorDeferral, *, candidates: Sequence[Candidate] = ()) -> ProposalRecord:
+        """The record of a suggestion shown to an operator, in the state and stage the deferral carries."""
         return cls(
             proposal_id=deferral.deferral_id,
             session_id=deferral.session_id,
             process_id=deferral.process_id,
             business_cluster=deferral.business_cluster,
             state_version=deferral.state_version,
-            event=event,
+            event=deferral.state_event(),
             suggestion=deferral.suggestion,
             suggestion_action_id=deferral.suggestion_action_id,
             tier=deferral.tier,
@@ -122,52 +113,11 @@ class ProposalRecord(_StoreModel):
             threshold=deferral.threshold,
             policy_version=deferral.policy_version,
             critic_version=deferral.critic_version,
-            stage=stage,
+            stage=deferral.stage,
             outcome=ProposalOutcome.deferred,
             reason=deferral.reason,
             created_at=deferral.deferred_at,
             inclusion_probability=deferral.inclusion_probability,
-        )
-
-    @classmethod
-    def for_execution(
-        cls,
-        executed: ActionExecuted,
-        event: UIStateChanged,
-        *,
-        stage: Stage,
-        candidates: Sequence[Candidate] = (),
-    ) -> ProposalRecord:
-        """The record of a step the gate executed; ``event`` is the state it was decided in."""
-        _check_same_state(event, executed.event_id, executed.session_id, executed.state_version)
-        return cls(
-            proposal_id=executed.action_id,
-            session_id=executed.session_id,
-            process_id=executed.process_id,
-            business_cluster=executed.business_cluster,
-            state_version=executed.state_version,
-            event=event,
-            suggestion=executed.action,
-            suggestion_action_id=executed.action_id,
-            tier=executed.tier,
-            candidates=list(candidates),
-            policy_probability=executed.policy_probability,
-            critic_score=executed.critic_score,
-            threshold=executed.threshold,
-            policy_version=executed.policy_version,
-            critic_version=executed.critic_version,
-            stage=stage,
-            outcome=ProposalOutcome.executed,
-            reason=None,
-            created_at=executed.decided_at,
-        )
-
-
-def _check_same_state(event: UIStateChanged, event_id: str, session_id: str, state_version: int) -> None:
-    if (event.event_id, event.session_id, event.state_version) != (event_id, session_id, state_version):
-        raise ValueError(
-            f"event {event.event_id} ({event.session_id} v{event.state_version}) is not the state this decision "
-            f"answers ({event_id}, {session_id} v{state_version})"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -10,6 +11,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from selective_autonomy.config import Settings, TopicSettings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.streams.kafka_config import confluent_config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,22 +40,21 @@ def value_subjects(topics: TopicSettings) -> dict[str, str]:
     return {f"{name}-value": RECORD_OF_ROLE[role] for role, name in topics.names().items()}
 
 
-def project_topics(settings: Settings) -> list[TopicSpec]:
-    topics = settings.topics
+def project_topics(topics: TopicSettings) -> list[TopicSpec]:
     return [TopicSpec(name, topics.partitions, topics.replication_factor) for name in topics.names().values()]
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 15.0) -> list[str]:
     """Create missing topics; return the names created. Existing topics are left as they are
     (a partition-count mismatch is reported, never "fixed": some brokers cannot add partitions)."""
-    specs = specs if specs is not None else project_topics(settings)
+    specs = specs if specs is not None else project_topics(settings.topics)
     admin = AdminClient(confluent_config(settings.kafka, "admin"))
     existing = admin.list_topics(timeout=timeout_s).topics
     missing = [spec for spec in specs if spec.name not in existing]
     for spec in specs:
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
             have = len(existing[spec.name].partitions)
-            print(f"note: topic {spec.name} exists with {have} partitions (configured {spec.partitions})")
+            log.warning("topic %s exists with %d partitions (configured %d)", spec.name, have, spec.partitions)
     if not missing:
         return []
     futures = admin.create_topics(
@@ -73,9 +75,3 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
                 continue
             raise BrokerError(f"could not create topic {name}: {exc}") from exc
     return created
-
-
-def delete_topics(settings: Settings, names: list[str], timeout_s: float = 15.0) -> None:
-    admin = AdminClient(confluent_config(settings.kafka, "admin"))
-    for future in admin.delete_topics(names, operation_timeout=timeout_s).values():
-        future.result(timeout=timeout_s)

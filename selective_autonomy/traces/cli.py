@@ -233,7 +233,9 @@ def import_abcd(
     out: OutOption,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="ABCD folder with kb, ontology, guidelines, abcd_sample; default: shared."),
+        typer.Option(
+            "--data-dir", help="ABCD folder (kb, ontology, guidelines, abcd_sample); default: datasets_dir/abcd."
+        ),
     ] = None,
     schema_out: SchemaOutOption = None,
     sequences_out: Annotated[
@@ -242,9 +244,12 @@ def import_abcd(
     ] = None,
 ) -> None:
     """Import the ABCD guidelines as a process schema and its sample conversations as cases."""
+    from selective_autonomy.config import load_settings
     from selective_autonomy.traces.abcd import abcd_intent_sequences, abcd_process_schema, iter_abcd_sample_cases
+    from selective_autonomy.traces.datasets import abcd_data_dir
 
     try:
+        data_dir = data_dir or abcd_data_dir(load_settings().datasets_dir)
         process = abcd_process_schema(data_dir)
         sequences = abcd_intent_sequences(data_dir)
     except (TraceError, FileNotFoundError) as error:

@@ -23,11 +23,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, IngestSettings, Settings
 from selective_autonomy.console.app import create_app
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.edges.ingest.app import create_ingest_app
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.producer import EventProducer
 from tests.integration.console_support import Server, with_schema

@@ -47,7 +47,7 @@ def test_agent_dead_letters_malformed_bytes_and_keeps_going(settings: Settings) 
             producer.send(settings.topics.ui_state, state(i), key=f"s{i % 7}")
     app = build_app(settings)
     tally = UIStateTally()
-    register_tally_agent(app, settings, tally, AvroCodec())
+    register_tally_agent(app, settings.topics, tally, AvroCodec())
     run_app_until(app, lambda: tally.seen >= 34, timeout_s=60)
     assert tally.events == 30
     assert tally.dead_letters == len(bad)

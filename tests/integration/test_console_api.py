@@ -11,9 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,

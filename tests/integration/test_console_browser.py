@@ -17,9 +17,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import (
     Action,
@@ -79,6 +78,7 @@ def case(
     session = f"c-{20931 + index * 7}"
     at = NOW - timedelta(seconds=waited_s)
     return OperatorDeferral(
+        stage=Stage.selective,
         deferral_id=f"d-{session}-{version}",
         event_id=f"e-{session}-{version}",
         session_id=session,

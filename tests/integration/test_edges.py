@@ -22,18 +22,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 
 from selective_autonomy.agents.worker import build_worker
-from selective_autonomy.config import KafkaSettings, Settings
-from selective_autonomy.edges.executor.runner import ExecutorRunner
-from selective_autonomy.edges.executor.wiring import run_executor_until, store_url
-from selective_autonomy.edges.ingest.app import create_ingest_app
-from selective_autonomy.edges.ingest.auth import signature
-from selective_autonomy.edges.settings import (
+from selective_autonomy.config import (
     ExecutorSettings,
     HttpAdapterSettings,
     HttpRoute,
     IngestSettings,
+    KafkaSettings,
     RetrySettings,
+    Settings,
 )
+from selective_autonomy.edges.executor.runner import ExecutorRunner
+from selective_autonomy.edges.executor.wiring import run_executor_until
+from selective_autonomy.edges.ingest.app import create_ingest_app
+from selective_autonomy.edges.ingest.auth import signature
 from selective_autonomy.edges.standin import StandInPlatform, serve_in_thread
 from selective_autonomy.schemas.events import (
     Action,
@@ -175,7 +176,7 @@ def test_webhook_to_decision_to_platform_call(edge_settings: Settings, platform:
     trace_id = call.headers["traceparent"].split("-")[1]
     ingest_span = next(s for s in exporter.get_finished_spans() if s.name.endswith(" publish"))
     assert trace_id == f"{ingest_span.context.trace_id:032x}"
-    with FeedbackStore.open(store_url(edge_settings)) as store:
+    with FeedbackStore.open(edge_settings.store.resolved_url(edge_settings.data_dir)) as store:
         assert store.was_applied(decision.action_id)
 
 
@@ -236,7 +237,7 @@ def test_a_permanent_failure_becomes_action_failed_and_a_deferral(
     assert deferral.reason is DeferralReason.execution_failed
     assert (deferral.session_id, deferral.state_version, deferral.suggestion) == ("p-1", 2, FLOW[2])
     assert deferral.suggestion_action_id == action.action_id and "HTTP 422" in deferral.detail
-    with FeedbackStore.open(store_url(edge_settings)) as store:
+    with FeedbackStore.open(edge_settings.store.resolved_url(edge_settings.data_dir)) as store:
         stored = store.applied_action(action.action_id)
     assert stored is not None and stored.status is ActionStatus.failed
     assert len(standin.calls_for("close_chat")) == 1

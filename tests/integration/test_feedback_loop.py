@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from selective_autonomy.agents.worker import build_worker, store_url
+from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.learning.apply import LearningReport
@@ -94,7 +94,7 @@ def test_feedback_agent_stores_learns_promotes_and_worker_reloads(
     run_app_until(worker.app, finished, timeout_s=150)
     assert reports, "the replay did not finish"
 
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         rows = store.feedback_with_context(process_id=process)
         counts = store.counts(process)
         assert len(rows) == steps

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from selective_autonomy.agents.decisions import Decision
-from selective_autonomy.agents.worker import build_worker, store_url
+from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.learning.apply import LearningReport
@@ -107,7 +107,7 @@ def test_operator_traces_train_the_first_policy_and_the_process_moves_to_copilot
         isinstance(d, OperatorDeferral) and d.reason is DeferralReason.model_unavailable for d in earlier
     )
 
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         assert store.count_complete_cases("billing", case_completion(learning)) == SESSIONS
         [first] = [
             c for c in store.recorded_cases("billing", case_completion(learning), newest=100) if c.session_id == "s000"

@@ -16,7 +16,7 @@ from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.cli import app
 from selective_autonomy.config import Settings
 from selective_autonomy.controls.hand import HandChange
-from selective_autonomy.controls.service import HandControls, store_url
+from selective_autonomy.controls.service import HandControls
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.schemas.events import DeferralReason, Stage, StageChanged
 from selective_autonomy.store import FeedbackStore, HandControl
@@ -79,7 +79,7 @@ def test_a_running_worker_follows_pause_and_resume(worker_settings: Settings) ->
         send("after")
         wait_until(lambda: decided() >= 3)
 
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         controls = HandControls(ModelRegistry(settings.models_dir), store)
 
         def drive() -> None:
@@ -177,7 +177,7 @@ def test_stage_confirm_promotes_a_proposed_cluster_and_announces_it(
     assert event.reason.startswith("promotion confirmed by ada: reviewed")
     pointer = registry.pointer("billing")
     assert pointer.stage("vip") is Stage.selective and pointer.pending_promotions == {}
-    with FeedbackStore.open(store_url(settings)) as store:
+    with FeedbackStore.open(settings.store.resolved_url(settings.data_dir)) as store:
         assert [(h.control, h.scope, h.changed_by) for h in store.hand_controls("billing")] == [
             (HandControl.confirm, "vip", "ada")
         ]

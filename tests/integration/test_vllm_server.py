@@ -81,7 +81,12 @@ class Served:
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    from selective_autonomy.inference.llm.sft import SFTConfig, contrastive_critic_examples, train_critic, train_policy
+    from selective_autonomy.inference.llm.sft import (
+        SFTConfig,
+        contrastive_critic_examples,
+        train_llm_critic,
+        train_policy,
+    )
 
     started = time.monotonic()
     root = tmp_path_factory.mktemp("vllm")
@@ -91,7 +96,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     config = SFTConfig(epochs=3, max_model_len=MAX_MODEL_LEN, max_new_tokens=64)
     policy_meta = train_policy(train, schema, root / "policy", config)
     critic_config = config.model_copy(update={"epochs": 1})
-    critic_meta = train_critic(contrastive_critic_examples(train), schema, root / "critic", critic_config)
+    critic_meta = train_llm_critic(contrastive_critic_examples(train), schema, root / "critic", critic_config)
     trained = time.monotonic()
 
     servers = [

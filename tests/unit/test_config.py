@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from selective_autonomy.config import BrokerProfile, KafkaSettings, load_settings, redacted
+from selective_autonomy.config import (
+    DB_FILE,
+    DEFAULT_TOP_K,
+    BrokerProfile,
+    KafkaSettings,
+    LearningSettings,
+    StageRules,
+    StoreSettings,
+    load_settings,
+    redacted,
+)
 from selective_autonomy.errors import ConfigError
 from selective_autonomy.streams.kafka_config import confluent_config, faust_broker_url, faust_settings
 
@@ -101,3 +113,46 @@ def test_group_timings_override_the_profile_for_every_client() -> None:
 def test_group_heartbeat_must_be_within_the_session() -> None:
     with pytest.raises(ValidationError, match="heartbeat_interval_ms"):
         KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=2000)
+
+
+def test_config_is_a_leaf_that_imports_no_other_part_of_the_product() -> None:
+    # A fresh interpreter: in this one the test session has imported half the package already.
+    code = (
+        "import sys, selective_autonomy.config\n"
+        "mods = sorted(m for m in sys.modules if m.startswith('selective_autonomy.'))\n"
+        "print('\\n'.join(mods))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    outside = [m for m in loaded if not m.startswith("selective_autonomy.config") and m != "selective_autonomy.errors"]
+    assert outside == []
+    assert "selective_autonomy.config.console" in loaded and "selective_autonomy.config.edges" in loaded
+
+
+def test_top_k_is_a_worker_setting_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().worker.top_k == DEFAULT_TOP_K == 5
+    monkeypatch.setenv("SELAUTO_WORKER__TOP_K", "3")
+    assert load_settings().worker.top_k == 3
+    monkeypatch.setenv("SELAUTO_WORKER__TOP_K", "0")
+    with pytest.raises(ValidationError):
+        load_settings()
+
+
+def test_store_url_is_the_dsn_or_an_absolute_sqlite_file_under_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert StoreSettings().resolved_url(Path("data")) == f"sqlite:///{tmp_path / 'data' / DB_FILE}"
+    dsn = "postgresql+psycopg://selauto:secret@db/selauto"
+    assert StoreSettings(url=SecretStr(dsn)).resolved_url(Path("data")) == dsn
+    monkeypatch.setenv("SELAUTO_STORE__URL", dsn)
+    settings = load_settings()
+    assert settings.store.resolved_url(settings.data_dir) == dsn
+
+
+def test_the_learning_section_is_the_stage_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SELAUTO_LEARNING__TARGET_PRECISION", "0.95")
+    monkeypatch.setenv("SELAUTO_LEARNING__MIN_CERTIFIED_COVERAGE", "0.2")
+    learning = load_settings().learning
+    assert isinstance(learning, StageRules)
+    assert (learning.target_precision, learning.min_certified_coverage) == (0.95, 0.2)
+    assert set(StageRules.model_fields) < set(LearningSettings.model_fields)

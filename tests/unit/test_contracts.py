@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas import contracts
 from selective_autonomy.schemas.events import (
     EVENT_MODELS,
@@ -93,6 +94,7 @@ def samples() -> list[EventModel]:
             decided_at=NOW,
         ),
         OperatorDeferral(
+            stage=Stage.selective,
             event_id="e",
             session_id="s1",
             process_id="p",
@@ -110,6 +112,7 @@ def samples() -> list[EventModel]:
             deferred_at=NOW,
         ),
         OperatorDeferral(
+            stage=Stage.selective,
             event_id="e",
             session_id="s1",
             process_id="p",
@@ -310,3 +313,89 @@ def test_unknown_fields_and_naive_timestamps_are_refused() -> None:
         UIStateChanged(
             session_id="s", process_id="p", business_cluster="c", state_version=1, timestamp=datetime(2026, 1, 1)
         )
+
+
+def _deferral(**changes: object) -> OperatorDeferral:
+    fields: dict[str, object] = {
+        "event_id": "e",
+        "session_id": "s1",
+        "process_id": "p",
+        "business_cluster": "c",
+        "state_version": 4,
+        "ui_state": UIState(fields={"order_id": "A-1"}),
+        "suggestion": Action(action_type="lookup"),
+        "suggestion_action_id": action_id_for("s1", 4, Action(action_type="lookup")),
+        "tier": ActionTier.auto,
+        "policy_probability": 0.7,
+        "critic_score": 0.6,
+        "threshold": 0.8,
+        "reason": DeferralReason.below_threshold,
+        "policy_version": "pol-1",
+        "critic_version": "cri-1",
+        "deferred_at": NOW,
+        "state_at": NOW.replace(year=2024),
+        "stage": Stage.selective,
+    }
+    return OperatorDeferral.model_validate(fields | changes)
+
+
+def test_a_deferral_rebuilds_the_state_it_answers() -> None:
+    deferral = _deferral()
+    state = deferral.state_event()
+    assert (state.event_id, state.session_id, state.state_version, state.ui_state) == ("e", "s1", 4, deferral.ui_state)
+    assert state.timestamp == deferral.state_at
+    assert _deferral(state_at=None).state_event().timestamp == NOW  # v1: the deferral's own time stands in
+
+
+def test_an_answer_executes_with_the_models_numbers_only_when_the_suggestion_ran() -> None:
+    deferral = _deferral()
+    accepted = deferral.executed(deferral.suggestion, accepted=True, tier=ActionTier.auto, operator_id="ann")  # type: ignore[arg-type]
+    assert accepted.action_id == deferral.suggestion_action_id
+    assert (accepted.policy_probability, accepted.critic_version, accepted.executed_by) == (0.7, "cri-1", "operator")
+    own = Action(action_type="refund")
+    corrected = deferral.executed(own, accepted=False, tier=ActionTier.critical, operator_id="ann")
+    assert corrected.action_id == action_id_for("s1", 4, own) and corrected.operator_id == "ann"
+    assert (corrected.policy_probability, corrected.threshold, corrected.policy_version) == (None, None, None)
+
+
+def test_feedback_for_an_answer_and_for_an_audit_copies_what_it_judges() -> None:
+    deferral = _deferral()
+    own = Action(action_type="refund")
+    answer = CopilotFeedback.for_answer(
+        deferral, verdict=Verdict.corrected, operator_action=own, operator_id="ann", latency_ms=-3, feedback_id="f1"
+    )
+    assert (answer.feedback_id, answer.deferral_id, answer.suggestion, answer.latency_ms) == (
+        "f1",
+        deferral.deferral_id,
+        deferral.suggestion,
+        0,
+    )
+    assert (answer.critic_score, answer.policy_version, answer.is_audit) == (0.6, "pol-1", False)
+    executed = deferral.executed(deferral.suggestion, accepted=True, tier=ActionTier.auto, operator_id="ann")  # type: ignore[arg-type]
+    right = CopilotFeedback.for_audit(
+        executed, operator_action=None, operator_id="bob", latency_ms=9, inclusion_probability=0.05
+    )
+    assert (right.verdict, right.is_audit, right.suggestion_action_id) == (Verdict.accepted, True, executed.action_id)
+    assert right.inclusion_probability == 0.05
+    wrong = CopilotFeedback.for_audit(
+        executed, operator_action=own, operator_id="bob", latency_ms=9, inclusion_probability=0.05
+    )
+    assert (wrong.verdict, wrong.operator_action) == (Verdict.corrected, own)
+
+
+def test_a_new_deferral_must_state_its_stage() -> None:
+    fields = _deferral().model_dump()
+    del fields["stage"]
+    with pytest.raises(ValidationError, match="stage"):
+        OperatorDeferral.model_validate(fields)
+
+
+def test_the_executed_action_of_feedback_is_never_missing_silently() -> None:
+    own = Action(action_type="refund")
+    corrected = CopilotFeedback.for_answer(
+        _deferral(), verdict=Verdict.corrected, operator_action=own, operator_id="ann", latency_ms=1
+    )
+    assert corrected.executed_action == own
+    broken = corrected.model_copy(update={"operator_action": None})  # model_copy skips validation
+    with pytest.raises(ContractError, match="without its action"):
+        _ = broken.executed_action

@@ -25,7 +25,7 @@ TOP = "selective_autonomy"
 # Within a layer the imports must not form a cycle (checked on the package graph below).
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__init__", "schemas", "config", "errors", "cli_output", "cli_options"}),
-    frozenset({"streams", "store", "inference", "traces"}),
+    frozenset({"streams", "store", "inference", "traces", "webapi"}),
     frozenset({"agents", "learning", "console", "edges", "controls", "onboarding"}),
     frozenset({"simulator", "demo", "cli"}),
 )

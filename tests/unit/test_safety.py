@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from selective_autonomy.agents.decisions import Decision, DecisionEngine
-from selective_autonomy.agents.gate import Outcome, SessionProgress
-from selective_autonomy.config import Settings
+from selective_autonomy.agents.gate import GateOutcome, SessionProgress
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.auth import SESSION_COOKIE, Authenticator
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.protocol import Candidate, CriticInput, Proposal
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
@@ -139,7 +138,7 @@ stages = st.fixed_dictionaries({cluster: st.sampled_from(list(Stage)) for cluste
 
 def assert_never_executed(decisions: list[Decision]) -> None:
     for decision in decisions:
-        assert decision.outcome is not Outcome.execute, decision
+        assert decision.outcome is not GateOutcome.execute, decision
         record = decision.output()
         assert not isinstance(record, ActionExecuted), record
         if decision.stage is Stage.selective:
@@ -179,7 +178,7 @@ def test_the_same_harness_executes_a_valid_auto_action() -> None:
     valid = Action(action_type="lookup_order", arguments={"order_id": "A1"})
     decide = engine([valid], {"retail": Stage.selective})
     [decision] = decide.decide([event("s1", cluster="retail")], {})
-    assert decision.outcome is Outcome.execute
+    assert decision.outcome is GateOutcome.execute
     assert isinstance(decision.output(), ActionExecuted)
 
 

@@ -24,7 +24,9 @@ from selective_autonomy.edges.errors import EdgeError
 from selective_autonomy.schemas.events import ActionExecuted
 
 
-class Outcome(StrEnum):
+class AttemptOutcome(StrEnum):
+    """How one attempt to apply an action went."""
+
     applied = "applied"
     transient = "transient"
     permanent = "permanent"
@@ -34,7 +36,7 @@ class Outcome(StrEnum):
 class AdapterResult:
     """How one attempt went; ``status_code`` and ``excerpt`` describe the platform's answer when there was one."""
 
-    outcome: Outcome
+    outcome: AttemptOutcome
     status_code: int | None = None
     detail: str = ""
     excerpt: str = ""
@@ -42,17 +44,17 @@ class AdapterResult:
 
     @classmethod
     def applied(cls, status_code: int | None = None, detail: str = "", excerpt: str = "") -> AdapterResult:
-        return cls(Outcome.applied, status_code, detail, excerpt)
+        return cls(AttemptOutcome.applied, status_code, detail, excerpt)
 
     @classmethod
     def transient(
         cls, detail: str, status_code: int | None = None, excerpt: str = "", retry_after_s: float | None = None
     ) -> AdapterResult:
-        return cls(Outcome.transient, status_code, detail, excerpt, retry_after_s)
+        return cls(AttemptOutcome.transient, status_code, detail, excerpt, retry_after_s)
 
     @classmethod
     def permanent(cls, detail: str, status_code: int | None = None, excerpt: str = "") -> AdapterResult:
-        return cls(Outcome.permanent, status_code, detail, excerpt)
+        return cls(AttemptOutcome.permanent, status_code, detail, excerpt)
 
 
 class ActionAdapter(Protocol):

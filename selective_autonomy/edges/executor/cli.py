@@ -42,7 +42,7 @@ def executor(
 
     from opentelemetry import trace
 
-    from selective_autonomy.edges.executor.wiring import build_adapter
+    from selective_autonomy.edges.executor.adapter_choice import adapter_for
     from selective_autonomy.errors import ConfigError, SchemaRegistryError
     from selective_autonomy.streams.meters import process_meters
     from selective_autonomy.streams.tracing import build_tracer_provider
@@ -54,7 +54,7 @@ def executor(
             update={"executor": settings.executor.model_copy(update={"health_port": health_port})}
         )
     try:
-        build_adapter(settings)
+        adapter_for(settings.executor)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from selective_autonomy.edges.executor.service import Execution, ExecutionStatus
-from selective_autonomy.schemas.events import ActionFailed, DeferralReason, OperatorDeferral, UIState
+from selective_autonomy.schemas.events import ActionFailed, DeferralReason, OperatorDeferral, Stage, UIState
 
 MAX_EXCERPT_CHARS = 2000
 
@@ -63,6 +63,10 @@ def failure_deferral(execution: Execution) -> OperatorDeferral:
         critic_score=action.critic_score,
         threshold=action.threshold,
         reason=DeferralReason.execution_failed,
+        # Handed over as a selective-stage deferral (labelled because the step did not go through),
+        # whichever stage decided it: the executor does not know, and this keeps such steps out of
+        # the unbiased evidence.
+        stage=Stage.selective,
         detail=detail,
         policy_version=action.policy_version,
         critic_version=action.critic_version,

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 from opentelemetry import propagate
 
+from selective_autonomy.config import DEFAULT_BODY, HttpAdapterSettings, HttpRoute
 from selective_autonomy.edges.errors import TemplateError
 from selective_autonomy.edges.executor.adapters import AdapterResult
 from selective_autonomy.edges.executor.retry import parse_retry_after
 from selective_autonomy.edges.executor.templates import HeaderTemplate, JsonTemplate, UrlTemplate, action_context
-from selective_autonomy.edges.settings import DEFAULT_BODY, HttpAdapterSettings, HttpRoute
 from selective_autonomy.errors import ConfigError
 from selective_autonomy.schemas.events import ActionExecuted
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from selective_autonomy.edges.settings import RetrySettings
+from selective_autonomy.config import RetrySettings
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """When to call again after a transient failure (see :class:`~selective_autonomy.edges.settings.RetrySettings`)."""
+    """When to call again after a transient failure (see :class:`~selective_autonomy.config.RetrySettings`)."""
 
     max_attempts: int = 5
     initial_delay_s: float = 0.2

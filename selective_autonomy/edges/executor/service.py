@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from selective_autonomy.edges.executor.adapters import ActionAdapter, AdapterResult, Outcome
+from selective_autonomy.edges.executor.adapters import ActionAdapter, AdapterResult, AttemptOutcome
 from selective_autonomy.edges.executor.ledger import Ledger, claim_key
 from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.schemas.events import ActionExecuted
@@ -132,13 +132,13 @@ class ActionExecutor:
         if not await self.ledger.claim(key, action.session_id, action.action.action_type):
             return await self._already_claimed(action, key)
         result, attempts = await self._attempts(action)
-        if result.outcome is Outcome.applied:
+        if result.outcome is AttemptOutcome.applied:
             execution = Execution(action, ExecutionStatus.applied, attempts, result.status_code, result.excerpt)
             self._remember(execution)
             await self.ledger.mark(key, ActionStatus.applied, (result.detail or "applied")[:MAX_DETAIL_CHARS])
             self._unsettled.pop(key, None)
             return execution
-        if result.outcome is Outcome.permanent:
+        if result.outcome is AttemptOutcome.permanent:
             error = f"refused: {result.detail}"
         else:
             error = f"gave up after {attempts} attempt(s): {result.detail}"
@@ -174,7 +174,7 @@ class ActionExecutor:
                 log.warning("executor: adapter %s raised on %s", self.adapter.name, action.action_id, exc_info=True)
                 result = AdapterResult.transient(f"{type(exc).__name__}: {exc}")
             self.metrics.on_attempt(result)
-            if result.outcome is not Outcome.transient or attempt >= self.backoff.max_attempts:
+            if result.outcome is not AttemptOutcome.transient or attempt >= self.backoff.max_attempts:
                 return result, attempt
             wait = self.backoff.delay(attempt, result.retry_after_s, self.rng)
             if self.clock() + wait > deadline:

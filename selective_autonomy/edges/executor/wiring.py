@@ -12,9 +12,9 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from selective_autonomy.config import Settings
+from selective_autonomy.edges.executor.adapter_choice import adapter_for
 from selective_autonomy.edges.executor.adapters import ActionAdapter
 from selective_autonomy.edges.executor.health import health_app
-from selective_autonomy.edges.executor.http_adapter import HttpAdapter
 from selective_autonomy.edges.executor.ledger import Ledger, StoreLedger
 from selective_autonomy.edges.executor.meters import register_executor_meters
 from selective_autonomy.edges.executor.retry import Backoff
@@ -23,19 +23,14 @@ from selective_autonomy.edges.executor.service import ActionExecutor
 from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher
 from selective_autonomy.edges.serving import start_background_server
-from selective_autonomy.store import FeedbackStore, default_url
+from selective_autonomy.store import FeedbackStore
 from selective_autonomy.streams.prometheus import MetricsExposition
 from selective_autonomy.streams.serialization import codec_for
 
 
-def store_url(settings: Settings) -> str:
-    """The feedback store every process of a deployment shares (as ``agents.worker.store_url``)."""
-    return settings.store.url.get_secret_value() if settings.store.url else default_url(settings.data_dir)
-
-
 def build_adapter(settings: Settings) -> ActionAdapter:
     """The adapter named by ``executor.adapter``; raises ConfigError when it is not usable."""
-    return HttpAdapter(settings.executor.http)
+    return adapter_for(settings.executor)
 
 
 @dataclass
@@ -60,7 +55,7 @@ async def run_executor(
     """Run the executor until ``stop`` is set; returns the runner (its counters) when it stopped.
 
     :param adapter: default the one configured (:func:`build_adapter`).
-    :param ledger: default the feedback store at :func:`store_url`.
+    :param ledger: default the feedback store at ``store.url`` (:meth:`StoreSettings.resolved_url`).
     :param health: serve ``/healthz`` and ``/readyz`` on ``executor.health_host:health_port``.
     :param meter_provider: for the executor's counters; default the global provider.
     :param exposition: the Prometheus text of ``meter_provider``, served on ``/metrics`` with the
@@ -70,7 +65,7 @@ async def run_executor(
     adapter = adapter or build_adapter(settings)
     store: FeedbackStore | None = None
     if ledger is None:
-        store = await asyncio.to_thread(FeedbackStore.open, store_url(settings))
+        store = await asyncio.to_thread(FeedbackStore.open, settings.store.resolved_url(settings.data_dir))
         ledger = StoreLedger(store)
     codec = await asyncio.to_thread(codec_for, settings)  # a registry, when configured, answers first
     producer = AckingProducer(settings, timeout_s=settings.executor.publish_timeout_s, codec=codec)

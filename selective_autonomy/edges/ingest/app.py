@@ -17,7 +17,7 @@ so an unauthenticated caller learns nothing about what a valid body looks like.
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at definition
 # time, and they name the dependencies built inside _router().
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -31,19 +31,25 @@ from pydantic import SecretStr
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import IngestSettings, Settings
 from selective_autonomy.edges.errors import AuthFailure
 from selective_autonomy.edges.ingest.auth import SIGNATURE_SCHEME, Caller, WebhookAuthenticator
 from selective_autonomy.edges.ingest.meters import register_ingest_meters
-from selective_autonomy.edges.ingest.protocol import Accepted, BatchAccepted, ErrorResponse, Health, UIStateBatch
+from selective_autonomy.edges.ingest.protocol import Accepted, BatchAccepted, Health, UIStateBatch
 from selective_autonomy.edges.ingest.service import IngestService, Refused, TooLarge
 from selective_autonomy.edges.ingest.validation import SchemaDirectory, SchemaSource
 from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher, RecordPublisher
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import codec_for
+from selective_autonomy.webapi.errors import ErrorResponse
+from selective_autonomy.webapi.responses import (
+    error_response,
+    http_error_response,
+    http_exception_response,
+    invalid_request_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +168,6 @@ def _router(config: IngestSettings) -> APIRouter:
     return router
 
 
-def _error(status: int, body: ErrorResponse, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=dict(headers) if headers else None)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     def count_refusal(request: Request) -> None:
         service: IngestService | None = getattr(request.app.state, "ingest", None)
@@ -177,27 +179,23 @@ def _add_error_handlers(app: FastAPI) -> None:
         count_refusal(request)
         if exc.status_code == 401:
             body = ErrorResponse(error="unauthenticated", message=exc.message)
-            return _error(401, body, {"WWW-Authenticate": 'Bearer realm="selauto-ingest"'})
-        return _error(403, ErrorResponse(error="forbidden", message=exc.message))
+            return error_response(401, body, {"WWW-Authenticate": 'Bearer realm="selauto-ingest"'})
+        return error_response(403, ErrorResponse(error="forbidden", message=exc.message))
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
         if exc.status_code != 503:
             count_refusal(request)
         headers = {"Retry-After": "1"} if exc.status_code == 503 else None
-        body = ErrorResponse(error=exc.code, message=exc.message, violations=exc.violations, items=exc.items)
-        return _error(exc.status_code, body, headers)
+        return http_error_response(exc, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        names = {404: "not_found", 405: "method_not_allowed"}
-        body = ErrorResponse(error=names.get(exc.status_code, "http_error"), message=str(exc.detail))
-        return _error(exc.status_code, body, exc.headers)
+        return http_exception_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        body = ErrorResponse(error="invalid_request", message=str(exc.errors())[:500])
-        return _error(422, body)
+        return invalid_request_response(exc)
 
 
 def _openapi(app: FastAPI, config: IngestSettings) -> dict[str, Any]:

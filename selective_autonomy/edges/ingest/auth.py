@@ -23,8 +23,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from selective_autonomy.config import IngestAuthMode, IngestSettings
 from selective_autonomy.edges.errors import AuthFailure
-from selective_autonomy.edges.settings import IngestAuthMode, IngestSettings
 from selective_autonomy.errors import ConfigError
 
 SIGNATURE_SCHEME = "sha256="

@@ -59,30 +59,6 @@ class BatchAccepted(_Body):
     items: list[BatchItem]
 
 
-class Violation(_Body):
-    """One reason a body was refused: where (a dotted path into the body) and what."""
-
-    loc: str
-    msg: str
-
-
-class ItemViolations(_Body):
-    index: int
-    violations: list[Violation]
-
-
-class ErrorResponse(_Body):
-    """Every refusal: a stable ``error`` code, a sentence, and the violations when the body was at fault."""
-
-    error: str = Field(
-        description="unauthenticated, forbidden, malformed_json, invalid_event, invalid_batch, too_large, "
-        "not_delivered, not_found, method_not_allowed"
-    )
-    message: str
-    violations: list[Violation] = Field(default_factory=list, description="For invalid_event.")
-    items: list[ItemViolations] = Field(default_factory=list, description="For invalid_batch: only the bad items.")
-
-
 class Health(_Body):
     status: Literal["ok"] = "ok"
     processes: list[str] = Field(description="Process ids whose schema is known (the ones accepted).")

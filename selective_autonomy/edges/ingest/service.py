@@ -16,13 +16,7 @@ from opentelemetry.trace import SpanKind
 from selective_autonomy.config import Settings
 from selective_autonomy.edges.errors import EdgeError, NotDelivered
 from selective_autonomy.edges.ingest.auth import Caller
-from selective_autonomy.edges.ingest.protocol import (
-    Accepted,
-    BatchAccepted,
-    BatchItem,
-    ItemViolations,
-    Violation,
-)
+from selective_autonomy.edges.ingest.protocol import Accepted, BatchAccepted, BatchItem
 from selective_autonomy.edges.ingest.validation import SchemaSource, parse_json, validate_event
 from selective_autonomy.edges.publisher import Delivered
 from selective_autonomy.edges.records import Outgoing, RecordPublisher
@@ -30,23 +24,16 @@ from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.serialization import AvroCodec, codec_for
 from selective_autonomy.streams.tracing import TRACER_NAME, headers_for, messaging_attributes
+from selective_autonomy.webapi.errors import HttpError, ItemViolations, Violation
 
 log = logging.getLogger(__name__)
 
 
-class Refused(EdgeError):
-    """The request cannot be served; ``status_code`` and ``code`` say how to answer."""
+class Refused(HttpError, EdgeError):
+    """A webhook request that cannot be served (the project's one HTTP error model)."""
 
     status_code = 400
     code = "refused"
-
-    def __init__(
-        self, message: str, violations: list[Violation] | None = None, items: list[ItemViolations] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.violations = violations or []
-        self.items = items or []
 
 
 class MalformedJson(Refused):

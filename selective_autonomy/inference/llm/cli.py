@@ -107,7 +107,7 @@ def train_critic_command(
     """Fine-tune the LLM critic on (view + proposed action -> accept/reject)."""
     from itertools import islice
 
-    from selective_autonomy.inference.llm.sft import contrastive_critic_examples, read_critic_records, train_critic
+    from selective_autonomy.inference.llm.sft import contrastive_critic_examples, read_critic_records, train_llm_critic
     from selective_autonomy.schemas.process import ProcessSchema
     from selective_autonomy.traces.format import read_cases
     from selective_autonomy.traces.split import chronological_order
@@ -125,7 +125,7 @@ def train_critic_command(
         examples = contrastive_critic_examples(selected)
     if not examples:
         raise typer.BadParameter("no training examples")
-    meta = train_critic(examples, process, out, _config(epochs, max_steps, max_seconds, max_model_len), base=base)
+    meta = train_llm_critic(examples, process, out, _config(epochs, max_steps, max_seconds, max_model_len), base=base)
     _report(meta, out)
 
 

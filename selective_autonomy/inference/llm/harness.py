@@ -23,6 +23,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.llm.policy import LLMPolicy
 from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer
 from selective_autonomy.inference.llm.settings import LLMClientSettings
@@ -103,7 +104,7 @@ class ServedPolicies:
         versions = sorted({t.version for t in self.trained.values()})
         return versions[0] if len(versions) == 1 else f"{len(versions)} versions"
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         out: list[Proposal | None] = [None] * len(events)
         # Contiguous runs of one process, so states that arrive grouped start each server once.
         start = 0

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, read_meta
 from selective_autonomy.inference.llm.client import CompletionChoice, VLLMClient
 from selective_autonomy.inference.llm.prompts import PROMPT_FORMAT, TOKENIZER_FILE, PromptBuilder, TokenCount
@@ -91,7 +92,7 @@ class LLMPolicy:
     def version(self) -> str:
         return self._version
 
-    def propose(self, events: Sequence[UIStateChanged], top_k: int = 5) -> list[Proposal]:
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         prompts = [self.builder.policy(event) for event in events]

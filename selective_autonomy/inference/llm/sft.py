@@ -65,7 +65,7 @@ __all__ = [
     "policy_examples",
     "read_critic_records",
     "tiny_llama",
-    "train_critic",
+    "train_llm_critic",
     "train_policy",
 ]
 
@@ -105,7 +105,7 @@ def train_policy(
     return run.meta
 
 
-def train_critic(
+def train_llm_critic(
     examples: Sequence[CriticExample],
     schema: ProcessSchema,
     out: Path,

@@ -66,10 +66,9 @@ from pathlib import Path
 
 import pytest
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ExecutorSettings, HttpAdapterSettings, HttpRoute, RetrySettings, Settings
 from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.wiring import run_executor_until
-from selective_autonomy.edges.settings import ExecutorSettings, HttpAdapterSettings, HttpRoute, RetrySettings
 from selective_autonomy.edges.standin import StandInPlatform, serve_in_thread
 from selective_autonomy.streams.broker import EmbeddedBroker
 

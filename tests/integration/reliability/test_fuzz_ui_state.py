@@ -19,9 +19,8 @@ from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
 from selective_autonomy.agents.worker import build_worker
-from selective_autonomy.config import Settings
+from selective_autonomy.config import IngestSettings, Settings
 from selective_autonomy.edges.ingest.app import create_ingest_app
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.edges.standin import serve_in_thread
 from selective_autonomy.streams.kafka_config import confluent_config
 from selective_autonomy.streams.producer import EventProducer

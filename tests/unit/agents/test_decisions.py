@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from selective_autonomy.agents.decisions import DecisionEngine, deferral_id_for
-from selective_autonomy.agents.gate import Outcome, SessionProgress
+from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.inference.registry import Pause, ProcessModels
 from selective_autonomy.schemas.events import (
@@ -67,7 +67,7 @@ def test_one_policy_call_per_process_per_batch() -> None:
 def test_unreachable_policy_or_critic_defers_as_model_unavailable() -> None:
     for bundle in (models(LOOKUP, policy_fails=True), models(LOOKUP, critic_fails=True)):
         [decision] = DecisionEngine({"billing": bundle}).decide([event()], {})
-        assert decision.outcome is Outcome.defer
+        assert decision.outcome is GateOutcome.defer
         assert decision.gate.reason is DeferralReason.model_unavailable
 
 
@@ -75,7 +75,7 @@ def test_guardrail_uses_session_progress() -> None:
     engine = DecisionEngine({"billing": models(Action(action_type="send_invoice"))})
     [fresh] = engine.decide([event(cluster="vip")], {"s1": SessionProgress(autonomous_steps=0)})
     [tired] = engine.decide([event(cluster="vip")], {"s1": SessionProgress(autonomous_steps=2)})
-    assert fresh.outcome is Outcome.execute
+    assert fresh.outcome is GateOutcome.execute
     assert tired.gate.reason is DeferralReason.guardrail
 
 
@@ -83,12 +83,12 @@ def test_session_state_skips_stale_and_duplicate_states_and_resumes_after_operat
     state = SessionState()
     first = event("s1", 1)
     assert state.skip_reason(first) is None
-    state = state.after(first, Outcome.defer, None, "d1")
+    state = state.after(first, GateOutcome.defer, None, "d1")
     assert state.pending_deferral_id == "d1"
     assert state.skip_reason(first) is Skip.duplicate
     assert state.skip_reason(event("s1", 0)) is Skip.stale
     operator_step = event("s1", 2).model_copy(update={"actor": Actor.operator})
-    state = state.after(operator_step, Outcome.execute, "a2", None)
+    state = state.after(operator_step, GateOutcome.execute, "a2", None)
     assert state.pending_deferral_id is None
     assert state.autonomous_steps == 1
     assert state.already_executed("a2")
@@ -126,7 +126,7 @@ def test_a_registered_process_without_models_defers_every_state_to_an_operator()
     engine = DecisionEngine({"billing": models(LOOKUP)}, unavailable={"shipping": "no policy in service"})
     assert engine.knows("shipping") and not engine.knows("nope")
     served, waiting = engine.decide([event("s1", 3), event("s2", 1, process="shipping")], {})
-    assert served.outcome is Outcome.execute
+    assert served.outcome is GateOutcome.execute
     record = waiting.output()
     assert isinstance(record, OperatorDeferral)
     assert record.reason is DeferralReason.model_unavailable
@@ -143,7 +143,7 @@ def paused(bundle: ProcessModels, scope: str) -> ProcessModels:
 def test_a_cluster_pause_defers_that_cluster_only_and_a_process_pause_every_cluster() -> None:
     batch = [event("s1", 1, cluster="retail"), event("s2", 1, cluster="vip")]
     by_cluster = DecisionEngine({"billing": paused(models(LOOKUP), "retail")}).decide(batch, {})
-    assert [d.outcome for d in by_cluster] == [Outcome.defer, Outcome.execute]
+    assert [d.outcome for d in by_cluster] == [GateOutcome.defer, GateOutcome.execute]
     record = by_cluster[0].output()
     assert isinstance(record, OperatorDeferral) and record.reason is DeferralReason.paused
     assert record.detail.startswith("autonomy paused for cluster retail by alice") and "incident 42" in record.detail

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from selective_autonomy.agents.gate import Outcome, SessionProgress, gate
+from selective_autonomy.agents.gate import GateOutcome, SessionProgress, gate
 from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.protocol import Candidate, Proposal
 from selective_autonomy.inference.thresholds import Thresholds
@@ -45,7 +45,7 @@ def run(
 
 def test_passes_when_every_check_holds() -> None:
     decision = run(LOOKUP)
-    assert decision.outcome is Outcome.execute
+    assert decision.outcome is GateOutcome.execute
     assert decision.threshold == 0.8
     assert decision.tier is ActionTier.auto
 
@@ -69,18 +69,18 @@ def test_passes_when_every_check_holds() -> None:
 )
 def test_each_failed_check_defers_with_its_reason(kwargs: dict, reason: DeferralReason) -> None:
     decision = run(**kwargs)
-    assert decision.outcome is Outcome.defer
+    assert decision.outcome is GateOutcome.defer
     assert decision.reason is reason
     assert decision.detail
 
 
 def test_logging_stage_only_records() -> None:
-    assert run(LOOKUP, stage=Stage.logging).outcome is Outcome.record
-    assert run(None, stage=Stage.logging).outcome is Outcome.record
+    assert run(LOOKUP, stage=Stage.logging).outcome is GateOutcome.record
+    assert run(None, stage=Stage.logging).outcome is GateOutcome.record
 
 
 def test_score_at_threshold_passes() -> None:
-    assert run(INVOICE, score=0.8).outcome is Outcome.execute
+    assert run(INVOICE, score=0.8).outcome is GateOutcome.execute
 
 
 @given(
@@ -93,7 +93,7 @@ def test_approval_required_and_invalid_actions_never_execute(
     score: float, stage: Stage, steps: int, cluster: str
 ) -> None:
     for action in (REFUND, Action(action_type="refund"), Action(action_type="drop_tables", arguments={"x": 1})):
-        assert run(action, score=score, stage=stage, steps=steps, cluster=cluster).outcome is not Outcome.execute
+        assert run(action, score=score, stage=stage, steps=steps, cluster=cluster).outcome is not GateOutcome.execute
 
 
 def certificate(judged: int = 500, max_step: int = 6) -> Certificate:
@@ -135,13 +135,13 @@ def test_an_action_type_threshold_is_looked_up_before_the_tier_one() -> None:
 
 
 def test_nothing_runs_outside_what_the_certificate_was_earned_on() -> None:
-    assert run_certified(certificate()).outcome is Outcome.execute
+    assert run_certified(certificate()).outcome is GateOutcome.execute
     rare = run_certified(certificate(judged=10))
     assert rare.reason is DeferralReason.novel_situation and "judged 10 times" in rare.detail
     far = run_certified(certificate(), step=9)
     assert far.reason is DeferralReason.novel_situation and "further into the case" in far.detail
     # Without a certificate (thresholds set by hand) the gate has nothing to compare against.
-    assert run_certified(None, step=9).outcome is Outcome.execute
+    assert run_certified(None, step=9).outcome is GateOutcome.execute
 
 
 def test_a_session_of_the_exploration_holdout_is_judged_instead_of_run() -> None:
@@ -172,10 +172,10 @@ def run_paused(**kwargs):  # type: ignore[no-untyped-def]
 
 def test_a_paused_step_that_would_run_is_deferred_as_paused_with_its_threshold() -> None:
     decision = run_paused()
-    assert decision.outcome is Outcome.defer and decision.reason is DeferralReason.paused
+    assert decision.outcome is GateOutcome.defer and decision.reason is DeferralReason.paused
     assert decision.detail == "autonomy paused by alice: incident 42"
     assert decision.action == LOOKUP and decision.threshold == 0.8
-    assert run_paused(paused=None).outcome is Outcome.execute
+    assert run_paused(paused=None).outcome is GateOutcome.execute
 
 
 def test_a_pause_leaves_every_other_reason_as_it_was() -> None:
@@ -184,7 +184,7 @@ def test_a_pause_leaves_every_other_reason_as_it_was() -> None:
     assert run_paused(critic_score=0.5).reason is DeferralReason.below_threshold
     assert run_paused(holdout=True).reason is DeferralReason.exploration
     assert run_paused(stage=Stage.copilot).reason is DeferralReason.copilot_stage
-    assert run_paused(stage=Stage.logging).outcome is Outcome.record
+    assert run_paused(stage=Stage.logging).outcome is GateOutcome.record
     assert run_paused(certificate=certificate(judged=10)).reason is DeferralReason.novel_situation
 
 
@@ -211,4 +211,4 @@ def test_a_paused_scope_never_executes(
         thresholds=ALL,
         progress=SessionProgress(autonomous_steps=steps),
     )
-    assert decision.outcome is not Outcome.execute
+    assert decision.outcome is not GateOutcome.execute

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from selective_autonomy.agents.decide import DecideAgent
 from selective_autonomy.agents.decisions import Decision, DecisionEngine
-from selective_autonomy.agents.gate import Outcome, SessionProgress
+from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.config import Settings, WorkerSettings
 from selective_autonomy.schemas.events import Action, DeferralReason, OperatorDeferral, UIStateChanged
@@ -60,13 +60,13 @@ def test_models_past_the_deadline_defer_the_batch_and_the_loop_keeps_running(tmp
         while decide._overdue is not None and not decide._overdue.done():
             await asyncio.sleep(0.01)
         [answered] = await decide._decide_within_deadline(engine, [event("s4", 1)], {})
-        assert answered.outcome is Outcome.execute  # served again once the models answer
+        assert answered.outcome is GateOutcome.execute  # served again once the models answer
         beating.cancel()
         return decisions, ticks
 
     decisions, ticks = asyncio.run(scenario())
     assert ticks > 1  # the event loop (heartbeats, commits) ran while the models hung
-    assert [d.outcome for d in decisions] == [Outcome.defer, Outcome.defer]
+    assert [d.outcome for d in decisions] == [GateOutcome.defer, GateOutcome.defer]
     for decision, state in zip(decisions, states, strict=True):
         record = decision.output()
         assert isinstance(record, OperatorDeferral)
@@ -81,5 +81,5 @@ def test_models_that_answer_in_time_decide_as_usual(tmp_path: Path) -> None:
     release = threading.Event()
     release.set()
     [decision] = asyncio.run(decide._decide_within_deadline(HangingEngine(release), [event("s1", 1)], {}))
-    assert decision.outcome is Outcome.execute
+    assert decision.outcome is GateOutcome.execute
     assert decide.metrics.model_timeouts == 0

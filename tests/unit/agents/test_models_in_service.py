@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from selective_autonomy.agents.gate import Outcome
+from selective_autonomy.agents.gate import GateOutcome
 from selective_autonomy.agents.models_in_service import DEFAULT_STAGE_CLUSTER, ModelsInService, demoted_clusters
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, Pause, ServicePointer
@@ -57,7 +57,7 @@ def test_a_pause_and_a_demotion_reach_the_decide_path_even_when_the_new_models_d
     models = ModelsInService(registry)
     assert models.refresh() == ["billing"]
     batch = [event("s1", 1, cluster="retail"), event("s2", 1, cluster="vip")]
-    assert [d.outcome for d in models.current().decide(batch, {})] == [Outcome.execute, Outcome.execute]
+    assert [d.outcome for d in models.current().decide(batch, {})] == [GateOutcome.execute, GateOutcome.execute]
 
     # A newer pointer names a policy that is not there, pauses retail and demotes vip.
     broken = registry.pointer("billing").model_copy(

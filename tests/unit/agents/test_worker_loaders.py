@@ -12,18 +12,18 @@ BUILTIN_POLICIES = {"policy-ngram", "policy-embedded"}
 
 
 def test_without_an_inference_url_only_the_builtin_kinds_load() -> None:
-    loaders = model_loaders(Settings())
+    loaders = model_loaders(Settings().inference)
     assert set(loaders.policies) == BUILTIN_POLICIES
     assert set(loaders.critics) == {"critic-embedded"}
 
 
 def test_with_an_inference_url_the_llm_kinds_load_too() -> None:
     settings = Settings(inference=InferenceSettings(url="http://vllm:8000/v1", critic_url="http://critic:8000/v1"))
-    loaders = model_loaders(settings)
+    loaders = model_loaders(settings.inference)
     assert set(loaders.policies) == {*BUILTIN_POLICIES, POLICY_KIND}
     assert set(loaders.critics) == {"critic-embedded", CRITIC_KIND}
     # Nothing global changed: the next deployment without a URL does not see the LLM kinds.
-    assert POLICY_KIND not in model_loaders(Settings()).policies
+    assert POLICY_KIND not in model_loaders(Settings().inference).policies
 
 
 def test_the_decide_agent_and_the_learning_loop_share_one_registry(tmp_path: Path) -> None:

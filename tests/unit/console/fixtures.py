@@ -14,6 +14,7 @@ from selective_autonomy.schemas.events import (
     Executor,
     OperatorDeferral,
     Speaker,
+    Stage,
     UIState,
     action_id_for,
 )
@@ -74,6 +75,7 @@ def deferral(
     if suggestion is None and reason is not DeferralReason.model_unavailable:
         suggestion = Action(action_type="lookup_invoice", arguments={"invoice_id": "INV-204"})
     return OperatorDeferral(
+        stage=Stage.selective,
         deferral_id=f"d-{session}-{version}",
         event_id=f"e-{session}-{version}",
         session_id=session,

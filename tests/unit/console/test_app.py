@@ -10,10 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import (
     Action,
@@ -218,7 +217,9 @@ def test_invalid_correction_is_refused_with_the_grammars_message(client: TestCli
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "answer_refused"
-    assert body["violations"] == ["argument 'level' of 'set_priority' must be an integer, got str"]
+    assert body["violations"] == [
+        {"loc": "action", "msg": "argument 'level' of 'set_priority' must be an integer, got str"}
+    ]
     unknown = client.post(
         "/api/deferrals/d-s1-3/correct", headers=ALICE, json={"action": {"action_type": "reboot", "arguments": {}}}
     )

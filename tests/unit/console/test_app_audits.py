@@ -11,13 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.audit_answers import audit_feedback_id
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.context import ConsoleContext
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import (
     Action,
@@ -248,7 +247,9 @@ def test_an_invalid_wrong_answer_is_refused_with_the_grammars_message(client: Te
     response = client.post(f"/api/audits/{FIRST.action_id}/wrong", headers=ALICE, json=bad)
     assert response.status_code == 422
     assert response.json()["error"] == "answer_refused"
-    assert response.json()["violations"] == ["argument 'level' of 'set_priority' must be an integer, got str"]
+    assert response.json()["violations"] == [
+        {"loc": "action", "msg": "argument 'level' of 'set_priority' must be an integer, got str"}
+    ]
     unknown = {"action": {"action_type": "reboot", "arguments": {}}}
     refused = client.post(f"/api/audits/{FIRST.action_id}/wrong", headers=ALICE, json=unknown)
     assert refused.status_code == 422 and "unknown action_type 'reboot'" in refused.json()["message"]

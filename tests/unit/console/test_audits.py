@@ -10,11 +10,10 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import ChangeKind, Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.schemas.events import (
     Action,
     CopilotFeedback,

@@ -6,7 +6,7 @@ from selective_autonomy.console.cards import argument_fields, card_view, coerce_
 from selective_autonomy.console.inbox import Card
 from selective_autonomy.schemas.events import Action, DeferralReason, Verdict
 from selective_autonomy.schemas.grammar import validate_action
-from selective_autonomy.schemas.view import MASK
+from selective_autonomy.schemas.pii import MASK
 
 from .fixtures import EMAIL, NAME, SCHEMA, deferral
 

@@ -8,11 +8,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings, TelemetrySettings
+from selective_autonomy.config import ConsoleSettings, Settings, TelemetrySettings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.streams.meters import process_meters
 
 from .fixtures import T0, deferral, step

@@ -21,12 +21,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
-from selective_autonomy.agents.gate import Outcome
+from selective_autonomy.agents.gate import GateOutcome
 from selective_autonomy.agents.metrics import RuntimeMetrics
-from selective_autonomy.config import Settings, TelemetrySettings
+from selective_autonomy.config import ConsoleSettings, IngestSettings, Settings, TelemetrySettings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.inbox import Inbox
-from selective_autonomy.console.settings import ConsoleSettings
 from selective_autonomy.edges.executor.adapters import InMemoryPlatform
 from selective_autonomy.edges.executor.health import health_app
 from selective_autonomy.edges.executor.ledger import MemoryLedger
@@ -35,7 +34,6 @@ from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.service import ActionExecutor
 from selective_autonomy.edges.ingest.app import create_ingest_app
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import Action, CopilotFeedback, DeferralReason, Verdict
 from selective_autonomy.streams.lag import PartitionLag
 from selective_autonomy.streams.meters import process_meters
@@ -76,7 +74,7 @@ TARGET_LABELS = {
 }
 # Labels whose values are the members of an enum in the code: a matcher on them must name members.
 ENUM_LABELS: dict[str, set[str]] = {
-    "outcome": {o.value for o in Outcome},
+    "outcome": {o.value for o in GateOutcome},
     "reason": {r.value for r in DeferralReason},
     "verdict": {v.value for v in Verdict},
 }

@@ -8,9 +8,9 @@ import hmac
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from selective_autonomy.config import IngestAuthMode, IngestSettings
 from selective_autonomy.edges.errors import AuthFailure
 from selective_autonomy.edges.ingest.auth import Caller, WebhookAuthenticator, signature
-from selective_autonomy.edges.settings import IngestAuthMode, IngestSettings
 from selective_autonomy.errors import ConfigError
 
 TOKEN = "t" * 24

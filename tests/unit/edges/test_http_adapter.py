@@ -11,9 +11,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from selective_autonomy.edges.executor.adapters import Outcome
+from selective_autonomy.config import HttpAdapterSettings, HttpRoute
+from selective_autonomy.edges.executor.adapters import AttemptOutcome
 from selective_autonomy.edges.executor.http_adapter import HttpAdapter
-from selective_autonomy.edges.settings import HttpAdapterSettings, HttpRoute
 from selective_autonomy.errors import ConfigError
 from selective_autonomy.schemas.events import Action
 from tests.unit.edges.fixtures import executed
@@ -55,7 +55,7 @@ def test_routes_render_urls_headers_and_bodies() -> None:
     http, seen = adapter(lambda r: httpx.Response(201, json={"ok": True}))
     refund = executed(Action(action_type="refund", arguments={"order_id": "A1", "amount": 9.5}))
     result = apply(http, refund, attempt=2)
-    assert result.outcome is Outcome.applied and result.status_code == 201
+    assert result.outcome is AttemptOutcome.applied and result.status_code == 201
     request = seen[0]
     assert (request.method, str(request.url)) == ("POST", "https://payments.example/refunds")
     assert json.loads(request.content) == {"order": "A1", "amount": 9.5, "by": "system"}
@@ -80,18 +80,18 @@ def test_get_routes_send_no_body_and_other_types_use_the_fallback_with_the_defau
 @pytest.mark.parametrize(
     ("response", "outcome", "retry_after"),
     [
-        (httpx.Response(204), Outcome.applied, None),
-        (httpx.Response(500, text="boom"), Outcome.transient, None),
-        (httpx.Response(503, headers={"Retry-After": "4"}), Outcome.transient, 4.0),
-        (httpx.Response(429), Outcome.transient, None),
-        (httpx.Response(408), Outcome.transient, None),
-        (httpx.Response(400, text="x" * 50), Outcome.permanent, None),
-        (httpx.Response(404), Outcome.permanent, None),
-        (httpx.Response(409), Outcome.permanent, None),
-        (httpx.Response(302, headers={"Location": "/elsewhere"}), Outcome.permanent, None),
+        (httpx.Response(204), AttemptOutcome.applied, None),
+        (httpx.Response(500, text="boom"), AttemptOutcome.transient, None),
+        (httpx.Response(503, headers={"Retry-After": "4"}), AttemptOutcome.transient, 4.0),
+        (httpx.Response(429), AttemptOutcome.transient, None),
+        (httpx.Response(408), AttemptOutcome.transient, None),
+        (httpx.Response(400, text="x" * 50), AttemptOutcome.permanent, None),
+        (httpx.Response(404), AttemptOutcome.permanent, None),
+        (httpx.Response(409), AttemptOutcome.permanent, None),
+        (httpx.Response(302, headers={"Location": "/elsewhere"}), AttemptOutcome.permanent, None),
     ],
 )
-def test_answers_are_classified(response: httpx.Response, outcome: Outcome, retry_after: float | None) -> None:
+def test_answers_are_classified(response: httpx.Response, outcome: AttemptOutcome, retry_after: float | None) -> None:
     http, _ = adapter(lambda r: response)
     result = apply(http, executed())
     assert (result.outcome, result.status_code, result.retry_after_s) == (outcome, response.status_code, retry_after)
@@ -105,16 +105,18 @@ def test_timeouts_and_connection_errors_are_transient(error: Exception) -> None:
 
     http, _ = adapter(fail)
     result = apply(http, executed())
-    assert result.outcome is Outcome.transient and result.status_code is None
+    assert result.outcome is AttemptOutcome.transient and result.status_code is None
 
 
 def test_an_action_that_does_not_fit_its_route_is_refused_without_a_call() -> None:
     http, seen = adapter(lambda r: httpx.Response(200))
     result = apply(http, executed(Action(action_type="refund", arguments={"order_id": "A1"})))
-    assert result.outcome is Outcome.permanent and "no argument 'amount'" in result.detail and not seen
+    assert result.outcome is AttemptOutcome.permanent and "no argument 'amount'" in result.detail and not seen
     no_fallback = SETTINGS.model_copy(update={"routes": {"refund": SETTINGS.routes["refund"]}})
     result = asyncio.run(HttpAdapter(no_fallback).apply(executed(), 1))
-    assert result.outcome is Outcome.permanent and "no HTTP route for action type 'lookup_order'" in result.detail
+    assert (
+        result.outcome is AttemptOutcome.permanent and "no HTTP route for action type 'lookup_order'" in result.detail
+    )
 
 
 def test_bad_configuration_stops_the_adapter_at_start() -> None:

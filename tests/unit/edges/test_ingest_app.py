@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from selective_autonomy.config import Settings, TelemetrySettings
+from selective_autonomy.config import IngestSettings, Settings, TelemetrySettings
 from selective_autonomy.edges.ingest.app import create_ingest_app, openapi_document
 from selective_autonomy.edges.ingest.auth import signature
-from selective_autonomy.edges.settings import IngestSettings
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.meters import process_meters
 from selective_autonomy.streams.serialization import AvroCodec

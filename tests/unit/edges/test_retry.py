@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from selective_autonomy.config import RetrySettings
 from selective_autonomy.edges.executor.retry import Backoff, parse_retry_after
-from selective_autonomy.edges.settings import RetrySettings
 
 
 def test_base_delays_grow_exponentially_up_to_the_cap() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from selective_autonomy.edges.ingest.protocol import Violation
 from selective_autonomy.edges.ingest.validation import SchemaDirectory, parse_json, validate_event
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.webapi.errors import Violation
 from tests.unit.edges.fixtures import SCHEMA, Schemas, body
 
 SCHEMAS = Schemas(SCHEMA)

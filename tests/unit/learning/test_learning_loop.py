@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from selective_autonomy.agents.decisions import DecisionEngine
-from selective_autonomy.agents.gate import Outcome
+from selective_autonomy.agents.gate import GateOutcome
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
@@ -77,20 +77,20 @@ def test_copilot_feedback_certifies_and_promotes_and_precision_holds(helpdesk, t
     for start in range(0, len(pairs), 512):
         chunk = pairs[start : start + 512]
         for decision, (_event, recorded) in zip(engine.decide([e for e, _ in chunk], {}), chunk, strict=True):
-            if decision.outcome is Outcome.execute:
+            if decision.outcome is GateOutcome.execute:
                 executed += 1
                 correct += decision.gate.action == recorded
     assert executed > 0.05 * len(pairs)
     assert correct / executed >= 0.9
 
 
-def test_critic_trains_from_sgd_copilot_feedback(tmp_path: Path) -> None:
+def test_critic_trains_from_sgd_copilot_feedback(tmp_path: Path, shared_data: Path) -> None:
     """The same loop on a Schema-Guided Dialogue service: a chat process with typed slot arguments."""
     from selective_autonomy.traces.datasets import sgd_dir
     from selective_autonomy.traces.sgd import iter_sgd_cases, load_sgd_schemas, sgd_dialogue_files, sgd_process_id
 
     try:
-        folder = sgd_dir() / "dev"
+        folder = sgd_dir(shared_data) / "dev"
     except FileNotFoundError as error:  # a user's clone has no shared data folder
         pytest.skip(f"SGD data not available here: {error}")
     schemas = {sgd_process_id(name): s for name, s in load_sgd_schemas(folder / "schema.json.gz").items()}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from selective_autonomy.config import StageRules
 from selective_autonomy.learning.monitor import MonitorReading
-from selective_autonomy.learning.stages import StageEvidence, StageRules, next_stage
+from selective_autonomy.learning.stages import StageEvidence, next_stage
 from selective_autonomy.schemas.events import Stage
 
 RULES = StageRules(target_precision=0.9, min_certified_coverage=0.05)

@@ -7,13 +7,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from selective_autonomy.schemas.events import Action, Speaker, UIStateChanged
+from selective_autonomy.schemas.pii import MASK, pii_scrubber
 from selective_autonomy.schemas.view import (
-    MASK,
     MIN_VALUE_CHARS,
     ViewBudget,
     canonical_json,
     estimate_tokens,
-    pii_scrubber,
     render_view,
 )
 

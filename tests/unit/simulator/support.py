@@ -14,6 +14,7 @@ from selective_autonomy.schemas.events import (
     CopilotFeedback,
     DeferralReason,
     OperatorDeferral,
+    Stage,
     UIState,
     UIStateChanged,
     action_id_for,
@@ -72,6 +73,7 @@ def deferred(
     state: UIStateChanged, suggestion: Action | None, reason: DeferralReason = DeferralReason.copilot_stage
 ) -> OperatorDeferral:
     return OperatorDeferral(
+        stage=Stage.selective,
         deferral_id=deferral_id_for(state.session_id, state.state_version),
         event_id=state.event_id,
         session_id=state.session_id,

@@ -12,12 +12,13 @@ from selective_autonomy.traces import datasets
 from selective_autonomy.traces.format import read_cases
 
 
-def test_abcd_writes_cases(tmp_path: Path) -> None:
+def test_abcd_writes_cases(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
-        datasets.abcd_data_dir()
+        datasets.abcd_data_dir(shared_data)
     except FileNotFoundError as error:
         pytest.skip(f"ABCD not available here: {error}")
     out = tmp_path / "abcd.jsonl.gz"
+    monkeypatch.setenv("SELAUTO_DATASETS_DIR", str(shared_data))  # the default ABCD folder comes from the settings
     result = CliRunner().invoke(sim_app, ["abcd", "--out", str(out), "--cases", "25", "--seed", "4"])
     assert result.exit_code == 0, result.output
     assert "cases=25" in result.output

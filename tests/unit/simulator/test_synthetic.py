@@ -19,9 +19,9 @@ QUIET = NoiseConfig(skip_rate=0.0, swap_rate=0.0, insert_rate=0.0)
 
 
 @pytest.fixture(scope="module")
-def abcd() -> tuple[ProcessSchema, dict[str, IntentSequence]]:
+def abcd(shared_data: Path) -> tuple[ProcessSchema, dict[str, IntentSequence]]:
     try:
-        folder: Path = datasets.abcd_data_dir()
+        folder: Path = datasets.abcd_data_dir(shared_data)
     except FileNotFoundError as error:
         pytest.skip(f"ABCD not available here: {error}")
     return abcd_process_schema(folder), abcd_intent_sequences(folder)

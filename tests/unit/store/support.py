@@ -8,7 +8,6 @@ from typing import Any
 from selective_autonomy.inference.protocol import Candidate
 from selective_autonomy.schemas.events import (
     Action,
-    ActionExecuted,
     ActionTier,
     CopilotFeedback,
     DeferralReason,
@@ -19,7 +18,7 @@ from selective_autonomy.schemas.events import (
     Verdict,
     action_id_for,
 )
-from selective_autonomy.store.models import ProposalRecord
+from selective_autonomy.store.models import ProposalOutcome, ProposalRecord
 from selective_autonomy.store.repository import FeedbackStore
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -67,34 +66,41 @@ def deferral(event: UIStateChanged, suggestion: Action | None = LOOKUP, **change
         "policy_version": "policy-1",
         "critic_version": "critic-1",
         "deferred_at": T0 + timedelta(seconds=event.state_version, milliseconds=5),
+        "state_at": event.timestamp,
+        "stage": Stage.selective,
     }
     return OperatorDeferral(**{**fields, **changes})
 
 
 def proposal_for(event: UIStateChanged, suggestion: Action | None = LOOKUP, **changes: Any) -> ProposalRecord:
-    return ProposalRecord.for_deferral(
-        deferral(event, suggestion, **changes), event, stage=Stage.selective, candidates=CANDIDATES
-    )
+    # The record keeps the full state (last action included), as the tests' evidence reads it; a
+    # deferral rebuilds only what it carries.
+    record = ProposalRecord.for_deferral(deferral(event, suggestion, **changes), candidates=CANDIDATES)
+    return record.model_copy(update={"event": event})
 
 
 def executed_proposal(event: UIStateChanged, action: Action = LOOKUP) -> ProposalRecord:
-    executed = ActionExecuted(
-        action_id=action_id_for(event.session_id, event.state_version, action),
-        event_id=event.event_id,
+    action_id = action_id_for(event.session_id, event.state_version, action)
+    return ProposalRecord(
+        proposal_id=action_id,
         session_id=event.session_id,
         process_id=event.process_id,
         business_cluster=event.business_cluster,
         state_version=event.state_version,
-        action=action,
+        event=event,
+        suggestion=action,
+        suggestion_action_id=action_id,
         tier=ActionTier.auto,
+        candidates=list(CANDIDATES),
         policy_probability=0.9,
         critic_score=0.95,
         threshold=0.8,
         policy_version="policy-1",
         critic_version="critic-1",
-        decided_at=T0 + timedelta(seconds=event.state_version),
+        stage=Stage.selective,
+        outcome=ProposalOutcome.executed,
+        created_at=T0 + timedelta(seconds=event.state_version),
     )
-    return ProposalRecord.for_execution(executed, event, stage=Stage.selective, candidates=CANDIDATES)
 
 
 def answer(

@@ -18,6 +18,7 @@ from selective_autonomy.schemas.events import (
     DeadLetter,
     DeferralReason,
     OperatorDeferral,
+    Stage,
     UIState,
     UIStateChanged,
     Verdict,
@@ -126,6 +127,7 @@ def test_version_1_records_decode_into_version_2(record: str, v1_id: int) -> Non
     }
     sample = {
         "OperatorDeferral": OperatorDeferral(
+            stage=Stage.selective,
             event_id="e",
             session_id="s",
             process_id="p",
@@ -159,6 +161,7 @@ def test_version_1_records_decode_into_version_2(record: str, v1_id: int) -> Non
 def test_a_v2_enum_symbol_reads_as_the_default_in_a_v1_reader() -> None:
     """An old consumer (v1 reader) meets a v2 deferral reason it does not know: the enum's default."""
     deferral = OperatorDeferral(
+        stage=Stage.selective,
         event_id="e",
         session_id="s",
         process_id="p",
@@ -174,3 +177,34 @@ def test_a_v2_enum_symbol_reads_as_the_default_in_a_v1_reader() -> None:
         contracts.historical_schema("OperatorDeferral", 1),
     )
     assert isinstance(old, dict) and old["reason"] == "unspecified"
+
+
+@pytest.mark.parametrize(
+    ("reason", "stage"),
+    [(DeferralReason.copilot_stage, Stage.copilot), (DeferralReason.below_threshold, Stage.selective)],
+)
+def test_a_v1_deferral_reads_with_the_stage_the_v1_rule_gave_it(reason: DeferralReason, stage: Stage) -> None:
+    v1 = contracts.historical_schema("OperatorDeferral", 1)
+    v1_fields = {f["name"] for f in v1["fields"]}  # type: ignore[call-overload,index]
+    sample = OperatorDeferral(
+        stage=stage, event_id="e", session_id="s", process_id="p", business_cluster="c", state_version=3,
+        ui_state=EVENT.ui_state, reason=reason,
+    )  # fmt: skip
+    buffer = io.BytesIO(struct.pack(">bI", 0, 1004))
+    buffer.seek(5)
+    fastavro.schemaless_writer(
+        buffer, v1, {k: v for k, v in sample.to_avro().items() if k in v1_fields} | {"schema_version": 1}
+    )
+    assert AvroCodec().decode(buffer.getvalue(), OperatorDeferral).stage is stage
+
+
+def test_a_v2_deferral_must_state_its_stage() -> None:
+    record = OperatorDeferral(
+        stage=Stage.copilot, event_id="e", session_id="s", process_id="p", business_cluster="c", state_version=3,
+        ui_state=EVENT.ui_state, reason=DeferralReason.copilot_stage,
+    ).to_avro() | {"stage": None}  # fmt: skip
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, contracts.parsed_schema("OperatorDeferral"), record)
+    header = struct.pack(">bI", 0, PackageSchemaIds().id_for("OperatorDeferral", ""))
+    with pytest.raises(DecodeError, match="stage"):
+        AvroCodec().decode(header + buffer.getvalue(), OperatorDeferral)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,34 +15,31 @@ from selective_autonomy.traces.mapping import load_mapping
 HELPDESK_SLICE = 200
 
 
-def _require(path_getter: object) -> Path:
-    assert callable(path_getter)
+def _require(path_getter: Callable[[Path], Path], root: Path) -> Path:
     try:
-        path = path_getter()
+        return path_getter(root)
     except FileNotFoundError as error:
         pytest.skip(f"dataset not available here: {error}")
-    assert isinstance(path, Path)
-    return path
 
 
 @pytest.fixture(scope="session")
-def helpdesk_path() -> Path:
-    return _require(datasets.helpdesk_log_path)
+def helpdesk_path(shared_data: Path) -> Path:
+    return _require(datasets.helpdesk_log_path, shared_data)
 
 
 @pytest.fixture(scope="session")
-def bpi_path() -> Path:
-    return _require(datasets.bpi2012w_log_path)
+def bpi_path(shared_data: Path) -> Path:
+    return _require(datasets.bpi2012w_log_path, shared_data)
 
 
 @pytest.fixture(scope="session")
-def sgd_path() -> Path:
-    return _require(datasets.sgd_dir)
+def sgd_path(shared_data: Path) -> Path:
+    return _require(datasets.sgd_dir, shared_data)
 
 
 @pytest.fixture(scope="session")
-def abcd_path() -> Path:
-    return _require(datasets.abcd_data_dir)
+def abcd_path(shared_data: Path) -> Path:
+    return _require(datasets.abcd_data_dir, shared_data)
 
 
 @pytest.fixture(scope="session")

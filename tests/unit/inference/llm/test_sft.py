@@ -28,7 +28,7 @@ from selective_autonomy.inference.llm.sft import (
     fit,
     read_critic_records,
     tiny_llama,
-    train_critic,
+    train_llm_critic,
     train_policy,
 )
 from selective_autonomy.inference.llm.tokenizer import train_tokenizer
@@ -136,7 +136,7 @@ def test_critic_trains_on_feedback_triples(helpdesk: Helpdesk, tiny_sft_config: 
     for event, action, label in examples[:2]:
         assert event.session_id == helpdesk.cases[0].case_id
         assert (action == helpdesk.cases[0].steps[0].action) is label
-    meta = train_critic(examples, helpdesk.schema, tmp_path / "critic", tiny_sft_config)
+    meta = train_llm_critic(examples, helpdesk.schema, tmp_path / "critic", tiny_sft_config)
     assert meta.kind == "critic-llm"
     assert meta.train_examples == len(examples)
     assert meta.metrics["accept_share"] == 0.5
@@ -161,4 +161,4 @@ def test_critic_records_round_trip(helpdesk: Helpdesk, tmp_path: Path) -> None:
 
 def test_no_examples_is_an_error(helpdesk: Helpdesk, tmp_path: Path) -> None:
     with pytest.raises(ArtefactError, match="no training examples"):
-        train_critic([], helpdesk.schema, tmp_path / "c", SFTConfig(max_steps=1))
+        train_llm_critic([], helpdesk.schema, tmp_path / "c", SFTConfig(max_steps=1))

@@ -1,0 +1,43 @@
+"""The :class:`~selective_autonomy.webapi.errors.ErrorResponse` of every refusal, for FastAPI apps:
+their own errors, the framework's (routing, auth dependencies) and its request validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from selective_autonomy.webapi.errors import ErrorResponse, HttpError, Violation
+
+HTTP_STATUS_CODES: Mapping[int, str] = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+"""The ``error`` code of a refusal raised by the framework (routing, auth dependencies)."""
+
+
+def error_response(status: int, body: ErrorResponse, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=dict(headers) if headers else None)
+
+
+def http_error_response(exc: HttpError, headers: Mapping[str, str] | None = None) -> Response:
+    return error_response(exc.status_code, exc.body(), headers)
+
+
+def http_exception_response(exc: StarletteHTTPException) -> Response:
+    body = ErrorResponse(error=HTTP_STATUS_CODES.get(exc.status_code, "http_error"), message=str(exc.detail))
+    return error_response(exc.status_code, body, exc.headers)
+
+
+def invalid_request_response(exc: RequestValidationError) -> Response:
+    """A body or parameter FastAPI refused before the route ran: 422 ``invalid_request``, one violation each."""
+    violations = [
+        Violation(loc=".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body", msg=err.get("msg", ""))
+        for err in exc.errors()
+    ]
+    message = "; ".join(f"{v.loc}: {v.msg}" for v in violations) or "invalid request"
+    return error_response(422, ErrorResponse(error="invalid_request", message=message, violations=violations))

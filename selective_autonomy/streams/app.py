@@ -11,12 +11,14 @@ never starts or configures anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.tables.recovery import RebalanceAgain
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -30,12 +32,32 @@ from selective_autonomy.streams.kafka_config import ProfileTweaks, faust_setting
 # which must never reach a log: these two stay at INFO whatever level the worker logs at.
 PAYLOAD_LOGGERS = ("faust.topics", "aiokafka.producer.producer")
 
+logger = logging.getLogger(__name__)
+
 
 def quiet_payload_loggers() -> None:
     for name in PAYLOAD_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
             logger.setLevel(logging.INFO)
+
+
+def require_seekable(partitions: Mapping[TP, Any]) -> None:
+    """Raise faust's ``RebalanceAgain`` where a table-recovery seek holds an offset that is not a
+    non-negative integer.
+
+    Why: faust's ``Recovery.on_rebalance`` clears the recovery's partition sets and re-adds them with
+    offset None, then sets ``signal_recovery_start``. A recovery pass still running seeks with those
+    sets (they are the same objects), aiokafka rejects ``seek(tp, None)`` with
+    ``ValueError('Offset must be a positive integer')``, mode's ``wait_first`` passes the coroutine's
+    error on although the rebalance signal is set, and faust's loop catches only ``RebalanceAgain``:
+    the worker died (found by the chaos test, docs/guarantees.md). ``RebalanceAgain`` makes the pass
+    start over, after the pending rebalance, with offsets built afresh.
+    """
+    stale = {tp: offset for tp, offset in partitions.items() if not isinstance(offset, int) or offset < 0}
+    if stale:
+        logger.warning("table recovery seek with stale offsets %s: restarting recovery", stale)
+        raise RebalanceAgain()
 
 
 def _transport_for(tweaks: ProfileTweaks) -> type[faust_aiokafka.Transport]:
@@ -52,6 +74,11 @@ def _transport_for(tweaks: ProfileTweaks) -> type[faust_aiokafka.Transport]:
             return consumer
 
     class Consumer(DeliveredOnlyAcks):
+        async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+            # faust calls this only from table recovery (Recovery._seek_offsets).
+            require_seekable(partitions)
+            await super().seek_wait(partitions)
+
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             if fetch_wait_ms is None:
                 return super()._new_consumer_thread()

@@ -12,7 +12,7 @@ from typing import Any
 from selective_autonomy.config import Settings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.broker import free_port
-from tests.unit.console.fixtures import SCHEMA
+from tests.factories import HELPDESK as SCHEMA
 
 ALICE = {"Authorization": "Bearer alice-token-1"}
 CHROMIUM = Path("/usr/bin/chromium")

@@ -28,9 +28,9 @@ from selective_autonomy.console.app import create_app
 from selective_autonomy.edges.ingest.app import create_ingest_app
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.producer import EventProducer
+from tests.factories import deferral
 from tests.integration.console_support import Server, with_schema
-from tests.integration.test_decide_agent import PROCESS
-from tests.unit.console.fixtures import deferral
+from tests.integration.decide_support import PROCESS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

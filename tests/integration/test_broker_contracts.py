@@ -14,7 +14,7 @@ from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.topics import TopicSpec, ensure_topics
-from tests.unit.test_contracts import samples
+from tests.factories import samples
 
 pytestmark = pytest.mark.integration
 

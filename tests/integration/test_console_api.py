@@ -25,8 +25,8 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.streams.consumer import EventConsumer, Received
 from selective_autonomy.streams.producer import EventProducer
+from tests.factories import EMAIL, NAME, deferral
 from tests.integration.console_support import ALICE, wait_for, with_schema
-from tests.unit.console.fixtures import EMAIL, NAME, deferral
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
+from tests.factories import EMAIL, step
 from tests.integration.console_support import ALICE, CHROMIUM, LAUNCH_ARGS, Server, wait_for, with_schema
-from tests.unit.console.fixtures import EMAIL, step
 
 pytestmark = pytest.mark.integration
 

@@ -38,8 +38,9 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.streams.consumer import EventConsumer, Received
 from selective_autonomy.streams.producer import EventProducer
+from tests.factories import HELPDESK as SCHEMA
+from tests.factories import tier_of
 from tests.integration.console_support import CHROMIUM, LAUNCH_ARGS, Server
-from tests.unit.console.fixtures import SCHEMA, tier_of
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-inbox.png"
 UPDATE_SCREENSHOT = os.environ.get("UPDATE_SCREENSHOTS") == "1"

@@ -54,7 +54,7 @@ from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.streams.tracing import build_tracer_provider
-from tests.integration.test_decide_agent import FLOW, install_models
+from tests.integration.decide_support import FLOW, install_models
 
 pytestmark = pytest.mark.integration
 

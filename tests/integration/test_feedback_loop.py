@@ -23,7 +23,7 @@ from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.traces import datasets
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
 from selective_autonomy.traces.mapping import load_mapping
-from tests.integration.test_simulator import CLUSTER, Slice, install
+from tests.integration.simulator_support import CLUSTER, Slice, install
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

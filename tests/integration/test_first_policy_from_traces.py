@@ -23,8 +23,8 @@ from selective_autonomy.store import FeedbackStore, ModelKind
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
-from tests.unit.agents.fixtures import SCHEMA
-from tests.unit.learning.traces_support import operator_session, operator_sessions
+from tests.factories import BILLING as SCHEMA
+from tests.factories import operator_session, operator_sessions
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from selective_autonomy.store import FeedbackStore, HandControl
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
-from tests.integration.test_decide_agent import install_models, read_all, state
-from tests.unit.controls.proposals import with_proposal
+from tests.integration.decide_support import install_models, read_all, state
+from tests.support.promotions import with_proposal
 
 pytestmark = pytest.mark.integration
 

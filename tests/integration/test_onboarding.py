@@ -28,8 +28,9 @@ from selective_autonomy.streams.broker import free_port
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.traces.format import write_cases
+from tests.factories import BILLING_MINIMAL as SCHEMA
+from tests.factories import cases, write_schema
 from tests.integration.reliability.helpers import WorkerProcess, worker_env
-from tests.unit.onboarding.support import SCHEMA, cases, write_schema
 
 pytestmark = pytest.mark.integration
 

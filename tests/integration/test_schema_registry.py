@@ -55,8 +55,8 @@ from selective_autonomy.streams.registry import RegistrySchemaIds
 from selective_autonomy.streams.registry_standin import StandInSchemaRegistry
 from selective_autonomy.streams.serialization import codec_for
 from selective_autonomy.streams.topics import RECORD_OF_ROLE, value_subjects
-from tests.integration.test_decide_agent import FLOW, decided, install_models, run_worker, state
-from tests.unit.test_contracts import samples
+from tests.factories import samples
+from tests.integration.decide_support import FLOW, decided, install_models, run_worker, state
 
 pytestmark = pytest.mark.integration
 

@@ -8,38 +8,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import Settings
-from selective_autonomy.inference.ngram import NGramPolicy
-from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import ActionTier, CopilotFeedback, Stage, Verdict
-from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.inference.registry import ModelRegistry
+from selective_autonomy.schemas.events import CopilotFeedback, Stage, Verdict
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
 from selective_autonomy.simulator.replay import ReplayConfig, ReplayReport, replay_cases
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.traces import datasets
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
-from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.mapping import load_mapping
+from tests.integration.simulator_support import Slice, install
 
 pytestmark = pytest.mark.integration
 
 TRAIN, REPLAY = 150, 30
-CLUSTER = "helpdesk_ticket"
-
-
-@dataclass(frozen=True)
-class Slice:
-    schema: ProcessSchema
-    train: list[Case]
-    held_out: list[Case]
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +39,6 @@ def helpdesk() -> Slice:
     table = read_event_log(path, load_mapping("helpdesk"), limit_cases=TRAIN + REPLAY)
     cases = list(iter_cases(table))
     return Slice(derive_process_schema(table), cases[:TRAIN], cases[TRAIN:])
-
-
-def install(models_dir: Path, data: Slice, stage: Stage) -> None:
-    registry = ModelRegistry(models_dir)
-    registry.save_schema(data.schema)
-    policy = NGramPolicy(data.schema).fit(data.train)
-    meta = policy.train_meta(data.train)
-    policy.save(registry.process_dir(data.schema.process_id) / "policy" / meta.version, meta)
-    # The policy is at least this sure of most steps and less of some: the gate both executes and defers.
-    thresholds = Thresholds(values={f"{data.schema.process_id}/{CLUSTER}/{tier.value}": 0.8 for tier in ActionTier})
-    pointer = ServicePointer(policy=f"policy/{meta.version}", thresholds=thresholds, stages={CLUSTER: stage})
-    registry.publish(data.schema.process_id, pointer)
 
 
 def replay_with_worker(settings: Settings, data: Slice) -> ReplayReport:

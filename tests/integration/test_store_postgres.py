@@ -1,4 +1,5 @@
-"""Every case of ``tests/unit/store/test_store.py`` and ``test_traces.py``, re-run on a real PostgreSQL server.
+"""Every case of the store (``tests/support/store_cases.py`` and ``trace_store_cases.py``, which the unit
+tests run on SQLite), re-run on a real PostgreSQL server.
 
 The server is started once per session with initdb and pg_ctl (see ``postgres.py``); each case
 gets a fresh database. A machine without the PostgreSQL binaries fails here, it does not skip.
@@ -11,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.postgres import PostgresServer, PostgresUnavailable
-from tests.unit.store.test_store import *  # noqa: F403  (the cases and their fixtures, re-collected here)
-from tests.unit.store.test_traces import *  # noqa: F403
+from tests.support.store_cases import *  # noqa: F403  (the cases and their fixtures, re-collected here)
+from tests.support.trace_store_cases import *  # noqa: F403
 
 pytestmark = pytest.mark.integration
 

@@ -58,7 +58,7 @@ def test_status_shows_stages_thresholds_and_history(tmp_path: Path, monkeypatch:
     from selective_autonomy.inference.thresholds import Thresholds
     from selective_autonomy.schemas.events import Stage
     from selective_autonomy.store import FeedbackStore, default_url
-    from tests.unit.agents.fixtures import SCHEMA
+    from tests.factories import BILLING as SCHEMA
 
     registry = ModelRegistry(tmp_path / "models")
     registry.save_schema(SCHEMA)

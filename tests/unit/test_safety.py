@@ -43,10 +43,11 @@ from selective_autonomy.schemas.events import (
     UIStateChanged,
 )
 from selective_autonomy.schemas.grammar import DEFAULT_MAX_TEXT_CHARS, validate_action
-from tests.unit.agents.fixtures import SCHEMA, event
-from tests.unit.console.fixtures import SCHEMA as CONSOLE_SCHEMA
-from tests.unit.console.fixtures import ListSink, deferral, step
-from tests.unit.schemas.strategies import names
+from tests.factories import BILLING as SCHEMA
+from tests.factories import HELPDESK as CONSOLE_SCHEMA
+from tests.factories import deferral, event, step
+from tests.support.fakes import ListSink
+from tests.support.strategies import names
 
 CLUSTERS = ("retail", "vip", "not-in-the-schema")
 EVERYTHING_PASSES = Thresholds(

@@ -19,7 +19,8 @@ from selective_autonomy.schemas.events import (
     action_id_for,
 )
 from selective_autonomy.schemas.sampling import in_exploration_holdout
-from tests.unit.agents.fixtures import T0, FixedPolicy, event, models
+from tests.factories import T0, event
+from tests.support.models import FixedPolicy, models
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 

@@ -11,7 +11,8 @@ from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.protocol import Candidate, Proposal
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
-from tests.unit.agents.fixtures import SCHEMA, T0
+from tests.factories import BILLING as SCHEMA
+from tests.factories import T0
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 INVOICE = Action(action_type="send_invoice")

@@ -14,7 +14,8 @@ from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.config import Settings, WorkerSettings
 from selective_autonomy.schemas.events import Action, DeferralReason, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.serialization import AvroCodec
-from tests.unit.agents.fixtures import event, models
+from tests.factories import event
+from tests.support.models import models
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 

@@ -13,7 +13,8 @@ from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.schemas.events import Action, DeferralReason, OperatorDeferral, Stage, UIState
 from selective_autonomy.schemas.process import ActionSpec, ProcessSchema
 from selective_autonomy.traces.format import Case, TraceStep
-from tests.unit.agents.fixtures import SCHEMA, T0, event
+from tests.factories import BILLING as SCHEMA
+from tests.factories import T0, event
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 

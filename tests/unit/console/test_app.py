@@ -24,11 +24,11 @@ from selective_autonomy.schemas.events import (
     Verdict,
     action_id_for,
 )
+from tests.factories import EMAIL, NAME, deferral
+from tests.factories import HELPDESK as SCHEMA
+from tests.support.fakes import ListSink
+from tests.unit.console.support import ALICE, BOB, login
 
-from .fixtures import EMAIL, NAME, SCHEMA, ListSink, deferral
-
-ALICE = {"Authorization": "Bearer alice-token-1"}
-BOB = {"Authorization": "Bearer bob-token-22"}
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 REFUND = Action(action_type="issue_refund", arguments={"amount": 49.9, "reason": "duplicate"})
 
@@ -65,24 +65,6 @@ def client(models_dir: Path, sink: ListSink, inbox: Inbox) -> Iterator[TestClien
     app = create_app(Settings(models_dir=models_dir), console=console, sink=sink, inbox=inbox, start_feed=False)
     with TestClient(app) as test_client:
         yield test_client
-
-
-def login(client: TestClient, operator_id: str = "alice", token: str = "alice-token-1") -> str:
-    """Sign in through the form; returns the CSRF token of the new session."""
-    page = client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert csrf is not None
-    response = client.post(
-        "/login",
-        data={"operator_id": operator_id, "token": token, "csrf_token": csrf.group(1), "next": "/"},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    inbox_page = client.get("/")
-    assert inbox_page.status_code == 200
-    session_csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', inbox_page.text)
-    assert session_csrf is not None
-    return session_csrf.group(1)
 
 
 # -- authentication -------------------------------------------------------------------------------

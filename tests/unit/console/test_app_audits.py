@@ -26,9 +26,11 @@ from selective_autonomy.schemas.events import (
     Stage,
     Verdict,
 )
-
-from .fixtures import EMAIL, LOOKUP, SCHEMA, ListSink, deferral, step
-from .test_app import ALICE, BOB, login
+from tests.factories import EMAIL, deferral, step
+from tests.factories import HELPDESK as SCHEMA
+from tests.factories import INVOICE_LOOKUP as LOOKUP
+from tests.support.fakes import ListSink
+from tests.unit.console.support import ALICE, BOB, login
 
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 EMAIL_CHANGE = Action(action_type="update_email", arguments={"email": EMAIL})

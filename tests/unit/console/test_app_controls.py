@@ -16,9 +16,9 @@ from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import Stage, StageChanged
-from tests.unit.controls.proposals import with_proposal
-
-from .fixtures import SCHEMA, ListSink
+from tests.factories import HELPDESK as SCHEMA
+from tests.support.fakes import ListSink
+from tests.support.promotions import with_proposal
 
 ALICE = {"Authorization": "Bearer alice-token-1"}  # supervisor
 BOB = {"Authorization": "Bearer bob-token-22"}  # operator of helpdesk, not a supervisor

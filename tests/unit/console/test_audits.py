@@ -23,8 +23,9 @@ from selective_autonomy.schemas.events import (
 )
 from selective_autonomy.schemas.sampling import SystematicSample, audit_start, systematic_pick
 from selective_autonomy.streams.serialization import AvroCodec
-
-from .fixtures import LOOKUP, T0, step
+from tests.factories import INVOICE_LOOKUP as LOOKUP
+from tests.factories import RECENT as T0
+from tests.factories import step
 
 
 class Clock:

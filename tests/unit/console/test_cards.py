@@ -7,8 +7,8 @@ from selective_autonomy.console.inbox import Card
 from selective_autonomy.schemas.events import Action, DeferralReason, Verdict
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.pii import MASK
-
-from .fixtures import EMAIL, NAME, SCHEMA, deferral
+from tests.factories import EMAIL, NAME, deferral
+from tests.factories import HELPDESK as SCHEMA
 
 
 def card(suggestion: Action | None = None, reason: DeferralReason = DeferralReason.below_threshold) -> Card:

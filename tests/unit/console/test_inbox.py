@@ -15,8 +15,7 @@ from selective_autonomy.schemas.events import (
     Verdict,
     action_id_for,
 )
-
-from .fixtures import deferral
+from tests.factories import deferral
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 LOOKUP = Action(action_type="lookup_invoice", arguments={"invoice_id": "INV-1"})

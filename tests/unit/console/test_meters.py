@@ -13,8 +13,8 @@ from selective_autonomy.console.app import create_app
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.streams.meters import process_meters
-
-from .fixtures import T0, deferral, step
+from tests.factories import RECENT as T0
+from tests.factories import deferral, step
 
 
 class Clock:

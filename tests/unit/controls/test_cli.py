@@ -15,8 +15,8 @@ from selective_autonomy.errors import BrokerError
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import Stage, StageChanged
 from selective_autonomy.store import FeedbackStore, HandControl, default_url
-from tests.unit.agents.fixtures import SCHEMA
-from tests.unit.controls.proposals import with_proposal
+from tests.factories import BILLING as SCHEMA
+from tests.support.promotions import with_proposal
 
 runner = CliRunner()
 

@@ -12,8 +12,8 @@ from selective_autonomy.controls.errors import HeldByHand, NothingPending, Nothi
 from selective_autonomy.controls.hand import HandChange
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.events import Stage
-from tests.unit.agents.fixtures import T0
-from tests.unit.controls.proposals import with_proposal
+from tests.factories import T0
+from tests.support.promotions import with_proposal
 
 CHANGE = HandChange(process_id="billing", reason="incident", by="alice")
 

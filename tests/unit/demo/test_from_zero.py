@@ -11,7 +11,7 @@ from selective_autonomy.demo.from_zero import FromZeroConfig, learning_settings,
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.traces.datasets import helpdesk_log_path
-from tests.unit.agents.fixtures import SCHEMA
+from tests.factories import BILLING as SCHEMA
 
 
 def test_the_run_keeps_the_configured_learning_settings_but_its_pace() -> None:

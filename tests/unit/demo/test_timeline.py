@@ -10,7 +10,7 @@ from selective_autonomy.learning.calibration import CalibrationReport, Calibrati
 from selective_autonomy.schemas.events import DeferralReason, Stage, StageChanged
 from selective_autonomy.simulator.sessions import SimSession
 from selective_autonomy.traces.format import Case
-from tests.unit.simulator.support import T0, act, deferred, executed, make_case
+from tests.support.simulator import T0, act, deferred, executed, make_case
 
 STEP = act("lookup", order="A1")
 

@@ -23,75 +23,20 @@ helm_python = pytest.importorskip("helm_python")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from selective_autonomy.config import RegistryCompatibility, Settings, load_settings  # noqa: E402
+from tests.unit.deploy.chart_support import (  # noqa: E402
+    CHART_DIR,
+    EVERYTHING,
+    NAMESPACE,
+    RELEASE,
+    SCENARIOS,
+    Rendered,
+    load_values,
+)
 
-CHART_DIR = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "selective-autonomy"
 KUBE_VERSION = "1.30.0"
-RELEASE = "selauto"
-NAMESPACE = "support"
 SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
 HOOK_EVENTS = {"pre-install", "pre-upgrade"}
 SENTINEL = "s3ntinel-Do-Not-Render"
-
-# Chart-managed credentials, the executor, a NodePort console and the monitoring resources: templates the
-# ci/ files leave off.
-EVERYTHING: dict[str, Any] = {
-    "kafka": {
-        "securityProtocol": "SASL_PLAINTEXT",
-        "saslMechanism": "PLAIN",
-        "sasl": {"username": "selauto", "password": "inline-password"},
-        "extra": {"linger.ms": 5, "enable.idempotence": True},
-    },
-    "store": {"url": "postgresql+psycopg://selauto:pw@db:5432/selauto"},
-    "schemaRegistry": {
-        "url": "https://registry-0.kafka.svc:8081,https://registry-1.kafka.svc:8081",
-        "compatibility": "FULL_TRANSITIVE",
-        "timeoutS": 2.5,
-        "maxRetries": 4,
-        "basicAuth": {"username": "selauto-registry", "password": "registry-inline-password"},
-        "tls": {
-            "caSecret": "registry-ca",
-            "caSecretKey": "bundle.pem",
-            "clientSecret": "registry-client",
-            "clientSecretKeyPasswordKey": "key-password",
-        },
-    },
-    "console": {
-        "operators": {"alice": "inline-token", "bob": "another-inline-token"},
-        "secretKey": "inline-secret-key",
-        "service": {"type": "NodePort"},
-    },
-    "executor": {
-        "enabled": True,
-        "extraEnv": [
-            {"name": "PLATFORM_URL", "value": "http://platform"},
-            {"name": "SELAUTO_EXECUTOR__HTTP__BASE_URL", "value": "http://platform/api"},
-        ],
-    },
-    "inference": {"url": "http://inference.example:8000/v1", "model": "policy"},
-    "otel": {"endpoint": "http://otel-collector:4318/"},
-    "settings": {"learning": {"target_precision": 0.95}, "console": {"operator_processes": {"alice": ["helpdesk"]}}},
-    "worker": {
-        "data": {"existingClaim": "selauto-data"},
-        "pdb": {"minAvailable": "50%"},
-        "extraEnv": [{"name": "SELAUTO_WORKER__BATCH_SIZE", "value": "32"}],
-    },
-    "metrics": {
-        "serviceMonitor": {"enabled": True},
-        "prometheusRule": {"enabled": True},
-        "dashboard": {"enabled": True},
-    },
-}
-
-
-def _load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text()) or {}
-
-
-SCENARIOS: dict[str, dict[str, Any]] = {
-    "default": _load(CHART_DIR / "ci" / "values-default.yaml"),
-    "production": _load(CHART_DIR / "ci" / "values-production.yaml"),
-    "everything": EVERYTHING,
-}
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -102,29 +47,6 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-class Rendered:
-    """One render: manifests by kind/name, the NOTES text and the raw text of every template."""
-
-    def __init__(self, templates: dict[str, str]) -> None:
-        self.raw = templates
-        self.notes = next((text for path, text in templates.items() if path.endswith("NOTES.txt")), "")
-        self.docs: list[dict[str, Any]] = []
-        for path, text in templates.items():
-            if path.endswith(".txt"):
-                continue
-            self.docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [doc for doc in self.docs if doc["kind"] == kind]
-
-    def one(self, kind: str, component: str) -> dict[str, Any]:
-        found = [
-            d for d in self.of_kind(kind) if d["metadata"]["labels"].get("app.kubernetes.io/component") == component
-        ]
-        assert len(found) == 1, f"expected one {kind} for {component}, got {len(found)}"
-        return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +132,7 @@ def _assert_decider_and_learner(rendered: Rendered, models_claim: str | None) ->
 
 @pytest.mark.parametrize("values_file", [None, "ci/values-default.yaml", "ci/values-production.yaml"])
 def test_lint_strict_has_no_errors_or_warnings(values_file: str | None) -> None:
-    values = _load(CHART_DIR / values_file) if values_file else None
+    values = load_values(CHART_DIR / values_file) if values_file else None
     report = helm_python.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE, kube_version=f"v{KUBE_VERSION}")
     serious = [m for m in report["messages"] if m["severity"] >= 2]
     assert not serious, serious
@@ -601,7 +523,7 @@ def _schema_at(schema: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def test_every_value_is_documented_and_in_the_schema() -> None:
-    values = _load(CHART_DIR / "values.yaml")
+    values = load_values(CHART_DIR / "values.yaml")
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     params = _param_paths()
     assert len(params) == len(set(params)), "duplicate @param"

@@ -37,8 +37,9 @@ from selective_autonomy.edges.ingest.app import create_ingest_app
 from selective_autonomy.schemas.events import Action, CopilotFeedback, DeferralReason, Verdict
 from selective_autonomy.streams.lag import PartitionLag
 from selective_autonomy.streams.meters import process_meters
-from tests.unit.console.fixtures import deferral
-from tests.unit.edges.fixtures import SCHEMA, ListPublisher, Schemas
+from tests.factories import BILLING_TYPED as SCHEMA
+from tests.factories import deferral
+from tests.support.fakes import ListPublisher, Schemas
 
 helm_python = pytest.importorskip("helm_python")
 promql = pytest.importorskip("promql_parser")
@@ -47,7 +48,7 @@ grafana_plugins = pytest.importorskip("grafana_foundation_sdk.cog.plugins")
 grafana_encoder = pytest.importorskip("grafana_foundation_sdk.cog.encoder")
 grafana_dashboard = pytest.importorskip("grafana_foundation_sdk.models.dashboard")
 
-from tests.unit.deploy.test_chart import CHART_DIR, NAMESPACE, RELEASE, SCENARIOS, Rendered  # noqa: E402
+from tests.unit.deploy.chart_support import CHART_DIR, NAMESPACE, RELEASE, SCENARIOS, Rendered  # noqa: E402
 
 DASHBOARD_FILE = CHART_DIR / "dashboards" / "selective-autonomy.json"
 MONITORING = {"ServiceMonitor", "PrometheusRule"}

@@ -23,7 +23,7 @@ from selective_autonomy.edges.executor.service import ActionExecutor, ExecutionS
 from selective_autonomy.schemas.events import Action, ActionFailed, DeferralReason, Executor
 from selective_autonomy.store import ActionStatus, FeedbackStore
 from selective_autonomy.streams.serialization import AvroCodec
-from tests.unit.edges.fixtures import executed
+from tests.factories import executed
 
 T = TypeVar("T")
 ACTION = executed()
@@ -200,7 +200,7 @@ def test_health_and_readiness_pages() -> None:
     from selective_autonomy.config import Settings
     from selective_autonomy.edges.executor.health import health_app
     from selective_autonomy.edges.executor.runner import ExecutorRunner
-    from tests.unit.edges.fixtures import ListPublisher
+    from tests.support.fakes import ListPublisher
 
     executor, _ = make(InMemoryPlatform())
     run(executor.execute(ACTION))
@@ -222,7 +222,7 @@ def test_metrics_page_counts_what_became_of_the_actions() -> None:
     from selective_autonomy.edges.executor.meters import register_executor_meters
     from selective_autonomy.edges.executor.runner import ExecutorRunner
     from selective_autonomy.streams.meters import process_meters
-    from tests.unit.edges.fixtures import ListPublisher
+    from tests.support.fakes import ListPublisher
 
     executor, _ = make(InMemoryPlatform(flaky={"lookup_order": 1}))
     run(executor.execute(ACTION))

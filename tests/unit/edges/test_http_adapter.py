@@ -16,7 +16,7 @@ from selective_autonomy.edges.executor.adapters import AttemptOutcome
 from selective_autonomy.edges.executor.http_adapter import HttpAdapter
 from selective_autonomy.errors import ConfigError
 from selective_autonomy.schemas.events import Action
-from tests.unit.edges.fixtures import executed
+from tests.factories import executed
 
 SETTINGS = HttpAdapterSettings(
     base_url="https://bpm.example/api/",

@@ -19,7 +19,9 @@ from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.meters import process_meters
 from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import build_tracer_provider
-from tests.unit.edges.fixtures import SCHEMA, ListPublisher, Schemas, body
+from tests.factories import BILLING_TYPED as SCHEMA
+from tests.factories import body
+from tests.support.fakes import ListPublisher, Schemas
 
 TOKEN = "ingest-token-0123456789"
 SECRET = "ingest-signing-secret-0123"

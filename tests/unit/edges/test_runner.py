@@ -18,7 +18,8 @@ from selective_autonomy.edges.executor.service import ActionExecutor, ExecutionS
 from selective_autonomy.schemas.events import Action, ActionFailed, DeadLetter, DeferralReason, OperatorDeferral
 from selective_autonomy.store import ActionStatus
 from selective_autonomy.streams.serialization import AvroCodec
-from tests.unit.edges.fixtures import ListPublisher, executed
+from tests.factories import executed
+from tests.support.fakes import ListPublisher
 
 TOPIC = "actions.executed"
 CODEC = AvroCodec()

@@ -14,7 +14,7 @@ from selective_autonomy.edges.executor.templates import (
     parse,
 )
 from selective_autonomy.schemas.events import Action
-from tests.unit.edges.fixtures import executed
+from tests.factories import executed
 
 ACTION = executed(Action(action_type="refund", arguments={"amount": 12.5, "order_id": "A 1/2", "urgent": True}))
 CONTEXT = action_context(ACTION)

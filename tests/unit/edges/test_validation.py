@@ -10,7 +10,9 @@ import pytest
 from selective_autonomy.edges.ingest.validation import SchemaDirectory, parse_json, validate_event
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.webapi.errors import Violation
-from tests.unit.edges.fixtures import SCHEMA, Schemas, body
+from tests.factories import BILLING_TYPED as SCHEMA
+from tests.factories import body
+from tests.support.fakes import Schemas
 
 SCHEMAS = Schemas(SCHEMA)
 

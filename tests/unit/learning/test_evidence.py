@@ -18,7 +18,7 @@ from selective_autonomy.learning.evidence import (
 from selective_autonomy.schemas.events import ActionTier, Stage, Verdict
 from selective_autonomy.store import FeedbackWithContext
 from selective_autonomy.store.models import JudgedStep
-from tests.unit.store.support import ESCALATE, LOOKUP, REFUND, T0, answer, proposal_for, state
+from tests.support.store import ESCALATE, LOOKUP, REFUND, T0, answer, proposal_for, state
 
 
 def row(verdict: Verdict, *, with_context: bool = True, **changes: Any) -> FeedbackWithContext:

@@ -26,9 +26,8 @@ from selective_autonomy.schemas.process import BusinessCluster, ProcessSchema
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.traces.format import Case
-from tests.unit.agents.fixtures import SCHEMA, T0
-from tests.unit.learning.test_recorded import recorded
-from tests.unit.learning.traces_support import operator_session, operator_sessions
+from tests.factories import BILLING as SCHEMA
+from tests.factories import T0, operator_session, operator_sessions, recorded
 
 CONFIG = LearningSettings(first_policy_cases=20, first_policy_eval_fraction=0.25, trace_idle_s=3600)
 PROCESS = SCHEMA.model_copy(update={"business_clusters": [*SCHEMA.business_clusters, BusinessCluster(id="lab")]})

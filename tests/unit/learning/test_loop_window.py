@@ -17,7 +17,7 @@ from selective_autonomy.schemas.events import Action, Stage, UIState
 from selective_autonomy.simulator.offline import record_copilot
 from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.traces.format import Case, TraceStep
-from tests.unit.agents.fixtures import SCHEMA
+from tests.factories import BILLING as SCHEMA
 
 WINDOW = 100  # the smallest window the settings allow
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

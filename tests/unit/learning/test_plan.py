@@ -28,7 +28,9 @@ from selective_autonomy.learning.splits import split_evidence
 from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore
-from tests.unit.agents.fixtures import SCHEMA, T0, FixedPolicy, event
+from tests.factories import BILLING as SCHEMA
+from tests.factories import T0, event
+from tests.support.models import FixedPolicy
 
 CONFIG = LearningSettings(critic="confidence", min_calibration_samples=100, exploration_share=0.05)
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})

@@ -7,37 +7,9 @@ from itertools import pairwise
 
 from selective_autonomy.learning.recorded import case_from_recorded, cases_from_recorded, trace_examples
 from selective_autonomy.schemas.events import Action, Actor, UIState, UIStateChanged
-from selective_autonomy.store.models import RecordedSession, RecordedState
 from selective_autonomy.traces.format import Case
-from tests.unit.agents.fixtures import T0
-from tests.unit.learning.traces_support import CLOSE, INVOICE, LOOKUP, operator_session
-
-
-def recorded(states: list[UIStateChanged], *, closed: bool = True) -> RecordedSession:
-    kept = [
-        RecordedState(
-            process_id=s.process_id,
-            session_id=s.session_id,
-            business_cluster=s.business_cluster,
-            state_version=s.state_version,
-            event_id=s.event_id,
-            timestamp=s.timestamp,
-            actor=s.actor,
-            ui_state=s.ui_state,
-            last_action=s.last_action,
-            received_at=T0,
-        )
-        for s in states
-    ]
-    return RecordedSession(
-        process_id=states[0].process_id,
-        session_id=states[0].session_id,
-        business_cluster=states[0].business_cluster,
-        first_at=min(s.timestamp for s in states),
-        last_at=max(s.timestamp for s in states),
-        closed=closed,
-        states=list(reversed(kept)),  # any order: pairs follow the versions
-    )
+from tests.factories import CLOSE, INVOICE, T0, operator_session, recorded
+from tests.factories import ORDER_LOOKUP as LOOKUP
 
 
 def test_each_operator_state_pairs_the_state_before_it_with_its_action() -> None:

@@ -1,57 +1,28 @@
-"""A tiny process, its schema file, traces, and real artefacts trained on them in a second or two."""
+"""Real artefacts trained in a second or two on the cases of :data:`tests.factories.BILLING_MINIMAL`, and a
+certificate in force for its ``retail`` cluster."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from selective_autonomy.inference.artefact import ArtefactMeta
+from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.ngram import NGramPolicy
-from selective_autonomy.schemas.events import Action, ActionTier, UIState, UIStateChanged
-from selective_autonomy.schemas.process import (
-    ActionSpec,
-    BusinessCluster,
-    ProcessSchema,
-    UIField,
-    ValueType,
+from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.schemas.process import ProcessSchema
+from tests.factories import BILLING_MINIMAL as SCHEMA
+from tests.factories import CASES_T0 as T0
+from tests.factories import cases
+
+CERTIFICATE = Certificate(
+    business_cluster="retail",
+    issued_at=T0,
+    critic_version="c1",
+    policy_version="p1",
+    target_precision=0.9,
+    confidence=0.95,
+    coverage=0.4,
 )
-from selective_autonomy.traces.format import Case, TraceStep
-
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-SCHEMA = ProcessSchema(
-    process_id="billing",
-    business_clusters=[BusinessCluster(id="retail"), BusinessCluster(id="vip")],
-    fields=[UIField(name="plan", type=ValueType.enum, enum=["basic", "pro"])],
-    controls=[ActionSpec(name="lookup_order", tier=ActionTier.auto), ActionSpec(name="send_invoice")],
-)
-FLOW = [Action(action_type="lookup_order"), Action(action_type="send_invoice"), Action(action_type="close_chat")]
-
-
-def write_schema(path: Path, schema: ProcessSchema = SCHEMA) -> Path:
-    schema.save(path)
-    return path
-
-
-def cases(n: int = 12, flow: list[Action] | None = None) -> list[Case]:
-    steps = flow or FLOW
-    return [
-        Case(
-            case_id=f"c{c}",
-            process_id=SCHEMA.process_id,
-            business_cluster="retail",
-            started_at=T0 + timedelta(hours=c),
-            steps=[
-                TraceStep(
-                    state=UIState(fields={"plan": "pro"}, recent_actions=steps[:i]),
-                    action=action,
-                    operator_id="op1",
-                    timestamp=T0 + timedelta(hours=c, minutes=i + 1),
-                )
-                for i, action in enumerate(steps)
-            ],
-        )
-        for c in range(n)
-    ]
 
 
 def ngram_artefact(out: Path, schema: ProcessSchema = SCHEMA, n: int = 12, version: str | None = None) -> Path:

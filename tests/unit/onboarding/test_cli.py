@@ -20,9 +20,9 @@ from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.schemas.events import Stage, StageChanged
 from selective_autonomy.schemas.process import UIField
 from selective_autonomy.store import FeedbackStore, ModelKind, ServiceChangeKind, default_url
-
-from .support import SCHEMA, critic_artefact, ngram_artefact, write_schema
-from .test_rules import CERTIFICATE
+from tests.factories import BILLING_MINIMAL as SCHEMA
+from tests.factories import write_schema
+from tests.unit.onboarding.support import CERTIFICATE, critic_artefact, ngram_artefact
 
 runner = CliRunner()
 

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.registry import WHOLE_PROCESS, HandStage, Pause, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.onboarding.rules import change_models, reset_for_schema
 from selective_autonomy.schemas.events import Stage
 from selective_autonomy.schemas.process import BusinessCluster
+from tests.factories import BILLING_MINIMAL as SCHEMA
+from tests.factories import CASES_T0 as T0
+from tests.unit.onboarding.support import CERTIFICATE
 
-from .support import SCHEMA, T0
-
-CERTIFICATE = Certificate(
-    business_cluster="retail",
-    issued_at=T0,
-    critic_version="c1",
-    policy_version="p1",
-    target_precision=0.9,
-    confidence=0.95,
-    coverage=0.4,
-)
 SELECTIVE = ServicePointer(
     policy="policy/p1",
     critic="critic/c1",

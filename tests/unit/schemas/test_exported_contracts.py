@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from selective_autonomy.cli import app
 from selective_autonomy.schemas import contracts
 from selective_autonomy.schemas.events import EventModel
-from tests.unit.test_contracts import samples
+from tests.factories import samples
 
 NAMED = ("record", "enum", "fixed")
 PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")

@@ -17,8 +17,7 @@ from selective_autonomy.schemas.features import (
     valid_action_mask,
 )
 from selective_autonomy.schemas.process import ProcessSchema
-
-from .strategies import SCHEMA, T0, make_event, ui_events
+from tests.support.strategies import SCHEMA, T0, make_event, ui_events
 
 TRAIN = [
     make_event(fields={"status": "open", "order_id": "A1", "amount": 10.0, "items": 1, "vip": True}),

@@ -18,8 +18,7 @@ from selective_autonomy.schemas.grammar import (
     validate_action,
 )
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, ValueType
-
-from .strategies import SCHEMA, names, scalars
+from tests.support.strategies import SCHEMA, names, scalars
 
 
 def _strict_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:

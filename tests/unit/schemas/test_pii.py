@@ -11,8 +11,7 @@ from selective_autonomy.schemas import pii
 from selective_autonomy.schemas.events import Action, Scalar, Speaker
 from selective_autonomy.schemas.features import FeatureEncoder
 from selective_autonomy.schemas.view import render_view
-
-from .strategies import SCHEMA, make_event
+from tests.support.strategies import SCHEMA, make_event
 
 EVENT = make_event(
     fields={"customer_name": "Ada Lovelace", "email": "ada@example.com", "status": "open"},

@@ -15,8 +15,7 @@ from selective_autonomy.schemas.view import (
     estimate_tokens,
     render_view,
 )
-
-from .strategies import SCHEMA, make_event, ui_events
+from tests.support.strategies import SCHEMA, make_event, ui_events
 
 budgets = st.builds(
     ViewBudget,

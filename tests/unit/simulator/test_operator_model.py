@@ -13,7 +13,7 @@ from selective_autonomy.simulator.operator_model import (
     alternatives_from_mapping,
     same_action,
 )
-from tests.unit.simulator.support import act, deferred, make_case
+from tests.support.simulator import act, deferred, make_case
 
 REFUND = act("refund", amount=10.0, currency="EUR")
 

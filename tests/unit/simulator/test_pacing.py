@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from selective_autonomy.simulator.replay import pacing
-from tests.unit.simulator.support import act, make_case
+from tests.support.simulator import act, make_case
 
 
 def test_sessions_start_at_their_log_time_compressed() -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from selective_autonomy.simulator.report import MAX_EXAMPLES, AutomationError, ReplayTally
-from tests.unit.simulator.support import act
+from tests.support.simulator import act
 
 
 def test_rates_and_times() -> None:

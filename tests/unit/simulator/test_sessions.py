@@ -14,7 +14,7 @@ from selective_autonomy.simulator.operator_model import (
 )
 from selective_autonomy.simulator.sessions import ReplayConfig, SessionDriver, SessionStatus
 from selective_autonomy.traces.format import trace_event_id
-from tests.unit.simulator.support import Recorder, act, deferred, executed, make_case, pump
+from tests.support.simulator import Recorder, act, deferred, executed, make_case, pump
 
 LOOKUP, REPLY, CLOSE = act("lookup", order="A1"), act("reply"), act("close_chat")
 CASE = make_case("c1", [LOOKUP, REPLY, CLOSE], [0, 30, 10])

@@ -1,4 +1,4 @@
-"""Hand-made cases and an in-memory decide agent for the simulator's unit tests."""
+"""Hand-made cases and an in-memory decide agent for the simulator's and the demo's tests."""
 
 from __future__ import annotations
 

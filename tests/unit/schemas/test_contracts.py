@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 
 import fastavro
 import pytest
@@ -17,171 +17,19 @@ from selective_autonomy.schemas.events import (
     EVENT_MODELS,
     Action,
     ActionExecuted,
-    ActionFailed,
-    ActionProposed,
     ActionTier,
-    ChatTurn,
     CopilotFeedback,
-    DeadLetter,
     DeferralReason,
     EventModel,
     OperatorDeferral,
     Stage,
-    StageChanged,
     UIState,
     UIStateChanged,
     Verdict,
     action_id_for,
 )
-from tests.unit.schemas.strategies import names
-
-NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-ACTION = Action(
-    action_type="refund", arguments={"amount": 12.5, "reason": "late", "count": 2, "urgent": True, "x": None}
-)
-UI = UIState(
-    fields={"name": "Ada", "tickets": 3, "vip": False, "balance": 10.25, "note": None},
-    chat_tail=[ChatTurn(speaker="customer", text="my order is late", at=NOW)],
-    controls=["refund", "close_chat"],
-    recent_actions=[Action(action_type="lookup", arguments={"order": "A1"})],
-    case_started_at=NOW,
-)
-
-
-def samples() -> list[EventModel]:
-    action_id = action_id_for("s1", 4, ACTION)
-    return [
-        UIStateChanged(
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            timestamp=NOW,
-            actor="operator",
-            ui_state=UI,
-            last_action=ACTION,
-            last_action_id=action_id,
-        ),
-        ActionProposed(
-            action_id=action_id,
-            event_id="e",
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            action=ACTION,
-            tier=ActionTier.critical,
-            policy_probability=0.9,
-            critic_score=0.8,
-            policy_version="pol-1",
-            critic_version="crit-1",
-            proposed_at=NOW,
-        ),
-        ActionExecuted(
-            action_id=action_id,
-            event_id="e",
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            action=ACTION,
-            tier=ActionTier.auto,
-            policy_probability=0.9,
-            critic_score=0.97,
-            threshold=0.95,
-            policy_version="pol-1",
-            critic_version="crit-1",
-            decided_at=NOW,
-        ),
-        OperatorDeferral(
-            stage=Stage.selective,
-            event_id="e",
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            ui_state=UI,
-            suggestion=ACTION,
-            suggestion_action_id=action_id,
-            tier="approval_required",
-            policy_probability=0.5,
-            critic_score=0.4,
-            threshold=0.9,
-            reason=DeferralReason.approval_required,
-            detail="refunds need approval",
-            deferred_at=NOW,
-        ),
-        OperatorDeferral(
-            stage=Stage.selective,
-            event_id="e",
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            ui_state=UIState(),
-            reason=DeferralReason.model_unavailable,
-            deferred_at=NOW,
-        ),
-        CopilotFeedback(
-            deferral_id="d",
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            suggestion=ACTION,
-            suggestion_action_id=action_id,
-            verdict=Verdict.corrected,
-            operator_action=Action(action_type="close_chat"),
-            operator_id="op7",
-            latency_ms=5300,
-            given_at=NOW,
-        ),
-        CopilotFeedback(
-            session_id="s1",
-            process_id="p",
-            business_cluster="c",
-            state_version=4,
-            suggestion=ACTION,
-            verdict=Verdict.accepted,
-            operator_id="op7",
-            latency_ms=0,
-            given_at=NOW,
-        ),
-        DeadLetter(
-            original=b"\x00\xff",
-            key=b"k",
-            topic="ui.state",
-            partition=3,
-            offset=17,
-            error="bad",
-            error_type="DecodeError",
-            failed_at=NOW,
-        ),
-        StageChanged(
-            process_id="billing",
-            business_cluster="retail",
-            from_stage=Stage.copilot,
-            to_stage=Stage.selective,
-            reason="certified",
-            certified_coverage=0.42,
-            thresholds_version="t3",
-            changed_at=NOW,
-        ),
-        ActionFailed(
-            action_id=action_id,
-            event_id="e9",
-            session_id="s1",
-            process_id="billing",
-            business_cluster="retail",
-            state_version=4,
-            action=ACTION,
-            status_code=422,
-            response_excerpt='{"error": "no"}',
-            error="refused",
-            attempts=1,
-            failed_at=NOW,
-        ),
-    ]
+from tests.factories import ACTION, NOW, samples
+from tests.support.strategies import names
 
 
 def roundtrip(event: EventModel) -> EventModel:

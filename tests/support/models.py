@@ -1,53 +1,14 @@
-"""Small process schema, models and events shared by the agent unit tests."""
+"""Fixed policy and critic, and the :class:`ProcessModels` of :data:`tests.factories.BILLING` served by them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
 from selective_autonomy.inference.protocol import Candidate, CriticInput, ModelUnavailable, Proposal
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIState, UIStateChanged
-from selective_autonomy.schemas.process import (
-    ActionSpec,
-    ArgumentSpec,
-    BusinessCluster,
-    Guardrails,
-    ProcessSchema,
-    UIField,
-    ValueType,
-)
-
-SCHEMA = ProcessSchema(
-    process_id="billing",
-    business_clusters=[
-        BusinessCluster(id="retail"),
-        BusinessCluster(id="vip", guardrails=Guardrails(blocked_actions=["close_chat"], max_autonomous_steps=2)),
-    ],
-    fields=[UIField(name="email", pii=True), UIField(name="plan", type=ValueType.enum, enum=["basic", "pro"])],
-    controls=[
-        ActionSpec(name="lookup_order", tier=ActionTier.auto, arguments=[ArgumentSpec(name="order_id")]),
-        ActionSpec(name="send_invoice", tier=ActionTier.critical),
-        ActionSpec(
-            name="refund",
-            tier=ActionTier.approval_required,
-            arguments=[ArgumentSpec(name="amount", type=ValueType.number)],
-        ),
-    ],
-)
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def event(session: str = "s1", version: int = 1, cluster: str = "retail", process: str = "billing") -> UIStateChanged:
-    return UIStateChanged(
-        session_id=session,
-        process_id=process,
-        business_cluster=cluster,
-        state_version=version,
-        timestamp=T0 + timedelta(seconds=version),
-        ui_state=UIState(fields={"email": "ada@example.org", "plan": "pro"}),
-    )
+from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged
+from tests.factories import BILLING
 
 
 class FixedPolicy:
@@ -98,7 +59,7 @@ def models(
                 values[f"billing/{cluster}/{tier.value}"] = threshold
     pointer = ServicePointer(thresholds=Thresholds(values=values), default_stage=stage)
     return ProcessModels(
-        schema=SCHEMA,
+        schema=BILLING,
         policy=FixedPolicy([(action, probability)], fail=policy_fails),
         critic=FixedCritic(score, fail=critic_fails),
         pointer=pointer,

@@ -3,14 +3,13 @@ tests of the controls that confirm it: a certificate in force, its thresholds, a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.registry import PendingPromotion, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.schemas.events import Stage
-
-ISSUED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+from tests.factories import T0 as ISSUED
 
 
 def certificate(process_id: str, cluster: str, threshold: float = 0.8) -> Certificate:

@@ -1,4 +1,4 @@
-"""Shared test data: a small support-process schema and hypothesis strategies for its events."""
+"""Hypothesis strategies for the events of :func:`tests.factories.refunds_schema`, and a hand-written one."""
 
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ from hypothesis import strategies as st
 
 from selective_autonomy.schemas.events import Action, Actor, ChatTurn, Scalar, Speaker, UIState, UIStateChanged
 from selective_autonomy.schemas.identifiers import is_name
-from selective_autonomy.schemas.process import (
-    ActionSpec,
-    ArgumentSpec,
-    BusinessCluster,
-    ProcessSchema,
-    UIField,
-    ValueType,
-)
+from tests.factories import refunds_schema
 
 T0 = datetime(2024, 3, 4, 9, 30, tzinfo=UTC)
 
@@ -25,45 +18,7 @@ def names(max_size: int) -> st.SearchStrategy[str]:
     return st.text(min_size=1, max_size=max_size).filter(is_name)
 
 
-def support_schema() -> ProcessSchema:
-    return ProcessSchema(
-        process_id="refunds",
-        business_clusters=[BusinessCluster(id="retail"), BusinessCluster(id="vip")],
-        fields=[
-            UIField(name="customer_name", pii=True),
-            UIField(name="email", pii=True),
-            UIField(name="order_id"),
-            UIField(name="status", type=ValueType.enum, enum=["open", "pending", "resolved"]),
-            UIField(name="amount", type=ValueType.number),
-            UIField(name="items", type=ValueType.integer),
-            UIField(name="vip", type=ValueType.boolean),
-            UIField(name="note", type=ValueType.text),
-            UIField(name="due", type=ValueType.datetime),
-        ],
-        controls=[
-            ActionSpec(name="lookup_order", arguments=[ArgumentSpec(name="order_id")]),
-            ActionSpec(
-                name="issue_refund",
-                arguments=[
-                    ArgumentSpec(name="amount", type=ValueType.number),
-                    ArgumentSpec(name="reason", type=ValueType.enum, enum=["damaged", "late", "other"]),
-                    ArgumentSpec(name="notify", type=ValueType.boolean, required=False),
-                ],
-            ),
-            ActionSpec(name="set_items", arguments=[ArgumentSpec(name="count", type=ValueType.integer)]),
-            ActionSpec(
-                name="schedule_callback",
-                arguments=[
-                    ArgumentSpec(name="at", type=ValueType.datetime),
-                    ArgumentSpec(name="phone", pii=True),
-                ],
-            ),
-            ActionSpec(name="escalate"),
-        ],
-    )
-
-
-SCHEMA = support_schema()
+SCHEMA = refunds_schema()
 
 scalars: st.SearchStrategy[Scalar] = st.one_of(
     st.none(),

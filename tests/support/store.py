@@ -1,4 +1,5 @@
-"""Builders for store tests, and the worker a spawned process runs to race for a claim."""
+"""Builders of the store's records (proposals, deferrals, feedback) and the worker a spawned process
+runs to race for a claim."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ helm_python = pytest.importorskip("helm_python")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from selective_autonomy.config import RegistryCompatibility, Settings, load_settings  # noqa: E402
-from tests.unit.deploy.chart_support import (  # noqa: E402
+from tests.unit.deploy.support import (  # noqa: E402
     CHART_DIR,
     EVERYTHING,
     NAMESPACE,

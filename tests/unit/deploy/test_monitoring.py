@@ -48,7 +48,7 @@ grafana_plugins = pytest.importorskip("grafana_foundation_sdk.cog.plugins")
 grafana_encoder = pytest.importorskip("grafana_foundation_sdk.cog.encoder")
 grafana_dashboard = pytest.importorskip("grafana_foundation_sdk.models.dashboard")
 
-from tests.unit.deploy.chart_support import CHART_DIR, NAMESPACE, RELEASE, SCENARIOS, Rendered  # noqa: E402
+from tests.unit.deploy.support import CHART_DIR, NAMESPACE, RELEASE, SCENARIOS, Rendered  # noqa: E402
 
 DASHBOARD_FILE = CHART_DIR / "dashboards" / "selective-autonomy.json"
 MONITORING = {"ServiceMonitor", "PrometheusRule"}

@@ -25,7 +25,7 @@ from selective_autonomy.schemas.grammar import is_valid_action, validate_action
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, UIField
 from selective_autonomy.traces.format import Case
 
-from .policy_support import fast_config, synthetic_case, synthetic_cases, synthetic_schema
+from .support import fast_config, synthetic_case, synthetic_cases, synthetic_schema
 
 
 @pytest.fixture(scope="module")

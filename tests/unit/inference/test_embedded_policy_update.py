@@ -13,7 +13,7 @@ from selective_autonomy.inference.embedded_policy import KIND, EmbeddedPolicy, U
 from selective_autonomy.schemas.events import Action, UIStateChanged
 from selective_autonomy.traces.format import Case
 
-from .policy_support import QUEUES, fast_config, synthetic_case, synthetic_cases, synthetic_schema
+from .support import QUEUES, fast_config, synthetic_case, synthetic_cases, synthetic_schema
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from selective_autonomy.inference.evaluation import (
 from selective_autonomy.inference.protocol import Candidate, ModelUnavailable, Proposal
 from selective_autonomy.schemas.events import Action, UIStateChanged
 
-from .policy_support import synthetic_cases
+from .support import synthetic_cases
 
 A = Action(action_type="a")
 B = Action(action_type="b")

@@ -15,7 +15,7 @@ from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.policy_cli import policy_app
 from selective_autonomy.traces.format import write_cases
 
-from .policy_support import synthetic_cases, synthetic_schema
+from .support import synthetic_cases, synthetic_schema
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from torch import nn
 from selective_autonomy.inference.datasets import ProcessCases, case_examples, log_label, split_processes
 from selective_autonomy.inference.training import TrainConfig, chronological_holdout, fit, seed_everything
 
-from .policy_support import synthetic_cases, synthetic_schema
+from .support import synthetic_cases, synthetic_schema
 
 
 def test_holdout_is_the_latest_cases() -> None:

@@ -14,7 +14,7 @@ from selective_autonomy.traces.cli import import_app
 from selective_autonomy.traces.format import read_cases
 from selective_autonomy.traces.mapping import EventLogMapping, load_mapping
 
-from .samples import SAMPLE, UI_LOG, assert_same_cases
+from .support import SAMPLE, UI_LOG, assert_same_cases
 
 runner = CliRunner()
 

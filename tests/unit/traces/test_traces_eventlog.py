@@ -25,7 +25,7 @@ from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.mapping import EventLogMapping, load_mapping
 from selective_autonomy.traces.validate import case_violations
 
-from .samples import UI_LOG
+from .support import UI_LOG
 
 HELPDESK_CASES, HELPDESK_EVENTS = 4_580, 21_348
 HELPDESK_OPEN_AT_END = 94  # last event within the 95th percentile gap (43 days) of the log's end

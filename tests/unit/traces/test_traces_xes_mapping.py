@@ -27,7 +27,7 @@ from selective_autonomy.traces.xes_mapping import (
     process_id_from_path,
 )
 
-from .samples import SAMPLE, assert_same_cases
+from .support import SAMPLE, assert_same_cases
 
 
 def test_default_mapping_gives_the_builtin_cases_on_the_sample() -> None:

@@ -43,6 +43,8 @@ from selective_autonomy.inference.action_templates import (
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
 from selective_autonomy.inference.embedded_config import EmbeddedConfig, ModelConfig, UpdateConfig
+from selective_autonomy.inference.feature_encoder import FeatureEncoder
+from selective_autonomy.inference.feature_layout import EncodedBatch
 from selective_autonomy.inference.policy_net import PolicyNet, policy_loss
 from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
 from selective_autonomy.inference.training import (
@@ -53,7 +55,6 @@ from selective_autonomy.inference.training import (
     seed_everything,
 )
 from selective_autonomy.schemas.events import Action, Scalar, UIStateChanged
-from selective_autonomy.schemas.features import EncodedBatch, FeatureEncoder
 from selective_autonomy.schemas.grammar import is_valid_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case

@@ -8,17 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from selective_autonomy.inference.feature_encoder import FeatureEncoder, FeatureEncoderError
+from selective_autonomy.inference.feature_layout import OOV, action_index_size, valid_action_mask
 from selective_autonomy.schemas.events import Action, ChatTurn, Speaker, UIStateChanged
-from selective_autonomy.schemas.features import (
-    OOV,
-    FeatureEncoder,
-    FeatureEncoderError,
-    action_index_size,
-    valid_action_mask,
-)
 from selective_autonomy.schemas.process import ProcessSchema
-
-from .strategies import SCHEMA, T0, make_event, ui_events
+from tests.unit.schemas.strategies import SCHEMA, T0, make_event, ui_events
 
 TRAIN = [
     make_event(fields={"status": "open", "order_id": "A1", "amount": 10.0, "items": 1, "vip": True}),

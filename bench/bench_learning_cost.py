@@ -69,7 +69,8 @@ from selective_autonomy.learning import loop as loop_module
 from selective_autonomy.learning import plan as plan_module
 from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.learning.plan import LearningInput, plan_learning
+from selective_autonomy.learning.plan import plan_learning
+from selective_autonomy.learning.plan_records import LearningInput
 from selective_autonomy.schemas.events import (
     Action,
     ActionExecuted,

@@ -19,7 +19,7 @@ from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.learning.evidence import CriticExample
 from selective_autonomy.learning.plan import plan_learning
 from selective_autonomy.learning.plan_records import LearningInput
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 
 

@@ -24,7 +24,7 @@ from selective_autonomy.inference.artefact import ArtefactMeta, new_version, rea
 from selective_autonomy.inference.feature_encoder import FeatureEncoder
 from selective_autonomy.inference.feature_layout import EncodedBatch
 from selective_autonomy.inference.protocol import CriticInput
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 
 KIND = "critic-embedded"

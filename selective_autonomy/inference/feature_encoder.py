@@ -37,7 +37,8 @@ from selective_autonomy.inference.feature_layout import (
     value_key,
 )
 from selective_autonomy.schemas import pii
-from selective_autonomy.schemas.events import Scalar, Speaker, UIStateChanged
+from selective_autonomy.schemas.event_parts import Scalar, Speaker
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
 ENCODER_FORMAT = 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from selective_autonomy.schemas.events import Actor, Scalar, Speaker
+from selective_autonomy.schemas.event_parts import Actor, Scalar, Speaker
 from selective_autonomy.schemas.process import ProcessSchema, UIField, ValueType
 
 PAD = 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from selective_autonomy.inference.action_templates import ActionTemplate
 from selective_autonomy.inference.protocol import Candidate
-from selective_autonomy.schemas.events import Action, Scalar
+from selective_autonomy.schemas.event_parts import Action, Scalar
 from selective_autonomy.schemas.grammar import is_valid_action
 from selective_autonomy.schemas.process import ProcessSchema
 

@@ -42,7 +42,7 @@ from selective_autonomy.inference.registry import ServicePointer
 from selective_autonomy.learning.plan_records import LearningPlan, NewArtefact
 from selective_autonomy.learning.recorded import recorded_steps
 from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.traces.format import Case

@@ -72,7 +72,7 @@ from selective_autonomy.learning.policy_update import evaluated_to, for_policy, 
 from selective_autonomy.learning.splits import EvidenceSplits, split_evidence
 from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
 from selective_autonomy.learning.threshold_lift import threshold_lift
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.store.models import ModelKind
 
 

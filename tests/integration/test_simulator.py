@@ -18,7 +18,8 @@ from selective_autonomy.config import Settings
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import ActionTier, CopilotFeedback, Stage, Verdict
+from selective_autonomy.schemas.event_parts import ActionTier, Stage, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
 from selective_autonomy.simulator.replay import ReplayConfig, ReplayReport, replay_cases

@@ -13,24 +13,18 @@ from pydantic import ValidationError
 
 from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas import contracts
+from selective_autonomy.schemas.event_parts import Action, ActionTier, ChatTurn, DeferralReason, Stage, UIState, Verdict
 from selective_autonomy.schemas.events import (
     EVENT_MODELS,
-    Action,
     ActionExecuted,
     ActionFailed,
     ActionProposed,
-    ActionTier,
-    ChatTurn,
     CopilotFeedback,
     DeadLetter,
-    DeferralReason,
     EventModel,
     OperatorDeferral,
-    Stage,
     StageChanged,
-    UIState,
     UIStateChanged,
-    Verdict,
     action_id_for,
 )
 from tests.unit.schemas.strategies import names

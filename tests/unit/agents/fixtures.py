@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from selective_autonomy.inference.protocol import Candidate, CriticInput, ModelUnavailable, Proposal
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Stage, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import (
     ActionSpec,
     ArgumentSpec,

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from selective_autonomy.schemas.events import (
+from selective_autonomy.schemas.event_parts import (
     Action,
-    ActionExecuted,
     ActionTier,
     ChatTurn,
     DeferralReason,
-    EventModel,
     Executor,
-    OperatorDeferral,
     Speaker,
     Stage,
     UIState,
-    action_id_for,
 )
+from selective_autonomy.schemas.events import ActionExecuted, EventModel, OperatorDeferral, action_id_for
 from selective_autonomy.schemas.process import (
     ActionSpec,
     ArgumentSpec,

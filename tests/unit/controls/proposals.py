@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.registry import PendingPromotion, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 
 ISSUED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -10,7 +10,8 @@ from typing import Any
 from selective_autonomy.edges.errors import NotDelivered
 from selective_autonomy.edges.publisher import Delivered
 from selective_autonomy.edges.records import Outgoing
-from selective_autonomy.schemas.events import Action, ActionExecuted, ActionTier, Executor, action_id_for
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Executor
+from selective_autonomy.schemas.events import ActionExecuted, action_id_for
 from selective_autonomy.schemas.process import (
     ActionSpec,
     ArgumentSpec,

@@ -26,7 +26,8 @@ from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.learning.plan import plan_learning
 from selective_autonomy.learning.plan_records import LearningInput, LearningPlan
 from selective_autonomy.learning.splits import split_evidence
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Stage, Verdict
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore
 from tests.unit.agents.fixtures import SCHEMA, T0, FixedPolicy, event

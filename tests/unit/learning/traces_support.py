@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from selective_autonomy.schemas.events import Action, Actor, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, Actor, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 
 LOOKUP = Action(action_type="lookup_order", arguments={"order_id": "A1"})
 INVOICE = Action(action_type="send_invoice")

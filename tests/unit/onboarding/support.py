@@ -7,7 +7,8 @@ from pathlib import Path
 
 from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.ngram import NGramPolicy
-from selective_autonomy.schemas.events import Action, ActionTier, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ActionTier, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import (
     ActionSpec,
     BusinessCluster,

@@ -8,7 +8,7 @@ from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.registry import WHOLE_PROCESS, HandStage, Pause, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.onboarding.rules import change_models, reset_for_schema
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import BusinessCluster
 
 from .support import SCHEMA, T0

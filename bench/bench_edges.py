@@ -41,7 +41,8 @@ from selective_autonomy.edges.executor.adapters import InMemoryPlatform
 from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.wiring import run_executor_until
 from selective_autonomy.edges.publisher import AckingProducer
-from selective_autonomy.schemas.events import Action, ActionExecuted, ActionTier, UIStateChanged, action_id_for
+from selective_autonomy.schemas.event_parts import Action, ActionTier
+from selective_autonomy.schemas.events import ActionExecuted, UIStateChanged, action_id_for
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, UIField, ValueType
 from selective_autonomy.streams.broker import EmbeddedBroker
 from selective_autonomy.streams.producer import EventProducer

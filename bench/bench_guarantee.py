@@ -59,7 +59,7 @@ from selective_autonomy.learning.calibration import DEFAULT_GRID
 from selective_autonomy.learning.critic_choice import fit_critic
 from selective_autonomy.learning.evidence import CriticExample, critic_examples
 from selective_autonomy.learning.splits import split_evidence
-from selective_autonomy.schemas.events import ActionTier, Stage
+from selective_autonomy.schemas.event_parts import ActionTier, Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import offline_copilot, offline_replay, with_context
 from selective_autonomy.simulator.operator_model import HandlingTimeModel

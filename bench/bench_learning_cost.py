@@ -69,16 +69,10 @@ from selective_autonomy.learning import loop as loop_module
 from selective_autonomy.learning import plan as plan_module
 from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.learning.plan import LearningInput, plan_learning
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    CopilotFeedback,
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    Verdict,
-)
+from selective_autonomy.learning.plan import plan_learning
+from selective_autonomy.learning.plan_records import LearningInput
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Stage, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.schemas.sampling import SystematicSample
 from selective_autonomy.simulator.offline import offline_copilot, with_context

@@ -35,7 +35,8 @@ from selective_autonomy.inference.datasets import case_examples, load_log
 from selective_autonomy.inference.embedded_policy import EmbeddedConfig, EmbeddedPolicy, UpdateConfig
 from selective_autonomy.inference.evaluation import evaluate_policy
 from selective_autonomy.inference.training import TrainConfig
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.split import chronological_split
 

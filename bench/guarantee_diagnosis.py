@@ -50,7 +50,7 @@ from selective_autonomy.learning.calibration import certify_threshold
 from selective_autonomy.learning.critic_choice import fit_critic
 from selective_autonomy.learning.evidence import CriticExample, critic_examples
 from selective_autonomy.learning.splits import split_evidence
-from selective_autonomy.schemas.events import ActionTier, Stage
+from selective_autonomy.schemas.event_parts import ActionTier, Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.schemas.sampling import in_exploration_holdout
 from selective_autonomy.simulator.offline import offline_copilot, offline_replay, with_context
@@ -207,7 +207,7 @@ def experiment_open_cases(
 
 
 def _invented_close(case: Case) -> Any:
-    from selective_autonomy.schemas.events import Action, UIState
+    from selective_autonomy.schemas.event_parts import Action, UIState
     from selective_autonomy.traces.format import TraceStep
 
     last = case.steps[-1]

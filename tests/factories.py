@@ -24,26 +24,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from selective_autonomy.schemas.events import (
+from selective_autonomy.schemas.event_parts import (
     Action,
-    ActionExecuted,
-    ActionFailed,
-    ActionProposed,
     ActionTier,
     Actor,
     ChatTurn,
-    CopilotFeedback,
-    DeadLetter,
     DeferralReason,
-    EventModel,
     Executor,
-    OperatorDeferral,
     Speaker,
     Stage,
-    StageChanged,
     UIState,
-    UIStateChanged,
     Verdict,
+)
+from selective_autonomy.schemas.events import (
+    ActionExecuted,
+    ActionFailed,
+    ActionProposed,
+    CopilotFeedback,
+    DeadLetter,
+    EventModel,
+    OperatorDeferral,
+    StageChanged,
+    UIStateChanged,
     action_id_for,
 )
 from selective_autonomy.schemas.process import (

@@ -33,7 +33,7 @@ def prepare_models(config: BenchConfig, models_dir: Path) -> Prepared:
     from selective_autonomy.inference.protocol import CriticInput, PolicyConfidenceCritic, PolicySignals
     from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
     from selective_autonomy.inference.thresholds import Thresholds
-    from selective_autonomy.schemas.events import ActionTier, Stage
+    from selective_autonomy.schemas.event_parts import ActionTier, Stage
     from selective_autonomy.traces import datasets
     from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
     from selective_autonomy.traces.mapping import load_mapping

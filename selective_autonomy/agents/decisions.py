@@ -21,15 +21,12 @@ from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.errors import DecisionError
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals, Proposal
 from selective_autonomy.inference.registry import ProcessModels
+from selective_autonomy.schemas.event_parts import ActionTier, DeferralReason, RankedAction, Stage
 from selective_autonomy.schemas.events import (
     ActionExecuted,
     ActionProposed,
-    ActionTier,
-    DeferralReason,
     EventModel,
     OperatorDeferral,
-    RankedAction,
-    Stage,
     UIStateChanged,
     action_id_for,
 )

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.protocol import Proposal
 from selective_autonomy.inference.thresholds import Thresholds, key_text
-from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
 

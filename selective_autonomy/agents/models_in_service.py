@@ -23,7 +23,7 @@ from selective_autonomy.inference.registry import (
     ProcessModels,
     ServicePointer,
 )
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.agents.gate import GateOutcome, SessionProgress
-from selective_autonomy.schemas.events import Actor, UIStateChanged
+from selective_autonomy.schemas.event_parts import Actor
+from selective_autonomy.schemas.events import UIStateChanged
 
 RECENT_ACTION_IDS = 32
 

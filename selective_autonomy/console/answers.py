@@ -25,13 +25,8 @@ from selective_autonomy.console.errors import AnswerNotDelivered, AnswerRefused,
 from selective_autonomy.console.inbox import Card, Inbox, Visibility
 from selective_autonomy.console.protocol import AcceptRequest, AlternativeRequest, AnswerResponse, CorrectRequest
 from selective_autonomy.console.sink import EventSink
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    ActionTier,
-    CopilotFeedback,
-    Verdict,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.webapi.errors import Violation

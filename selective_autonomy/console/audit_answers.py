@@ -22,7 +22,8 @@ from selective_autonomy.console.delivery import Delivery
 from selective_autonomy.console.errors import AnswerNotDelivered, AnswerRefused, AuditGone
 from selective_autonomy.console.inbox import Visibility
 from selective_autonomy.console.protocol import AuditAnswerResponse, AuditRightRequest, AuditWrongRequest
-from selective_autonomy.schemas.events import Action, CopilotFeedback, Verdict
+from selective_autonomy.schemas.event_parts import Action, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback
 
 log = logging.getLogger(__name__)
 

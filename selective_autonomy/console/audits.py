@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from selective_autonomy.console.inbox import ChangeKind, Headers, Visibility, visible
-from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, Executor
+from selective_autonomy.schemas.event_parts import Executor
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback
 from selective_autonomy.schemas.sampling import SystematicSample
 
 

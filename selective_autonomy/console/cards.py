@@ -22,7 +22,7 @@ from typing import Any
 from selective_autonomy.console.audits import PendingAudit
 from selective_autonomy.console.inbox import Card
 from selective_autonomy.console.protocol import ActionLine, AuditView, CardView, ChatLine, SuggestionView
-from selective_autonomy.schemas.events import Action, DeferralReason, Scalar, Verdict
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Scalar, Verdict
 from selective_autonomy.schemas.pii import MASK, masked_value, pii_scrubber, pii_values, quoted_values
 from selective_autonomy.schemas.process import ActionKind, ArgumentSpec, ProcessSchema, ValueType
 from selective_autonomy.schemas.view import ViewBudget, render_view

@@ -28,7 +28,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, Executor, OperatorDeferral
+from selective_autonomy.schemas.event_parts import Executor
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral
 
 Visibility = frozenset[str] | None
 """Process ids an operator answers for; None: every process."""

@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selective_autonomy.schemas.events import NAMED_VALUES, Action, ActionTier, DeferralReason, Scalar, Stage, Verdict
+from selective_autonomy.schemas.event_parts import (
+    NAMED_VALUES,
+    Action,
+    ActionTier,
+    DeferralReason,
+    Scalar,
+    Stage,
+    Verdict,
+)
 from selective_autonomy.schemas.identifiers import Name
 
 

@@ -25,7 +25,7 @@ from selective_autonomy.console.protocol import (
     CardView,
     CorrectRequest,
 )
-from selective_autonomy.schemas.events import Verdict
+from selective_autonomy.schemas.event_parts import Verdict
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
 

@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from selective_autonomy import __version__
 from selective_autonomy.console.cards import REASON_LABELS, ActionOption, ArgumentField
 from selective_autonomy.console.protocol import AuditView, CardView, CountersView
-from selective_autonomy.schemas.events import Scalar, Stage, Verdict
+from selective_autonomy.schemas.event_parts import Scalar, Stage, Verdict
 
 HTMX_FILE = "vendor/htmx-2.0.11.min.js"
 

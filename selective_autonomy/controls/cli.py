@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from selective_autonomy.config import load_settings
 from selective_autonomy.controls.errors import ControlError
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 
 if TYPE_CHECKING:  # the registry and the store load only when a command runs, not for `selauto --help`
     from selective_autonomy.controls.hand import HandChange

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.controls.errors import HeldByHand, NothingPending, NothingToChange
 from selective_autonomy.inference.registry import WHOLE_PROCESS, HandStage, Pause, PendingPromotion, ServicePointer
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.identifiers import ProcessId
 
 REASON_MAX = 1000

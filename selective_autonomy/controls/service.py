@@ -26,7 +26,8 @@ from selective_autonomy.inference.registry import (
     PendingPromotion,
     ServicePointer,
 )
-from selective_autonomy.schemas.events import Stage, StageChanged, utc_now
+from selective_autonomy.schemas.event_parts import Stage, utc_now
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.store.models import HandControl, HandControlRecord, StageTransition
 from selective_autonomy.store.repository import FeedbackStore
 

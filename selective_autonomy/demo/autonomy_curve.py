@@ -17,8 +17,9 @@ from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.protocol import Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.learning.evidence import CriticExample
-from selective_autonomy.learning.plan import LearningInput, plan_learning
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.learning.plan import plan_learning
+from selective_autonomy.learning.plan_records import LearningInput
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 
 

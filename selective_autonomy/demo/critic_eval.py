@@ -24,7 +24,7 @@ from selective_autonomy.learning.certify import certify
 from selective_autonomy.learning.critic_choice import fit_critic
 from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.learning.splits import split_evidence
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import offline_copilot, with_context
 from selective_autonomy.traces.format import Case

@@ -33,7 +33,7 @@ from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.evidence import critic_examples
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
 from selective_autonomy.simulator.replay import replay_cases

@@ -27,7 +27,8 @@ from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.schemas.events import CopilotFeedback, OperatorDeferral, Stage, Verdict
+from selective_autonomy.schemas.event_parts import Stage, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback, OperatorDeferral
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import OfflineLearning, offline_copilot, offline_replay, with_context
 from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel

@@ -21,7 +21,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.learning.apply import LearningReport
-from selective_autonomy.schemas.events import ActionExecuted, Stage
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import ActionExecuted
 from selective_autonomy.simulator.sessions import DecisionRecord, SimSession
 
 DAY_S = 86_400.0

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
+from selective_autonomy.inference.feature_encoder import FeatureEncoder
+from selective_autonomy.inference.feature_layout import EncodedBatch
 from selective_autonomy.inference.protocol import CriticInput
-from selective_autonomy.schemas.events import ActionTier
-from selective_autonomy.schemas.features import EncodedBatch, FeatureEncoder
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 
 KIND = "critic-embedded"

@@ -15,7 +15,7 @@ frequent), and the other inputs are embedded and concatenated into an MLP with t
 
 A candidate's probability is ``P(type) * P(template | type)``; templates are filled from the
 event's fields and each filled action is checked with :func:`is_valid_action` before it is
-returned, so nothing the grammar rejects is ever proposed.
+returned, so nothing the grammar rejects is ever proposed (``template_filler``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,11 @@ from selective_autonomy.inference.action_templates import (
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
 from selective_autonomy.inference.embedded_config import EmbeddedConfig, ModelConfig, UpdateConfig
+from selective_autonomy.inference.feature_encoder import FeatureEncoder
+from selective_autonomy.inference.feature_layout import EncodedBatch
 from selective_autonomy.inference.policy_net import PolicyNet, policy_loss
-from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
+from selective_autonomy.inference.protocol import EndorsedExample, Proposal
+from selective_autonomy.inference.template_filler import TemplateFiller
 from selective_autonomy.inference.training import (
     TrainConfig,
     TrainReport,
@@ -52,8 +54,7 @@ from selective_autonomy.inference.training import (
     fit,
     seed_everything,
 )
-from selective_autonomy.schemas.events import Action, Scalar, UIStateChanged
-from selective_autonomy.schemas.features import EncodedBatch, FeatureEncoder
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import is_valid_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case
@@ -70,16 +71,7 @@ ARTEFACT_FORMAT = 1
 OTHER = 1
 """History token of an action outside the token vocabulary (its type is still embedded)."""
 
-FILL_CACHE_SIZE = 65_536
-
 FloatArray = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class _Filled:
-    action: Action
-    key: str
-    """``action.canonical_json()``, computed once."""
 
 
 # -- network ----------------------------------------------------------------------------------
@@ -124,11 +116,7 @@ class EmbeddedPolicy:
         types = [encoder.action_index(t.action_type) for t in self.templates]
         self.net = PolicyNet(encoder, config.model, len(self.tokens) + 2, types)
         self.net.eval()
-        # Filled, checked actions by (template, copied values): screens repeat their values from step
-        # to step and across sessions, so building and validating each action once saves most of
-        # the time of proposing.
-        self._filled_cache: dict[tuple[int, tuple[tuple[type, Scalar], ...]], _Filled | None] = {}
-        self._static = {i: self._filled(i, {}) for i, template in enumerate(self.templates) if not template.copies}
+        self._filler = TemplateFiller(schema, self.templates)
 
     @property
     def version(self) -> str:
@@ -168,39 +156,6 @@ class EmbeddedPolicy:
 
     # -- proposing ------------------------------------------------------------------------------
 
-    def _filled(self, index: int, fields: Mapping[str, Scalar]) -> _Filled | None:
-        """The template's action on this screen with its canonical key; ``None`` if unfillable or invalid."""
-        template = self.templates[index]
-        # The type is part of the key: True == 1 in Python, but not in the grammar.
-        values = tuple((type(v), v) for v in (fields.get(source) for _, source in template.copies))
-        key = (index, values)
-        if key in self._filled_cache:
-            return self._filled_cache[key]
-        action = template.fill(fields)
-        filled = None
-        if action is not None and is_valid_action(self.schema, action):
-            filled = _Filled(action, action.canonical_json())
-        if len(self._filled_cache) >= FILL_CACHE_SIZE:
-            self._filled_cache.clear()
-        self._filled_cache[key] = filled
-        return filled
-
-    def _candidates(
-        self, indices: list[int], probabilities: list[float], fields: Mapping[str, Scalar], top_k: int
-    ) -> list[Candidate]:
-        """Fill the best templates, merge those that give the same action, and rank what is valid."""
-        merged: dict[str, tuple[Action, float]] = {}
-        for index, probability in zip(indices, probabilities, strict=True):
-            if probability <= 0.0:
-                break
-            filled = self._static[index] if index in self._static else self._filled(index, fields)
-            if filled is None:
-                continue
-            seen = merged.get(filled.key)
-            merged[filled.key] = (filled.action, probability + (seen[1] if seen else 0.0))
-        ranked = sorted(merged.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top_k]
-        return [Candidate(action=action, probability=min(1.0, p)) for _, (action, p) in ranked]
-
     def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         if not events:
             return []
@@ -211,7 +166,7 @@ class EmbeddedPolicy:
         ranked = np.take_along_axis(joint, order, axis=1).tolist()
         return [
             Proposal(
-                candidates=self._candidates(indices, ranked[b], event.ui_state.fields, top_k),
+                candidates=self._filler.candidates(indices, ranked[b], event.ui_state.fields, top_k),
                 policy_version=self.version,
             )
             for b, (indices, event) in enumerate(zip(order.tolist(), events, strict=True))

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.datasets import Examples
 from selective_autonomy.inference.protocol import ModelUnavailable, Policy, Proposal
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 
 TOP_K = 3
 COVERAGE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)

@@ -16,7 +16,8 @@ from pathlib import Path
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import is_valid_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case

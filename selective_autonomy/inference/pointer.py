@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from selective_autonomy.inference.certificate import Certificate
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 
 WHOLE_PROCESS = "*"
 """The scope of a pause that covers every business cluster of the process."""

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from selective_autonomy.inference.embedded_config import ModelConfig
-from selective_autonomy.schemas.features import FeatureEncoder
+from selective_autonomy.inference.feature_encoder import FeatureEncoder
 
 PAD = 0
 """Padding index of the action and token embeddings."""

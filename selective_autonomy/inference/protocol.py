@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.errors import SelautoError
-from selective_autonomy.schemas.events import Action, ActionTier, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ActionTier
+from selective_autonomy.schemas.events import UIStateChanged
 
 
 class ModelUnavailable(SelautoError):

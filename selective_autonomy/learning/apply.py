@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.learning.calibration import CalibrationReport
 from selective_autonomy.learning.monitor import MonitorReading
-from selective_autonomy.learning.plan import LearningPlan
+from selective_autonomy.learning.plan_records import LearningPlan
 from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import beta
 
 from selective_autonomy.inference.thresholds import ThresholdKey, Thresholds
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 
 log = logging.getLogger(__name__)
 

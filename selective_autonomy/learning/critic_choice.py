@@ -22,7 +22,7 @@ from selective_autonomy.inference.protocol import Critic, PolicyConfidenceCritic
 from selective_autonomy.learning.calibration import DEFAULT_GRID
 from selective_autonomy.learning.evidence import CriticExample, EvidenceSource
 from selective_autonomy.learning.splits import EvidenceSplits
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 
 MIN_KEY_SAMPLES = 20

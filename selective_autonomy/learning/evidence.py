@@ -30,7 +30,8 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from selective_autonomy.inference.protocol import Candidate, CriticInput, PolicySignals, Proposal
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Stage, Verdict
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.models import FeedbackWithContext, JudgedStep
 
 POSITIVE_VERDICTS = frozenset({Verdict.accepted, Verdict.acceptable_alternative})

@@ -22,7 +22,7 @@ not about which model suggests); each move held back is in the plan's ``held`` a
 lifted and traces arrive.
 
 Nothing here reads or writes the store, the models directory or a topic: :func:`plan_first_policy`
-returns a :class:`~selective_autonomy.learning.plan.LearningPlan`, and
+returns a :class:`~selective_autonomy.learning.plan_records.LearningPlan`, and
 :func:`~selective_autonomy.learning.apply.apply_plan` publishes it like any other (artefact, then
 ``current.json``, then stage history, model versions and ``StageChanged``).
 """
@@ -39,10 +39,10 @@ from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.datasets import case_examples
 from selective_autonomy.inference.protocol import Policy, PolicyConfidenceCritic
 from selective_autonomy.inference.registry import ServicePointer
-from selective_autonomy.learning.plan import LearningPlan, NewArtefact
+from selective_autonomy.learning.plan_records import LearningPlan, NewArtefact
 from selective_autonomy.learning.recorded import recorded_steps
 from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.traces.format import Case

@@ -28,9 +28,10 @@ from selective_autonomy.learning.first_policy import (
     embedded_trainer,
     plan_first_policy,
 )
-from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
+from selective_autonomy.learning.plan import plan_learning
+from selective_autonomy.learning.plan_records import LearningInput, LearningPlan
 from selective_autonomy.learning.recorded import case_completion, cases_from_recorded
-from selective_autonomy.schemas.events import Stage, utc_now
+from selective_autonomy.schemas.event_parts import Stage, utc_now
 from selective_autonomy.store.repository import FeedbackStore
 
 log = logging.getLogger(__name__)

@@ -47,80 +47,33 @@ would no longer promote. A paused cluster is still proposed (and held: the pause
 confirmation, not the proposal); one whose stage is set by hand is not, since only a person moves
 it. Demotions and ``logging -> copilot`` stay automatic: waiting for a person to stop what the
 monitor proved wrong, or to let a cluster start suggesting, would only cost precision or feedback.
+
+The records a run takes in and hands out (:class:`LearningInput`, :class:`LearningPlan`) are in
+:mod:`plan_records`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.certificate import Certificate
-from selective_autonomy.inference.registry import PendingPromotion, ProcessModels, ServicePointer
+from selective_autonomy.inference.registry import PendingPromotion, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.learning.calibration import CalibrationReport
 from selective_autonomy.learning.certify import certificates, certify
 from selective_autonomy.learning.critic_choice import CriticChoice, choose_critic
-from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome, PolicyExample
+from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome
 from selective_autonomy.learning.monitor import MonitorReading, watch
+from selective_autonomy.learning.plan_records import LearningInput, LearningPlan, NewArtefact
 from selective_autonomy.learning.policy_update import evaluated_to, for_policy, update_policy
 from selective_autonomy.learning.splits import EvidenceSplits, split_evidence
 from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
 from selective_autonomy.learning.threshold_lift import threshold_lift
-from selective_autonomy.schemas.events import Stage
-from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.store.models import ModelKind
-
-
-@dataclass(frozen=True)
-class LearningInput:
-    """The evidence of one run, gathered by the loop (newest window of feedback, oldest first).
-    ``models`` is needed to retrain; a monitor-only run needs the schema and pointer alone."""
-
-    schema: ProcessSchema
-    pointer: ServicePointer
-    models: ProcessModels | None = None
-    examples: Sequence[CriticExample] = ()
-    policy_examples: Sequence[PolicyExample] = ()
-    outcomes: Sequence[MonitorOutcome] = ()
-    critic_fitted_until: datetime | None = None
-    feedback_read: int = 0
-    planned_at: datetime | None = field(
-        default=None,
-        metadata={"doc": "the loop's clock: when a promotion is proposed; None: the time its certificate was issued"},
-    )
-
-
-@dataclass(frozen=True)
-class NewArtefact:
-    kind: ModelKind
-    model: Any = field(metadata={"doc": "has save(directory, meta)"})
-    meta: ArtefactMeta
-    path: str = field(metadata={"doc": "relative to the process directory"})
-
-
-@dataclass(frozen=True)
-class LearningPlan:
-    process_id: str
-    previous: ServicePointer
-    pointer: ServicePointer
-    artefacts: list[NewArtefact] = field(default_factory=list)
-    calibration: CalibrationReport | None = None
-    monitor: dict[str, MonitorReading] = field(default_factory=dict)
-    decisions: dict[str, StageDecision] = field(default_factory=dict)
-    lifts: dict[str, float] = field(default_factory=dict)
-    held: dict[str, StageDecision] = field(default_factory=dict, metadata={"doc": "moves a hand control held back"})
-    proposed: dict[str, StageDecision] = field(
-        default_factory=dict, metadata={"doc": "promotions left to a supervisor (learning.promotion = confirmed)"}
-    )
-    critic: str = "unchanged"
-    critic_version: str = ""
-    policy_version: str = ""
-    examples: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def _monitor(

@@ -11,7 +11,7 @@ from typing import Any
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.protocol import Policy, PolicySignals
 from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, PolicyExample
-from selective_autonomy.schemas.events import Verdict
+from selective_autonomy.schemas.event_parts import Verdict
 from selective_autonomy.schemas.process import ProcessSchema
 
 MIN_POLICY_EXAMPLES = 20

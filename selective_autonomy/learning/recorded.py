@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from selective_autonomy.config import LearningSettings
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.models import CaseCompletion, RecordedSession
 from selective_autonomy.traces.format import Case, TraceStep
 

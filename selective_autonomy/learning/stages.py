@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.config import StageRules
 from selective_autonomy.learning.monitor import MonitorReading
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 
 
 class StageEvidence(BaseModel):

@@ -21,7 +21,7 @@ from selective_autonomy.onboarding.deploy import deploy, list_models, rollback
 from selective_autonomy.onboarding.events import publish_stage_changes
 from selective_autonomy.onboarding.processes import add_process, list_processes, read_schema
 from selective_autonomy.onboarding.protocol import ChangeOutcome, ChangeRequest, ModelListing
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.identifiers import InvalidIdentifier
 from selective_autonomy.store import FeedbackStore
 from selective_autonomy.store.models import ModelKind, ServiceChangeKind

@@ -17,7 +17,7 @@ from selective_autonomy.onboarding.protocol import (
     version_of,
 )
 from selective_autonomy.onboarding.rules import PointerChange, reset_for_schema
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.store.models import ServiceChangeKind
 from selective_autonomy.store.repository import FeedbackStore

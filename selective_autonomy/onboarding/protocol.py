@@ -6,7 +6,8 @@ from pathlib import PurePosixPath
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.store.models import ModelKind, ServiceChange, ServiceChangeKind
 
 

@@ -40,7 +40,8 @@ from selective_autonomy.inference.registry import WHOLE_PROCESS, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.learning.stages import StageEvidence, next_stage
 from selective_autonomy.onboarding.protocol import version_of
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
 

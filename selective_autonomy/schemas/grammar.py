@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from selective_autonomy.schemas.events import Action, Scalar
+from selective_autonomy.schemas.event_parts import Action, Scalar
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, ValueType
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

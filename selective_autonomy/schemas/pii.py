@@ -24,7 +24,8 @@ import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
-from selective_autonomy.schemas.events import Scalar, UIStateChanged
+from selective_autonomy.schemas.event_parts import Scalar
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
 MASK = "[masked]"

@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.schemas import pii
-from selective_autonomy.schemas.events import Scalar, UIStateChanged
+from selective_autonomy.schemas.event_parts import Scalar
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
 ELLIPSIS = "…"

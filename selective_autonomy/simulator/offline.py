@@ -21,14 +21,8 @@ from selective_autonomy.agents.gate import SessionProgress
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.schemas.events import (
-    ActionExecuted,
-    CopilotFeedback,
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    UIStateChanged,
-)
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral, UIStateChanged
 from selective_autonomy.simulator.errors import SimulatorError
 from selective_autonomy.simulator.operator_model import HandlingTimeModel, OperatorModel
 from selective_autonomy.simulator.report import ReplayReport

@@ -25,7 +25,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selective_autonomy.schemas.events import Action, CopilotFeedback, OperatorDeferral, Verdict
+from selective_autonomy.schemas.event_parts import Action, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback, OperatorDeferral
 from selective_autonomy.traces.format import Case
 
 DEFAULT_OPERATOR_ID = "sim-operator"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selective_autonomy.schemas.events import Action
+from selective_autonomy.schemas.event_parts import Action
 
 MAX_EXAMPLES = 20
 

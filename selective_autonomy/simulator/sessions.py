@@ -34,15 +34,13 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.schemas.event_parts import Action, Actor, new_id
 from selective_autonomy.schemas.events import (
-    Action,
     ActionExecuted,
-    Actor,
     CopilotFeedback,
     OperatorDeferral,
     UIStateChanged,
     action_id_for,
-    new_id,
 )
 from selective_autonomy.schemas.sampling import SystematicSample
 from selective_autonomy.simulator.errors import SimulatorError

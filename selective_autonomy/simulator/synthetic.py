@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selective_autonomy.schemas.events import Action, ChatTurn, Scalar, Speaker, UIState
+from selective_autonomy.schemas.event_parts import Action, ChatTurn, Scalar, Speaker, UIState
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.process import ProcessSchema, ValueType
 from selective_autonomy.simulator.errors import SimulatorError

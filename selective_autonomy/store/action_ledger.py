@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from selective_autonomy.schemas.events import utc_now
+from selective_autonomy.schemas.event_parts import utc_now
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
 from selective_autonomy.store.errors import UnknownAction

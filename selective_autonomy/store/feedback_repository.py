@@ -15,15 +15,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from selective_autonomy.inference.protocol import Candidate
-from selective_autonomy.schemas.events import (
-    ActionTier,
-    CopilotFeedback,
-    DeferralReason,
-    Stage,
-    UIStateChanged,
-    Verdict,
-    utc_now,
-)
+from selective_autonomy.schemas.event_parts import ActionTier, DeferralReason, Stage, Verdict, utc_now
+from selective_autonomy.schemas.events import CopilotFeedback, UIStateChanged
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
 from selective_autonomy.store.models import (

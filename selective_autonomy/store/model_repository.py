@@ -11,7 +11,7 @@ from pydantic import JsonValue, TypeAdapter
 from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.engine import RowMapping
 
-from selective_autonomy.schemas.events import utc_now
+from selective_autonomy.schemas.event_parts import utc_now
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
 from selective_autonomy.store.errors import UnknownModelVersion

@@ -8,18 +8,8 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from selective_autonomy.inference.protocol import Candidate
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionTier,
-    Actor,
-    CopilotFeedback,
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    UIState,
-    UIStateChanged,
-    Verdict,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Actor, DeferralReason, Stage, UIState, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback, OperatorDeferral, UIStateChanged
 
 
 class ProposalOutcome(StrEnum):

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from selective_autonomy.schemas.events import Stage, utc_now
+from selective_autonomy.schemas.event_parts import Stage, utc_now
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
 from selective_autonomy.store.models import HandControl, HandControlRecord, StageTransition

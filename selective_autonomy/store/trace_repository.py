@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, or_, select
 from sqlalchemy.engine import RowMapping
 
-from selective_autonomy.schemas.events import Actor, UIState, UIStateChanged, utc_now
+from selective_autonomy.schemas.event_parts import Actor, UIState, utc_now
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
 from selective_autonomy.store.models import CaseCompletion, RecordedSession, RecordedState

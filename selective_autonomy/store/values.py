@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage
 
 
 def enum_value(member: Stage | ActionTier | DeferralReason | None) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from selective_autonomy.schemas.events import Action, ActionTier, ChatTurn, Scalar, Speaker, UIState
+from selective_autonomy.schemas.event_parts import Action, ActionTier, ChatTurn, Scalar, Speaker, UIState
 from selective_autonomy.schemas.process import (
     ActionSpec,
     ArgumentSpec,

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from selective_autonomy.schemas.events import Action, Scalar, UIState
+from selective_autonomy.schemas.event_parts import Action, Scalar, UIState
 from selective_autonomy.schemas.process import (
     ActionSpec,
     BusinessCluster,

@@ -18,7 +18,8 @@ from typing import IO, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from selective_autonomy.schemas.events import Action, Actor, Scalar, UIState, UIStateChanged, action_id_for
+from selective_autonomy.schemas.event_parts import Action, Actor, Scalar, UIState
+from selective_autonomy.schemas.events import UIStateChanged, action_id_for
 from selective_autonomy.schemas.identifiers import Name, OpaqueId, ProcessId
 from selective_autonomy.traces.errors import TraceFormatError
 

@@ -35,7 +35,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from selective_autonomy.schemas.events import Action, ActionTier, ChatTurn, Scalar, Speaker, UIState
+from selective_autonomy.schemas.event_parts import Action, ActionTier, ChatTurn, Scalar, Speaker, UIState
 from selective_autonomy.schemas.process import (
     ActionSpec,
     ArgumentSpec,

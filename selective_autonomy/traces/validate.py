@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from selective_autonomy.schemas.events import Action, Scalar
+from selective_autonomy.schemas.event_parts import Action, Scalar
 from selective_autonomy.schemas.process import ArgumentSpec, ProcessSchema, UIField, ValueType
 from selective_autonomy.traces.format import Case
 

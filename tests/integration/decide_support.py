@@ -16,17 +16,8 @@ from selective_autonomy.config import Settings
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    ActionProposed,
-    ActionTier,
-    Actor,
-    OperatorDeferral,
-    Stage,
-    UIState,
-    UIStateChanged,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Actor, Stage, UIState
+from selective_autonomy.schemas.events import ActionExecuted, ActionProposed, OperatorDeferral, UIStateChanged
 from selective_autonomy.schemas.process import BusinessCluster
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.runner import RunTimeout, run_app_until

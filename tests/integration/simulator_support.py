@@ -9,7 +9,7 @@ from pathlib import Path
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import ActionTier, Stage
+from selective_autonomy.schemas.event_parts import ActionTier, Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.format import Case
 

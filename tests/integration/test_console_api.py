@@ -13,16 +13,8 @@ from pydantic import SecretStr
 
 from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    ActionTier,
-    CopilotFeedback,
-    EventModel,
-    Executor,
-    Verdict,
-    action_id_for,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Executor, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, EventModel, action_id_for
 from selective_autonomy.streams.consumer import EventConsumer, Received
 from selective_autonomy.streams.producer import EventProducer
 from tests.factories import EMAIL, NAME, deferral

@@ -16,13 +16,8 @@ from pydantic import SecretStr
 
 from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    CopilotFeedback,
-    Executor,
-    Verdict,
-)
+from selective_autonomy.schemas.event_parts import Action, Executor, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer
 from tests.factories import EMAIL, step

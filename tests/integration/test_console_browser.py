@@ -20,20 +20,22 @@ from pydantic import SecretStr
 from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.schemas.events import (
+from selective_autonomy.schemas.event_parts import (
     Action,
-    ActionExecuted,
     ActionTier,
     ChatTurn,
-    CopilotFeedback,
     DeferralReason,
-    EventModel,
     Executor,
-    OperatorDeferral,
     Speaker,
     Stage,
     UIState,
     Verdict,
+)
+from selective_autonomy.schemas.events import (
+    ActionExecuted,
+    CopilotFeedback,
+    EventModel,
+    OperatorDeferral,
     action_id_for,
 )
 from selective_autonomy.streams.consumer import EventConsumer, Received

@@ -13,13 +13,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from selective_autonomy.config import Settings
-from selective_autonomy.schemas.events import (
-    ActionExecuted,
-    Actor,
-    DeadLetter,
-    DeferralReason,
-    Stage,
-)
+from selective_autonomy.schemas.event_parts import Actor, DeferralReason, Stage
+from selective_autonomy.schemas.events import ActionExecuted, DeadLetter
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.meters import build_meter_provider
 from selective_autonomy.streams.producer import EventProducer

@@ -36,16 +36,13 @@ from selective_autonomy.edges.executor.wiring import run_executor_until
 from selective_autonomy.edges.ingest.app import create_ingest_app
 from selective_autonomy.edges.ingest.auth import signature
 from selective_autonomy.edges.standin import StandInPlatform, serve_in_thread
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage
 from selective_autonomy.schemas.events import (
-    Action,
     ActionExecuted,
     ActionFailed,
-    ActionTier,
     DeadLetter,
-    DeferralReason,
     EventModel,
     OperatorDeferral,
-    Stage,
     UIStateChanged,
     action_id_for,
 )

@@ -14,7 +14,8 @@ from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.learning.apply import LearningReport
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
 from selective_autonomy.simulator.replay import ReplayConfig, replay_cases
 from selective_autonomy.store import FeedbackStore

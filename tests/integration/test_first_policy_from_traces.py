@@ -18,7 +18,8 @@ from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.recorded import case_completion
-from selective_autonomy.schemas.events import DeferralReason, OperatorDeferral, Stage, StageChanged, utc_now
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage, utc_now
+from selective_autonomy.schemas.events import OperatorDeferral, StageChanged
 from selective_autonomy.store import FeedbackStore, ModelKind
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer

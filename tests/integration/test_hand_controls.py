@@ -18,7 +18,8 @@ from selective_autonomy.config import Settings
 from selective_autonomy.controls.hand import HandChange
 from selective_autonomy.controls.service import HandControls
 from selective_autonomy.inference.registry import ModelRegistry
-from selective_autonomy.schemas.events import DeferralReason, Stage, StageChanged
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.store import FeedbackStore, HandControl
 from selective_autonomy.streams.consumer import EventConsumer
 from selective_autonomy.streams.producer import EventProducer

@@ -15,14 +15,8 @@ from typer.testing import CliRunner
 
 from selective_autonomy.cli import app
 from selective_autonomy.config import Settings
-from selective_autonomy.schemas.events import (
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    StageChanged,
-    UIState,
-    UIStateChanged,
-)
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage, UIState
+from selective_autonomy.schemas.events import OperatorDeferral, StageChanged, UIStateChanged
 from selective_autonomy.store import FeedbackStore, ServiceChangeKind, default_url
 from selective_autonomy.streams.broker import free_port
 from selective_autonomy.streams.consumer import EventConsumer

@@ -38,14 +38,13 @@ from selective_autonomy.config import SchemaRegistrySettings, Settings
 from selective_autonomy.edges.standin import serve_in_thread
 from selective_autonomy.errors import DecodeError, SchemaRegistryError
 from selective_autonomy.schemas import contracts
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage
 from selective_autonomy.schemas.events import (
     EVENT_MODELS,
     ActionExecuted,
     ActionProposed,
-    DeferralReason,
     EventModel,
     OperatorDeferral,
-    Stage,
     UIStateChanged,
 )
 from selective_autonomy.streams.consumer import EventConsumer

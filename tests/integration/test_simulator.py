@@ -15,7 +15,8 @@ import pytest
 from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import Settings
 from selective_autonomy.inference.registry import ModelRegistry
-from selective_autonomy.schemas.events import CopilotFeedback, Stage, Verdict
+from selective_autonomy.schemas.event_parts import Stage, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback
 from selective_autonomy.simulator.operator_model import HandlingTimeModel
 from selective_autonomy.simulator.replay import ReplayConfig, ReplayReport, replay_cases
 from selective_autonomy.streams.consumer import EventConsumer

@@ -28,7 +28,8 @@ from selective_autonomy.inference.llm.prompts import action_text
 from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer, free_port
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals
-from selective_autonomy.schemas.events import Action, ActionTier, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ActionTier
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import action_json_schema, validate_action
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.traces.datasets import helpdesk_log_path

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from selective_autonomy.inference.protocol import Candidate, CriticInput, ModelUnavailable, Proposal
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Stage
+from selective_autonomy.schemas.events import UIStateChanged
 from tests.factories import BILLING
 
 

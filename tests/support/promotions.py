@@ -8,7 +8,7 @@ from datetime import timedelta
 from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.registry import PendingPromotion, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from tests.factories import T0 as ISSUED
 
 

@@ -7,15 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from selective_autonomy.agents.decisions import deferral_id_for
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage, UIState
 from selective_autonomy.schemas.events import (
-    Action,
     ActionExecuted,
-    ActionTier,
     CopilotFeedback,
-    DeferralReason,
     OperatorDeferral,
-    Stage,
-    UIState,
     UIStateChanged,
     action_id_for,
 )

@@ -7,18 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from selective_autonomy.inference.protocol import Candidate
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionTier,
-    CopilotFeedback,
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    UIState,
-    UIStateChanged,
-    Verdict,
-    action_id_for,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage, UIState, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback, OperatorDeferral, UIStateChanged, action_id_for
 from selective_autonomy.store.models import ProposalOutcome, ProposalRecord
 from selective_autonomy.store.repository import FeedbackStore
 

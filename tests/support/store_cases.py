@@ -19,7 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from selective_autonomy.learning.evidence import critic_examples, policy_examples, verdict_counts
-from selective_autonomy.schemas.events import DeferralReason, Stage, Verdict
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage, Verdict
 from selective_autonomy.store import (
     ActionStatus,
     FeedbackStore,

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 
-from selective_autonomy.schemas.events import Action, Actor, ChatTurn, Scalar, Speaker, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, Actor, ChatTurn, Scalar, Speaker, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.identifiers import is_name
 from tests.factories import refunds_schema
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from selective_autonomy.schemas.events import Action, Actor, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, Actor, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store import FeedbackStore
 from selective_autonomy.store.models import CaseCompletion
 from tests.support.store import T0

@@ -56,7 +56,7 @@ def test_schema_export_writes_contracts(tmp_path: Path) -> None:
 def test_status_shows_stages_thresholds_and_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
     from selective_autonomy.inference.thresholds import Thresholds
-    from selective_autonomy.schemas.events import Stage
+    from selective_autonomy.schemas.event_parts import Stage
     from selective_autonomy.store import FeedbackStore, default_url
     from tests.factories import BILLING as SCHEMA
 

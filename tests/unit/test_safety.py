@@ -32,16 +32,8 @@ from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.inference.protocol import Candidate, CriticInput, Proposal
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    ActionTier,
-    DeferralReason,
-    OperatorDeferral,
-    Scalar,
-    Stage,
-    UIStateChanged,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Scalar, Stage
+from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
 from selective_autonomy.schemas.grammar import DEFAULT_MAX_TEXT_CHARS, validate_action
 from tests.factories import BILLING as SCHEMA
 from tests.factories import HELPDESK as CONSOLE_SCHEMA

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 
 from selective_autonomy.edges.executor.service import Execution, ExecutionStatus
-from selective_autonomy.schemas.events import ActionFailed, DeferralReason, OperatorDeferral, Stage, UIState
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage, UIState
+from selective_autonomy.schemas.events import ActionFailed, OperatorDeferral
 
 MAX_EXCERPT_CHARS = 2000
 

@@ -17,7 +17,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from selective_autonomy.schemas.events import ActionExecuted, Executor
+from selective_autonomy.schemas.event_parts import Executor
+from selective_autonomy.schemas.events import ActionExecuted
 from selective_autonomy.store import ActionStatus, FeedbackStore
 
 T = TypeVar("T")

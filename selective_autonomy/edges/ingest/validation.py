@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from selective_autonomy.schemas.events import Scalar, UIStateChanged
+from selective_autonomy.schemas.event_parts import Scalar
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import is_rfc3339_datetime, validate_action
 from selective_autonomy.schemas.identifiers import InvalidIdentifier, is_process_id, process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema, UIField, ValueType

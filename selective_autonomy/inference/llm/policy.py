@@ -30,7 +30,8 @@ from selective_autonomy.inference.llm.client import CompletionChoice, VLLMClient
 from selective_autonomy.inference.llm.prompts import PROMPT_FORMAT, TOKENIZER_FILE, PromptBuilder, TokenCount
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import Candidate, Proposal
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import action_json_schema, validate_action
 from selective_autonomy.schemas.process import ProcessSchema
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.schemas.view import DEFAULT_BUDGET, ViewBudget, render_view
 

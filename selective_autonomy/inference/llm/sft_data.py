@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from selective_autonomy.inference.llm.prompts import Label, PromptBuilder, action_text, critic_target
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.traces.format import Case
 
 CriticExample = tuple[UIStateChanged, Action, Label]

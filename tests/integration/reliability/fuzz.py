@@ -24,17 +24,8 @@ from hypothesis import strategies as st
 
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas import contracts
-from selective_autonomy.schemas.events import (
-    Action,
-    Actor,
-    ChatTurn,
-    DeadLetter,
-    Speaker,
-    Stage,
-    StageChanged,
-    UIState,
-    UIStateChanged,
-)
+from selective_autonomy.schemas.event_parts import Action, Actor, ChatTurn, Speaker, Stage, UIState
+from selective_autonomy.schemas.events import DeadLetter, StageChanged, UIStateChanged
 from selective_autonomy.streams.serialization import AvroCodec
 
 from .helpers import CLUSTERS, FLOW, PROCESS, ui_state

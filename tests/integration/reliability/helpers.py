@@ -25,17 +25,13 @@ from selective_autonomy.config import Settings
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Actor, Stage, UIState
 from selective_autonomy.schemas.events import (
-    Action,
     ActionExecuted,
     ActionProposed,
-    ActionTier,
-    Actor,
     DeadLetter,
     EventModel,
     OperatorDeferral,
-    Stage,
-    UIState,
     UIStateChanged,
 )
 from selective_autonomy.schemas.process import (

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from selective_autonomy.agents.worker import Worker, build_worker
 from selective_autonomy.config import Settings
-from selective_autonomy.schemas.events import ChatTurn, Speaker, UIState
+from selective_autonomy.schemas.event_parts import ChatTurn, Speaker, UIState
 from selective_autonomy.streams.producer import EventProducer
 from selective_autonomy.streams.runner import run_app_until
 from selective_autonomy.streams.tracing import build_tracer_provider

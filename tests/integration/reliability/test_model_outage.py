@@ -26,7 +26,7 @@ from selective_autonomy.inference.artefact import ArtefactMeta, write_meta
 from selective_autonomy.inference.llm.prompts import PROMPT_FORMAT
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.streams.producer import EventProducer
 
 from .helpers import CLUSTERS, PROCESS, STAGES, TopicCollector, WorkerProcess, ui_state

@@ -8,16 +8,8 @@ from selective_autonomy.agents.decisions import DecisionEngine, deferral_id_for
 from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.inference.registry import Pause, ProcessModels
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    ActionProposed,
-    Actor,
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    action_id_for,
-)
+from selective_autonomy.schemas.event_parts import Action, Actor, DeferralReason, Stage
+from selective_autonomy.schemas.events import ActionExecuted, ActionProposed, OperatorDeferral, action_id_for
 from selective_autonomy.schemas.sampling import in_exploration_holdout
 from tests.factories import T0, event
 from tests.support.models import FixedPolicy, models

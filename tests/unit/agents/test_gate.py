@@ -10,7 +10,7 @@ from selective_autonomy.agents.gate import GateOutcome, SessionProgress, gate
 from selective_autonomy.inference.certificate import Certificate, CertifiedKey
 from selective_autonomy.inference.protocol import Candidate, Proposal
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Action, ActionTier, DeferralReason, Stage
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage
 from tests.factories import BILLING as SCHEMA
 from tests.factories import T0
 

@@ -12,7 +12,8 @@ from selective_autonomy.agents.decisions import Decision, DecisionEngine
 from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.config import Settings, WorkerSettings
-from selective_autonomy.schemas.events import Action, DeferralReason, OperatorDeferral, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, DeferralReason
+from selective_autonomy.schemas.events import OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.serialization import AvroCodec
 from tests.factories import event
 from tests.support.models import models

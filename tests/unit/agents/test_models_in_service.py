@@ -10,7 +10,8 @@ from selective_autonomy.agents.models_in_service import DEFAULT_STAGE_CLUSTER, M
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, Pause, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Action, DeferralReason, OperatorDeferral, Stage, UIState
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Stage, UIState
+from selective_autonomy.schemas.events import OperatorDeferral
 from selective_autonomy.schemas.process import ActionSpec, ProcessSchema
 from selective_autonomy.traces.format import Case, TraceStep
 from tests.factories import BILLING as SCHEMA

@@ -10,7 +10,8 @@ import pytest
 from bench.critic_separation import STATE_FEATURES, separation, state_features
 from selective_autonomy.inference.protocol import PolicySignals
 from selective_autonomy.learning.evidence import CriticExample
-from selective_autonomy.schemas.events import Action, ActionTier, UIState, UIStateChanged, Verdict
+from selective_autonomy.schemas.event_parts import Action, ActionTier, UIState, Verdict
+from selective_autonomy.schemas.events import UIStateChanged
 
 CALL = "W_Nabellen offertes"
 T0 = datetime(2012, 1, 2, 9, 0, tzinfo=UTC)

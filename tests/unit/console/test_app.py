@@ -14,16 +14,8 @@ from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    CopilotFeedback,
-    DeferralReason,
-    Executor,
-    Stage,
-    Verdict,
-    action_id_for,
-)
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Executor, Stage, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, action_id_for
 from tests.factories import EMAIL, NAME, deferral
 from tests.factories import HELPDESK as SCHEMA
 from tests.support.fakes import ListSink

@@ -18,14 +18,8 @@ from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.context import ConsoleContext
 from selective_autonomy.console.inbox import Inbox
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    CopilotFeedback,
-    Executor,
-    Stage,
-    Verdict,
-)
+from selective_autonomy.schemas.event_parts import Action, Executor, Stage, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback
 from tests.factories import EMAIL, deferral, step
 from tests.factories import HELPDESK as SCHEMA
 from tests.factories import INVOICE_LOOKUP as LOOKUP

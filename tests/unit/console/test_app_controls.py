@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.app import create_app
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from tests.factories import HELPDESK as SCHEMA
 from tests.support.fakes import ListSink
 from tests.support.promotions import with_proposal

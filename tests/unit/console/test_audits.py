@@ -14,13 +14,8 @@ from selective_autonomy.config import ConsoleSettings, Settings
 from selective_autonomy.console.audits import AuditBook
 from selective_autonomy.console.feed import KafkaInboxFeed
 from selective_autonomy.console.inbox import ChangeKind, Inbox
-from selective_autonomy.schemas.events import (
-    Action,
-    CopilotFeedback,
-    EventModel,
-    Executor,
-    Verdict,
-)
+from selective_autonomy.schemas.event_parts import Action, Executor, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback, EventModel
 from selective_autonomy.schemas.sampling import SystematicSample, audit_start, systematic_pick
 from selective_autonomy.streams.serialization import AvroCodec
 from tests.factories import INVOICE_LOOKUP as LOOKUP

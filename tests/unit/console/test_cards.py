@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from selective_autonomy.console.cards import argument_fields, card_view, coerce_form_action
 from selective_autonomy.console.inbox import Card
-from selective_autonomy.schemas.events import Action, DeferralReason, Verdict
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Verdict
 from selective_autonomy.schemas.grammar import validate_action
 from selective_autonomy.schemas.pii import MASK
 from tests.factories import EMAIL, NAME, deferral

@@ -6,15 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from selective_autonomy.console.inbox import ChangeKind, Inbox
-from selective_autonomy.schemas.events import (
-    Action,
-    ActionExecuted,
-    ActionTier,
-    CopilotFeedback,
-    Executor,
-    Verdict,
-    action_id_for,
-)
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Executor, Verdict
+from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, action_id_for
 from tests.factories import deferral
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

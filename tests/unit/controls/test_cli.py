@@ -13,7 +13,8 @@ from selective_autonomy.cli import app
 from selective_autonomy.controls import service
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.store import FeedbackStore, HandControl, default_url
 from tests.factories import BILLING as SCHEMA
 from tests.support.promotions import with_proposal

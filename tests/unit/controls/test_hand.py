@@ -11,7 +11,7 @@ from selective_autonomy.controls import hand
 from selective_autonomy.controls.errors import HeldByHand, NothingPending, NothingToChange
 from selective_autonomy.controls.hand import HandChange
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from tests.factories import T0
 from tests.support.promotions import with_proposal
 

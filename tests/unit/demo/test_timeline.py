@@ -7,7 +7,8 @@ from datetime import timedelta
 from selective_autonomy.demo.timeline import Milestone, SessionTracker, build_timeline
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.calibration import CalibrationReport, CalibrationResult
-from selective_autonomy.schemas.events import DeferralReason, Stage, StageChanged
+from selective_autonomy.schemas.event_parts import DeferralReason, Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.simulator.sessions import SimSession
 from selective_autonomy.traces.format import Case
 from tests.support.simulator import T0, act, deferred, executed, make_case

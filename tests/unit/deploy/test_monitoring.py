@@ -34,7 +34,8 @@ from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.service import ActionExecutor
 from selective_autonomy.edges.ingest.app import create_ingest_app
-from selective_autonomy.schemas.events import Action, CopilotFeedback, DeferralReason, Verdict
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback
 from selective_autonomy.streams.lag import PartitionLag
 from selective_autonomy.streams.meters import process_meters
 from tests.factories import BILLING_TYPED as SCHEMA

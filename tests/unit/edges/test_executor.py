@@ -20,7 +20,8 @@ from selective_autonomy.edges.executor.failures import action_failed, failure_de
 from selective_autonomy.edges.executor.ledger import MemoryLedger, StoreLedger, claim_key
 from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.service import ActionExecutor, ExecutionStatus
-from selective_autonomy.schemas.events import Action, ActionFailed, DeferralReason, Executor
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Executor
+from selective_autonomy.schemas.events import ActionFailed
 from selective_autonomy.store import ActionStatus, FeedbackStore
 from selective_autonomy.streams.serialization import AvroCodec
 from tests.factories import executed

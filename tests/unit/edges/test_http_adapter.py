@@ -15,7 +15,7 @@ from selective_autonomy.config import HttpAdapterSettings, HttpRoute
 from selective_autonomy.edges.executor.adapters import AttemptOutcome
 from selective_autonomy.edges.executor.http_adapter import HttpAdapter
 from selective_autonomy.errors import ConfigError
-from selective_autonomy.schemas.events import Action
+from selective_autonomy.schemas.event_parts import Action
 from tests.factories import executed
 
 SETTINGS = HttpAdapterSettings(

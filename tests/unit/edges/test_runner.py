@@ -15,7 +15,8 @@ from selective_autonomy.edges.executor.ledger import MemoryLedger
 from selective_autonomy.edges.executor.retry import Backoff
 from selective_autonomy.edges.executor.runner import ExecutorRunner
 from selective_autonomy.edges.executor.service import ActionExecutor, ExecutionStatus
-from selective_autonomy.schemas.events import Action, ActionFailed, DeadLetter, DeferralReason, OperatorDeferral
+from selective_autonomy.schemas.event_parts import Action, DeferralReason
+from selective_autonomy.schemas.events import ActionFailed, DeadLetter, OperatorDeferral
 from selective_autonomy.store import ActionStatus
 from selective_autonomy.streams.serialization import AvroCodec
 from tests.factories import executed

@@ -13,7 +13,7 @@ from selective_autonomy.edges.executor.templates import (
     action_context,
     parse,
 )
-from selective_autonomy.schemas.events import Action
+from selective_autonomy.schemas.event_parts import Action
 from tests.factories import executed
 
 ACTION = executed(Action(action_type="refund", arguments={"amount": 12.5, "order_id": "A 1/2", "urgent": True}))

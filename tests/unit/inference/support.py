@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from selective_autonomy.inference.embedded_policy import EmbeddedConfig, ModelConfig
 from selective_autonomy.inference.training import TrainConfig
-from selective_autonomy.schemas.events import Action, UIState
+from selective_autonomy.schemas.event_parts import Action, UIState
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, UIField, ValueType
 from selective_autonomy.traces.format import Case, TraceStep
 

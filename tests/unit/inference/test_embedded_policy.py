@@ -20,7 +20,7 @@ from selective_autonomy.inference.evaluation import evaluate_policy
 from selective_autonomy.inference.loaders import builtin_loaders
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Policy
-from selective_autonomy.schemas.events import Action, Scalar
+from selective_autonomy.schemas.event_parts import Action, Scalar
 from selective_autonomy.schemas.grammar import is_valid_action, validate_action
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, UIField
 from selective_autonomy.traces.format import Case

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from selective_autonomy.inference.embedded_policy import KIND, EmbeddedPolicy, UpdateConfig
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.traces.format import Case
 
 from .support import QUEUES, fast_config, synthetic_case, synthetic_cases, synthetic_schema

@@ -20,7 +20,8 @@ from selective_autonomy.inference.evaluation import (
     summarise,
 )
 from selective_autonomy.inference.protocol import Candidate, ModelUnavailable, Proposal
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 
 from .support import synthetic_cases
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from selective_autonomy.learning.calibration import ScoredFeedback, calibrate_thresholds, certify_threshold
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 
 
 def simulated(n: int, seed: int) -> tuple[list[float], list[bool]]:

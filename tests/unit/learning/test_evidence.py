@@ -15,7 +15,7 @@ from selective_autonomy.learning.evidence import (
     policy_examples,
     verdict_counts,
 )
-from selective_autonomy.schemas.events import ActionTier, Stage, Verdict
+from selective_autonomy.schemas.event_parts import ActionTier, Stage, Verdict
 from selective_autonomy.store import FeedbackWithContext
 from selective_autonomy.store.models import JudgedStep
 from tests.support.store import ESCALATE, LOOKUP, REFUND, T0, answer, proposal_for, state

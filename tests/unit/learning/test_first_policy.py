@@ -21,7 +21,8 @@ from selective_autonomy.learning.first_policy import (
 )
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.learning.recorded import cases_from_recorded
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.schemas.process import BusinessCluster, ProcessSchema
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore

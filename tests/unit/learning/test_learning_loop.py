@@ -17,7 +17,7 @@ from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import record_copilot
 from selective_autonomy.store.repository import FeedbackStore

@@ -13,7 +13,7 @@ from selective_autonomy.config import LearningSettings
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.schemas.events import Action, Stage, UIState
+from selective_autonomy.schemas.event_parts import Action, Stage, UIState
 from selective_autonomy.simulator.offline import record_copilot
 from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.traces.format import Case, TraceStep

@@ -23,9 +23,11 @@ from selective_autonomy.inference.registry import ModelRegistry, PointerChanged,
 from selective_autonomy.learning.apply import apply_plan
 from selective_autonomy.learning.evidence import CriticExample, EvidenceSource, MonitorOutcome, PolicyExample
 from selective_autonomy.learning.loop import LearningLoop
-from selective_autonomy.learning.plan import LearningInput, LearningPlan, plan_learning
+from selective_autonomy.learning.plan import plan_learning
+from selective_autonomy.learning.plan_records import LearningInput, LearningPlan
 from selective_autonomy.learning.splits import split_evidence
-from selective_autonomy.schemas.events import Action, ActionTier, Stage, UIStateChanged, Verdict
+from selective_autonomy.schemas.event_parts import Action, ActionTier, Stage, Verdict
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.models import ModelKind
 from selective_autonomy.store.repository import FeedbackStore
 from tests.factories import BILLING as SCHEMA

@@ -6,7 +6,8 @@ from datetime import timedelta
 from itertools import pairwise
 
 from selective_autonomy.learning.recorded import case_from_recorded, cases_from_recorded, trace_examples
-from selective_autonomy.schemas.events import Action, Actor, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, Actor, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.traces.format import Case
 from tests.factories import CLOSE, INVOICE, T0, operator_session, recorded
 from tests.factories import ORDER_LOOKUP as LOOKUP

@@ -7,7 +7,7 @@ import pytest
 from selective_autonomy.config import StageRules
 from selective_autonomy.learning.monitor import MonitorReading
 from selective_autonomy.learning.stages import StageEvidence, next_stage
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 
 RULES = StageRules(target_precision=0.9, min_certified_coverage=0.05)
 QUIET = MonitorReading(outcomes=100, accepted=95, wealth=0.01, alarm=False, estimate=0.95)

@@ -43,7 +43,7 @@ def ngram_artefact(out: Path, schema: ProcessSchema = SCHEMA, n: int = 12, versi
 def critic_artefact(out: Path, schema: ProcessSchema = SCHEMA) -> Path:
     """An untrained embedded critic: a real artefact that loads (its scores do not matter here)."""
     from selective_autonomy.inference.critic import CriticConfig, CriticNet, EmbeddedCritic
-    from selective_autonomy.schemas.features import FeatureEncoder
+    from selective_autonomy.inference.feature_encoder import FeatureEncoder
 
     events = [
         UIStateChanged(

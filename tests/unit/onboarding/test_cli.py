@@ -17,7 +17,8 @@ from selective_autonomy.cli import app
 from selective_autonomy.config import Settings
 from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
-from selective_autonomy.schemas.events import Stage, StageChanged
+from selective_autonomy.schemas.event_parts import Stage
+from selective_autonomy.schemas.events import StageChanged
 from selective_autonomy.schemas.process import UIField
 from selective_autonomy.store import FeedbackStore, ModelKind, ServiceChangeKind, default_url
 from tests.factories import BILLING_MINIMAL as SCHEMA

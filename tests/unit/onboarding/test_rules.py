@@ -7,7 +7,7 @@ from datetime import timedelta
 from selective_autonomy.inference.registry import WHOLE_PROCESS, HandStage, Pause, ServicePointer
 from selective_autonomy.inference.thresholds import Thresholds
 from selective_autonomy.onboarding.rules import change_models, reset_for_schema
-from selective_autonomy.schemas.events import Stage
+from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.schemas.process import BusinessCluster
 from tests.factories import BILLING_MINIMAL as SCHEMA
 from tests.factories import CASES_T0 as T0

@@ -13,19 +13,14 @@ from pydantic import ValidationError
 
 from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas import contracts
+from selective_autonomy.schemas.event_parts import Action, ActionTier, DeferralReason, Stage, UIState, Verdict
 from selective_autonomy.schemas.events import (
     EVENT_MODELS,
-    Action,
     ActionExecuted,
-    ActionTier,
     CopilotFeedback,
-    DeferralReason,
     EventModel,
     OperatorDeferral,
-    Stage,
-    UIState,
     UIStateChanged,
-    Verdict,
     action_id_for,
 )
 from tests.factories import ACTION, NOW, samples

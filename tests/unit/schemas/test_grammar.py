@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from selective_autonomy.schemas.events import Action, Scalar
+from selective_autonomy.schemas.event_parts import Action, Scalar
 from selective_autonomy.schemas.grammar import (
     ActionGrammar,
     action_json_schema,

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from selective_autonomy.schemas.events import Action, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.identifiers import (
     InvalidIdentifier,
     is_name,

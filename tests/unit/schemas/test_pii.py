@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from selective_autonomy.inference.feature_encoder import FeatureEncoder
 from selective_autonomy.schemas import pii
-from selective_autonomy.schemas.events import Action, Scalar, Speaker
-from selective_autonomy.schemas.features import FeatureEncoder
+from selective_autonomy.schemas.event_parts import Action, Scalar, Speaker
 from selective_autonomy.schemas.view import render_view
 from tests.support.strategies import SCHEMA, make_event
 

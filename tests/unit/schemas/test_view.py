@@ -6,7 +6,8 @@ import string
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from selective_autonomy.schemas.events import Action, Speaker, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, Speaker
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.pii import MASK, pii_scrubber
 from selective_autonomy.schemas.view import (
     MIN_VALUE_CHARS,

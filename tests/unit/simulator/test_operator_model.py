@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from selective_autonomy.schemas.events import UIState, UIStateChanged, Verdict
+from selective_autonomy.schemas.event_parts import UIState, Verdict
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.simulator.operator_model import (
     HandlingTimeModel,
     InterruptionPolicy,

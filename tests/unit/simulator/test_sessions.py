@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from selective_autonomy.schemas.events import Actor, DeferralReason, UIStateChanged, Verdict, action_id_for
+from selective_autonomy.schemas.event_parts import Actor, DeferralReason, Verdict
+from selective_autonomy.schemas.events import UIStateChanged, action_id_for
 from selective_autonomy.schemas.sampling import audit_start
 from selective_autonomy.simulator.operator_model import (
     HandlingTimeModel,

@@ -6,7 +6,8 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from selective_autonomy.agents.metrics import RuntimeMetrics
-from selective_autonomy.schemas.events import Action, CopilotFeedback, Verdict
+from selective_autonomy.schemas.event_parts import Action, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback
 from selective_autonomy.streams.lag import PartitionLag
 from selective_autonomy.streams.meters import build_meter_provider, metrics_endpoint
 

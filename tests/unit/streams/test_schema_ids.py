@@ -15,7 +15,8 @@ from pydantic import SecretStr, ValidationError
 from selective_autonomy.config import SchemaRegistrySettings, Settings, TopicSettings, WireFormat
 from selective_autonomy.errors import SchemaRegistryError
 from selective_autonomy.schemas import contracts
-from selective_autonomy.schemas.events import UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.registry import RegistrySchemaIds, client_config, registry_text, shown_url
 from selective_autonomy.streams.schema_ids import PackageSchemaIds
 from selective_autonomy.streams.serialization import codec_for

@@ -12,17 +12,8 @@ import pytest
 from selective_autonomy.config import WireFormat
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.schemas import contracts
-from selective_autonomy.schemas.events import (
-    Action,
-    CopilotFeedback,
-    DeadLetter,
-    DeferralReason,
-    OperatorDeferral,
-    Stage,
-    UIState,
-    UIStateChanged,
-    Verdict,
-)
+from selective_autonomy.schemas.event_parts import Action, DeferralReason, Stage, UIState, Verdict
+from selective_autonomy.schemas.events import CopilotFeedback, DeadLetter, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.schema_ids import PackageSchemaIds
 from selective_autonomy.streams.serialization import AvroCodec
 

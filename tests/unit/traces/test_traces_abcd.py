@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema, ValueType
 from selective_autonomy.traces.abcd import abcd_intent_sequences, abcd_process_schema, iter_abcd_sample_cases
 from selective_autonomy.traces.validate import case_violations

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from selective_autonomy.schemas.events import ActionTier
+from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ValueType
 from selective_autonomy.traces.errors import MappingError
 from selective_autonomy.traces.eventlog import (

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from selective_autonomy.schemas.events import Action, Actor, ChatTurn, Speaker, UIState, action_id_for
+from selective_autonomy.schemas.event_parts import Action, Actor, ChatTurn, Speaker, UIState
+from selective_autonomy.schemas.events import action_id_for
 from selective_autonomy.traces.errors import TraceFormatError
 from selective_autonomy.traces.format import Case, TraceStep, read_cases, write_cases
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selective_autonomy.schemas.events import ActionTier, Speaker
+from selective_autonomy.schemas.event_parts import ActionTier, Speaker
 from selective_autonomy.schemas.process import ProcessSchema, ValueType
 from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.sgd import (

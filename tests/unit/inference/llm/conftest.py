@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from selective_autonomy.schemas.events import Action, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ActionSpec, ArgumentSpec, ProcessSchema, UIField, ValueType
 from selective_autonomy.traces.datasets import helpdesk_log_path
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log

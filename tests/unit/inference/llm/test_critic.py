@@ -13,7 +13,8 @@ from selective_autonomy.inference.llm.critic import TOP_LOGPROBS, LLMCritic, acc
 from selective_autonomy.inference.llm.prompts import PromptBuilder
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import Critic, CriticInput, ModelUnavailable, PolicySignals
-from selective_autonomy.schemas.events import Action, ActionTier, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ActionTier
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
 from .conftest import MockServer, completion_choice

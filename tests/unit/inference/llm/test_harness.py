@@ -12,7 +12,8 @@ import pytest
 
 from selective_autonomy.inference.llm.harness import LLMHarnessConfig, ServedPolicies, TrainedLLM
 from selective_autonomy.inference.protocol import Candidate, ModelUnavailable, Proposal
-from selective_autonomy.schemas.events import Action, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 
 

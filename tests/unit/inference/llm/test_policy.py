@@ -13,7 +13,8 @@ from selective_autonomy.inference.llm.policy import LLMPolicy, parse_action
 from selective_autonomy.inference.llm.prompts import PromptBuilder
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import ModelUnavailable, Policy
-from selective_autonomy.schemas.events import Action, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import action_json_schema, validate_action
 from selective_autonomy.schemas.process import ProcessSchema
 

@@ -17,7 +17,8 @@ from selective_autonomy.inference.llm.prompts import (
     critic_target,
     policy_prompt,
 )
-from selective_autonomy.schemas.events import Action, ChatTurn, Speaker, UIState, UIStateChanged
+from selective_autonomy.schemas.event_parts import Action, ChatTurn, Speaker, UIState
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import action_json_schema
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.schemas.view import render_view

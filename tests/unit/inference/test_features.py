@@ -8,14 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from selective_autonomy.schemas.events import Action, ChatTurn, Speaker, UIStateChanged
-from selective_autonomy.schemas.features import (
-    OOV,
-    FeatureEncoder,
-    FeatureEncoderError,
-    action_index_size,
-    valid_action_mask,
-)
+from selective_autonomy.inference.feature_encoder import FeatureEncoder, FeatureEncoderError
+from selective_autonomy.inference.feature_layout import OOV, action_index_size, valid_action_mask
+from selective_autonomy.schemas.event_parts import Action, ChatTurn, Speaker
+from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 from tests.support.strategies import SCHEMA, T0, make_event, ui_events
 

@@ -3,12 +3,8 @@
 A :class:`FeatureEncoder` is fit once per process schema on training events and saved next to the
 model (``to_json``), because the vocabularies and scaling it learns are part of the model: an index
 means nothing without the encoder that produced it. It depends on numpy only, so that serving code
-can encode without importing torch.
-
-Index conventions: ``0`` is padding or a missing value everywhere. Action ``i`` of
-``schema.actions`` has index ``i + 1`` and an action the schema does not know has the last index.
-Categorical columns reserve ``1`` for values outside the learned vocabulary. Sequences (action
-history, chat tokens) are padded on the left, so the newest element is always in the last column.
+can encode without importing torch. The layout it produces (index conventions, columns,
+:class:`EncodedBatch`) is defined in ``feature_layout``.
 
 PII-flagged fields are never features, and in the chat tokens every word of a PII value (of a
 field or of a PII-flagged argument of a recent action) is replaced by a ``<pii>`` token.
@@ -21,23 +17,31 @@ import math
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from selective_autonomy.errors import SelautoError
+from selective_autonomy.inference.feature_layout import (
+    MISSING,
+    NUMERIC_TAIL,
+    OOV,
+    PAD,
+    BoolArray,
+    EncodedBatch,
+    as_number,
+    categorical_fields,
+    fixed_vocabularies,
+    numeric_fields,
+    value_key,
+)
 from selective_autonomy.schemas import pii
-from selective_autonomy.schemas.events import Actor, Scalar, Speaker, UIStateChanged
-from selective_autonomy.schemas.process import ProcessSchema, UIField, ValueType
+from selective_autonomy.schemas.event_parts import Scalar, Speaker
+from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.schemas.process import ProcessSchema
 
 ENCODER_FORMAT = 1
-
-PAD = 0
-MISSING = 0
-OOV = 1
 
 DEFAULT_MAX_HISTORY = 8
 DEFAULT_MAX_CHAT_TOKENS = 64
@@ -47,99 +51,13 @@ DEFAULT_MAX_VOCAB = 50
 Z_CLIP = 10.0
 """Standardised values are clipped: one absurd amount must not dominate a batch."""
 
-_CATEGORICAL_TYPES = frozenset({ValueType.enum, ValueType.string, ValueType.boolean})
-_NUMERIC_TYPES = frozenset({ValueType.integer, ValueType.number})
 _WORD = pii.WORD  # the masked words must be the tokens
 _PII_TOKEN = "\x00pii"
 _TEXT_CACHE_SIZE = 8192
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
-BoolArray = npt.NDArray[np.bool_]
-
 
 class FeatureEncoderError(SelautoError):
     """An encoder does not fit the schema it is used with, or its saved form is unreadable."""
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedBatch:
-    """Model inputs for a batch of UI states; row ``b`` of every array belongs to event ``b``."""
-
-    history: IntArray
-    """int64 [B, max_history]: action indices of the most recent actions, newest last, 0 = padding."""
-    categorical: IntArray
-    """int64 [B, n_categorical]: per column 0 = missing, 1 = out of vocabulary, 2.. = vocabulary."""
-    numeric: FloatArray
-    """float32 [B, n_numeric]: see ``FeatureEncoder.numeric_names``."""
-    chat_tokens: IntArray
-    """int64 [B, max_chat_tokens]: hashed words of the chat tail, newest last, 0 = padding."""
-
-    def __len__(self) -> int:
-        return int(self.history.shape[0])
-
-
-def action_index_size(schema: ProcessSchema) -> int:
-    """Size of the action index space: padding, the schema's actions, unknown."""
-    return len(schema.actions) + 2
-
-
-def valid_action_mask(schema: ProcessSchema) -> BoolArray:
-    """True at the indices a policy may propose: the schema's actions, not padding nor unknown."""
-    mask = np.zeros(action_index_size(schema), dtype=np.bool_)
-    mask[1 : len(schema.actions) + 1] = True
-    return mask
-
-
-def _value_key(value: Scalar) -> str | None:
-    """The vocabulary key of a field value; ``None`` and ``""`` both mean the field is empty."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else repr(value)
-
-
-def _as_number(value: Scalar) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        # float() of a string too: screen scrapers often deliver numbers as text.
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _categorical_fields(schema: ProcessSchema) -> list[UIField]:
-    return [f for f in schema.fields if not f.pii and f.type in _CATEGORICAL_TYPES]
-
-
-def _numeric_fields(schema: ProcessSchema) -> list[UIField]:
-    return [f for f in schema.fields if not f.pii and f.type in _NUMERIC_TYPES]
-
-
-def _fixed_vocabularies(schema: ProcessSchema) -> dict[str, list[str]]:
-    """Columns whose vocabulary the schema or the contract already defines, so nothing is learned."""
-    return {
-        "business_cluster": [c.id for c in schema.business_clusters],
-        "actor": [a.value for a in Actor],
-        "last_speaker": [s.value for s in Speaker],
-    }
-
-
-_NUMERIC_TAIL = (
-    "step_log1p",
-    "elapsed_log1p",
-    "elapsed_missing",
-    "hour_sin",
-    "hour_cos",
-    "dow_sin",
-    "dow_cos",
-    "chat_turns_log1p",
-    "since_last_turn_log1p",
-    "since_last_turn_missing",
-)
 
 
 class FeatureEncoder:
@@ -178,8 +96,8 @@ class FeatureEncoder:
         self._action_index = {name: i + 1 for i, name in enumerate(self.action_names)}
         self.unknown_action = len(self.action_names) + 1
 
-        self._cat_fields = tuple(f.name for f in _categorical_fields(schema))
-        fixed = _fixed_vocabularies(schema)
+        self._cat_fields = tuple(f.name for f in categorical_fields(schema))
+        fixed = fixed_vocabularies(schema)
         self.vocabularies: dict[str, tuple[str, ...]] = {}
         for name in self._cat_fields:
             self.vocabularies[f"field:{name}"] = tuple(vocabularies.get(f"field:{name}", ()))[:max_vocab]
@@ -187,7 +105,7 @@ class FeatureEncoder:
             self.vocabularies[column] = tuple(vocab)
         self._lookup = [{key: i + 2 for i, key in enumerate(vocab)} for vocab in self.vocabularies.values()]
 
-        self._num_fields = tuple(f.name for f in _numeric_fields(schema))
+        self._num_fields = tuple(f.name for f in numeric_fields(schema))
         self.numeric_stats: dict[str, tuple[float, float]] = {
             name: numeric_stats.get(name, (0.0, 1.0)) for name in self._num_fields
         }
@@ -222,18 +140,18 @@ class FeatureEncoder:
         :param chat_buckets: hash buckets of chat words, padding included; default 4096.
         :param max_vocab: values kept per categorical field; default 50.
         """
-        cat_fields = [f.name for f in _categorical_fields(schema)]
-        num_fields = [f.name for f in _numeric_fields(schema)]
+        cat_fields = [f.name for f in categorical_fields(schema)]
+        num_fields = [f.name for f in numeric_fields(schema)]
         counts: dict[str, Counter[str]] = {name: Counter() for name in cat_fields}
         values: dict[str, list[float]] = {name: [] for name in num_fields}
         for event in events:
             fields = event.ui_state.fields
             for name in cat_fields:
-                key = _value_key(fields.get(name))
+                key = value_key(fields.get(name))
                 if key is not None:
                     counts[name][key] += 1
             for name in num_fields:
-                number = _as_number(fields.get(name))
+                number = as_number(fields.get(name))
                 if number is not None:
                     values[name].append(number)
         vocabularies = {
@@ -308,7 +226,7 @@ class FeatureEncoder:
     @property
     def numeric_names(self) -> tuple[str, ...]:
         per_field = [n for name in self._num_fields for n in (name, f"{name}:missing")]
-        return (*per_field, *_NUMERIC_TAIL)
+        return (*per_field, *NUMERIC_TAIL)
 
     @property
     def cardinalities(self) -> tuple[int, ...]:
@@ -368,7 +286,7 @@ class FeatureEncoder:
     def _categorical(self, event: UIStateChanged) -> list[int]:
         fields = event.ui_state.fields
         chat = event.ui_state.chat_tail
-        keys: list[str | None] = [_value_key(fields.get(name)) for name in self._cat_fields]
+        keys: list[str | None] = [value_key(fields.get(name)) for name in self._cat_fields]
         keys.append(event.business_cluster)
         keys.append(event.actor.value)
         keys.append(chat[-1].speaker.value if chat else None)
@@ -380,7 +298,7 @@ class FeatureEncoder:
         fields = event.ui_state.fields
         row: list[float] = []
         for name in self._num_fields:
-            number = _as_number(fields.get(name))
+            number = as_number(fields.get(name))
             if number is None:
                 row += (0.0, 1.0)
             else:

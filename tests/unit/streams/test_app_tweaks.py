@@ -25,3 +25,10 @@ def test_faust_settings_follow_the_tweaks() -> None:
     assert faust_settings(kafka)["producer_max_batch_size"] == 1
     unbatched = dataclasses.replace(tweaks_for(kafka), faust_producer_max_batch_size=None)
     assert "producer_max_batch_size" not in faust_settings(kafka, unbatched)
+
+
+def test_tansu_turns_off_the_recovery_check_its_high_watermark_would_fail(tmp_path: Path) -> None:
+    tansu = Settings(kafka=KafkaSettings(profile=BrokerProfile.tansu), data_dir=tmp_path)
+    kafka = Settings(kafka=KafkaSettings(profile=BrokerProfile.kafka), data_dir=tmp_path)
+    assert build_app(tansu, app_id="tansu").conf.recovery_consistency_check is False
+    assert build_app(kafka, app_id="kafka").conf.recovery_consistency_check is True

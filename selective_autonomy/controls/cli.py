@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
+from selective_autonomy.cli_options import ConfigOption
 from selective_autonomy.config import load_settings
 from selective_autonomy.controls.errors import ControlError
 from selective_autonomy.schemas.event_parts import Stage
@@ -39,10 +40,6 @@ stage_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML settings file (also SELAUTO_CONFIG_FILE); env SELAUTO_* wins over it."),
-]
 ProcessOption = Annotated[str, typer.Option("--process", "-p", help="Process id.")]
 ClusterOption = Annotated[str, typer.Option("--cluster", help="Business cluster.")]
 ScopeOption = Annotated[

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from selective_autonomy.cli_options import ConfigOption
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.traces.format import Case
 
@@ -22,11 +23,6 @@ sim_app = typer.Typer(
     "with a simulated operator answering deferrals; generate synthetic ABCD sessions.",
     no_args_is_help=True,
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML settings file (also SELAUTO_CONFIG_FILE); env SELAUTO_* wins over it."),
-]
 
 
 def _fail(error: Exception) -> typer.Exit:

@@ -13,17 +13,13 @@ from typing import Annotated
 
 import typer
 
+from selective_autonomy.cli_options import ConfigOption
 from selective_autonomy.cli_output import emit_json
 from selective_autonomy.config import load_settings
 
 ingest_app = typer.Typer(
     help="Receive UI states from the BPM/CRM platform and publish them to ui.state.", no_args_is_help=True
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML settings file (also SELAUTO_CONFIG_FILE); env SELAUTO_* wins."),
-]
 
 
 @ingest_app.command("http")

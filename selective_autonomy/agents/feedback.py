@@ -26,7 +26,6 @@ from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.traces import TraceRecorder
 from selective_autonomy.config import Settings
-from selective_autonomy.inference.protocol import Candidate
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.schemas.events import (
@@ -44,8 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def proposal_of(deferral: OperatorDeferral) -> ProposalRecord:
-    candidates = [Candidate(action=c.action, probability=c.probability) for c in deferral.candidates]
-    return ProposalRecord.for_deferral(deferral, candidates=candidates)
+    return ProposalRecord.for_deferral(deferral, candidates=deferral.candidates)
 
 
 ReportListener = Callable[[LearningReport], None]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.errors import SelautoError
-from selective_autonomy.schemas.event_parts import Action, ActionTier
+from selective_autonomy.schemas.event_parts import Action, ActionTier, RankedAction
 from selective_autonomy.schemas.events import UIStateChanged
 
 
@@ -24,11 +24,9 @@ class ModelUnavailable(SelautoError):
     """The model could not answer (timeout, server down, bad answer): the step is deferred."""
 
 
-class Candidate(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    action: Action
-    probability: float = Field(ge=0.0, le=1.0)
+# A policy's candidate is the contract's ranked action: one type travels from the policy through the
+# deferral to the feedback store, so the store needs nothing from this package.
+Candidate = RankedAction
 
 
 class Proposal(BaseModel):

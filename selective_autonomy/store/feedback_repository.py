@@ -14,8 +14,7 @@ from sqlalchemy import false, func, literal_column, select, true, union_all
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
-from selective_autonomy.inference.protocol import Candidate
-from selective_autonomy.schemas.event_parts import ActionTier, DeferralReason, Stage, Verdict, utc_now
+from selective_autonomy.schemas.event_parts import ActionTier, DeferralReason, RankedAction, Stage, Verdict, utc_now
 from selective_autonomy.schemas.events import CopilotFeedback, UIStateChanged
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
@@ -30,7 +29,7 @@ from selective_autonomy.store.tables import feedback, proposals
 from selective_autonomy.store.upsert import insert_many, insert_new
 from selective_autonomy.store.values import action_from, action_json, enum_value
 
-_CANDIDATES = TypeAdapter(list[Candidate])
+_CANDIDATES = TypeAdapter(list[RankedAction])
 _PROPOSAL_PREFIX = "p_"
 _EXPLORATION: ColumnElement[str] = literal_column(f"'{DeferralReason.exploration.value}'")
 

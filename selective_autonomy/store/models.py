@@ -7,8 +7,16 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from selective_autonomy.inference.protocol import Candidate
-from selective_autonomy.schemas.event_parts import Action, ActionTier, Actor, DeferralReason, Stage, UIState, Verdict
+from selective_autonomy.schemas.event_parts import (
+    Action,
+    ActionTier,
+    Actor,
+    DeferralReason,
+    RankedAction,
+    Stage,
+    UIState,
+    Verdict,
+)
 from selective_autonomy.schemas.events import CopilotFeedback, OperatorDeferral, UIStateChanged
 
 
@@ -66,7 +74,7 @@ class ProposalRecord(_StoreModel):
     suggestion: Action | None = None
     suggestion_action_id: str | None = None
     tier: ActionTier | None = None
-    candidates: list[Candidate] = Field(default_factory=list, description="Ranked policy candidates, best first.")
+    candidates: list[RankedAction] = Field(default_factory=list, description="Ranked policy candidates, best first.")
     policy_probability: float | None = None
     critic_score: float | None = None
     threshold: float | None = None
@@ -85,7 +93,7 @@ class ProposalRecord(_StoreModel):
     )
 
     @classmethod
-    def for_deferral(cls, deferral: OperatorDeferral, *, candidates: Sequence[Candidate] = ()) -> ProposalRecord:
+    def for_deferral(cls, deferral: OperatorDeferral, *, candidates: Sequence[RankedAction] = ()) -> ProposalRecord:
         """The record of a suggestion shown to an operator, in the state and stage the deferral carries."""
         return cls(
             proposal_id=deferral.deferral_id,

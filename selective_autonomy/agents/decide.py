@@ -8,22 +8,15 @@ together, and only then update the session table. The batch's events are acked o
 updates are acknowledged too, while the next batch is decided, so a crash or a stop anywhere
 re-decides at most the two unacknowledged batches, with the same deterministic ids.
 
-A Kafka log never changes under a consumer. If it does (an in-memory broker restarted and the same
-offsets now hold other records), the worker's offsets and session table no longer describe the
-broker, and faust cannot recover from that in place: the agent notices a re-read offset whose bytes
-differ, logs it, and exits the process with :data:`EXIT_LOG_REWRITTEN` so that the supervisor
-starts a fresh worker (faust then re-creates its internal topics and restores from what the broker has).
+A re-read offset whose bytes differ means the broker's log was rewritten under the worker: the
+agent exits for a fresh start (:mod:`~selective_autonomy.agents.log_rewrites`).
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
 import logging
-import os
-import sys
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +29,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
 from selective_autonomy.agents.gate import SessionProgress
+from selective_autonomy.agents.log_rewrites import EXIT_LOG_REWRITTEN, LogFingerprints, exit_for_restart
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.config import Settings
@@ -62,46 +56,12 @@ log = logging.getLogger(__name__)
 decisions_log = logging.getLogger(f"{__name__}.decisions")
 decisions_log.setLevel(logging.WARNING)
 
-EXIT_LOG_REWRITTEN = 75
-"""Exit status when the broker's log changed under the worker (EX_TEMPFAIL: restart me)."""
-
-
-class LogFingerprints:
-    """CRC32 of the records read at the most recent offsets of each partition (a fixed ring per
-    partition), to tell a redelivery (same offset, same bytes) from a rewritten log."""
-
-    def __init__(self, window: int = 16384) -> None:
-        self.window = window
-        self._rings: dict[tuple[str, int], tuple[array.array[int], array.array[int]]] = {}
-
-    def changed(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
-        """Record this read; True when the same offset was read before with other bytes."""
-        ring = self._rings.get((topic, partition))
-        if ring is None:
-            ring = (array.array("q", [-1]) * self.window, array.array("L", [0]) * self.window)
-            self._rings[(topic, partition)] = ring
-        offsets, crcs = ring
-        slot, crc = offset % self.window, zlib.crc32(value or b"")
-        if offsets[slot] == offset and crcs[slot] != crc:
-            return True
-        offsets[slot], crcs[slot] = offset, crc
-        return False
-
 
 def timed_out(state: UIStateChanged, deadline_s: float, still_busy: bool = False) -> Decision:
     """The state deferred because the models missed their deadline."""
     if still_busy:
         return without_models(state, f"the models are still on a call that missed its {deadline_s:g} s deadline")
     return without_models(state, f"the models did not answer within {deadline_s:g} s")
-
-
-def exit_for_restart(message: str) -> None:
-    """Log, flush and leave at once, like a crash: nothing more is committed."""
-    log.critical(message)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_LOG_REWRITTEN)
 
 
 @dataclass

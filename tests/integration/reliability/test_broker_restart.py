@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from selective_autonomy.agents.decide import EXIT_LOG_REWRITTEN
+from selective_autonomy.agents.log_rewrites import EXIT_LOG_REWRITTEN
 from selective_autonomy.config import EmbeddedBrokerSettings, Settings, TopicSettings
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.broker import EmbeddedBroker, free_port

@@ -25,7 +25,7 @@ import faust
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.traces import TraceRecorder
-from selective_autonomy.config import Settings
+from selective_autonomy.config import Settings, TopicSettings
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.schemas.events import (
@@ -167,14 +167,14 @@ class RetrainScheduler:
 class FeedbackAgent:
     def __init__(
         self,
-        settings: Settings,
+        topics: TopicSettings,
         store: FeedbackStore,
         codec: AvroCodec,
         metrics: RuntimeMetrics,
         scheduler: RetrainScheduler | None = None,
         traces: TraceRecorder | None = None,
     ) -> None:
-        self.settings = settings
+        self.topics = topics
         self.store = store
         self.codec = codec
         self.metrics = metrics
@@ -184,7 +184,7 @@ class FeedbackAgent:
         self.feedback = 0
 
     def register(self, app: faust.App) -> None:
-        topics = self.settings.topics
+        topics = self.topics
         router = DeadLetterRouter(self.codec, raw_topic(app, topics.dead_letter))
 
         @app.agent(raw_topic(app, topics.operator_deferrals), name="record_proposals")
@@ -237,8 +237,8 @@ class FeedbackAgent:
         if self.scheduler is not None:
             scheduler = self.scheduler
 
-            learning = self.settings.learning
-            interval = min(5.0, learning.retrain_every_s, learning.monitor_every_s, learning.first_policy_check_s)
+            # Often enough for the scheduler's shortest period, at most every 5 s.
+            interval = min(5.0, scheduler.every_s, scheduler.monitor_every_s, scheduler.first_policy_every_s)
 
             @app.timer(interval)  # type: ignore[untyped-decorator]
             async def retrain_by_time() -> None:

@@ -182,7 +182,7 @@ def _feedback_agent(
             first_policy_every_s=settings.learning.first_policy_check_s,
         )
     traces = TraceRecorder(settings, store, registry, codec) if settings.worker.traces else None
-    return FeedbackAgent(settings, store, codec, metrics, scheduler, traces)
+    return FeedbackAgent(settings.topics, store, codec, metrics, scheduler, traces)
 
 
 def _add_health_pages(worker: Worker) -> None:

@@ -243,7 +243,12 @@ def create_ingest_app(
     if publisher is None:
         publisher = KafkaPublisher(AckingProducer(settings, timeout_s=config.publish_timeout_s, codec=codec))
     service = IngestService(
-        settings, publisher, schemas or SchemaDirectory(settings.models_dir), tracer_provider, codec=codec
+        config,
+        settings.topics.ui_state,
+        codec,
+        publisher,
+        schemas or SchemaDirectory(settings.models_dir),
+        tracer_provider,
     )
     register_ingest_meters(service.counters, meter_provider)
 

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import IngestSettings
 from selective_autonomy.edges.errors import EdgeError, NotDelivered
 from selective_autonomy.edges.ingest.auth import Caller
 from selective_autonomy.edges.ingest.protocol import Accepted, BatchAccepted, BatchItem
@@ -22,7 +22,7 @@ from selective_autonomy.edges.publisher import Delivered
 from selective_autonomy.edges.records import Outgoing, RecordPublisher
 from selective_autonomy.errors import ContractError
 from selective_autonomy.schemas.events import UIStateChanged
-from selective_autonomy.streams.serialization import AvroCodec, codec_for
+from selective_autonomy.streams.serialization import AvroCodec
 from selective_autonomy.streams.tracing import TRACER_NAME, headers_for, messaging_attributes
 from selective_autonomy.webapi.errors import HttpError, ItemViolations, Violation
 
@@ -71,7 +71,9 @@ class IngestCounters:
 class IngestService:
     """Validates and publishes webhook bodies.
 
-    :param settings: topics and the ingest section (batch limit).
+    :param config: the ingest section (batch limit).
+    :param topic: the ``ui.state`` topic records are published to.
+    :param codec: encodes the records (one per process: :func:`~selective_autonomy.streams.serialization.codec_for`).
     :param publisher: where records go (a Kafka publisher in service, a list in unit tests).
     :param schemas: the process schemas bodies are checked against.
     :param tracer_provider: for the publish spans; default the global provider.
@@ -79,19 +81,20 @@ class IngestService:
 
     def __init__(
         self,
-        settings: Settings,
+        config: IngestSettings,
+        topic: str,
+        codec: AvroCodec,
         publisher: RecordPublisher,
         schemas: SchemaSource,
         tracer_provider: trace.TracerProvider | None = None,
-        codec: AvroCodec | None = None,
     ) -> None:
-        self.topic = settings.topics.ui_state
-        self.config = settings.ingest
+        self.topic = topic
+        self.config = config
         self.publisher = publisher
         self.schemas = schemas
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
         self.counters = IngestCounters()
-        self.codec = codec or codec_for(settings)
+        self.codec = codec
 
     def _encoded(self, event: UIStateChanged) -> bytes | list[Violation]:
         """The record's bytes, or why the event does not fit Avro (an integer beyond 64 bits, say)."""

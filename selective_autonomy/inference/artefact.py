@@ -7,6 +7,7 @@ another schema), the training data range, and the offline metrics used to decide
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.traces.format import Case
 
 META_FILE = "artefact.json"
 
@@ -42,6 +44,33 @@ class ArtefactMeta(BaseModel):
     train_examples: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of_cases(
+        cls,
+        kind: str,
+        schema: ProcessSchema,
+        cases: Sequence[Case],
+        *,
+        examples: int,
+        digest: str = "",
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ArtefactMeta:
+        """The metadata of a model trained on recorded ``cases``: a new version whose digest names the
+        schema, the case and example counts and ``digest`` (what else makes this training differ)."""
+        return cls(
+            kind=kind,
+            version=new_version(kind, f"{schema.schema_hash()}:{len(cases)}:{examples}{digest}"),
+            process_id=schema.process_id,
+            schema_hash=schema.schema_hash(),
+            train_from=min((c.started_at for c in cases), default=None),
+            train_to=max((c.started_at for c in cases), default=None),
+            train_cases=len(cases),
+            train_examples=examples,
+            metrics=metrics or {},
+            params=params or {},
+        )
 
 
 def new_version(kind: str, content_digest: str) -> str:

@@ -336,16 +336,13 @@ class EmbeddedPolicy:
         }
         if report is not None:
             params.update(epochs=report.epochs, best_epoch=report.best_epoch, train_seconds=round(report.seconds, 3))
-        return ArtefactMeta(
-            kind=KIND,
-            version=new_version(KIND, f"{self.schema.schema_hash()}:{len(cases)}:{examples}:{self.config.train.seed}"),
-            process_id=self.schema.process_id,
-            schema_hash=self.schema.schema_hash(),
-            train_from=min((c.started_at for c in cases), default=None),
-            train_to=max((c.started_at for c in cases), default=None),
-            train_cases=len(cases),
-            train_examples=examples,
-            metrics=metrics or {},
+        return ArtefactMeta.of_cases(
+            KIND,
+            self.schema,
+            cases,
+            examples=examples,
+            digest=f":{self.config.train.seed}",
+            metrics=metrics,
             params=params,
         )
 

@@ -148,15 +148,6 @@ class NGramPolicy:
 
     def train_meta(self, cases: Sequence[Case], metrics: dict[str, float] | None = None) -> ArtefactMeta:
         examples = sum(len(c.steps) for c in cases)
-        return ArtefactMeta(
-            kind=KIND,
-            version=new_version(KIND, f"{self.schema.schema_hash()}:{len(cases)}:{examples}"),
-            process_id=self.schema.process_id,
-            schema_hash=self.schema.schema_hash(),
-            train_from=min((c.started_at for c in cases), default=None),
-            train_to=max((c.started_at for c in cases), default=None),
-            train_cases=len(cases),
-            train_examples=examples,
-            metrics=metrics or {},
-            params={"order": self.order},
+        return ArtefactMeta.of_cases(
+            KIND, self.schema, cases, examples=examples, metrics=metrics, params={"order": self.order}
         )

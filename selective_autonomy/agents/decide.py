@@ -27,7 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
-from selective_autonomy.agents.decisions import Decision, DecisionEngine, without_models
+from selective_autonomy.agents.decisions import Decision, DecisionEngine, timed_out
 from selective_autonomy.agents.gate import SessionProgress
 from selective_autonomy.agents.log_rewrites import EXIT_LOG_REWRITTEN, LogFingerprints, exit_for_restart
 from selective_autonomy.agents.metrics import RuntimeMetrics
@@ -55,13 +55,6 @@ log = logging.getLogger(__name__)
 # values): off unless a deployment or a test sets this logger's level to INFO (the chaos test does).
 decisions_log = logging.getLogger(f"{__name__}.decisions")
 decisions_log.setLevel(logging.WARNING)
-
-
-def timed_out(state: UIStateChanged, deadline_s: float, still_busy: bool = False) -> Decision:
-    """The state deferred because the models missed their deadline."""
-    if still_busy:
-        return without_models(state, f"the models are still on a call that missed its {deadline_s:g} s deadline")
-    return without_models(state, f"the models did not answer within {deadline_s:g} s")
 
 
 @dataclass
@@ -277,8 +270,7 @@ class DecideAgent:
         try:
             # The broker's ack of every decision record before the session table moves on: at-least-once.
             waiting = time.perf_counter()
-            assert self.producer is not None
-            await self.producer.delivered()
+            await self._running_producer().delivered()
             clock.acks_s += time.perf_counter() - waiting
             self.metrics.on_decisions([self._moved_on(item, sessions) for item in emitted])
         except BaseException as exc:
@@ -326,6 +318,11 @@ class DecideAgent:
             return f"unknown process {state.process_id!r}"
         return None
 
+    def _running_producer(self) -> AgentProducer:
+        if self.producer is None:
+            raise RuntimeError("the decide agent's producer is used before the agent started or after it stopped")
+        return self.producer
+
     def _read_session(self, session_id: str) -> SessionState:
         return SessionState.model_validate(self.table[session_id.encode()] or {})
 
@@ -354,8 +351,9 @@ class DecideAgent:
         record = decision.output()
         if record is not None and not sessions[state.session_id].already_executed(decision.action_id):
             topic = outputs[self._output_kind(record)]
-            assert self.producer is not None
-            self.producer.send(topic, self.codec.encode(record, topic), key=message.key, headers=headers_for(span))
+            self._running_producer().send(
+                topic, self.codec.encode(record, topic), key=message.key, headers=headers_for(span)
+            )
         return Emitted(event, decision, span)
 
     def _moved_on(self, item: Emitted, sessions: dict[str, SessionState]) -> tuple[str, str | None, float, str]:

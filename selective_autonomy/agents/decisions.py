@@ -161,6 +161,13 @@ def without_models(event: UIStateChanged, detail: str) -> Decision:
     )
 
 
+def timed_out(state: UIStateChanged, deadline_s: float, still_busy: bool = False) -> Decision:
+    """The state deferred because the models missed their deadline."""
+    if still_busy:
+        return without_models(state, f"the models are still on a call that missed its {deadline_s:g} s deadline")
+    return without_models(state, f"the models did not answer within {deadline_s:g} s")
+
+
 @dataclass
 class DecisionEngine:
     """Decides batches of UI states with the models currently in service."""

@@ -14,7 +14,7 @@ from sqlalchemy.engine import RowMapping
 from selective_autonomy.schemas.event_parts import utc_now
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
-from selective_autonomy.store.errors import UnknownModelVersion
+from selective_autonomy.store.errors import StoreError, UnknownModelVersion
 from selective_autonomy.store.models import ModelKind, ModelVersion, ServiceChange, ServiceChangeKind
 from selective_autonomy.store.tables import model_versions, service_changes
 from selective_autonomy.store.upsert import insert_new
@@ -54,17 +54,13 @@ class ModelVersionRepository(Repository):
             insert_new(connection, model_versions, row, conflict=("kind", "process_id", "version"))
             if promoted:
                 _promote(connection, kind, process_id, version)
-            stored = _model_version(connection, kind, process_id, version)
-        assert stored is not None
-        return stored
+            return _recorded_version(connection, kind, process_id, version)
 
     def promote(self, kind: ModelKind, process_id: str, version: str) -> ModelVersion:
         """Make ``version`` the one promoted version of its kind and process; the previous one is demoted."""
         with write_transaction(self._engine) as connection:
             _promote(connection, kind, process_id, version)
-            stored = _model_version(connection, kind, process_id, version)
-        assert stored is not None
-        return stored
+            return _recorded_version(connection, kind, process_id, version)
 
     def promoted_version(self, kind: ModelKind, process_id: str) -> ModelVersion | None:
         query = select(model_versions).where(
@@ -121,7 +117,8 @@ class ModelVersionRepository(Repository):
         }
         with write_transaction(self._engine) as connection:
             new_id = connection.execute(service_changes.insert().values(row)).inserted_primary_key
-        assert new_id is not None
+        if new_id is None:  # every dialect the store supports returns the key of a single-row insert
+            raise StoreError(f"the database returned no id for the service change of {process_id}")
         return ServiceChange.model_validate({**row, "id": new_id[0]})
 
     def service_changes(self, process_id: str) -> list[ServiceChange]:
@@ -134,6 +131,13 @@ class ModelVersionRepository(Repository):
         with read_transaction(self._engine) as connection:
             rows = connection.execute(query).mappings().all()
         return [ServiceChange.model_validate(dict(row)) for row in rows]
+
+
+def _recorded_version(connection: Connection, kind: ModelKind, process_id: str, version: str) -> ModelVersion:
+    stored = _model_version(connection, kind, process_id, version)
+    if stored is None:
+        raise UnknownModelVersion(f"{kind.value} {version} of process {process_id} was never recorded")
+    return stored
 
 
 def _promote(connection: Connection, kind: ModelKind, process_id: str, version: str) -> None:

@@ -295,7 +295,7 @@ class DecideAgent:
         instead of queueing behind it: each would wait a deadline of its own, and the latency of a
         decision must stay within one deadline plus the broker's round trip.
         """
-        if self._overdue is not None and not self._overdue.done():
+        if self.model_call_overdue:
             self.metrics.on_model_timeout(len(states))
             return [timed_out(state, self.model_deadline_s, still_busy=True) for state in states]
         loop = asyncio.get_running_loop()
@@ -312,6 +312,11 @@ class DecideAgent:
         finally:
             if clock is not None:
                 clock.models_s += time.perf_counter() - started
+
+    @property
+    def model_call_overdue(self) -> bool:
+        """A model call missed its deadline and still runs: until it ends, states are deferred at once."""
+        return self._overdue is not None and not self._overdue.done()
 
     def _reject_reason(self, state: UIStateChanged, engine: DecisionEngine) -> str | None:
         if not engine.knows(state.process_id):

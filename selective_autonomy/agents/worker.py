@@ -203,6 +203,8 @@ def _add_health_pages(worker: Worker) -> None:
             "ready": ready,
             "models": loaded,
             "load_errors": worker.models.load_errors,
+            # Still ready: a worker whose models hang defers every state to an operator at once.
+            "model_call_overdue": worker.decide.model_call_overdue,
             "partitions_assigned": worker.ready["assigned"],
             # Members of one group that are all ready in the same generation hold a settled
             # assignment together (tests and operators tell a finished rebalance by it).

@@ -318,6 +318,10 @@ class WorkerProcess:
         answer = self._get("/readyz")
         return answer is not None and answer[0] == 200
 
+    def readyz(self) -> tuple[int, dict[str, Any]] | None:
+        """``/readyz``'s status and body; None while the page does not answer."""
+        return self._get("/readyz")
+
     def readiness(self) -> tuple[bool, int] | None:
         """Whether ``/readyz`` says ready, and the group generation of the worker's assignment;
         None while the page does not answer."""

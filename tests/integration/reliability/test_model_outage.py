@@ -100,6 +100,7 @@ def test_a_hung_inference_server_costs_deferrals_within_the_deadline_never_a_sta
             worker.wait_until(lambda w: w.ready(), 90, "readiness")
             latencies: dict[str, list[float]] = {}
             kinds: dict[str, set[str]] = {}
+            readiness: dict[str, tuple[int, dict[str, Any]] | None] = {}
             with TopicCollector(settings) as collector, EventProducer(settings) as producer:
                 # One producer, warmed up: its first send fetches metadata, which is no decision latency.
                 warmup = ui_state("warmup", 0, cluster="retail")
@@ -125,6 +126,7 @@ def test_a_hung_inference_server_costs_deferrals_within_the_deadline_never_a_sta
                         time.sleep(0.05)  # states arrive over 1.5 s, in several batches
                     collector.wait_for(lambda c, keys=sent: c.covers(keys), 60, f"decisions while {phase}")
                     records = [r for r in collector.snapshot()[0] if (r.session_id, r.state_version) in sent]
+                    readiness[phase] = worker.readyz()
                     latencies[phase] = [r.at - sent[(r.session_id, r.state_version)] for r in records]
                     kinds[phase] = {r.kind for r in records}
             metrics = worker.metrics()
@@ -134,6 +136,9 @@ def test_a_hung_inference_server_costs_deferrals_within_the_deadline_never_a_sta
     assert worker.returncode == 0
     assert kinds == {"answering": {"executed"}, "hung": {"deferred"}, "answering again": {"executed"}}
     assert metrics["model_timeouts"] == PER_PHASE
+    # Readiness says the models hang (the call still runs) and stays 200: the worker keeps deferring.
+    overdue = {phase: (answer[0], answer[1]["model_call_overdue"]) for phase, answer in readiness.items() if answer}
+    assert overdue == {"answering": (200, False), "hung": (200, True), "answering again": (200, False)}
     assert metrics["deferral_reasons"] == {"model_unavailable": PER_PHASE}
     # The deadline bounded the wait, not the HTTP client's timeout (a hung call holds only its thread).
     assert max(latencies["hung"]) < CLIENT_TIMEOUT_S

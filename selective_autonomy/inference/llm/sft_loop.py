@@ -1,4 +1,11 @@
-"""The one fine-tuning loop of the LLM policy and critic: prompts masked, the loss on the target only."""
+"""The one fine-tuning loop of the LLM policy and critic: prompts masked, the loss on the target only.
+
+The output layer runs only where a target token is predicted (:func:`target_logits`). A pretrained
+base's vocabulary is large (Gemma 3: 262,144 tokens), so on prompts of a few hundred tokens the
+projection onto it dominates a step when it runs at every position, although the loss reads only
+the last few dozen (measured in ``bench/results/sft_step.json``). Batches are cut from examples of
+similar length (:func:`length_batches`), so padding and the answer window stay short too.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +30,12 @@ IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
-class _Tokenized:
+class Tokenized:
     input_ids: list[int]
     labels: list[int]
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample], max_len: int) -> list[_Tokenized]:
+def tokenize(tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample], max_len: int) -> list[Tokenized]:
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ArtefactError("the tokenizer has no EOS token")
@@ -38,11 +45,11 @@ def _tokenize(tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample
         target = [*tokenizer(example.target, add_special_tokens=False)["input_ids"], eos]
         ids = (prompt + target)[:max_len]
         labels = ([IGNORE_INDEX] * len(prompt) + target)[:max_len]
-        out.append(_Tokenized(ids, labels))
+        out.append(Tokenized(ids, labels))
     return out
 
 
-def _collate(batch: Sequence[_Tokenized], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(batch: Sequence[Tokenized], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(item.input_ids) for item in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
@@ -55,8 +62,50 @@ def _collate(batch: Sequence[_Tokenized], pad_id: int) -> dict[str, torch.Tensor
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def target_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of the positions that predict a target token, and the labels they predict.
+
+    Position ``t`` predicts token ``t + 1``, so the window starts one before the earliest target in
+    the batch and runs to the end; the model is asked for those positions only (``logits_to_keep``,
+    which Hugging Face causal LMs take), so its output layer skips every earlier prompt position.
+    """
+    labels = batch["labels"]
+    targets = labels != IGNORE_INDEX
+    width = labels.shape[1]
+    has_target = targets.any(dim=1)
+    first = int(targets.int().argmax(dim=1)[has_target].min()) if bool(has_target.any()) else width - 1
+    keep = width - max(first - 1, 0)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits[
+        :, :-1
+    ]
+    return logits, labels[:, width - keep + 1 :]
+
+
+def target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the batch's target tokens (what the model's own ``labels`` loss is)."""
+    logits, labels = target_logits(model, batch)
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Indices in batches of similar length, in random order: examples are shuffled, sorted by length
+    within runs of 50 batches (so which examples share a batch still varies), cut into batches, and
+    the batches shuffled."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    run = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), run):
+        chunk = sorted(order[start : start + run], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, data: Sequence[_Tokenized], pad_id: int, batch_size: int) -> dict[str, float]:
+def _evaluate(model: torch.nn.Module, data: Sequence[Tokenized], pad_id: int, batch_size: int) -> dict[str, float]:
     """Mean target loss and exact match: every target token is the argmax, i.e. greedy decoding
     (unconstrained) would produce the target exactly."""
     if not data:
@@ -64,9 +113,8 @@ def _evaluate(model: torch.nn.Module, data: Sequence[_Tokenized], pad_id: int, b
     model.eval()
     total_loss, total_tokens, exact = 0.0, 0, 0
     for start in range(0, len(data), batch_size):
-        batch = _collate(data[start : start + batch_size], pad_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        labels = batch["labels"][:, 1:]
+        batch = collate(data[start : start + batch_size], pad_id)
+        logits, labels = target_logits(model, batch)
         losses = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         )
@@ -108,7 +156,7 @@ def _fit(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ArtefactError("the tokenizer has neither a pad nor an EOS token")
-    data = _tokenize(tokenizer, examples, config.max_model_len)
+    data = tokenize(tokenizer, examples, config.max_model_len)
     n_val = int(len(data) * config.val_fraction) if len(data) >= 10 else 0
     train, val = data[: len(data) - n_val], data[len(data) - n_val :]
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -132,12 +180,10 @@ def _fit(
     step, recent = 0, list[float]()
     bar = tqdm(total=total, desc="fine-tune", unit="step", leave=False)
     while step < total:
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            batch = _collate([train[i] for i in order[start : start + config.batch_size]], pad_id)
-            loss = model(**batch).loss
-            loss.backward()
+        for indices in length_batches([len(item.input_ids) for item in train], config.batch_size, rng):
+            batch = collate([train[i] for i in indices], pad_id)
+            loss = target_loss(model, batch)
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimiser.step()
             scheduler.step()

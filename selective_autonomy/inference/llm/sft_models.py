@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from selective_autonomy.inference.artefact import META_FILE, ArtefactError, ArtefactMeta, write_meta
+from selective_autonomy.inference.llm.base_install import copy_licence_files
 from selective_autonomy.inference.llm.sft_config import SFTConfig
 from selective_autonomy.inference.llm.tokenizer import prepare_base_tokenizer, train_tokenizer
 
@@ -113,10 +114,19 @@ def merged_model(model: torch.nn.Module, base: Path | None) -> PreTrainedModel:
     return merged
 
 
-def save_artefact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: Path, meta: ArtefactMeta) -> None:
+def save_artefact(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out: Path,
+    meta: ArtefactMeta,
+    base: Path | None = None,
+) -> None:
+    """Write the model, its tokenizer, the base's licence files (a derivative carries its base's
+    terms: :mod:`~selective_autonomy.inference.llm.base_install`) and, last, the metadata."""
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)  # a stale artefact.json must not vouch for new weights
     model.train(False)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    copy_licence_files(base, out)
     write_meta(out, meta)  # last: its presence marks a complete artefact

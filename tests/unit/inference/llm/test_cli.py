@@ -88,3 +88,10 @@ def test_serve_refuses_a_directory_that_is_no_artefact(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert result.exit_code == 1
     assert "not a model artefact" in result.output
+
+
+def test_base_without_the_gemma_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("selective_autonomy.inference.llm.base_install.GEMMA_PACKAGE", "not_an_installed_package")
+    result = runner.invoke(llm_app, ["base", "--out", str(tmp_path / "base")])
+    assert result.exit_code == 1
+    assert "make llm-base" in result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from pydantic import SecretStr
 
 from selective_autonomy.console.auth import Authenticator
@@ -44,7 +46,8 @@ def test_session_cookie_round_trip_tamper_expiry_and_revocation() -> None:
     body, signature = cookie.split(".")
     forged = make(clock).issue_session("bob").split(".")[0] + "." + signature
     assert auth.from_session(forged) is None
-    assert auth.from_session(body + "." + signature[:-2] + "AA") is None
+    tampered = ("B" if signature[0] == "A" else "A") + signature[1:]
+    assert auth.from_session(body + "." + tampered) is None
     assert auth.from_session("garbage") is None
     # Another key cannot read it.
     assert Authenticator({"alice": SecretStr("alice-token-1")}, secret=b"x" * 32).from_session(cookie) is None
@@ -53,6 +56,19 @@ def test_session_cookie_round_trip_tamper_expiry_and_revocation() -> None:
     fresh = auth.issue_session("alice")
     clock.now += 3601
     assert auth.from_session(fresh) is None
+
+
+def test_only_the_canonical_spelling_of_a_signature_passes() -> None:
+    auth = make(Clock())
+    body, signature = auth.issue_session("alice").split(".")
+    # 32 bytes are 43 base64 characters: the last one carries 4 bits of the MAC and 2 unused ones,
+    # so changing only those gives another spelling that decodes to the same bytes.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    respelled = signature[:-1] + alphabet[last ^ 1]
+    assert base64.urlsafe_b64decode(respelled + "=") == base64.urlsafe_b64decode(signature + "=")
+    assert auth.from_session(f"{body}.{signature}") is not None
+    assert auth.from_session(f"{body}.{respelled}") is None
 
 
 def test_removed_operator_loses_their_session() -> None:

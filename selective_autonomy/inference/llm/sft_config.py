@@ -21,6 +21,13 @@ class SFTConfig(BaseModel):
     max_grad_norm: float = Field(default=1.0, gt=0)
     val_fraction: float = Field(default=0.1, ge=0, lt=1, description="Last share of examples held out for metrics.")
     seed: int = 0
+    bucket_by_length: bool = Field(
+        default=False,
+        description="Cut batches from examples of similar length (less padding, a shorter answer window). Off: "
+        "from scratch on 311 Helpdesk examples (60 steps) it cut the LLM policy's top-1 from 0.79 to 0.19, "
+        "since within a case the prompt grows with the step, and so batches of one length hold one stage "
+        "of the flow (selauto eval policy --log helpdesk --limit 100 --llm).",
+    )
     threads: int | None = Field(
         default=None,
         ge=1,

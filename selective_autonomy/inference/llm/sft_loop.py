@@ -3,8 +3,9 @@
 The output layer runs only where a target token is predicted (:func:`target_logits`). A pretrained
 base's vocabulary is large (Gemma 3: 262,144 tokens), so on prompts of a few hundred tokens the
 projection onto it dominates a step when it runs at every position, although the loss reads only
-the last few dozen (measured in ``bench/results/sft_step.json``). Batches are cut from examples of
-similar length (:func:`length_batches`), so padding and the answer window stay short too.
+the last few dozen (measured in ``bench/results/sft_step.json``). Batches of similar length
+(:func:`length_batches`) shorten padding and the window further, but are off unless
+``SFTConfig.bucket_by_length`` asks for them (see there: they cost the small model its accuracy).
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
     return torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX
     )
+
+
+def _batches(lengths: Sequence[int], config: SFTConfig, rng: random.Random) -> list[list[int]]:
+    if config.bucket_by_length:
+        return length_batches(lengths, config.batch_size, rng)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    return [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -180,7 +189,7 @@ def _fit(
     step, recent = 0, list[float]()
     bar = tqdm(total=total, desc="fine-tune", unit="step", leave=False)
     while step < total:
-        for indices in length_batches([len(item.input_ids) for item in train], config.batch_size, rng):
+        for indices in _batches([len(item.input_ids) for item in train], config, rng):
             batch = collate([train[i] for i in indices], pad_id)
             loss = target_loss(model, batch)
             loss.backward()  # type: ignore[no-untyped-call]

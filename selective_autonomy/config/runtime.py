@@ -48,7 +48,16 @@ class WorkerSettings(Section):
         default=2.0,
         gt=0,
         description="Longest wait for the models on one batch; past it the batch's states are deferred "
-        "(model_unavailable). Models run off the event loop, so heartbeats and commits keep flowing.",
+        "(model_unavailable). Models that call a server (the LLM client) run off the event loop, so "
+        "heartbeats and commits keep flowing; in-process models (embedded, n-gram) finish in milliseconds "
+        "and run on it.",
+    )
+    freeze_heap: bool = Field(
+        default=True,
+        description="When the decide agent starts, move every object alive then (modules, models, the app) out "
+        "of the garbage collector's reach (gc.freeze): a full collection then scans only what came after. "
+        "Measured: full collections of the start-up heap paused the worker 100-125 ms each, the decide "
+        "agent's p99 at 1,000 events/s.",
     )
     producer_linger_ms: float = Field(
         default=1.0,

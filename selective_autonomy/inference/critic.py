@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -86,6 +87,9 @@ class CriticNet(nn.Module):
 
 class EmbeddedCritic:
     """Scores (state, action) pairs; see the module docstring."""
+
+    computes_locally: ClassVar[bool] = True
+    """Torch or counting in this process: a call ends in milliseconds (see ``protocol.computes_locally``)."""
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +92,9 @@ def _endorsed(examples: Sequence[EndorsedExample]) -> Examples:
 
 class EmbeddedPolicy:
     """Torch next-action policy; build with :meth:`train` or :meth:`load`, then :meth:`propose`."""
+
+    computes_locally: ClassVar[bool] = True
+    """Torch or counting in this process: a call ends in milliseconds (see ``protocol.computes_locally``)."""
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
@@ -40,6 +41,9 @@ def history_tokens(event: UIStateChanged) -> list[str]:
 
 class NGramPolicy:
     """Interpolated backoff n-gram over canonical actions."""
+
+    computes_locally: ClassVar[bool] = True
+    """Torch or counting in this process: a call ends in milliseconds (see ``protocol.computes_locally``)."""
 
     def __init__(self, schema: ProcessSchema, order: int = 3, meta: ArtefactMeta | None = None) -> None:
         self.schema = schema

@@ -107,6 +107,14 @@ class Critic(Protocol):
         ...
 
 
+def computes_locally(model: Policy | Critic) -> bool:
+    """Whether a model's calls compute in this process and wait on nothing (no server, no lock held
+    by another thread), so they end in a few milliseconds and may run on the event loop. A model says
+    so with a true ``computes_locally`` attribute; one that does not say is run off the loop, under
+    the model deadline, like a model that calls a server."""
+    return bool(getattr(model, "computes_locally", False))
+
+
 class PolicyConfidenceCritic:
     """The baseline critic: the policy's own probability of the action.
 
@@ -115,6 +123,7 @@ class PolicyConfidenceCritic:
     """
 
     version = "policy-confidence"
+    computes_locally = True
 
     def score(self, items: Sequence[CriticInput]) -> list[float]:
         return [item.signals.probability for item in items]

@@ -1,17 +1,28 @@
-"""The decide agent calls the models off the event loop and defers a batch they do not answer in time."""
+"""The decide agent calls models that use a server off the event loop and defers a batch they do not
+answer in time; in-process models run on the loop."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from selective_autonomy.agents.decide import DecideAgent
+from selective_autonomy.agents.decide import DecideAgent, freeze_startup_heap
 from selective_autonomy.agents.decisions import Decision, DecisionEngine
 from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
-from selective_autonomy.config import Settings, WorkerSettings
+from selective_autonomy.config import DEFAULT_TOP_K, Settings, WorkerSettings
+from selective_autonomy.inference.protocol import (
+    Critic,
+    CriticInput,
+    Policy,
+    PolicyConfidenceCritic,
+    Proposal,
+    computes_locally,
+)
 from selective_autonomy.schemas.event_parts import Action, DeferralReason
 from selective_autonomy.schemas.events import OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.serialization import AvroCodec
@@ -85,3 +96,70 @@ def test_models_that_answer_in_time_decide_as_usual(tmp_path: Path) -> None:
     [decision] = asyncio.run(decide._decide_within_deadline(HangingEngine(release), [event("s1", 1)], {}))
     assert decision.outcome is GateOutcome.execute
     assert decide.metrics.model_timeouts == 0
+
+
+class RecordingPolicy:
+    """A policy that notes the thread each call runs on."""
+
+    def __init__(self, inner: Policy, local: bool) -> None:
+        self.inner = inner
+        self.computes_locally = local
+        self.threads: list[str] = []
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
+        self.threads.append(threading.current_thread().name)
+        return self.inner.propose(events, top_k)
+
+
+class SayingCritic:
+    """A critic that says whether it computes locally."""
+
+    def __init__(self, inner: Critic, local: bool) -> None:
+        self.inner = inner
+        self.computes_locally = local
+        self.version = inner.version
+
+    def score(self, items: Sequence[CriticInput]) -> list[float]:
+        return self.inner.score(items)
+
+
+def test_in_process_models_run_on_the_loop_and_server_models_off_it(tmp_path: Path) -> None:
+    decide = agent(tmp_path, deadline_s=5.0)
+    placed = {}
+    for local in (True, False):
+        served = models(LOOKUP)
+        policy = RecordingPolicy(served.policy, local)
+        critic = SayingCritic(served.critic, local)
+        engine = DecisionEngine({"billing": replace(served, policy=policy, critic=critic)})
+        assert engine.computes_locally([event("s1", 1)]) is local
+        [decision] = asyncio.run(decide._decide_within_deadline(engine, [event("s1", 1)], {}))
+        assert decision.outcome is GateOutcome.execute
+        placed[local] = policy.threads
+    assert placed[True] == [threading.main_thread().name]  # on the loop (asyncio.run's thread)
+    assert placed[False][0].startswith("decide-models")
+
+
+def test_the_shipped_models_say_they_compute_locally() -> None:
+    from selective_autonomy.inference.critic import EmbeddedCritic
+    from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
+    from selective_autonomy.inference.llm.critic import LLMCritic
+    from selective_autonomy.inference.llm.policy import LLMPolicy
+    from selective_autonomy.inference.ngram import NGramPolicy
+
+    for local in (EmbeddedPolicy, EmbeddedCritic, NGramPolicy, PolicyConfidenceCritic):
+        assert computes_locally(local), local  # type: ignore[arg-type]
+    for remote in (LLMPolicy, LLMCritic):
+        assert not computes_locally(remote), remote  # type: ignore[arg-type]
+
+
+def test_freezing_the_start_up_heap_exempts_it_from_collections() -> None:
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()  # the test process goes on collecting as before

@@ -36,6 +36,7 @@ Writes bench/results/learning_cost.json and learning_cost.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import heapq
 import itertools
@@ -65,8 +66,6 @@ from selective_autonomy.inference.datasets import load_log
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import PolicyConfidenceCritic
 from selective_autonomy.inference.registry import ModelRegistry, ProcessModels, ServicePointer
-from selective_autonomy.learning import loop as loop_module
-from selective_autonomy.learning import plan as plan_module
 from selective_autonomy.learning.evidence import critic_examples
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.learning.plan import plan_learning
@@ -444,21 +443,6 @@ def memory_mb(field: str) -> float:
     return 0.0
 
 
-def timed(record: dict[str, Any], name: str, call: Callable[..., Any]) -> Callable[..., Any]:
-    """``call``, adding its seconds and the length of what it returns to ``record[name]``."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        begun = time.perf_counter()
-        result = call(*args, **kwargs)
-        entry = record.setdefault(name, {"s": 0.0, "rows": 0, "calls": 0})
-        entry["s"] += time.perf_counter() - begun
-        entry["rows"] += len(result) if isinstance(result, list) else 0
-        entry["calls"] += 1
-        return result
-
-    return wrapper
-
-
 def measure(url: str, models_dir: Path, process_id: str, kind: str) -> dict[str, Any]:
     """One measurement; the child process prints it as JSON."""
     store = FeedbackStore.open(url, migrate=False)
@@ -475,17 +459,11 @@ def measure(url: str, models_dir: Path, process_id: str, kind: str) -> dict[str,
             result: dict[str, Any] = {"rows_read": len(rows), "critic_examples": len(examples)}
         else:
             loop = LearningLoop(ModelRegistry(models_dir), store)
-            # Instance attributes shadow the methods: the loop's own calls go through the timers.
-            store.feedback_with_context = timed(parts, "feedback_with_context", store.feedback_with_context)  # type: ignore[method-assign]
-            store.judged_unattended = timed(parts, "judged_unattended", store.judged_unattended)  # type: ignore[method-assign]
-            loop.gather = timed(parts, "gather", loop.gather)  # type: ignore[method-assign]
-            # The plan's steps, through the names plan_learning and run call them by.
-            for name in ("update_policy", "for_policy", "choose_critic", "certify"):
-                setattr(plan_module, name, timed(parts, name, getattr(plan_module, name)))
-            setattr(loop_module, "apply_plan", timed(parts, "apply_plan", getattr(loop_module, "apply_plan")))  # noqa: B009, B010
             begun = time.perf_counter()
             report = loop.run(process_id, retrain=kind == "full")
             seconds = time.perf_counter() - begun
+            # The loop's own step times (learning/step_times.py): store reads, update, choice, certification.
+            parts = {name: dataclasses.asdict(step) for name, step in loop.times.steps.items()}
             judged = parts.get("judged_unattended", {}).get("rows", 0)
             result = {
                 "rows_read": report.feedback + judged,

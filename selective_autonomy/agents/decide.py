@@ -104,7 +104,7 @@ class DecideAgent:
         engine_provider: Callable[[], DecisionEngine],
         codec: AvroCodec,
         metrics: RuntimeMetrics,
-        batch_size: int = 64,
+        batch_size: int = 256,
         batch_window_s: float = 0.005,
         on_decision: DecisionHook | None = None,
         tracer_provider: trace.TracerProvider | None = None,

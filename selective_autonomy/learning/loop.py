@@ -31,6 +31,7 @@ from selective_autonomy.learning.first_policy import (
 from selective_autonomy.learning.plan import plan_learning
 from selective_autonomy.learning.plan_records import LearningInput, LearningPlan
 from selective_autonomy.learning.recorded import case_completion, cases_from_recorded
+from selective_autonomy.learning.step_times import StepTimes
 from selective_autonomy.schemas.event_parts import Stage, utc_now
 from selective_autonomy.store.repository import FeedbackStore
 
@@ -45,6 +46,8 @@ class LearningLoop:
 
     :param clock: the time a run plans at, recorded as when a promotion was proposed
         (``learning.promotion = confirmed``); default now, UTC.
+    :param times: where every run adds the seconds of its steps (store reads, policy update, critic
+        choice, certification, publishing); default a fresh one, read it as ``loop.times``.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class LearningLoop:
         on_stage_changes: StageListener | None = None,
         trainer: PolicyTrainer = embedded_trainer,
         clock: Callable[[], datetime] = utc_now,
+        times: StepTimes | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -62,15 +66,23 @@ class LearningLoop:
         self.on_stage_changes = on_stage_changes
         self.trainer = trainer
         self.clock = clock
+        self.times = times or StepTimes()
 
     def gather(self, process_id: str, *, retrain: bool = True) -> LearningInput:
         schema, pointer = self.registry.schema(process_id), self.registry.pointer(process_id)
         since = min(pointer.selective_since.values(), default=None)
-        outcomes = monitor_outcomes(self.store.judged_unattended(process_id, since)) if since is not None else []
+        outcomes = []
+        if since is not None:
+            with self.times.step("judged_unattended") as step:
+                judged = self.store.judged_unattended(process_id, since)
+                step.rows += len(judged)
+            outcomes = monitor_outcomes(judged)
         if not retrain:
             return LearningInput(schema=schema, pointer=pointer, outcomes=outcomes, planned_at=self.clock())
         models = self.registry.load(process_id)
-        rows = self.store.feedback_with_context(process_id=process_id, newest=self.config.window_feedback)
+        with self.times.step("feedback_with_context") as step:
+            rows = self.store.feedback_with_context(process_id=process_id, newest=self.config.window_feedback)
+            step.rows += len(rows)
         meta = getattr(models.critic, "meta", None)
         fitted_until: datetime | None = getattr(meta, "train_to", None)
         return LearningInput(
@@ -86,8 +98,9 @@ class LearningLoop:
         )
 
     def plan(self, process_id: str, *, retrain: bool = True) -> tuple[LearningInput, LearningPlan]:
-        evidence = self.gather(process_id, retrain=retrain)
-        return evidence, plan_learning(evidence, self.config, retrain=retrain)
+        with self.times.step("gather"):
+            evidence = self.gather(process_id, retrain=retrain)
+        return evidence, plan_learning(evidence, self.config, retrain=retrain, times=self.times)
 
     def gather_first_policy(self, process_id: str) -> FirstPolicyInput:
         """The trace evidence of a process with no policy: a bounded count of its complete cases, and
@@ -125,14 +138,15 @@ class LearningLoop:
             # operators answer model_unavailable deferrals); the one step left is a first policy.
             return self._first_policy_once(process_id)
         evidence, plan = self.plan(process_id, retrain=retrain)
-        return apply_plan(
-            plan,
-            self.registry,
-            self.store,
-            self.on_stage_changes,
-            feedback_read=evidence.feedback_read,
-            retrained=retrain,
-        )
+        with self.times.step("apply_plan"):
+            return apply_plan(
+                plan,
+                self.registry,
+                self.store,
+                self.on_stage_changes,
+                feedback_read=evidence.feedback_read,
+                retrained=retrain,
+            )
 
     def _first_policy_once(self, process_id: str) -> LearningReport:
         pointer = self.registry.pointer(process_id)

@@ -71,6 +71,7 @@ from selective_autonomy.learning.plan_records import LearningInput, LearningPlan
 from selective_autonomy.learning.policy_update import evaluated_to, for_policy, update_policy
 from selective_autonomy.learning.splits import EvidenceSplits, split_evidence
 from selective_autonomy.learning.stages import StageDecision, StageEvidence, next_stage
+from selective_autonomy.learning.step_times import StepTimes
 from selective_autonomy.learning.threshold_lift import threshold_lift
 from selective_autonomy.schemas.event_parts import Stage
 from selective_autonomy.store.models import ModelKind
@@ -117,8 +118,14 @@ def _needs_certificate(
     return sum(e.received_at > certificate.received_to for e in unbiased) >= config.recertify_after
 
 
-def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool = True) -> LearningPlan:
-    """The plan for one process. ``retrain=False`` only watches (cheap: after each audit)."""
+def plan_learning(
+    inp: LearningInput, config: LearningSettings, *, retrain: bool = True, times: StepTimes | None = None
+) -> LearningPlan:
+    """The plan for one process. ``retrain=False`` only watches (cheap: after each audit).
+
+    :param times: where the policy update, the critic choice and certification add their seconds.
+    """
+    times = times or StepTimes()
     pointer, schema = inp.pointer, inp.schema
     clusters = [c.id for c in schema.business_clusters]
     notes: list[str] = []
@@ -163,9 +170,10 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
     if retrain and due and inp.models is not None:
         policy, critic = inp.models.policy, inp.models.critic
         # 2. the policy, from answers older than every certifying one
-        update, policy_notes = update_policy(
-            policy, inp.policy_examples, config, before=_certifying_from(examples, config)
-        )
+        with times.step("update_policy"):
+            update, policy_notes = update_policy(
+                policy, inp.policy_examples, config, before=_certifying_from(examples, config)
+            )
         notes += policy_notes
         if update is not None:
             meta = update.policy.meta.model_copy(
@@ -174,10 +182,12 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
             policy_path = f"policy/{meta.version}"
             artefacts.append(NewArtefact(ModelKind.policy, update.policy, meta, policy_path))
             policy = update.policy
-        examples = for_policy(examples, policy, schema)
+        with times.step("for_policy"):
+            examples = for_policy(examples, policy, schema)
         # 3. the critic
         splits = split_evidence(examples, config)
-        choice, critic_notes = choose_critic(schema, critic, inp.critic_fitted_until, splits, config)
+        with times.step("choose_critic"):
+            choice, critic_notes = choose_critic(schema, critic, inp.critic_fitted_until, splits, config)
         notes += critic_notes
         critic, critic_path, chosen = _adopt(choice, critic_path, artefacts, splits)
         # 4. certification, only on evidence nothing was fitted or chosen on
@@ -194,7 +204,8 @@ def plan_learning(inp: LearningInput, config: LearningSettings, *, retrain: bool
                 notes.append(f"{len(pool) - len(kept)} certifying examples left out: policy {policy.version} saw them")
             pool = kept
         if pool:
-            calibration = certify(critic, pool, config)
+            with times.step("certify"):
+                calibration = certify(critic, pool, config)
             certified_now = certificates(calibration, pool, critic.version, policy.version, config)
             ran = {
                 cluster

@@ -61,3 +61,27 @@ def test_a_run_reads_exactly_the_newest_window(tmp_path: Path) -> None:
         assert len(evidence.policy_examples) <= WINDOW
         # The monitor-only run reads judged unattended steps only (none here): no feedback window.
         assert loop.gather("billing", retrain=False).feedback_read == 0
+
+
+def test_a_run_times_its_steps_and_counts_what_it_read(tmp_path: Path) -> None:
+    # bench/bench_learning_cost.py reports these step times: the loop measures itself, unpatched.
+    cases = [case(i) for i in range(90)]
+    registry = ModelRegistry(tmp_path / "models")
+    registry.save_schema(SCHEMA)
+    policy = NGramPolicy(SCHEMA).fit(cases[:10])
+    meta = policy.train_meta(cases[:10])
+    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
+    registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        record_copilot(registry.load("billing"), cases, store)
+        loop = LearningLoop(registry, store, LearningSettings(window_feedback=WINDOW))
+        loop.run("billing")
+        steps = loop.times.steps
+        assert {"gather", "feedback_with_context", "update_policy", "for_policy", "choose_critic", "apply_plan"} <= set(
+            steps
+        )
+        assert steps["feedback_with_context"].rows == WINDOW
+        assert all(step.calls == 1 and step.s > 0 for step in steps.values())
+        assert steps["gather"].s >= steps["feedback_with_context"].s  # the read is part of gathering
+        loop.run("billing")
+        assert steps["gather"].calls == 2 and steps["feedback_with_context"].rows == 2 * WINDOW

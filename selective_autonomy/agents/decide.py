@@ -18,7 +18,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +33,7 @@ from selective_autonomy.agents.gate import SessionProgress
 from selective_autonomy.agents.log_rewrites import EXIT_LOG_REWRITTEN, LogFingerprints, exit_for_restart
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
-from selective_autonomy.config import Settings
+from selective_autonomy.config import KafkaSettings, TopicSettings, WorkerSettings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
 from selective_autonomy.streams.agent_producer import AgentProducer
 from selective_autonomy.streams.app import raw_topic
@@ -100,29 +100,34 @@ class DecideAgent:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaSettings,
+        topics: TopicSettings,
+        worker: WorkerSettings,
         engine_provider: Callable[[], DecisionEngine],
         codec: AvroCodec,
         metrics: RuntimeMetrics,
-        batch_size: int = 256,
-        batch_window_s: float = 0.005,
+        *,
+        ending_actions: Iterable[str] = (),
         on_decision: DecisionHook | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
-        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.worker = worker
         self.engine_provider = engine_provider
         self.codec = codec
         self.metrics = metrics
-        self.batch_size = batch_size
-        self.batch_window_s = batch_window_s
+        self.batch_size = worker.batch_size
+        self.batch_window_s = worker.batch_window_s
         self.on_decision = on_decision
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self.table: Any = None  # an AcknowledgedTable once registered
         self.producer: AgentProducer | None = None  # while the agent runs
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
-        self.model_deadline_s = settings.worker.model_deadline_s
-        self.ending_actions = frozenset(settings.learning.trace_ending_actions)
+        self.model_deadline_s = worker.model_deadline_s
+        # The actions that end a session (``learning.trace_ending_actions``): the screen after one is not decided.
+        self.ending_actions = frozenset(ending_actions)
         # One thread for models that call a server: they never run on the event loop (a slow or dead
         # inference server must not stall commits and acks), and a call that hangs past its deadline
         # holds only this thread; while it runs, later batches are deferred at once (see
@@ -131,7 +136,7 @@ class DecideAgent:
         self._overdue: asyncio.Future[list[Decision]] | None = None
 
     def register(self, app: faust.App) -> None:
-        topics = self.settings.topics
+        topics = self.topics
         source = raw_topic(app, topics.ui_state)
         router = DeadLetterRouter(self.codec, raw_topic(app, topics.dead_letter))
         outputs = {
@@ -149,7 +154,7 @@ class DecideAgent:
             partitions=topics.partitions,
             use_partitioner=True,
         )
-        tweaks: ProfileTweaks = getattr(app, "tweaks", None) or tweaks_for(self.settings.kafka)
+        tweaks: ProfileTweaks = getattr(app, "tweaks", None) or tweaks_for(self.kafka)
         # The changelog goes through the agent's producers only where the store keeps no offsets of its
         # own (faust's in-memory store, the default): see AcknowledgedTable.write_through.
         changelog_through_agent = str(app.conf.store).startswith("memory:")
@@ -163,9 +168,9 @@ class DecideAgent:
             # the acks to us. Invariant: an event is acked only after its decision record (or its
             # dead letter) and the session table's update were acknowledged by the broker, or it was
             # skipped as already decided (streams/tables.py: faust's own flush can drop the update).
-            linger_ms = self.settings.worker.producer_linger_ms
-            self.producer = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide")
-            changelog = AgentProducer(self.settings.kafka, linger_ms=linger_ms, name="decide-changelog")
+            linger_ms = self.worker.producer_linger_ms
+            self.producer = AgentProducer(self.kafka, linger_ms=linger_ms, name="decide")
+            changelog = AgentProducer(self.kafka, linger_ms=linger_ms, name="decide-changelog")
             if changelog_through_agent:
                 self.table.write_through(changelog, single_record_tail=tweaks.changelog_single_record_tail)
             # The batch whose table updates are on their way to the broker: it is acked when they are,
@@ -173,7 +178,7 @@ class DecideAgent:
             # updated). One at a time: the next batch is not acked before it, nor handed over before
             # it is done, so what is unacknowledged stays within two batches.
             finishing: asyncio.Future[None] | None = None
-            if self.settings.worker.freeze_heap:
+            if self.worker.freeze_heap:
                 freeze_startup_heap()
             try:
                 async for batch in take_batches(stream, self.batch_size, self.batch_window_s):

@@ -32,13 +32,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import KafkaSettings
 from selective_autonomy.errors import DecodeError
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.store.repository import FeedbackStore
 from selective_autonomy.streams.kafka_config import confluent_config
-from selective_autonomy.streams.serialization import AvroCodec, codec_for
+from selective_autonomy.streams.serialization import AvroCodec
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +57,32 @@ def trace_group(app_id: str) -> str:
 class TraceRecorder:
     """Consumes ``ui.state`` into ``store`` until its :meth:`run` task is cancelled.
 
+    :param topic: the ``ui.state`` topic; :param group: the consumer group (:func:`trace_group`).
+    :param batch: most records stored in one transaction (``worker.trace_batch``).
     :param on_recorded: called on the event loop after each stored batch (default: nobody).
     :param consumer_overrides: librdkafka properties that win over the defaults (tests).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaSettings,
+        *,
+        topic: str,
+        group: str,
+        batch: int,
         store: FeedbackStore,
         registry: ModelRegistry,
-        codec: AvroCodec | None = None,
+        codec: AvroCodec,
         on_recorded: RecordedListener | None = None,
         **consumer_overrides: Any,
     ) -> None:
-        self.settings = settings
+        self.kafka = kafka
+        self.topic = topic
+        self.group = group
+        self.batch = batch
         self.store = store
         self.registry = registry
-        self.codec = codec or codec_for(settings)
+        self.codec = codec
         self.on_recorded = on_recorded
         self.consumer_overrides = consumer_overrides
         self.read = 0  # ui.state records read and stored or skipped, then committed
@@ -87,10 +96,10 @@ class TraceRecorder:
 
     def _new_consumer(self) -> Consumer:
         conf = confluent_config(
-            self.settings.kafka,
+            self.kafka,
             "consumer",
             **{
-                "group.id": trace_group(self.settings.app_id),
+                "group.id": self.group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
@@ -99,7 +108,7 @@ class TraceRecorder:
             },
         )
         consumer = Consumer(conf)
-        consumer.subscribe([self.settings.topics.ui_state])
+        consumer.subscribe([self.topic])
         return consumer
 
     def _decode(self, messages: Sequence[Message]) -> list[UIStateChanged]:
@@ -130,7 +139,7 @@ class TraceRecorder:
         if self._consumer is None:
             self._consumer = self._new_consumer()
         consumer = self._consumer
-        messages = [m for m in consumer.consume(self.settings.worker.trace_batch, POLL_TIMEOUT_S) if not m.error()]
+        messages = [m for m in consumer.consume(self.batch, POLL_TIMEOUT_S) if not m.error()]
         if not messages:
             return Counter()
         states = self._decode(messages)

@@ -71,12 +71,13 @@ def build_worker(
     # here, before the app starts, and a registry that is down stops the worker now.
     codec = codec_for(settings)
     decide = DecideAgent(
-        settings,
+        settings.kafka,
+        settings.topics,
+        settings.worker,
         models.current,
         codec,
         metrics,
-        batch_size=settings.worker.batch_size,
-        batch_window_s=settings.worker.batch_window_s,
+        ending_actions=settings.learning.trace_ending_actions,
         on_decision=on_decision,
         tracer_provider=tracer_provider,
     )
@@ -167,7 +168,7 @@ def _feedback_agent(
     # take seconds to import, which a decide-only worker (the chart's deciders) would pay at every
     # start, i.e. after every crash, while its partitions wait.
     from selective_autonomy.agents.feedback import FeedbackAgent, RetrainScheduler, stage_publisher
-    from selective_autonomy.agents.traces import TraceRecorder
+    from selective_autonomy.agents.traces import TraceRecorder, trace_group
     from selective_autonomy.learning.loop import LearningLoop
     from selective_autonomy.store import FeedbackStore
 
@@ -181,7 +182,17 @@ def _feedback_agent(
             settings.learning.monitor_every_s,
             first_policy_every_s=settings.learning.first_policy_check_s,
         )
-    traces = TraceRecorder(settings, store, registry, codec) if settings.worker.traces else None
+    traces = None
+    if settings.worker.traces:
+        traces = TraceRecorder(
+            settings.kafka,
+            topic=settings.topics.ui_state,
+            group=trace_group(settings.app_id),
+            batch=settings.worker.trace_batch,
+            store=store,
+            registry=registry,
+            codec=codec,
+        )
     return FeedbackAgent(settings.topics, store, codec, metrics, scheduler, traces)
 
 

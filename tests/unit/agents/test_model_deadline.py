@@ -46,7 +46,14 @@ class HangingEngine(DecisionEngine):
 
 def agent(tmp_path: Path, deadline_s: float) -> DecideAgent:
     settings = Settings(data_dir=tmp_path, worker=WorkerSettings(model_deadline_s=deadline_s))
-    return DecideAgent(settings, lambda: DecisionEngine({}), AvroCodec(settings.wire_format), RuntimeMetrics())
+    return DecideAgent(
+        settings.kafka,
+        settings.topics,
+        settings.worker,
+        lambda: DecisionEngine({}),
+        AvroCodec(settings.wire_format),
+        RuntimeMetrics(),
+    )
 
 
 def test_models_past_the_deadline_defer_the_batch_and_the_loop_keeps_running(tmp_path: Path) -> None:

@@ -165,6 +165,25 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def latency_by_second(received_at: Sequence[float], latency: Sequence[float]) -> list[list[float]]:
+    """``[second, records, p50 ms, p99 ms]`` for each second of a phase, by arrival time: shows
+    whether latency drifts within a phase (the embedded broker's does as its log grows)."""
+    import numpy as np
+
+    if not received_at:
+        return []
+    arrived = np.asarray(received_at)
+    values = np.asarray(latency) * 1000.0
+    seconds = np.floor(arrived - arrived[0]).astype(int)
+    rows = []
+    for second in range(int(seconds.max()) + 1):
+        inside = values[seconds == second]
+        if len(inside):
+            p50, p99 = np.percentile(inside, [50, 99])
+            rows.append([second, len(inside), round(float(p50), 1), round(float(p99), 1)])
+    return rows
+
+
 def system_busy_seconds() -> float:
     """CPU seconds all processes on the machine have used (busy = not idle, not iowait)."""
     try:

@@ -14,7 +14,7 @@ from typing import Any
 from bench.streaming import profile as profiling
 from bench.streaming.child import WorkerChild, wait_assigned
 from bench.streaming.load import EventSource, LoadGenerator
-from bench.streaming.metering import CpuWindow, Meter, others_cores, percentiles, rss_mb
+from bench.streaming.metering import CpuWindow, Meter, latency_by_second, others_cores, percentiles, rss_mb
 from bench.streaming.models import Prepared
 from bench.streaming.report import phase_by_label
 from bench.streaming.settings import VARIANTS, BenchConfig, log
@@ -102,6 +102,7 @@ class PhaseRunner:
         else:
             result["achieved_eps"] = 0.0
         result.update(percentiles(plog.latency))
+        result["latency_by_second"] = latency_by_second(plog.received_at, plog.latency)
         result["outputs_by_topic"] = dict(plog.by_topic)
         result["cpu_cores"] = cpu
         if target.workers and received:

@@ -56,12 +56,13 @@ def freeze_startup_heap() -> None:
     """Collect, then exempt every object alive now (modules, models, the started app) from later
     collections: a full collection then scans only what was made since.
 
-    Measured in the decide worker (``python -m bench.streaming``, 1,000 events/s): full collections
-    came every few seconds and scanned the whole start-up heap, 100-125 ms each, while no batch was
-    decided; they were the p99. Objects alive now that later become unreachable only through a
-    reference cycle are never freed; start-up objects live as long as the process, and the models
-    replaced by a reload are freed by reference counting (checked: a loaded policy and critic, and
-    their networks, are gone at ``del`` with the collector off).
+    Measured in the decide worker (``python -m bench.streaming``): full collections came every few
+    seconds and scanned the whole start-up heap, 121-160 ms each, while no batch was decided; they
+    were the p99 at 1,000 events/s (``bench/results/streaming_runs/experiments/``). Objects alive
+    now that later become unreachable only through a reference cycle are not freed while frozen:
+    start-up objects live as long as the agent, the models replaced by a reload are freed by
+    reference counting (checked: a loaded policy and critic, and their networks, are gone at ``del``
+    with the collector off), and the agent unfreezes the heap when it stops.
     """
     gc.collect()
     gc.freeze()
@@ -195,6 +196,10 @@ class DecideAgent:
                 if finishing is not None and not finishing.done():
                     finishing.cancel()  # its events are not acked: read again after the restart
                 self.table.write_through(None)
+                if self.worker.freeze_heap:
+                    # Collectable again: an app stopped inside a longer-lived process (the demo, the
+                    # tests) leaves garbage with cycles that a frozen heap would keep for good.
+                    gc.unfreeze()
                 for producer in (self.producer, changelog):
                     producer.close(timeout_s=1.0)
                 self.producer = None

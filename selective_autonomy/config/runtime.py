@@ -63,7 +63,7 @@ class WorkerSettings(Section):
         default=True,
         description="When the decide agent starts, move every object alive then (modules, models, the app) out "
         "of the garbage collector's reach (gc.freeze): a full collection then scans only what came after. "
-        "Measured: full collections of the start-up heap paused the worker 100-125 ms each, the decide "
+        "Measured: full collections of the start-up heap paused the worker 121-160 ms each, the decide "
         "agent's p99 at 1,000 events/s.",
     )
     producer_linger_ms: float = Field(

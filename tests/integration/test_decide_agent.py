@@ -3,10 +3,12 @@ acts, dead letters, a restart mid-stream, and trace context carried across topic
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -46,7 +48,16 @@ def test_three_stages_redelivery_and_dead_letters(worker_settings: Settings) -> 
         producer.send(ui, state("retail-1", 0, "retail"), key="retail-1")  # redelivered
         producer.send(ui, state("ghost", 0, "retail").model_copy(update={"process_id": "nope"}), key="ghost")
         producer.send_raw(ui, b"\x00garbage", b"junk")
-    worker = run_worker(worker_settings, lambda w: w.metrics.events >= 6 and sum(w.metrics.outcomes.values()) >= 3)
+    frozen: list[int] = []
+
+    def decided(w: Any) -> bool:
+        frozen.append(gc.get_freeze_count())
+        return bool(w.metrics.events >= 6 and sum(w.metrics.outcomes.values()) >= 3)
+
+    worker = run_worker(worker_settings, decided)
+    # The start-up heap was frozen out of the collector while the agent ran, and is collectable
+    # again once it stopped (this test process goes on).
+    assert max(frozen) > 0 and gc.get_freeze_count() == 0
     executed, deferred, proposed = read_all(worker_settings)
     assert [(e.session_id, e.action.action_type) for e in executed] == [("retail-1", "lookup_order")]
     assert [(d.session_id, d.reason) for d in deferred] == [("vip-1", DeferralReason.copilot_stage)]

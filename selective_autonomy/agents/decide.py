@@ -118,15 +118,12 @@ class DecideAgent:
         self.engine_provider = engine_provider
         self.codec = codec
         self.metrics = metrics
-        self.batch_size = worker.batch_size
-        self.batch_window_s = worker.batch_window_s
         self.on_decision = on_decision
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self.table: Any = None  # an AcknowledgedTable once registered
         self.producer: AgentProducer | None = None  # while the agent runs
         self.fingerprints = LogFingerprints()
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
-        self.model_deadline_s = worker.model_deadline_s
         # The actions that end a session (``learning.trace_ending_actions``): the screen after one is not decided.
         self.ending_actions = frozenset(ending_actions)
         # One thread for models that call a server: they never run on the event loop (a slow or dead
@@ -182,7 +179,7 @@ class DecideAgent:
             if self.worker.freeze_heap:
                 freeze_startup_heap()
             try:
-                async for batch in take_batches(stream, self.batch_size, self.batch_window_s):
+                async for batch in take_batches(stream, self.worker.batch_size, self.worker.batch_window_s):
                     clock = BatchClock()
                     handled = await self._handle_batch(batch, router, outputs, clock)
                     if finishing is not None:
@@ -325,9 +322,10 @@ class DecideAgent:
         instead of queueing behind it: each would wait a deadline of its own, and the latency of a
         decision must stay within one deadline plus the broker's round trip.
         """
+        deadline_s = self.worker.model_deadline_s
         if self.model_call_overdue:
             self.metrics.on_model_timeout(len(states))
-            return [timed_out(state, self.model_deadline_s, still_busy=True) for state in states]
+            return [timed_out(state, deadline_s, still_busy=True) for state in states]
         started = time.perf_counter()
         if engine.computes_locally(states):
             # Embedded and n-gram models: a batch costs a few milliseconds of CPU and cannot hang on
@@ -344,12 +342,12 @@ class DecideAgent:
         call = loop.run_in_executor(self._models_thread, engine.decide, states, progress)
         try:
             # shield: on timeout the call keeps running in its thread, and ``_overdue`` tells when it ends.
-            return await asyncio.wait_for(asyncio.shield(call), timeout=self.model_deadline_s)
+            return await asyncio.wait_for(asyncio.shield(call), timeout=deadline_s)
         except TimeoutError:
             self._overdue = call
-            log.warning("models missed the %.1f s deadline on %d states: deferred", self.model_deadline_s, len(states))
+            log.warning("models missed the %.1f s deadline on %d states: deferred", deadline_s, len(states))
             self.metrics.on_model_timeout(len(states))
-            return [timed_out(state, self.model_deadline_s) for state in states]
+            return [timed_out(state, deadline_s) for state in states]
         finally:
             if clock is not None:
                 clock.models_s += time.perf_counter() - started

@@ -42,14 +42,20 @@ def case(i: int) -> Case:
     return Case(case_id=f"c{i:03d}", process_id="billing", business_cluster="retail", started_at=started, steps=steps)
 
 
-def test_a_run_reads_exactly_the_newest_window(tmp_path: Path) -> None:
-    cases = [case(i) for i in range(90)]  # 270 answers: 2.7 windows
+def copilot_registry(tmp_path: Path, trained_on: list[Case]) -> ModelRegistry:
+    """A registry serving an n-gram policy fitted on ``trained_on``, every cluster in copilot."""
     registry = ModelRegistry(tmp_path / "models")
     registry.save_schema(SCHEMA)
-    policy = NGramPolicy(SCHEMA).fit(cases[:10])
-    meta = policy.train_meta(cases[:10])
+    policy = NGramPolicy(SCHEMA).fit(trained_on)
+    meta = policy.train_meta(trained_on)
     policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
     registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    return registry
+
+
+def test_a_run_reads_exactly_the_newest_window(tmp_path: Path) -> None:
+    cases = [case(i) for i in range(90)]  # 270 answers: 2.7 windows
+    registry = copilot_registry(tmp_path, cases[:10])
     with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
         stored = record_copilot(registry.load("billing"), cases, store)
         assert stored == 270 > WINDOW
@@ -66,12 +72,7 @@ def test_a_run_reads_exactly_the_newest_window(tmp_path: Path) -> None:
 def test_a_run_times_its_steps_and_counts_what_it_read(tmp_path: Path) -> None:
     # bench/bench_learning_cost.py reports these step times: the loop measures itself, unpatched.
     cases = [case(i) for i in range(90)]
-    registry = ModelRegistry(tmp_path / "models")
-    registry.save_schema(SCHEMA)
-    policy = NGramPolicy(SCHEMA).fit(cases[:10])
-    meta = policy.train_meta(cases[:10])
-    policy.save(registry.process_dir("billing") / "policy" / meta.version, meta)
-    registry.publish("billing", ServicePointer(policy=f"policy/{meta.version}", default_stage=Stage.copilot))
+    registry = copilot_registry(tmp_path, cases[:10])
     with FeedbackStore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
         record_copilot(registry.load("billing"), cases, store)
         loop = LearningLoop(registry, store, LearningSettings(window_feedback=WINDOW))

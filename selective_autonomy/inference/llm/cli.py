@@ -40,12 +40,24 @@ MaxStepsOption = Annotated[int | None, typer.Option(min=1, help="Stop after this
 MaxSecondsOption = Annotated[float | None, typer.Option(min=1, help="Stop after this much training time.")]
 MaxModelLenOption = Annotated[int, typer.Option(min=64, help="Context: prompt plus answer tokens.")]
 LimitOption = Annotated[int | None, typer.Option("--limit-cases", min=1, help="Use only the first N cases.")]
+MergeOption = Annotated[
+    bool,
+    typer.Option(
+        "--merge/--adapter",
+        help="With --base: merge the LoRA adapter into the weights (a model of its own to serve), or save the "
+        "adapter alone, served with every other adapter of the base by one server (serve --base).",
+    ),
+]
 
 
-def _config(epochs: int, max_steps: int | None, max_seconds: float | None, max_model_len: int) -> SFTConfig:
+def _config(
+    epochs: int, max_steps: int | None, max_seconds: float | None, max_model_len: int, merge: bool
+) -> SFTConfig:
     from selective_autonomy.inference.llm.sft_config import SFTConfig
 
-    return SFTConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, max_model_len=max_model_len)
+    return SFTConfig(
+        epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, max_model_len=max_model_len, merge_lora=merge
+    )
 
 
 def _report(meta: ArtefactMeta, out: Path) -> None:
@@ -83,6 +95,7 @@ def train_policy_command(
     max_steps: MaxStepsOption = None,
     max_seconds: MaxSecondsOption = None,
     max_model_len: MaxModelLenOption = 512,
+    merge: MergeOption = True,
 ) -> None:
     """Fine-tune the LLM policy on (view -> next action) pairs of every step of the cases."""
     from itertools import islice
@@ -98,7 +111,9 @@ def train_policy_command(
     )
     if not selected:
         raise typer.BadParameter(f"no case of process {process.process_id!r} in {cases}", param_hint="--cases")
-    meta = train_policy(selected, process, out, _config(epochs, max_steps, max_seconds, max_model_len), base=base)
+    meta = train_policy(
+        selected, process, out, _config(epochs, max_steps, max_seconds, max_model_len, merge), base=base
+    )
     _report(meta, out)
 
 
@@ -122,6 +137,7 @@ def train_critic_command(
     max_steps: MaxStepsOption = None,
     max_seconds: MaxSecondsOption = None,
     max_model_len: MaxModelLenOption = 512,
+    merge: MergeOption = True,
 ) -> None:
     """Fine-tune the LLM critic on (view + proposed action -> accept/reject)."""
     from itertools import islice
@@ -144,15 +160,35 @@ def train_critic_command(
         examples = contrastive_critic_examples(selected)
     if not examples:
         raise typer.BadParameter("no training examples")
-    meta = train_llm_critic(examples, process, out, _config(epochs, max_steps, max_seconds, max_model_len), base=base)
+    meta = train_llm_critic(
+        examples, process, out, _config(epochs, max_steps, max_seconds, max_model_len, merge), base=base
+    )
     _report(meta, out)
 
 
 @llm_app.command("serve")
 def serve_command(
-    artefact: Annotated[
-        Path, typer.Argument(help="A policy-llm or critic-llm artefact directory.", exists=True, file_okay=False)
-    ],
+    artefacts: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="A policy-llm or critic-llm artefact directory; with --base, any number of LoRA adapter "
+            "artefacts (trained unmerged on that base).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            "--base",
+            help="Serve this Hugging Face checkpoint with LoRA on: the adapters given are served beside it, "
+            "and workers load promoted adapters into it at run time.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    base_name: Annotated[str, typer.Option(help="With --base: the base model's served name.")] = "base",
+    max_loras: Annotated[int, typer.Option(min=1, help="With --base: adapters in one batch.")] = 4,
     port: Annotated[int, typer.Option(help="Port on the host; 0 picks a free one.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     max_model_len: Annotated[int | None, typer.Option(help="Default: what the model was trained for.")] = None,
@@ -160,41 +196,66 @@ def serve_command(
     eager: Annotated[bool, typer.Option(help="Skip torch.compile: faster start, slower decoding.")] = False,
     work_dir: Annotated[Path | None, typer.Option(help="Caches and log; default a temp dir.")] = None,
 ) -> None:
-    """Serve an artefact with vLLM's OpenAI-compatible server under its version as the model name.
+    """Serve an artefact with vLLM's OpenAI-compatible server under its version as the model name, or
+    (--base) one base with every process's LoRA adapters, each under its version.
 
     Runs until Ctrl-C or SIGTERM. Point the inference settings' url at the printed address; the
     served name is the artefact version, which is what clients ask for when their model is unset.
     """
     from selective_autonomy.inference.artefact import ArtefactError, read_meta
-    from selective_autonomy.inference.llm.server import ServerConfig, ServerError, VLLMServer
+    from selective_autonomy.inference.llm.policy import adapter_dir
+    from selective_autonomy.inference.llm.server import (
+        LoRAServing,
+        ServerConfig,
+        ServerError,
+        VLLMServer,
+        lora_rank_for,
+    )
 
+    given = artefacts or []
     try:
-        meta = read_meta(artefact)
+        metas: list[ArtefactMeta] = [read_meta(path) for path in given]
     except ArtefactError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from error
+    if base is None:
+        if len(metas) != 1:
+            raise typer.BadParameter("give one artefact, or --base with its adapters", param_hint="ARTEFACTS")
+        model_dir, name, lora = given[0].resolve(), metas[0].version, None
+        trained_len = int(metas[0].params.get("max_model_len", 512))
+    else:
+        plain = [str(path) for path, meta in zip(given, metas, strict=True) if adapter_dir(path, meta) is None]
+        if plain:
+            raise typer.BadParameter(f"not LoRA adapters (trained merged or from scratch): {plain}")
+        ranks = [int(meta.params["lora"].get("r", 8)) for meta in metas]
+        adapters = {meta.version: path.resolve() for path, meta in zip(given, metas, strict=True)}
+        lora = LoRAServing(adapters=adapters, max_lora_rank=lora_rank_for(ranks), max_loras=max_loras)
+        model_dir, name = base.resolve(), base_name
+        trained_len = max((int(meta.params.get("max_model_len", 512)) for meta in metas), default=512)
     config = ServerConfig(
-        model_dir=artefact.resolve(),
-        served_model_name=meta.version,
+        model_dir=model_dir,
+        served_model_name=name,
         host=host,
         port=port,
-        max_model_len=max_model_len or int(meta.params.get("max_model_len", 512)),
+        max_model_len=max_model_len or trained_len,
         kv_cache_gib=kv_cache_gib,
         enforce_eager=eager,
+        lora=lora,
         work_dir=work_dir,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server = VLLMServer(config)
-    typer.echo(f"starting vLLM for {meta.kind} {meta.version} (log: {server.log_path})")
+    served = ", ".join(sorted(server.served_names))
+    typer.echo(f"starting vLLM for {served} (log: {server.log_path})")
     try:
         server.start()
     except ServerError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from error
     try:
-        typer.echo(f"ready in {server.startup_seconds:.0f}s: url {server.url}, model {meta.version}")
+        typer.echo(f"ready in {server.startup_seconds:.0f}s: url {server.url}, models {served}")
         while not stop.wait(1.0):
             if not server.running:
                 typer.echo(f"vLLM exited unexpectedly:\n{server.log_tail()}", err=True)

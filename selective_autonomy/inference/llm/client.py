@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -92,6 +93,11 @@ class VLLMClient:
 
     :param settings: where the server is and how patiently to wait (see :class:`LLMClientSettings`).
     :param model: served model name used when ``settings.model`` is None.
+    :param adapter: the LoRA adapter directory served under that name, when the model is an adapter
+        on the server's base: the client loads it into the server (vLLM's runtime LoRA loading) when
+        asked to (:meth:`load_adapter`) and whenever the server answers 404 for it (a restarted
+        server has forgotten adapters loaded at run time). The server must see the directory at
+        this path. Default None: a model the server was started with.
     :param transport: an httpx transport to use instead of the network (tests use ``httpx.MockTransport``).
     """
 
@@ -100,6 +106,7 @@ class VLLMClient:
         settings: LLMClientSettings,
         *,
         model: str | None = None,
+        adapter: Path | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         name = settings.model or model
@@ -107,6 +114,7 @@ class VLLMClient:
             raise ValueError("no served model name: set LLMClientSettings.model or pass model=")
         self.settings = settings
         self.model = name
+        self.adapter = adapter
         headers = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"} if settings.api_key else {}
         self._http = httpx.Client(
             base_url=settings.url.rstrip("/") + "/",
@@ -126,7 +134,8 @@ class VLLMClient:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+    def _send(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        """The server's answer, after retrying timeouts, connection errors and transient statuses."""
         attempts = self.settings.max_retries + 1
         last = "no attempt made"
         for attempt in range(attempts):
@@ -143,15 +152,11 @@ class VLLMClient:
             if response.status_code in _RETRY_STATUS:
                 last = f"HTTP {response.status_code}: {_error_text(response)}"
                 continue
-            if response.status_code >= 400:
-                raise ModelUnavailable(
-                    f"{method} {path} refused with HTTP {response.status_code}: {_error_text(response)}"
-                )
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise ModelUnavailable(f"{method} {path} answered with a body that is not JSON") from exc
+            return response
         raise ModelUnavailable(f"{method} {path} failed after {attempts} attempt(s): {last}")
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        return _json_body(self._send(method, path, payload), method, path)
 
     def models(self) -> list[str]:
         """The served model names."""
@@ -195,13 +200,49 @@ class VLLMClient:
             payload["structured_outputs"] = structured_outputs
         if seed is not None:
             payload["seed"] = seed
-        body = self._request("POST", "completions", payload)
+        response = self._send("POST", "completions", payload)
+        if response.status_code == 404 and self.adapter is not None:
+            # A restarted server (or one that evicted it) no longer knows the adapter: load, ask again.
+            self.load_adapter()
+            response = self._send("POST", "completions", payload)
+        body = _json_body(response, "POST", "completions")
         try:
             return CompletionResponse.model_validate(body)
         except ValidationError as exc:
             raise ModelUnavailable(
                 f"POST completions answered with an unexpected body: {exc.errors()[0]['msg']}"
             ) from exc
+
+    def load_adapter(self) -> bool:
+        """Load this client's LoRA adapter into the server under the model name; idempotent.
+
+        :returns: True when this call loaded it, False when the server already had it.
+        :raises ModelUnavailable: the server is unreachable, refuses (runtime loading off: it answers
+            404), or cannot load the directory.
+        """
+        if self.adapter is None:
+            raise ValueError(f"{self.model} is not an adapter: no adapter directory given")
+        path = "load_lora_adapter"
+        response = self._send("POST", path, {"lora_name": self.model, "lora_path": str(self.adapter)})
+        if response.status_code == 200:
+            log.info("loaded LoRA adapter %s from %s into %s", self.model, self.adapter, self.settings.url)
+            return True
+        text = _error_text(response)
+        if response.status_code == 400 and "already been loaded" in text:
+            return False
+        if response.status_code == 404:
+            text = "the server does not load adapters at run time (it needs --enable-lora and "
+            text += "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, as `selauto llm serve --base` starts it)"
+        raise ModelUnavailable(f"POST {path} for adapter {self.model} refused with HTTP {response.status_code}: {text}")
+
+
+def _json_body(response: httpx.Response, method: str, path: str) -> Any:
+    if response.status_code >= 400:
+        raise ModelUnavailable(f"{method} {path} refused with HTTP {response.status_code}: {_error_text(response)}")
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ModelUnavailable(f"{method} {path} answered with a body that is not JSON") from exc
 
 
 def _error_text(response: httpx.Response) -> str:

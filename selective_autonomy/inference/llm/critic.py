@@ -16,9 +16,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+
 from selective_autonomy.inference.artefact import read_meta
 from selective_autonomy.inference.llm.client import FILLER_LOGPROB, CompletionChoice, VLLMClient
-from selective_autonomy.inference.llm.policy import builder_for
+from selective_autonomy.inference.llm.policy import adapter_dir, builder_for
 from selective_autonomy.inference.llm.prompts import ACCEPT, CRITIC_CHOICES, REJECT, PromptBuilder
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable
@@ -92,8 +94,16 @@ class LLMCritic:
         return [accept_probability(choice) for (choice,) in response.by_prompt(len(prompts), 1)]
 
     @classmethod
-    def load(cls, directory: Path, schema: ProcessSchema, settings: LLMClientSettings) -> LLMCritic:
-        """The critic for the ``critic-llm`` artefact in ``directory``; loads no weights, contacts no server."""
+    def load(
+        cls,
+        directory: Path,
+        schema: ProcessSchema,
+        settings: LLMClientSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> LLMCritic:
+        """The critic for the ``critic-llm`` artefact in ``directory``; loads no weights, contacts no server
+        (a LoRA adapter is loaded into the server when asked or when the server lacks it)."""
         meta = read_meta(directory, schema, kind_prefix=CRITIC_KIND)
-        client = VLLMClient(settings, model=meta.version)
+        client = VLLMClient(settings, model=meta.version, adapter=adapter_dir(directory, meta), transport=transport)
         return cls(schema, client, version=meta.version, builder=builder_for(directory, schema, meta))

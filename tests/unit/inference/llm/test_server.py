@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from selective_autonomy.inference.llm.server import ServerConfig, ServerError, VLLMServer
+from selective_autonomy.inference.llm.server import LoRAServing, ServerConfig, ServerError, VLLMServer, lora_rank_for
 
 FAKE_SERVER = """
 import http.server, json, subprocess, sys, time
@@ -146,3 +146,30 @@ def test_a_server_that_never_gets_ready_times_out(tmp_path: Path) -> None:
         server.start()
     assert time.monotonic() - started < 30
     assert not server.running
+
+
+def test_lora_serving_command_line_and_environment(tmp_path: Path) -> None:
+    adapters = {"critic-llm-v1": tmp_path / "critic", "policy-llm-v2": tmp_path / "policy"}
+    lora = LoRAServing(adapters=adapters, max_lora_rank=lora_rank_for([8, 4]), max_loras=2, max_cpu_loras=6)
+    server = VLLMServer(_config(tmp_path, lora=lora))
+    command = server.command()
+    at = command.index("--enable-lora")
+    assert command[at:] == [
+        "--enable-lora", "--max-lora-rank", "8", "--max-loras", "2", "--max-cpu-loras", "6",
+        "--lora-modules", f"critic-llm-v1={tmp_path / 'critic'}", f"policy-llm-v2={tmp_path / 'policy'}",
+    ]  # fmt: skip
+    assert server.environment()["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert server.served_names == {"policy-llm-v1", "critic-llm-v1", "policy-llm-v2"}
+    fixed = VLLMServer(_config(tmp_path, lora=LoRAServing(runtime_loading=False)))
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in fixed.environment()
+    assert "--lora-modules" not in fixed.command()
+    plain = VLLMServer(_config(tmp_path))
+    assert "--enable-lora" not in plain.command() and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in plain.environment()
+
+
+def test_lora_ranks_are_the_ones_vllm_takes() -> None:
+    assert [lora_rank_for(r) for r in ([], [1], [2, 8], [9], [64])] == [1, 1, 8, 16, 64]
+    with pytest.raises(ValueError, match="beyond"):
+        lora_rank_for([1024])
+    with pytest.raises(ValueError, match="max_lora_rank must be one of"):
+        LoRAServing(max_lora_rank=12)

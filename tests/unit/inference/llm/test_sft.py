@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 pytest.importorskip("transformers", reason="the llm extra is not installed")
@@ -121,6 +122,45 @@ def test_lora_on_a_local_base_is_merged(tiny_policy_dir: Path, helpdesk: Helpdes
     changed = [n for n, w in merged.state_dict().items() if not torch.equal(w, base.state_dict()[n])]
     assert changed and all(("q_proj" in n or "v_proj" in n) for n in changed)
     assert (out / "tokenizer.json").read_text() == (tiny_policy_dir / "tokenizer.json").read_text()
+
+
+def test_lora_saved_unmerged_is_an_adapter_the_loaders_load_into_the_server(
+    tiny_policy_dir: Path, helpdesk: Helpdesk, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+
+    out = tmp_path / "adapter"
+    config = SFTConfig(
+        epochs=1, max_steps=2, batch_size=8, max_model_len=256, max_new_tokens=48, threads=1, merge_lora=False
+    )
+    meta = train_policy(helpdesk.cases[:8], helpdesk.schema, out, config, base=tiny_policy_dir)
+    assert meta.params["lora"]["merged"] is False
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()  # the adapter alone: the server holds the base
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 8 and set(adapter_config["target_modules"]) == {"q_proj", "v_proj"}
+    # The adapter applies to the base it was trained on: the same answer as a merged copy would give.
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_policy_dir), local_files_only=True)
+    tuned = PeftModel.from_pretrained(base, str(out))
+    assert any("lora_B" in name and w.abs().sum() > 0 for name, w in tuned.state_dict().items())
+
+    loaded: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        loaded.append({"path": request.url.path, **json.loads(request.content)})
+        return httpx.Response(200, text=f"Success: LoRA adapter '{meta.version}' added successfully.")
+
+    settings = LLMClientSettings(url="http://vllm.test/v1", max_retries=0)
+    policy = llm_loaders(settings, settings, transport=httpx.MockTransport(handler)).policies["policy-llm"](
+        out, helpdesk.schema
+    )
+    assert isinstance(policy, LLMPolicy)
+    assert policy.client.model == meta.version and policy.client.adapter == out.resolve()
+    assert loaded == [{"path": "/v1/load_lora_adapter", "lora_name": meta.version, "lora_path": str(out.resolve())}]
+    # A whole model is never loaded as an adapter, and a server that is down does not stop a worker.
+    assert LLMPolicy.load(tiny_policy_dir, helpdesk.schema, SETTINGS).client.adapter is None
+    down = llm_loaders(SETTINGS, SETTINGS).policies["policy-llm"](out, helpdesk.schema)
+    assert isinstance(down, LLMPolicy) and down.client.adapter == out.resolve()
 
 
 def test_a_missing_base_is_refused(helpdesk: Helpdesk, tmp_path: Path) -> None:

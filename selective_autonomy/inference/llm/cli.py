@@ -84,6 +84,22 @@ def base_command(
     typer.echo(f"base model: {gguf} (train with --base {out}; Gemma Terms of Use in {out})")
 
 
+@llm_app.command("export-base")
+def export_base_command(
+    base: Annotated[
+        Path,
+        typer.Option("--base", help="Local base model directory (HF checkpoint or one .gguf).", exists=True),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the servable checkpoint (created).")],
+) -> None:
+    """Write the base as a float32 Hugging Face checkpoint for `serve --base` (vLLM serves LoRA adapters
+    on a plain checkpoint, not on a GGUF), with the base's licence files."""
+    from selective_autonomy.inference.llm.sft_models import export_base
+
+    export_base(base, out)
+    typer.echo(f"servable base: {out} (serve adapters trained on {base} with `selauto llm serve --base {out}`)")
+
+
 @llm_app.command("train-policy")
 def train_policy_command(
     cases: Annotated[Path, typer.Option("--cases", "-i", help="Cases JSONL (selauto import ...).", exists=True)],
@@ -224,6 +240,11 @@ def serve_command(
         model_dir, name, lora = given[0].resolve(), metas[0].version, None
         trained_len = int(metas[0].params.get("max_model_len", 512))
     else:
+        if not (base / "config.json").is_file():
+            raise typer.BadParameter(
+                f"{base} is no Hugging Face checkpoint (a GGUF?): write one with `selauto llm export-base`",
+                param_hint="--base",
+            )
         plain = [str(path) for path, meta in zip(given, metas, strict=True) if adapter_dir(path, meta) is None]
         if plain:
             raise typer.BadParameter(f"not LoRA adapters (trained merged or from scratch): {plain}")

@@ -67,6 +67,22 @@ def load_base(base: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
+def export_base(base: Path, out: Path) -> Path:
+    """The base as a Hugging Face checkpoint a vLLM server with LoRA on can hold: the weights the
+    adapters were trained on (a GGUF dequantised to float32, as :func:`load_base` reads it) and the
+    tokenizer as training prepared it, with the base's licence files. Returns ``out``.
+
+    vLLM applies LoRA adapters to a plain checkpoint, not to a quantised GGUF; serving the same
+    float32 weights the adapters were fitted to keeps their answers those of training.
+    """
+    model, tokenizer = load_base(base)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    copy_licence_files(base, out)
+    return out
+
+
 def start_model(
     corpus: Sequence[str], config: SFTConfig, base: Path | None
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, float, dict[str, Any]]:

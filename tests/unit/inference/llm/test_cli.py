@@ -105,3 +105,18 @@ def test_serve_with_a_base_takes_adapters_only(tiny_policy_dir: Path) -> None:
     result = runner.invoke(llm_app, ["serve", str(tiny_policy_dir), str(tiny_policy_dir)])
     assert result.exit_code == 2
     assert "give one artefact, or --base with its adapters" in result.output
+
+
+def test_export_base_writes_a_checkpoint_serve_takes(tiny_policy_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    out = tmp_path / "servable"
+    result = runner.invoke(llm_app, ["export-base", "--base", str(tiny_policy_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    exported, trained = load_file(out / "model.safetensors"), load_file(tiny_policy_dir / "model.safetensors")
+    assert exported.keys() == trained.keys()
+    assert all(exported[name].equal(trained[name]) for name in trained)  # the weights adapters were fitted to
+    (tmp_path / "gguf").mkdir()
+    result = runner.invoke(llm_app, ["serve", "--base", str(tmp_path / "gguf")])
+    assert result.exit_code == 2 and "selauto llm export-base" in result.output

@@ -70,6 +70,7 @@ def load_values(path: Path) -> dict[str, Any]:
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": load_values(CHART_DIR / "ci" / "values-default.yaml"),
     "production": load_values(CHART_DIR / "ci" / "values-production.yaml"),
+    "lora": load_values(CHART_DIR / "ci" / "values-lora.yaml"),
     "everything": EVERYTHING,
 }
 

@@ -130,7 +130,9 @@ def _assert_decider_and_learner(rendered: Rendered, models_claim: str | None) ->
 # --- lint and Kubernetes validation ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values_file", [None, "ci/values-default.yaml", "ci/values-production.yaml"])
+@pytest.mark.parametrize(
+    "values_file", [None, "ci/values-default.yaml", "ci/values-production.yaml", "ci/values-lora.yaml"]
+)
 def test_lint_strict_has_no_errors_or_warnings(values_file: str | None) -> None:
     values = load_values(CHART_DIR / values_file) if values_file else None
     report = helm_python.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE, kube_version=f"v{KUBE_VERSION}")
@@ -364,6 +366,117 @@ def test_learner_extra_env_and_models_subpath(render: Any) -> None:
     assert next(m for m in container["volumeMounts"] if m["name"] == "models")["subPath"] == "selauto"
 
 
+def _lora_args(args: list[str]) -> list[str]:
+    """The LoRA arguments of a vLLM command line: --enable-lora and the --max-* pairs after it."""
+    if "--enable-lora" not in args:
+        return []
+    start = end = args.index("--enable-lora") + 1
+    while end < len(args) and args[end] in {"--max-lora-rank", "--max-loras", "--max-cpu-loras"}:
+        end += 2
+    return args[start - 1 : end]
+
+
+def test_lora_scenario(render: Any) -> None:
+    """One vLLM serves the base with runtime adapter loading, and reads the workers' models claim at
+    the workers' path: the adapter paths they send (under SELAUTO_MODELS_DIR) resolve in its pod."""
+    from selective_autonomy.inference.llm.server import LoRAServing
+
+    rendered = render(SCENARIOS["lora"])
+    vllm = rendered.one("Deployment", "vllm")
+    (server,) = _containers(vllm)
+    assert server["args"][:2] == ["--model", "/base-model/base"]
+    assert _lora_args(server["args"]) == LoRAServing(max_lora_rank=16, max_loras=2, max_cpu_loras=8).arguments()
+    assert _lora_args(server["args"]) == [
+        "--enable-lora",
+        "--max-lora-rank",
+        "16",
+        "--max-loras",
+        "2",
+        "--max-cpu-loras",
+        "8",
+    ]
+    assert _env(server)["VLLM_ALLOW_RUNTIME_LORA_UPDATING"]["value"] == "True"
+    mounts = {m["name"]: m for m in server["volumeMounts"]}
+    assert mounts["model"] == {"name": "model", "mountPath": "/base-model", "readOnly": True}
+    assert mounts["worker-models"] == {
+        "name": "worker-models",
+        "mountPath": "/models",
+        "readOnly": True,
+        "subPath": "selauto",
+    }
+    volumes = {v["name"]: v for v in vllm["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "selauto-base-model", "readOnly": True}
+    assert volumes["worker-models"]["persistentVolumeClaim"] == {"claimName": "selauto-models", "readOnly": True}
+
+    _assert_decider_and_learner(rendered, models_claim="selauto-models")
+    for component in ("worker", "learner"):
+        (container,) = _containers(rendered.one("Deployment", component))
+        env = _env(container)
+        assert env["SELAUTO_INFERENCE__URL"]["value"] == "http://selauto-selective-autonomy-vllm:8000/v1", component
+        assert "SELAUTO_INFERENCE__MODEL" not in env, f"{component}: a fixed name would override the adapter's"
+        assert "SELAUTO_INFERENCE__CRITIC_URL" not in env, f"{component}: the critic falls back to the url"
+        models = next(m for m in container["volumeMounts"] if m["name"] == "models")
+        assert (models["mountPath"], models["subPath"]) == (mounts["worker-models"]["mountPath"], "selauto")
+        assert env["SELAUTO_MODELS_DIR"]["value"] == mounts["worker-models"]["mountPath"]
+    assert "LoRA: the policy and critic adapters run on this base" in rendered.notes
+    assert 'claim "selauto-models"' in rendered.notes
+
+
+def test_lora_mounts_a_models_claim_that_holds_the_weights_through_one_volume(render: Any) -> None:
+    """The production scenario keeps the weights on the models claim: it is mounted twice from the one
+    volume (two volumes of one PVC in a pod can hang its start), with vLLM's defaults otherwise."""
+    values = _deep_merge(
+        SCENARIOS["production"], {"vllm": {"model": {"mountPath": "/base"}, "lora": {"enabled": True}}}
+    )
+    rendered = render(values)
+    vllm = rendered.one("Deployment", "vllm")
+    (server,) = _containers(vllm)
+    assert _lora_args(server["args"]) == ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "4"]
+    assert server["args"][-2:] == ["--max-model-len=4096", "--gpu-memory-utilization=0.90"]
+    assert [(m["name"], m["mountPath"], m.get("subPath")) for m in server["volumeMounts"] if m.get("readOnly")] == [
+        ("model", "/base", None),
+        ("model", "/models", None),
+    ]
+    claims = [
+        v["persistentVolumeClaim"] for v in vllm["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v
+    ]
+    assert claims == [{"claimName": "selauto-models", "readOnly": True}]
+    env = _env(_containers(rendered.one("Deployment", "worker"))[0])
+    assert "SELAUTO_INFERENCE__MODEL" not in env and "SELAUTO_INFERENCE__URL" in env
+
+
+def test_lora_is_off_by_default(render: Any) -> None:
+    rendered = render(SCENARIOS["production"])
+    (server,) = _containers(rendered.one("Deployment", "vllm"))
+    assert not _lora_args(server["args"])
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in _env(server)
+    assert [m["name"] for m in server["volumeMounts"]] == ["model", "shm"]
+    assert "LoRA:" not in rendered.notes
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"worker": {"models": {"existingClaim": ""}}}, "vllm.lora.enabled needs worker.models.existingClaim"),
+        ({"vllm": {"model": {"mountPath": "/models/"}}}, "set vllm.model.mountPath to another path"),
+        ({"vllm": {"lora": {"maxLoras": 4, "maxCpuLoras": 2}}}, "vllm.lora.maxCpuLoras (2) must be at least"),
+    ],
+    ids=["no-models-claim", "same-mount-path", "cpu-loras-below-loras"],
+)
+def test_lora_misconfiguration_fails_with_a_clear_message(chart: Any, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(message)):
+        chart.render(_deep_merge(SCENARIOS["lora"], values), name=RELEASE, namespace=NAMESPACE)
+
+
+def test_schema_accepts_exactly_the_lora_ranks_vllm_accepts(chart: Any) -> None:
+    from selective_autonomy.inference.llm.server import LORA_RANKS
+
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert tuple(_schema_at(schema, "vllm.lora.maxLoraRank")["enum"]) == LORA_RANKS
+    for rank in LORA_RANKS:
+        chart.validate_schema({"vllm": {"lora": {"maxLoraRank": rank}}})
+
+
 def test_inline_credentials_are_never_rendered_with_existing_secrets(render: Any) -> None:
     values = _deep_merge(
         SCENARIOS["production"],
@@ -457,6 +570,12 @@ def test_topic_job_can_be_disabled(render: Any) -> None:
         {"topics": {"partitions": 0}},
         {"image": {"tag": "latest"}},
         {"vllm": {"enabled": True}},
+        {"vllm": {"lora": {"maxLoraRank": 4}}},
+        {"vllm": {"lora": {"maxLoraRank": "8"}}},
+        {"vllm": {"lora": {"maxLoras": 0}}},
+        {"vllm": {"lora": {"maxCpuLoras": 0}}},
+        {"vllm": {"lora": {"enabled": "yes"}}},
+        {"vllm": {"lora": {"rank": 8}}},
         {"worker": {"pdb": {"minAvailable": "half"}}},
         {"console": {"service": {"type": "Bogus"}}},
         {"workers": {"replicas": 2}},

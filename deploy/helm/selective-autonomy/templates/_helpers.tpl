@@ -259,6 +259,19 @@ early with a clear message.
 {{- $_ := required "vllm.model.existingClaim is required when vllm.enabled" .Values.vllm.model.existingClaim -}}
 {{- $_ := required "vllm.model.path is required when vllm.enabled" .Values.vllm.model.path -}}
 {{- $_ := required "vllm.model.servedModelName is required when vllm.enabled" .Values.vllm.model.servedModelName -}}
+{{- $lora := .Values.vllm.lora -}}
+{{- $models := .Values.worker.models -}}
+{{- if $lora.enabled -}}
+{{- if not $models.existingClaim -}}
+{{- fail "vllm.lora.enabled needs worker.models.existingClaim: vLLM reads the adapters the learner publishes from the workers' models claim (an emptyDir per pod cannot be shared)" -}}
+{{- end -}}
+{{- if eq (clean $models.mountPath) (clean .Values.vllm.model.mountPath) -}}
+{{- fail (printf "vllm.lora.enabled mounts worker.models.existingClaim at worker.models.mountPath (%s) in the vLLM pod: set vllm.model.mountPath to another path (e.g. /base-model)" $models.mountPath) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" $lora.maxCpuLoras)) (lt (int $lora.maxCpuLoras) (int $lora.maxLoras)) -}}
+{{- fail (printf "vllm.lora.maxCpuLoras (%d) must be at least vllm.lora.maxLoras (%d)" (int $lora.maxCpuLoras) (int $lora.maxLoras)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -506,8 +519,12 @@ otherwise inference.url / inference.model when set, otherwise nothing.
 {{- if .Values.vllm.enabled }}
 - name: SELAUTO_INFERENCE__URL
   value: {{ printf "http://%s:%d/v1" (include "selective-autonomy.componentName" (dict "ctx" $ "component" "vllm")) (.Values.vllm.port | int) | quote }}
+{{- /* With LoRA the request's model is the adapter's artefact version (policy and critic alike, the
+critic on the same URL); SELAUTO_INFERENCE__MODEL would override it with one fixed name. */}}
+{{- if not .Values.vllm.lora.enabled }}
 - name: SELAUTO_INFERENCE__MODEL
   value: {{ .Values.vllm.model.servedModelName | quote }}
+{{- end }}
 {{- else if .Values.inference.url }}
 - name: SELAUTO_INFERENCE__URL
   value: {{ .Values.inference.url | quote }}

@@ -163,6 +163,11 @@ class VLLMServer:
         return f"http://{self.config.host}:{self.port}/v1"
 
     @property
+    def pid(self) -> int | None:
+        """The API server's process id (its process group holds the engine core too); None when stopped."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -41,3 +42,16 @@ def invalid_request_response(exc: RequestValidationError) -> Response:
     ]
     message = "; ".join(f"{v.loc}: {v.msg}" for v in violations) or "invalid request"
     return error_response(422, ErrorResponse(error="invalid_request", message=message, violations=violations))
+
+
+def add_framework_error_handlers(app: FastAPI) -> None:
+    """Answer the framework's own refusals (routing, auth dependencies, request validation) of ``app``
+    in the one :class:`ErrorResponse` body; each app adds the handlers of its own errors."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return http_exception_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return invalid_request_response(exc)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
+from selective_autonomy.demo.offline_loop import train_policy
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
 from selective_autonomy.inference.ngram import NGramPolicy
@@ -99,13 +100,7 @@ class _Shared:
 def _train_policy(
     kind: str, schema: ProcessSchema, train: list[Case], registry: ModelRegistry
 ) -> EmbeddedPolicy | NGramPolicy:
-    policy: EmbeddedPolicy | NGramPolicy
-    if kind == "embedded":
-        policy = EmbeddedPolicy.train(schema, train)
-    elif kind == "ngram":
-        policy = NGramPolicy(schema).fit(train)
-    else:
-        raise SelautoError(f"unknown policy kind {kind!r} (embedded or ngram)")
+    policy = train_policy(kind, schema, train)
     meta = policy.train_meta(train)
     policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
     return policy

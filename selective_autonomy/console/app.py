@@ -49,8 +49,7 @@ from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
-from selective_autonomy.webapi.errors import ErrorResponse
-from selective_autonomy.webapi.responses import add_framework_error_handlers, error_response, http_error_response
+from selective_autonomy.webapi.responses import add_framework_error_handlers, http_error_response, status_error_response
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +205,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NoSuchProcess)
     async def no_such_process(request: Request, exc: NoSuchProcess) -> Response:
-        return error_response(404, ErrorResponse(error="not_found", message=str(exc)))
+        return status_error_response(404, str(exc))
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:

@@ -18,7 +18,8 @@ HTTP_STATUS_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
 }
-"""The ``error`` code of a refusal raised by the framework (routing, auth dependencies)."""
+"""The ``error`` code of a refusal its status alone names: the framework's (routing, auth dependencies)
+and the apps' own (a failed webhook authentication, an unknown process)."""
 
 
 def error_response(status: int, body: ErrorResponse, headers: Mapping[str, str] | None = None) -> Response:
@@ -29,9 +30,16 @@ def http_error_response(exc: HttpError, headers: Mapping[str, str] | None = None
     return error_response(exc.status_code, exc.body(), headers)
 
 
+def status_error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """A refusal its status names: the ``error`` code from :data:`HTTP_STATUS_CODES` (``http_error`` for
+    another status)."""
+    return error_response(
+        status, ErrorResponse(error=HTTP_STATUS_CODES.get(status, "http_error"), message=message), headers
+    )
+
+
 def http_exception_response(exc: StarletteHTTPException) -> Response:
-    body = ErrorResponse(error=HTTP_STATUS_CODES.get(exc.status_code, "http_error"), message=str(exc.detail))
-    return error_response(exc.status_code, body, exc.headers)
+    return status_error_response(exc.status_code, str(exc.detail), exc.headers)
 
 
 def invalid_request_response(exc: RequestValidationError) -> Response:

@@ -42,7 +42,7 @@ from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import codec_for
 from selective_autonomy.webapi.errors import ErrorResponse
-from selective_autonomy.webapi.responses import add_framework_error_handlers, error_response, http_error_response
+from selective_autonomy.webapi.responses import add_framework_error_handlers, http_error_response, status_error_response
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def auth_failure(request: Request, exc: AuthFailure) -> Response:
         count_refusal(request)
         if exc.status_code == 401:
-            body = ErrorResponse(error="unauthenticated", message=exc.message)
-            return error_response(401, body, {"WWW-Authenticate": 'Bearer realm="selauto-ingest"'})
-        return error_response(403, ErrorResponse(error="forbidden", message=exc.message))
+            return status_error_response(401, exc.message, {"WWW-Authenticate": 'Bearer realm="selauto-ingest"'})
+        return status_error_response(403, exc.message)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:

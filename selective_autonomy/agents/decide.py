@@ -2,7 +2,8 @@
 
 A thin faust loop around :class:`DecisionEngine`: batch across sessions
 (:func:`~selective_autonomy.streams.batches.take_batches`), drop stale and redelivered states using
-the session table (read once per session and batch), dead-letter what cannot be decided, hand a
+the session table (read once per session and batch), dead-letter what cannot be decided, call the
+models within the worker's deadline (:mod:`~selective_autonomy.agents.model_deadline`), hand a
 round's decision records to the agent's producer and wait for the broker's acknowledgements
 together, and only then update the session table. The batch's events are acked once the table's
 updates are acknowledged too, while the next batch is decided, so a crash or a stop anywhere
@@ -19,8 +20,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -28,10 +28,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
-from selective_autonomy.agents.decisions import Decision, DecisionEngine, timed_out
-from selective_autonomy.agents.gate import SessionProgress
+from selective_autonomy.agents.decisions import Decision, DecisionEngine
 from selective_autonomy.agents.log_rewrites import EXIT_LOG_REWRITTEN, LogFingerprints, exit_for_restart
-from selective_autonomy.agents.metrics import RuntimeMetrics
+from selective_autonomy.agents.metrics import BatchClock, RuntimeMetrics
+from selective_autonomy.agents.model_deadline import ModelDeadline
 from selective_autonomy.agents.session import SessionState, Skip, ends_session
 from selective_autonomy.config import KafkaSettings, TopicSettings, WorkerSettings
 from selective_autonomy.schemas.events import ActionExecuted, OperatorDeferral, UIStateChanged
@@ -76,17 +76,6 @@ decisions_log.setLevel(logging.WARNING)
 
 
 @dataclass
-class BatchClock:
-    """Where one batch's time went: the models' call, waiting for the broker to acknowledge its
-    decision records, then its session table updates (the latter while the next batch is decided)."""
-
-    started: float = field(default_factory=time.perf_counter)
-    models_s: float = 0.0
-    acks_s: float = 0.0
-    table_s: float = 0.0
-
-
-@dataclass
 class Emitted:
     """A decision whose record was handed to the producer, waiting for the broker's acknowledgement
     before its session moves on."""
@@ -126,12 +115,8 @@ class DecideAgent:
         self.on_log_rewritten: Callable[[str], None] = exit_for_restart
         # The actions that end a session (``learning.trace_ending_actions``): the screen after one is not decided.
         self.ending_actions = frozenset(ending_actions)
-        # One thread for models that call a server: they never run on the event loop (a slow or dead
-        # inference server must not stall commits and acks), and a call that hangs past its deadline
-        # holds only this thread; while it runs, later batches are deferred at once (see
-        # _decide_within_deadline). In-process models run on the loop: see there.
-        self._models_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide-models")
-        self._overdue: asyncio.Future[list[Decision]] | None = None
+        # The models answer within the deadline, off the event loop where they call a server.
+        self.models = ModelDeadline(worker, metrics)
 
     def register(self, app: faust.App) -> None:
         topics = self.topics
@@ -289,7 +274,7 @@ class DecideAgent:
         """Decide states of distinct sessions in one engine call, send every decision record, wait
         for their acknowledgements together, then move the sessions on in the table."""
         progress = {state.session_id: sessions[state.session_id].progress for _, state in fresh}
-        decisions = await self._decide_within_deadline(engine, [state for _, state in fresh], progress, clock)
+        decisions = await self.models.decide(engine, [state for _, state in fresh], progress, clock)
         emitted = [
             self._send(event, decision, sessions, outputs)
             for (event, _), decision in zip(fresh, decisions, strict=True)
@@ -309,53 +294,10 @@ class DecideAgent:
             for item in emitted:
                 item.span.end()
 
-    async def _decide_within_deadline(
-        self,
-        engine: DecisionEngine,
-        states: list[UIStateChanged],
-        progress: Mapping[str, SessionProgress],
-        clock: BatchClock | None = None,
-    ) -> list[Decision]:
-        """The engine's decisions, or every state deferred when the models miss the deadline.
-
-        While a call that missed its deadline is still running, later batches are deferred at once
-        instead of queueing behind it: each would wait a deadline of its own, and the latency of a
-        decision must stay within one deadline plus the broker's round trip.
-        """
-        deadline_s = self.worker.model_deadline_s
-        if self.model_call_overdue:
-            self.metrics.on_model_timeout(len(states))
-            return [timed_out(state, deadline_s, still_busy=True) for state in states]
-        started = time.perf_counter()
-        if engine.computes_locally(states):
-            # Embedded and n-gram models: a batch costs a few milliseconds of CPU and cannot hang on
-            # a server. Handing it to the thread cost more than the call: both threads then compete
-            # for the interpreter lock, and at 1,000 events/s the models' wall time per batch went
-            # from 3.5 ms here to 5.8-7.5 ms there, 10-15% less throughput at max rate
-            # (bench/README.md, "What changed in the decide path").
-            try:
-                return engine.decide(states, progress)
-            finally:
-                if clock is not None:
-                    clock.models_s += time.perf_counter() - started
-        loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._models_thread, engine.decide, states, progress)
-        try:
-            # shield: on timeout the call keeps running in its thread, and ``_overdue`` tells when it ends.
-            return await asyncio.wait_for(asyncio.shield(call), timeout=deadline_s)
-        except TimeoutError:
-            self._overdue = call
-            log.warning("models missed the %.1f s deadline on %d states: deferred", deadline_s, len(states))
-            self.metrics.on_model_timeout(len(states))
-            return [timed_out(state, deadline_s) for state in states]
-        finally:
-            if clock is not None:
-                clock.models_s += time.perf_counter() - started
-
     @property
     def model_call_overdue(self) -> bool:
         """A model call missed its deadline and still runs: until it ends, states are deferred at once."""
-        return self._overdue is not None and not self._overdue.done()
+        return self.models.overdue
 
     def _reject_reason(self, state: UIStateChanged, engine: DecisionEngine) -> str | None:
         if not engine.knows(state.process_id):

@@ -25,7 +25,7 @@ import faust
 from selective_autonomy.agents.dead_letters import DeadLetterRouter
 from selective_autonomy.agents.metrics import RuntimeMetrics
 from selective_autonomy.agents.traces import TraceRecorder
-from selective_autonomy.config import Settings, TopicSettings
+from selective_autonomy.config import KafkaSettings, TopicSettings
 from selective_autonomy.learning.apply import LearningReport
 from selective_autonomy.learning.loop import LearningLoop
 from selective_autonomy.schemas.events import (
@@ -245,18 +245,20 @@ class FeedbackAgent:
                 scheduler.start_due()
 
 
-def stage_publisher(settings: Settings, codec: AvroCodec | None = None) -> Callable[[list[StageChanged]], None]:
+def stage_publisher(
+    kafka: KafkaSettings, topics: TopicSettings, codec: AvroCodec
+) -> Callable[[list[StageChanged]], None]:
     """Emits stage changes on ``stage.changes`` (from the learning thread).
 
-    :param codec: the worker's codec; default :func:`codec_for` the settings at each publish.
+    :param kafka: the broker the changes go to.
+    :param topics: names ``stage.changes``.
+    :param codec: the worker's codec.
     """
 
     def publish(changes: list[StageChanged]) -> None:
-        with EventProducer(settings, codec) as producer:
+        with EventProducer(kafka, codec) as producer:
             for change in changes:
-                producer.send(
-                    settings.topics.stage_changes, change, key=f"{change.process_id}/{change.business_cluster}"
-                )
+                producer.send(topics.stage_changes, change, key=f"{change.process_id}/{change.business_cluster}")
         for change in changes:
             log.info(
                 "stage %s/%s: %s -> %s (%s)",

@@ -8,6 +8,7 @@ the telemetry settings, :mod:`selective_autonomy.streams.meters`, exported over 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,17 @@ class RuntimeMetrics:
             "consumer_lag_note": self.consumer_lag_note,
             "batches": self.batch_timing.snapshot(),
         }
+
+
+@dataclass
+class BatchClock:
+    """Where one batch's time went: the models' call, waiting for the broker to acknowledge its
+    decision records, then its session table updates (the latter while the next batch is decided)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    models_s: float = 0.0
+    acks_s: float = 0.0
+    table_s: float = 0.0
 
 
 @dataclass

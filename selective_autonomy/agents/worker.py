@@ -181,8 +181,9 @@ def _feedback_agent(
     store = FeedbackStore.open(settings.store.resolved_url(settings.data_dir))
     scheduler = None
     if settings.worker.learning:
+        publish_stages = stage_publisher(settings.kafka, settings.topics, codec)
         scheduler = RetrainScheduler(
-            lambda: LearningLoop(registry, store, settings.learning, stage_publisher(settings, codec)),
+            lambda: LearningLoop(registry, store, settings.learning, publish_stages),
             settings.learning.retrain_every_feedback,
             settings.learning.retrain_every_s,
             settings.learning.monitor_every_s,

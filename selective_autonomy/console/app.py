@@ -24,10 +24,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from opentelemetry import metrics, trace
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from selective_autonomy import __version__
@@ -51,13 +49,7 @@ from selective_autonomy.console.sink import EventSink
 from selective_autonomy.console.views import Views
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
-from selective_autonomy.webapi.errors import ErrorResponse
-from selective_autonomy.webapi.responses import (
-    error_response,
-    http_error_response,
-    http_exception_response,
-    invalid_request_response,
-)
+from selective_autonomy.webapi.responses import add_framework_error_handlers, http_error_response, status_error_response
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +205,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NoSuchProcess)
     async def no_such_process(request: Request, exc: NoSuchProcess) -> Response:
-        return error_response(404, ErrorResponse(error="not_found", message=str(exc)))
+        return status_error_response(404, str(exc))
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
@@ -222,13 +214,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         query = "" if exc.next_url == "/" else "?next=" + _quote(exc.next_url)
         return RedirectResponse("/login" + query, status_code=303)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return http_exception_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
-        return invalid_request_response(exc)
+    add_framework_error_handlers(app)
 
 
 def _quote(value: str) -> str:

@@ -31,13 +31,13 @@ held: they must be quick and must not call back into the book.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from selective_autonomy.console.inbox import ChangeKind, Headers, Visibility, visible
+from selective_autonomy.console.listeners import ChangeNotifier
 from selective_autonomy.schemas.event_parts import Executor
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback
 from selective_autonomy.schemas.sampling import SystematicSample
@@ -81,10 +81,7 @@ class AuditChange:
     audit: PendingAudit | None = None
 
 
-AuditListener = Callable[[list[AuditChange]], None]
-
-
-class AuditBook:
+class AuditBook(ChangeNotifier[AuditChange]):
     """Unattended steps waiting for an audit.
 
     :param rate: share of system executions offered (see
@@ -106,32 +103,18 @@ class AuditBook:
         self.max_pending = max_pending
         self.max_answered = max_answered
         self.clock = clock
-        self._lock = threading.RLock()
+        super().__init__()
         self._pending: dict[str, PendingAudit] = {}  # action id -> audit, oldest first
         self._claimed: dict[str, PendingAudit] = {}  # action id -> audit being answered
         self._answered: OrderedDict[str, None] = OrderedDict()
-        self._listeners: list[AuditListener] = []
         self._seq = 0
         self.revision = 0
         """Bumped on every change: readers poll it to know when to refresh."""
 
-    # -- listeners ---------------------------------------------------------------------------------
-
-    def subscribe(self, listener: AuditListener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def unsubscribe(self, listener: AuditListener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
     def _notify(self, changes: list[AuditChange]) -> None:
-        """Called with the lock held, so every listener sees changes in the order they happened."""
         if changes:
             self.revision += 1
-            for listener in list(self._listeners):
-                listener(changes)
+        super()._notify(changes)
 
     # -- input -------------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ held: they must be quick and must not call back into the inbox.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from selective_autonomy.console.listeners import ChangeNotifier
 from selective_autonomy.schemas.event_parts import Executor
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral
 
@@ -81,9 +81,6 @@ class Change:
     card: Card | None = None
 
 
-Listener = Callable[[list[Change]], None]
-
-
 class Mode(StrEnum):
     unattended = "unattended"
     waiting = "waiting"
@@ -119,7 +116,7 @@ class Counts:
         return self.automated_today / total if total else None
 
 
-class Inbox:
+class Inbox(ChangeNotifier[Change]):
     """Pending deferrals and today's tallies.
 
     :param clock: epoch seconds; default ``time.time``.
@@ -142,7 +139,7 @@ class Inbox:
         self.active_window_s = active_window_s
         self.ending_actions = frozenset(ending_actions)
         self.max_sessions = max_sessions
-        self._lock = threading.RLock()
+        super().__init__()
         self._cards: dict[str, Card] = {}  # session id -> card
         self._session_of: dict[str, str] = {}  # card id -> session id
         self._claimed: dict[str, Card] = {}  # card id -> card being answered
@@ -150,27 +147,9 @@ class Inbox:
         self._activity: OrderedDict[str, _Activity] = OrderedDict()
         self._days: dict[date, _Day] = {}
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
-        self._listeners: list[Listener] = []
         self._counts_cache: dict[Visibility, tuple[float, Counts]] = {}
         self.revision = 0
         """Bumped on every change, counters included: readers poll it to know when to refresh."""
-
-    # -- listeners ---------------------------------------------------------------------------------
-
-    def subscribe(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def unsubscribe(self, listener: Listener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def _notify(self, changes: list[Change]) -> None:
-        """Called with the lock held, so every listener sees changes in the order they happened."""
-        if changes:
-            for listener in list(self._listeners):
-                listener(changes)
 
     # -- input -------------------------------------------------------------------------------------
 

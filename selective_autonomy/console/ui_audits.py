@@ -13,7 +13,7 @@ from selective_autonomy.console.cards import action_options, argument_fields
 from selective_autonomy.console.context import ConsoleContext
 from selective_autonomy.console.deps import Context, PageCaller, read_form
 from selective_autonomy.console.errors import ConsoleError
-from selective_autonomy.console.htmx import form_action, gone, toast
+from selective_autonomy.console.htmx import arguments_fragment, form_action, form_errors, gone, refused, toast
 from selective_autonomy.console.protocol import AuditAnswerResponse, AuditRightRequest, AuditWrongRequest
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
@@ -33,10 +33,7 @@ async def audit_form(action_id: str, ctx: Context, caller: PageCaller) -> Respon
         return gone(AUDIT_GONE)
     schema = ctx.catalog.schema(audit.process_id)
     if schema is None:
-        return Response(
-            status_code=422,
-            headers={"HX-Reswap": "none", "HX-Trigger": toast("Wrong answers need the process schema.", "warn")},
-        )
+        return refused("Wrong answers need the process schema.", "warn")
     action_type = audit.action.action_type if schema.action(audit.action.action_type) is not None else ""
     fields = argument_fields(schema, action_type, audit.action.arguments) if action_type else []
     base = _audit_base(action_id)
@@ -50,13 +47,8 @@ async def audit_argument_inputs(
     audit = ctx.reader.audit(caller.operator_id, action_id)
     if audit is None:
         return gone(AUDIT_GONE)
-    schema = ctx.catalog.schema(audit.process_id)
-    spec = schema.action(action_type) if schema is not None else None
-    if schema is None or spec is None:
-        return HTMLResponse(ctx.views.arguments(audit, "", [], ""))
     prefill = audit.action.arguments if audit.action.action_type == action_type else None
-    fields = argument_fields(schema, action_type, prefill)
-    return HTMLResponse(ctx.views.arguments(audit, action_type, fields, spec.description))
+    return arguments_fragment(ctx, audit, action_type, prefill)
 
 
 async def _audit_answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
@@ -66,14 +58,8 @@ async def _audit_answered(ctx: ConsoleContext, call: str, *args: object) -> Resp
         if exc.status_code == 409:
             return gone(AUDIT_GONE)
         if exc.status_code == 422 and call == "wrong":
-            return HTMLResponse(
-                ctx.views.errors(exc.messages),
-                status_code=422,
-                headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
-            )
-        return Response(
-            status_code=exc.status_code, headers={"HX-Reswap": "none", "HX-Trigger": toast(exc.message, "error")}
-        )
+            return form_errors(ctx, exc.messages)
+        return refused(exc.message, status_code=exc.status_code)
     if result.operator_action is None:
         message = f"Audited as right: {result.audited_action.action_type}"
     else:
@@ -98,10 +84,6 @@ async def audit_wrong_from_page(action_id: str, request: Request, ctx: Context, 
         return gone(AUDIT_GONE)
     action = form_action(ctx, audit.process_id, form)
     if action is None:
-        return HTMLResponse(
-            ctx.views.errors(["choose an action"]),
-            status_code=422,
-            headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
-        )
+        return form_errors(ctx, ["choose an action"])
     body = AuditWrongRequest(action=action)
     return await _audit_answered(ctx, "wrong", action_id, caller.operator_id, visibility, body)

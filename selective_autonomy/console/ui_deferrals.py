@@ -17,7 +17,7 @@ from selective_autonomy.console.cards import action_options, argument_fields
 from selective_autonomy.console.context import ConsoleContext
 from selective_autonomy.console.deps import Context, PageCaller, first, read_form
 from selective_autonomy.console.errors import ConsoleError
-from selective_autonomy.console.htmx import form_action, gone, toast
+from selective_autonomy.console.htmx import arguments_fragment, form_action, form_errors, gone, refused, toast
 from selective_autonomy.console.protocol import (
     AcceptRequest,
     AlternativeRequest,
@@ -44,9 +44,7 @@ async def answer_form(
     schema = ctx.catalog.schema(card.process_id)
     allowed = Verdict.corrected if mode == "correct" else Verdict.acceptable_alternative
     if schema is None or allowed not in card.answers:
-        return Response(
-            status_code=422, headers={"HX-Reswap": "none", "HX-Trigger": toast("Not possible here.", "warn")}
-        )
+        return refused("Not possible here.", "warn")
     action_type = ""
     prefill = None
     if card.suggestion is not None and schema.action(card.suggestion.action_type) is not None:
@@ -62,13 +60,8 @@ async def argument_inputs(
     card = _pending_view(ctx, caller, deferral_id)
     if card is None:
         return gone("This deferral was answered or moved on.")
-    schema = ctx.catalog.schema(card.process_id)
-    spec = schema.action(action_type) if schema is not None else None
-    if schema is None or spec is None:
-        return HTMLResponse(ctx.views.arguments(card, "", [], ""))
     prefill = card.suggestion.arguments if card.suggestion and card.suggestion.action_type == action_type else None
-    fields = argument_fields(schema, action_type, prefill)
-    return HTMLResponse(ctx.views.arguments(card, action_type, fields, spec.description))
+    return arguments_fragment(ctx, card, action_type, prefill)
 
 
 # -- answers from the page ------------------------------------------------------------------------
@@ -84,18 +77,16 @@ async def _answered(ctx: ConsoleContext, call: str, *args: object) -> Response:
     except ConsoleError as exc:
         if exc.status_code == 409:
             return gone("Already answered, or the session moved on.")
+        if exc.status_code == 422 and call != "accept":
+            return form_errors(ctx, exc.messages)
         if exc.status_code == 422:
-            messages = exc.messages
+            # Accepting has no form: a toast says why, with the messages in the (unswapped) body.
             return HTMLResponse(
-                ctx.views.errors(messages),
+                ctx.views.errors(exc.messages),
                 status_code=422,
-                headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"}
-                if call != "accept"
-                else {"HX-Reswap": "none", "HX-Trigger": toast(exc.message, "error")},
+                headers={"HX-Reswap": "none", "HX-Trigger": toast(exc.message, "error")},
             )
-        return Response(
-            status_code=exc.status_code, headers={"HX-Reswap": "none", "HX-Trigger": toast(exc.message, "error")}
-        )
+        return refused(exc.message, status_code=exc.status_code)
     verb = {"accepted": "Accepted", "corrected": "Corrected", "acceptable_alternative": "Done"}[result.verdict.value]
     # After the swap, like audit answers: the live stream may already have removed the card.
     return Response(
@@ -131,11 +122,7 @@ async def _own_action(
         return gone("Already answered, or the session moved on.")
     action = form_action(ctx, card.process_id, form)
     if action is None:
-        return HTMLResponse(
-            ctx.views.errors(["choose an action"]),
-            status_code=422,
-            headers={"HX-Retarget": "find .form-errors", "HX-Reswap": "innerHTML"},
-        )
+        return form_errors(ctx, ["choose an action"])
     version = _state_version(first(form, "state_version"))
     if verdict is Verdict.corrected:
         body: CorrectRequest | AlternativeRequest = CorrectRequest(action=action, state_version=version)

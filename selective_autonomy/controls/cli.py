@@ -105,6 +105,20 @@ def _change(process: str, reason: str, by: str | None) -> HandChange:
         raise typer.Exit(code=1) from exc
 
 
+def _apply(
+    config: Path | None,
+    process: str,
+    reason: str,
+    by: str | None,
+    control: Callable[[HandControls, HandChange], ControlResult],
+    publish_timeout_s: float | None = None,
+) -> None:
+    """Run one hand control of ``process`` (who, why) and print its result; exit 1 when it is refused."""
+    change = _change(process, reason, by)
+    with _controls(config, publish_timeout_s) as controls:
+        _run(lambda: control(controls, change))
+
+
 @stage_app.command("set")
 def stage_set(
     stage: Annotated[Stage, typer.Argument(help="logging, copilot or selective.")],
@@ -118,9 +132,14 @@ def stage_set(
 ) -> None:
     """Set a cluster's stage by hand. The learning loop never moves it from there until a person sets it
     again or runs `selauto stage release`."""
-    change = _change(process, reason, by)
-    with _controls(config, publish_timeout if publish else None) as controls:
-        _run(lambda: controls.set_stage(change, cluster, stage))
+    _apply(
+        config,
+        process,
+        reason,
+        by,
+        lambda controls, change: controls.set_stage(change, cluster, stage),
+        publish_timeout if publish else None,
+    )
 
 
 @stage_app.command("release")
@@ -132,9 +151,7 @@ def stage_release(
     config: ConfigOption = None,
 ) -> None:
     """Give a cluster's stage back to the learning loop (the stage stays until the loop moves it)."""
-    change = _change(process, reason, by)
-    with _controls(config) as controls:
-        _run(lambda: controls.release(change, cluster))
+    _apply(config, process, reason, by, lambda controls, change: controls.release(change, cluster))
 
 
 @stage_app.command("confirm")
@@ -150,9 +167,14 @@ def stage_confirm(
     """Confirm the promotion to selective the learning loop proposed for a cluster (learning.promotion =
     confirmed; `selauto stage show` lists them). The cluster runs what the certificate behind the proposal
     passes; the stage stays the loop's, which may still demote it."""
-    change = _change(process, reason, by)
-    with _controls(config, publish_timeout if publish else None) as controls:
-        _run(lambda: controls.confirm(change, cluster))
+    _apply(
+        config,
+        process,
+        reason,
+        by,
+        lambda controls, change: controls.confirm(change, cluster),
+        publish_timeout if publish else None,
+    )
 
 
 @stage_app.command("show")
@@ -229,9 +251,7 @@ def pause(
 ) -> None:
     """Kill switch: nothing of the process (or of one cluster) runs unattended until `selauto resume`.
     Every step that would have run goes to an operator with reason `paused`, within one worker reload."""
-    change = _change(process, reason, by)
-    with _controls(config) as controls:
-        _run(lambda: controls.pause(change, cluster))
+    _apply(config, process, reason, by, lambda controls, change: controls.pause(change, cluster))
 
 
 def resume(
@@ -242,6 +262,4 @@ def resume(
     config: ConfigOption = None,
 ) -> None:
     """Lift a pause: of the whole process (no --cluster) or of one cluster; the other pauses stay."""
-    change = _change(process, reason, by)
-    with _controls(config) as controls:
-        _run(lambda: controls.resume(change, cluster))
+    _apply(config, process, reason, by, lambda controls, change: controls.resume(change, cluster))

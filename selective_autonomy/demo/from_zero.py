@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -49,7 +48,7 @@ from selective_autonomy.simulator.report import ReplayReport
 from selective_autonomy.simulator.sessions import ReplayConfig
 from selective_autonomy.store import FeedbackStore
 from selective_autonomy.store.models import ModelKind
-from selective_autonomy.streams.runner import run_app_until
+from selective_autonomy.streams.runner import run_app_beside
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
 from selective_autonomy.traces.mapping import load_mapping
 from selective_autonomy.traces.split import chronological_order
@@ -110,13 +109,6 @@ class FromZeroResult(BaseModel):
     worker: dict[str, object] = Field(description="The worker's counters at the end (/healthz metrics).")
     pointer: ServicePointer = Field(description="What was in service at the end: models, certificates, stages.")
     phase_seconds: dict[str, float]
-
-
-@dataclass
-class _Shared:
-    replay: ReplayReport | None = None
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 def learning_settings(base: LearningSettings, config: FromZeroConfig) -> LearningSettings:
@@ -201,36 +193,26 @@ def run_from_zero(settings: Settings, config: FromZeroConfig, progress: Progress
             )
 
     scheduler.listeners.append(keep)
-    shared = _Shared()
 
-    def live() -> None:
-        try:
-            shared.replay = replay_cases(
-                settings,
-                cases,
-                config=ReplayConfig(
-                    concurrency=config.concurrency,
-                    run_id="live",
-                    audit_rate=config.audit_rate,
-                    final_state=True,
-                    day_s=config.day_s,
-                    decision_timeout_s=60.0,
-                ),
-                observer=tracker,
-            )
-        except BaseException as error:  # surfaced in the caller's thread
-            shared.error = error
-        finally:
-            shared.done.set()
+    def live() -> ReplayReport:
+        return replay_cases(
+            settings,
+            cases,
+            config=ReplayConfig(
+                concurrency=config.concurrency,
+                run_id="live",
+                audit_rate=config.audit_rate,
+                final_state=True,
+                day_s=config.day_s,
+                decision_timeout_s=60.0,
+            ),
+            observer=tracker,
+        )
 
     t = time.monotonic()
     tracker.restart()
-    threading.Thread(target=live, name="from-zero-sessions", daemon=True).start()
-    run_app_until(worker.app, shared.done.is_set, timeout_s=config.timeout_s)
+    replay = run_app_beside(worker.app, live, name="from-zero-sessions", timeout_s=config.timeout_s)
     timings["live"] = time.monotonic() - t
-    if shared.error is not None:
-        raise shared.error
-    assert shared.replay is not None
     for future in list(scheduler.running.values()):  # a run still writing: let it finish before reading
         with contextlib.suppress(Exception):  # a run that failed was logged by the scheduler
             future.result(timeout=120)
@@ -257,7 +239,7 @@ def run_from_zero(settings: Settings, config: FromZeroConfig, progress: Progress
         cases=len(cases),
         log_days=round(days, 1),
         config=config,
-        replay=shared.replay,
+        replay=replay,
         timeline=timeline,
         first_policy=first,
         stage_history=history,

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from selective_autonomy.demo.from_zero import FromZeroResult
-from selective_autonomy.demo.report import audit_estimate
+from selective_autonomy.demo.report import audit_estimate, finish_report, pct, precision_line, start_report
 from selective_autonomy.demo.timeline import Milestone
 
 LABELS = {
@@ -23,23 +23,13 @@ LABELS = {
 COLOURS = {"logging": "#999999", "copilot": "#e0a030", "selective": "#2a7ab0"}
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
 def _num(value: float | int | None, fmt: str = "{:,}") -> str:
     return "not reached" if value is None else fmt.format(value)
 
 
 def certified_vs_realised(result: FromZeroResult) -> str:
     """One line for the console: what was certified next to what the executed steps realised."""
-    r, c = result.replay, result.config
-    verdict = "agree" if r.precision is None or r.precision >= c.target_precision else "DISAGREE"
-    return (
-        f"precision of executed steps: certified >= {c.target_precision:.0%} at {c.confidence:.0%} "
-        f"confidence | realised {_pct(r.precision)} over {r.steps_executed} unattended steps "
-        f"(audits' estimate {_pct(audit_estimate(r))} from {r.audits}) -> {verdict}"
-    )
+    return precision_line(result.replay, result.config.target_precision, result.config.confidence)
 
 
 def timeline_table(result: FromZeroResult) -> list[str]:
@@ -105,8 +95,7 @@ def _plot_share(result: FromZeroResult, path: Path) -> None:
 
 def write_report(result: FromZeroResult, out_dir: Path) -> Path:
     """Write ``report.json``, ``operator_share.png`` and ``report.md`` into ``out_dir``; return the Markdown."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(result.model_dump_json(indent=2))
+    start_report(result, out_dir)
     _plot_share(result, out_dir / "operator_share.png")
     r, t, c = result.replay, result.timeline, result.config
     first = result.first_policy
@@ -141,20 +130,20 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
         "|---|---|---|---|---|---|",
         *[
             f"| {stage} | {s.sessions:,} | {s.steps:,} | {s.executed:,} | {s.deferred:,} | "
-            f"{_pct(s.deferred / s.steps if s.steps else None)} |"
+            f"{pct(s.deferred / s.steps if s.steps else None)} |"
             for stage, s in t.by_stage.items()
         ],
         "",
         f"Operators' share of the steps in the last {len(tail) * c.share_window:,} sessions: "
-        f"{_pct(sum(p.operator_steps for p in tail) / max(1, sum(p.steps for p in tail)))}.",
+        f"{pct(sum(p.operator_steps for p in tail) / max(1, sum(p.steps for p in tail)))}.",
         "",
         "## Precision of executed steps",
         "",
         f"Certified: >= {c.target_precision:.0%} at {c.confidence:.0%} confidence, per action type. Realised: "
-        f"{_pct(r.precision)} of {r.steps_executed:,} unattended steps ({r.automation_errors} differed from what "
-        f"the operator did); audits' estimate {_pct(audit_estimate(r))} from {r.audits} audits "
+        f"{pct(r.precision)} of {r.steps_executed:,} unattended steps ({r.automation_errors} differed from what "
+        f"the operator did); audits' estimate {pct(audit_estimate(r))} from {r.audits} audits "
         f"({r.audits_corrected} found wrong). Coverage in the selective stage: "
-        + (_pct(selective.executed / selective.steps) if selective and selective.steps else "n/a")
+        + (pct(selective.executed / selective.steps) if selective and selective.steps else "n/a")
         + ".",
         "",
         "## The first policy",
@@ -180,7 +169,7 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
         "|---|---|---|---|---|---|---|",
         *[
             f"| {run.wall_s:.0f} | {run.sessions_begun:,} | {_num(run.log_day, '{:.0f}')} | {run.critic} "
-            f"({run.critic_examples:,}) | {_pct(run.certified_coverage)} | "
+            f"({run.critic_examples:,}) | {pct(run.certified_coverage)} | "
             f"{'new: ' if run.policy_promoted else ''}{run.policy_version} | "
             f"{'; '.join(ch.split(' (')[0] for ch in run.stage_changes) or '-'} |"
             for run in changed
@@ -192,9 +181,5 @@ def write_report(result: FromZeroResult, out_dir: Path) -> Path:
         "",
         f"Live run: {r.summary()}",
         "",
-        "Phase timings (s): " + ", ".join(f"{k} {v}" for k, v in result.phase_seconds.items()),
-        "",
     ]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return finish_report(lines, result.phase_seconds, out_dir)

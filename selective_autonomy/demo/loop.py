@@ -16,10 +16,8 @@ The worker runs in this thread (faust needs the main event loop); the phases run
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -27,6 +25,7 @@ from pydantic import BaseModel, Field
 from selective_autonomy.agents.worker import build_worker
 from selective_autonomy.config import LearningSettings, Settings
 from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
+from selective_autonomy.demo.offline_loop import train_policy
 from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
 from selective_autonomy.inference.ngram import NGramPolicy
@@ -40,7 +39,7 @@ from selective_autonomy.simulator.replay import replay_cases
 from selective_autonomy.simulator.report import ReplayReport
 from selective_autonomy.simulator.sessions import ReplayConfig
 from selective_autonomy.store import FeedbackStore
-from selective_autonomy.streams.runner import run_app_until
+from selective_autonomy.streams.runner import run_app_beside
 from selective_autonomy.traces.eventlog import derive_process_schema, iter_cases, read_event_log
 from selective_autonomy.traces.format import Case
 from selective_autonomy.traces.mapping import load_mapping
@@ -87,25 +86,10 @@ class DemoResult(BaseModel):
     phase_seconds: dict[str, float]
 
 
-@dataclass
-class _Shared:
-    copilot: ReplayReport | None = None
-    selective: ReplayReport | None = None
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    phase_seconds: dict[str, float] = field(default_factory=dict)
-
-
 def _train_policy(
     kind: str, schema: ProcessSchema, train: list[Case], registry: ModelRegistry
 ) -> EmbeddedPolicy | NGramPolicy:
-    policy: EmbeddedPolicy | NGramPolicy
-    if kind == "embedded":
-        policy = EmbeddedPolicy.train(schema, train)
-    elif kind == "ngram":
-        policy = NGramPolicy(schema).fit(train)
-    else:
-        raise SelautoError(f"unknown policy kind {kind!r} (embedded or ngram)")
+    policy = train_policy(kind, schema, train)
     meta = policy.train_meta(train)
     policy.save(registry.process_dir(schema.process_id) / "policy" / meta.version, meta)
     return policy
@@ -176,61 +160,55 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
 
     scheduler.listeners.append(keep)
     handling = HandlingTimeModel.from_cases(train)
-    shared = _Shared()
+    phase_seconds: dict[str, float] = {}
     process = schema.process_id
 
-    def phases() -> None:
-        try:
-            t0 = time.monotonic()
-            progress(f"copilot: replaying {len(copilot)} sessions ({copilot_steps} steps), operators answer each")
-            shared.copilot = replay_cases(
-                settings,
-                copilot,
-                config=ReplayConfig(concurrency=config.concurrency, run_id="copilot"),
-                handling=handling,
-            )
-            shared.phase_seconds["copilot"] = time.monotonic() - t0
-            t0 = time.monotonic()
-            progress("learning: training the critic, certifying thresholds, deciding the stage")
-            # Learn on the whole copilot period: the feedback agent stores answers and deferrals
-            # from two topics independently, and a run that starts before both have caught up
-            # sees fewer examples with their context (measured: 4,380 of 7,248 in one run, 6,120
-            # in the next, and certified coverage 38% vs 57%).
-            wait_until_stored(settings, process, shared.copilot.feedback, config.timeout_s)
-            scheduler.every_feedback = 1
-            while not reports:
-                if time.monotonic() - t0 > config.timeout_s:
-                    raise SelautoError("the learning loop did not report in time")
-                time.sleep(0.2)
-            revision = reports[-1].pointer_revision
-            while worker.models.versions().get(process, {}).get("revision", 0) != revision:
-                time.sleep(0.1)
-            shared.phase_seconds["learning"] = time.monotonic() - t0
-            # From now on the loop keeps watching: audits of unattended steps and new deferrals
-            # can demote the process (and later feedback re-promote it) while the future runs.
-            scheduler.every_feedback = config.relearn_every
-            stages = registry.pointer(process).stages
-            progress(f"stages now: {', '.join(f'{k}={v.value}' for k, v in stages.items()) or 'unchanged'}")
-            t0 = time.monotonic()
-            progress(f"selective: replaying {len(future)} future sessions through the gate")
-            shared.selective = replay_cases(
-                settings,
-                future,
-                config=ReplayConfig(concurrency=config.concurrency, run_id="selective", audit_rate=config.audit_rate),
-                handling=handling,
-            )
-            shared.phase_seconds["selective"] = time.monotonic() - t0
-        except BaseException as error:  # surfaced in the caller's thread
-            shared.error = error
-        finally:
-            shared.done.set()
+    def phases() -> tuple[ReplayReport, ReplayReport]:
+        t0 = time.monotonic()
+        progress(f"copilot: replaying {len(copilot)} sessions ({copilot_steps} steps), operators answer each")
+        copilot_report = replay_cases(
+            settings,
+            copilot,
+            config=ReplayConfig(concurrency=config.concurrency, run_id="copilot"),
+            handling=handling,
+        )
+        phase_seconds["copilot"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        progress("learning: training the critic, certifying thresholds, deciding the stage")
+        # Learn on the whole copilot period: the feedback agent stores answers and deferrals
+        # from two topics independently, and a run that starts before both have caught up
+        # sees fewer examples with their context (measured: 4,380 of 7,248 in one run, 6,120
+        # in the next, and certified coverage 38% vs 57%).
+        wait_until_stored(settings, process, copilot_report.feedback, config.timeout_s)
+        scheduler.every_feedback = 1
+        while not reports:
+            if time.monotonic() - t0 > config.timeout_s:
+                raise SelautoError("the learning loop did not report in time")
+            time.sleep(0.2)
+        revision = reports[-1].pointer_revision
+        while worker.models.versions().get(process, {}).get("revision", 0) != revision:
+            time.sleep(0.1)
+        phase_seconds["learning"] = time.monotonic() - t0
+        # From now on the loop keeps watching: audits of unattended steps and new deferrals
+        # can demote the process (and later feedback re-promote it) while the future runs.
+        scheduler.every_feedback = config.relearn_every
+        stages = registry.pointer(process).stages
+        progress(f"stages now: {', '.join(f'{k}={v.value}' for k, v in stages.items()) or 'unchanged'}")
+        t0 = time.monotonic()
+        progress(f"selective: replaying {len(future)} future sessions through the gate")
+        selective_report = replay_cases(
+            settings,
+            future,
+            config=ReplayConfig(concurrency=config.concurrency, run_id="selective", audit_rate=config.audit_rate),
+            handling=handling,
+        )
+        phase_seconds["selective"] = time.monotonic() - t0
+        return copilot_report, selective_report
 
-    threading.Thread(target=phases, name="demo-phases", daemon=True).start()
-    run_app_until(worker.app, shared.done.is_set, timeout_s=config.timeout_s)
-    if shared.error is not None:
-        raise shared.error
-    assert shared.copilot is not None and shared.selective is not None
-    timings.update(shared.phase_seconds)
+    copilot_report, selective_report = run_app_beside(
+        worker.app, phases, name="demo-phases", timeout_s=config.timeout_s
+    )
+    timings.update(phase_seconds)
 
     t = time.monotonic()
     progress("time to autonomy: recertifying on growing prefixes of the copilot feedback")
@@ -247,11 +225,11 @@ def run_demo(settings: Settings, config: DemoConfig, progress: Progress = print)
         log=str(config.log),
         cases={"train": len(train), "copilot": len(copilot), "future": len(future)},
         policy_version=version,
-        copilot=shared.copilot,
+        copilot=copilot_report,
         learning=reports[0],
         relearning=reports[1:],
         pointer=registry.pointer(process),
-        selective=shared.selective,
+        selective=selective_report,
         curve=curve,
         target_precision=config.target_precision,
         confidence=config.confidence,

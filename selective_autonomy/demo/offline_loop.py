@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from selective_autonomy.agents.feedback import proposal_of
 from selective_autonomy.config import LearningSettings
 from selective_autonomy.demo.autonomy_curve import AutonomyCurve, autonomy_curve
+from selective_autonomy.errors import SelautoError
 from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
 from selective_autonomy.inference.ngram import NGramPolicy
 from selective_autonomy.inference.protocol import Policy
@@ -64,11 +65,12 @@ class OfflineLoopResult(BaseModel):
 
 
 def train_policy(kind: str, schema: ProcessSchema, cases: Sequence[Case]) -> EmbeddedPolicy | NGramPolicy:
+    """A policy of ``kind`` (embedded or ngram) trained on ``cases``, with the defaults of its kind."""
     if kind == "embedded":
         return EmbeddedPolicy.train(schema, cases)
     if kind == "ngram":
         return NGramPolicy(schema).fit(cases)
-    raise ValueError(f"unknown policy kind {kind!r}")
+    raise SelautoError(f"unknown policy kind {kind!r} (embedded or ngram)")
 
 
 def top1(policy: Policy, cases: Sequence[Case]) -> float:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from pydantic import BaseModel
 
 from selective_autonomy.demo.loop import DemoResult
 from selective_autonomy.simulator.report import ReplayReport
@@ -15,7 +17,7 @@ from selective_autonomy.simulator.report import ReplayReport
 PAPER = "45% of sessions automated end to end, handling time down 39%, selective within two weeks"
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
@@ -43,7 +45,7 @@ def _plot_outcomes(result: DemoResult, path: Path) -> None:
         color=["#999999", "#2a7ab0"],
     )
     axes[0].set_ylabel("operator hours")
-    axes[0].set_title(f"Handling time ({_pct(selective.handling_time_reduction)} less)")
+    axes[0].set_title(f"Handling time ({pct(selective.handling_time_reduction)} less)")
     labels = ["certified (target)", "realised", "audits' estimate"]
     values = [result.target_precision, selective.precision or 0.0, audit_estimate(selective) or 0.0]
     axes[1].bar(labels, values, color=["#999999", "#2a7ab0", "#5fa55a"])
@@ -61,20 +63,38 @@ def audit_estimate(selective: ReplayReport) -> float | None:
     return 1.0 - selective.audits_corrected / selective.audits if selective.audits else None
 
 
-def certified_vs_realised(result: DemoResult) -> str:
-    """One line for the console: what was certified next to what the future realised."""
-    s = result.selective
-    verdict = "agree" if s.precision is None or s.precision >= result.target_precision else "DISAGREE"
+def precision_line(replay: ReplayReport, target_precision: float, confidence: float) -> str:
+    """What was certified (``target_precision`` at ``confidence``) next to what ``replay``'s executed
+    steps realised, and what the audits alone estimate."""
+    verdict = "agree" if replay.precision is None or replay.precision >= target_precision else "DISAGREE"
     return (
-        f"precision of executed steps: certified >= {result.target_precision:.0%} at {result.confidence:.0%} "
-        f"confidence | realised {_pct(s.precision)} over {s.steps_executed} unattended steps "
-        f"(audits' estimate {_pct(audit_estimate(s))} from {s.audits}) -> {verdict}"
+        f"precision of executed steps: certified >= {target_precision:.0%} at {confidence:.0%} "
+        f"confidence | realised {pct(replay.precision)} over {replay.steps_executed} unattended steps "
+        f"(audits' estimate {pct(audit_estimate(replay))} from {replay.audits}) -> {verdict}"
     )
 
 
-def write_report(result: DemoResult, out_dir: Path) -> Path:
+def certified_vs_realised(result: DemoResult) -> str:
+    """One line for the console: what was certified next to what the future realised."""
+    return precision_line(result.selective, result.target_precision, result.confidence)
+
+
+def start_report(result: BaseModel, out_dir: Path) -> None:
+    """Create ``out_dir`` and write the whole ``result`` there as ``report.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(result.model_dump_json(indent=2))
+
+
+def finish_report(lines: list[str], phase_seconds: Mapping[str, float], out_dir: Path) -> Path:
+    """Write ``lines`` and then the phase timings as ``out_dir/report.md``; return its path."""
+    path = out_dir / "report.md"
+    timings = "Phase timings (s): " + ", ".join(f"{k} {v}" for k, v in phase_seconds.items())
+    path.write_text("\n".join([*lines, timings, ""]))
+    return path
+
+
+def write_report(result: DemoResult, out_dir: Path) -> Path:
+    start_report(result, out_dir)
     _plot_curve(result, out_dir / "time_to_autonomy.png")
     _plot_outcomes(result, out_dir / "outcomes.png")
     s, c, learning = result.selective, result.copilot, result.learning
@@ -101,11 +121,11 @@ def write_report(result: DemoResult, out_dir: Path) -> Path:
         "|---|---|",
         f"| precision of executed steps: certified | >= {result.target_precision:.0%} at {result.confidence:.0%} "
         "confidence (per action type; watched by an anytime-valid monitor) |",
-        f"| precision of executed steps: realised on the future | {_pct(s.precision)} of {s.steps_executed} steps "
-        f"(audits' estimate {_pct(audit_estimate(s))} from {s.audits} audits) |",
-        f"| step coverage (steps executed unattended) | {_pct(s.coverage)} |",
-        f"| sessions automated end to end (no deferral, no wrong step) | {_pct(s.automation_rate)} |",
-        f"| handling-time reduction vs all-manual (operator work in sessions) | {_pct(s.handling_time_reduction)} |",
+        f"| precision of executed steps: realised on the future | {pct(s.precision)} of {s.steps_executed} steps "
+        f"(audits' estimate {pct(audit_estimate(s))} from {s.audits} audits) |",
+        f"| step coverage (steps executed unattended) | {pct(s.coverage)} |",
+        f"| sessions automated end to end (no deferral, no wrong step) | {pct(s.automation_rate)} |",
+        f"| handling-time reduction vs all-manual (operator work in sessions) | {pct(s.handling_time_reduction)} |",
         f"| QA time on audits (not in the handling time) | {s.audit_time_s / 3600:.1f} h |",
         f"| deferrals per operator-hour | {s.deferrals_per_operator_hour or 0:.1f} |",
         f"| copilot sessions to certified coverage > 25% | {as_days(reach_25)} |",
@@ -119,7 +139,7 @@ def write_report(result: DemoResult, out_dir: Path) -> Path:
         "",
         f"{c.sessions} sessions, {c.steps} steps, every step a suggestion. Operators' verdicts: "
         + ", ".join(f"{k} {v}" for k, v in sorted(c.feedback_by_verdict.items()))
-        + f". Copilot top-1 acceptance: {_pct(acceptance)}.",
+        + f". Copilot top-1 acceptance: {pct(acceptance)}.",
         "",
         "## Learning",
         "",
@@ -131,7 +151,7 @@ def write_report(result: DemoResult, out_dir: Path) -> Path:
         "|---|---|---|---|---|---|",
         *[
             f"| {r.key} | {r.samples} | {r.threshold if r.threshold is not None else 'none certified'} | "
-            f"{_pct(r.coverage)} | {_pct(r.empirical_precision)} | {_pct(r.lower_bound)} |"
+            f"{pct(r.coverage)} | {pct(r.empirical_precision)} | {pct(r.lower_bound)} |"
             for r in calibration
         ],
         "",
@@ -170,13 +190,9 @@ def write_report(result: DemoResult, out_dir: Path) -> Path:
         "",
         "| copilot sessions | feedback examples | certified coverage |",
         "|---|---|---|",
-        *[f"| {p.sessions} | {p.examples} | {_pct(p.certified_coverage)} |" for p in result.curve.points],
+        *[f"| {p.sessions} | {p.examples} | {pct(p.certified_coverage)} |" for p in result.curve.points],
         "",
         "![time to autonomy](time_to_autonomy.png)",
         "",
-        "Phase timings (s): " + ", ".join(f"{k} {v}" for k, v in result.phase_seconds.items()),
-        "",
     ]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return finish_report(lines, result.phase_seconds, out_dir)

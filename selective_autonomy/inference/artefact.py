@@ -72,6 +72,31 @@ class ArtefactMeta(BaseModel):
             params=params or {},
         )
 
+    @classmethod
+    def of_update(
+        cls,
+        kind: str,
+        schema: ProcessSchema,
+        base: ArtefactMeta | None,
+        *,
+        examples: int,
+        digest: str,
+        params: dict[str, Any],
+    ) -> ArtefactMeta:
+        """The metadata of a model ``base`` describes, updated with ``examples`` more: a new version named
+        by ``digest``, with the base's training span and counts plus those examples."""
+        return cls(
+            kind=kind,
+            version=new_version(kind, digest),
+            process_id=schema.process_id,
+            schema_hash=schema.schema_hash(),
+            train_from=base.train_from if base else None,
+            train_to=base.train_to if base else None,
+            train_cases=base.train_cases if base else 0,
+            train_examples=(base.train_examples if base else 0) + examples,
+            params=params,
+        )
+
 
 def new_version(kind: str, content_digest: str) -> str:
     """Sortable, unique version: kind, UTC time, and a digest of what was trained."""

@@ -39,7 +39,7 @@ from selective_autonomy.inference.action_templates import (
     history_key,
     select_templates,
 )
-from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version, read_meta, write_meta
+from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, read_meta, write_meta
 from selective_autonomy.inference.datasets import Examples, case_examples
 from selective_autonomy.inference.embedded_config import EmbeddedConfig, ModelConfig, UpdateConfig
 from selective_autonomy.inference.feature_encoder import FeatureEncoder
@@ -314,17 +314,12 @@ class EmbeddedPolicy:
                 update_best_epoch=report.best_epoch,
                 update_seconds=round(report.seconds, 3),
             )
-        return ArtefactMeta(
-            kind=KIND,
-            version=new_version(
-                KIND, f"{self.version}:{len(examples)}:{digest.hexdigest()}:{config.model_dump_json()}"
-            ),
-            process_id=self.schema.process_id,
-            schema_hash=self.schema.schema_hash(),
-            train_from=base.train_from if base else None,
-            train_to=base.train_to if base else None,
-            train_cases=base.train_cases if base else 0,
-            train_examples=(base.train_examples if base else 0) + len(usable),
+        return ArtefactMeta.of_update(
+            KIND,
+            self.schema,
+            base,
+            examples=len(usable),
+            digest=f"{self.version}:{len(examples)}:{digest.hexdigest()}:{config.model_dump_json()}",
             params=params,
         )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from selective_autonomy.config import DEFAULT_TOP_K
-from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
+from selective_autonomy.inference.artefact import ArtefactMeta, read_meta, write_meta
 from selective_autonomy.inference.protocol import Candidate, EndorsedExample, Proposal
 from selective_autonomy.schemas.event_parts import Action
 from selective_autonomy.schemas.events import UIStateChanged
@@ -116,16 +116,12 @@ class NGramPolicy:
         for context, counter in self.counts.items():
             updated.counts[context] = Counter(counter)
         updated.fit_pairs((history_tokens(e.event), e.action) for e in examples)
-        base = self.meta
-        updated.meta = ArtefactMeta(
-            kind=KIND,
-            version=new_version(KIND, f"{self.version}:{len(examples)}"),
-            process_id=self.schema.process_id,
-            schema_hash=self.schema.schema_hash(),
-            train_from=base.train_from if base else None,
-            train_to=base.train_to if base else None,
-            train_cases=base.train_cases if base else 0,
-            train_examples=(base.train_examples if base else 0) + len(examples),
+        updated.meta = ArtefactMeta.of_update(
+            KIND,
+            self.schema,
+            self.meta,
+            examples=len(examples),
+            digest=f"{self.version}:{len(examples)}",
             params={"order": self.order, "base_version": self.version, "feedback_examples": len(examples)},
         )
         return updated

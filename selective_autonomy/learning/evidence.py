@@ -24,15 +24,15 @@ is no state.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from selective_autonomy.inference.protocol import Candidate, CriticInput, PolicySignals, Proposal
 from selective_autonomy.schemas.event_parts import Action, ActionTier, Stage, Verdict
-from selective_autonomy.schemas.events import UIStateChanged
-from selective_autonomy.store.models import FeedbackWithContext, JudgedStep
+from selective_autonomy.schemas.events import CopilotFeedback, UIStateChanged
+from selective_autonomy.store.models import FeedbackWithContext, JudgedStep, ProposalRecord
 
 POSITIVE_VERDICTS = frozenset({Verdict.accepted, Verdict.acceptable_alternative})
 
@@ -117,13 +117,19 @@ def source_of(stage: Stage) -> EvidenceSource:
     return EvidenceSource.exploration if stage is not Stage.selective else EvidenceSource.deferred
 
 
+def _answered_deferrals(
+    rows: Iterable[FeedbackWithContext],
+) -> Iterator[tuple[FeedbackWithContext, ProposalRecord, CopilotFeedback]]:
+    """Each answered deferral whose proposal was recorded (audits are not): the row, its proposal, its answer."""
+    for row in rows:
+        if row.context is not None and not row.feedback.is_audit:
+            yield row, row.context, row.feedback
+
+
 def critic_examples(rows: Iterable[FeedbackWithContext]) -> list[CriticExample]:
     """One example per answered deferral that has a recorded proposal, a suggestion and a tier."""
     examples = []
-    for row in rows:
-        context, item = row.context, row.feedback
-        if context is None or item.is_audit:
-            continue
+    for row, context, item in _answered_deferrals(rows):
         suggestion = item.suggestion or context.suggestion
         if suggestion is None or context.tier is None:
             continue
@@ -175,10 +181,7 @@ def monitor_outcomes(steps: Iterable[JudgedStep]) -> list[MonitorOutcome]:
 def policy_examples(rows: Iterable[FeedbackWithContext]) -> list[PolicyExample]:
     """(state, suggestion) for each accept; (state, operator action) for each correction or alternative."""
     examples = []
-    for row in rows:
-        context, item = row.context, row.feedback
-        if context is None or item.is_audit:
-            continue
+    for _, context, item in _answered_deferrals(rows):
         accepted = item.verdict is Verdict.accepted
         action = (item.suggestion or context.suggestion) if accepted else item.operator_action
         if action is None:

@@ -34,6 +34,7 @@ the pause is lifted. Each move held back is a line of :attr:`PointerChange.held`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from selective_autonomy.config import StageRules
 from selective_autonomy.inference.registry import WHOLE_PROCESS, ServicePointer
@@ -93,18 +94,7 @@ def change_models(
         if after is not before:
             changes.append(_stage_changed(schema.process_id, cluster, before, after, reason))
     voided = _certificates_and_thresholds(pointer)
-    changed = pointer.model_copy(
-        update={
-            "policy": policy,
-            "critic": critic,
-            "thresholds": Thresholds(),
-            "stages": stages,
-            "certificates": {},
-            "selective_since": {},
-            "threshold_lift": {},
-            "pending_promotions": {},  # each rested on a certificate voided here
-        }
-    )
+    changed = pointer.model_copy(update={"policy": policy, "critic": critic, "stages": stages, **_uncertified()})
     return PointerChange(changed, changes, voided, held)
 
 
@@ -145,17 +135,24 @@ def reset_for_schema(pointer: ServicePointer, old: ProcessSchema | None, new: Pr
         update={
             "policy": None,
             "critic": None,
-            "thresholds": Thresholds(),
             "stages": stages,
             "default_stage": Stage.logging,
-            "certificates": {},
-            "selective_since": {},
             "evidence_since": {},
-            "threshold_lift": {},
-            "pending_promotions": {},
+            **_uncertified(),
         }
     )
     return PointerChange(reset, changes, voided, held)
+
+
+def _uncertified() -> dict[str, Any]:
+    """The pointer's fields that rest on its certificates, as they are once those are void."""
+    return {
+        "thresholds": Thresholds(),
+        "certificates": {},
+        "selective_since": {},
+        "threshold_lift": {},
+        "pending_promotions": {},  # each rested on a certificate
+    }
 
 
 def _certificates_and_thresholds(pointer: ServicePointer) -> list[str]:

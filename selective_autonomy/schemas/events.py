@@ -73,8 +73,9 @@ class UIStateChanged(EventModel):
     last_action_id: OpaqueId | None = None
 
 
-class ActionProposed(EventModel):
-    avro_name: ClassVar[str] = "ActionProposed"
+class ActionEvent(EventModel):
+    """The fields that open every record about one action at one state of a session (proposed,
+    executed, failed), in their contract order; each record's own fields follow them."""
 
     schema_version: int = CURRENT_SCHEMA_VERSION
     action_id: str
@@ -84,6 +85,11 @@ class ActionProposed(EventModel):
     business_cluster: Name
     state_version: int = Field(ge=0)
     action: Action
+
+
+class ActionProposed(ActionEvent):
+    avro_name: ClassVar[str] = "ActionProposed"
+
     tier: ActionTier
     policy_probability: float = Field(ge=0.0, le=1.0)
     critic_score: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -92,17 +98,9 @@ class ActionProposed(EventModel):
     proposed_at: AwareDatetime = Field(default_factory=utc_now)
 
 
-class ActionExecuted(EventModel):
+class ActionExecuted(ActionEvent):
     avro_name: ClassVar[str] = "ActionExecuted"
 
-    schema_version: int = CURRENT_SCHEMA_VERSION
-    action_id: str
-    event_id: str
-    session_id: OpaqueId
-    process_id: ProcessId
-    business_cluster: Name
-    state_version: int = Field(ge=0)
-    action: Action
     tier: ActionTier
     policy_probability: float | None = Field(default=None, ge=0.0, le=1.0)
     critic_score: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -351,20 +349,12 @@ class StageChanged(EventModel):
     changed_at: AwareDatetime = Field(default_factory=utc_now)
 
 
-class ActionFailed(EventModel):
+class ActionFailed(ActionEvent):
     """An executed action the BPM executor could not apply; an ``OperatorDeferral`` with reason
     ``execution_failed`` goes out with it, so the session is never silently dropped."""
 
     avro_name: ClassVar[str] = "ActionFailed"
 
-    schema_version: int = CURRENT_SCHEMA_VERSION
-    action_id: str
-    event_id: str
-    session_id: OpaqueId
-    process_id: ProcessId
-    business_cluster: Name
-    state_version: int = Field(ge=0)
-    action: Action
     status_code: int | None = None
     response_excerpt: str = ""
     error: str = ""

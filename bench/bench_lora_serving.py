@@ -77,15 +77,19 @@ def _train(schema: ProcessSchema, cases: list[Case], base: Path, root: Path, ste
     )
     started = time.monotonic()
     name = schema.process_id.replace("/", "_")
-    policy_meta = train_policy(train[:200], schema, root / name / "policy", config, base=base)
-    examples = contrastive_critic_examples(train[:200])
-    critic_meta = train_llm_critic(examples, schema, root / name / "critic", config, base=base)
+    policy_dir, critic_dir = root / name / "policy", root / name / "critic"
+    if (policy_dir / META_FILE).is_file() and (critic_dir / META_FILE).is_file():  # a rerun in the same --work
+        policy_meta, critic_meta = read_meta(policy_dir), read_meta(critic_dir)
+    else:
+        policy_meta = train_policy(train[:200], schema, policy_dir, config, base=base)
+        examples = contrastive_critic_examples(train[:200])
+        critic_meta = train_llm_critic(examples, schema, critic_dir, config, base=base)
     states = [case.state_event(i) for case in test for i in range(len(case.steps))]
     return Process(
         schema=schema,
         states=states,
-        policy_dir=root / name / "policy",
-        critic_dir=root / name / "critic",
+        policy_dir=policy_dir,
+        critic_dir=critic_dir,
         policy_meta=policy_meta,
         critic_meta=critic_meta,
         train_s=time.monotonic() - started,
@@ -226,13 +230,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=8, help="Decision batches per process and batch size.")
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--max-model-len", type=int, default=512)
-    parser.add_argument("--work", type=Path, default=None, help="Scratch directory; default a temp dir.")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="Scratch directory (adapters found there are reused); default temp."
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "lora_serving.json")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="selauto-lora-bench-"))
     started = time.monotonic()
 
-    servable = args.base if (args.base / "config.json").is_file() else export_base(args.base, work / "base-hf")
+    servable = args.base if (args.base / "config.json").is_file() else work / "base-hf"
+    if not (servable / "config.json").is_file():
+        export_base(args.base, servable)
     processes = [
         _train(schema, cases, args.base, work / "adapters", args.train_steps, args.max_model_len)
         for log in args.logs

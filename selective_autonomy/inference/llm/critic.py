@@ -20,7 +20,7 @@ import httpx
 
 from selective_autonomy.inference.artefact import read_meta
 from selective_autonomy.inference.llm.client import FILLER_LOGPROB, CompletionChoice, VLLMClient
-from selective_autonomy.inference.llm.policy import adapter_dir, builder_for
+from selective_autonomy.inference.llm.policy import builder_for, served_client
 from selective_autonomy.inference.llm.prompts import ACCEPT, CRITIC_CHOICES, REJECT, PromptBuilder
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable
@@ -105,5 +105,5 @@ class LLMCritic:
         """The critic for the ``critic-llm`` artefact in ``directory``; loads no weights, contacts no server
         (a LoRA adapter is loaded into the server when asked or when the server lacks it)."""
         meta = read_meta(directory, schema, kind_prefix=CRITIC_KIND)
-        client = VLLMClient(settings, model=meta.version, adapter=adapter_dir(directory, meta), transport=transport)
+        client = served_client(directory, meta, settings, transport)
         return cls(schema, client, version=meta.version, builder=builder_for(directory, schema, meta))

@@ -152,9 +152,17 @@ class LLMPolicy:
         """
         meta = read_meta(directory, schema, kind_prefix=POLICY_KIND)
         builder = builder_for(directory, schema, meta)
-        client = VLLMClient(settings, model=meta.version, adapter=adapter_dir(directory, meta), transport=transport)
+        client = served_client(directory, meta, settings, transport)
         max_new = int(meta.params.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
         return cls(schema, client, version=meta.version, builder=builder, max_new_tokens=max_new)
+
+
+def served_client(
+    directory: Path, meta: ArtefactMeta, settings: LLMClientSettings, transport: httpx.BaseTransport | None
+) -> VLLMClient:
+    """The client of the artefact in ``directory``, served under its version: as an adapter it
+    loads into the server when it is a LoRA adapter saved unmerged, as a whole model otherwise."""
+    return VLLMClient(settings, model=meta.version, adapter=adapter_dir(directory, meta), transport=transport)
 
 
 def adapter_dir(directory: Path, meta: ArtefactMeta) -> Path | None:

@@ -20,14 +20,15 @@ This module holds the two entry points; the data (:mod:`.sft_data`), the setting
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from selective_autonomy.inference.artefact import ArtefactMeta, new_version
+from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, new_version
 from selective_autonomy.inference.llm.critic import CRITIC_KIND
 from selective_autonomy.inference.llm.policy import POLICY_KIND
 from selective_autonomy.inference.llm.prompts import (
@@ -47,7 +48,7 @@ from selective_autonomy.inference.llm.sft_data import (
     policy_examples,
     read_critic_records,
 )
-from selective_autonomy.inference.llm.sft_loop import fit
+from selective_autonomy.inference.llm.sft_loop import StepHook, fit
 from selective_autonomy.inference.llm.sft_models import (
     load_base,
     save_artefact,
@@ -83,13 +84,20 @@ def train_policy(
     config: SFTConfig | None = None,
     *,
     base: Path | None = None,
+    checkpoints: Mapping[int, Path] | None = None,
 ) -> ArtefactMeta:
     """Train the LLM policy on every step of ``cases`` and save it to ``out`` (kind ``policy-llm``).
 
     :param config: training settings; default ``SFTConfig()``.
     :param base: local pretrained model directory to LoRA-tune; default None (tiny model from scratch).
+    :param checkpoints: optimiser step -> directory: also save the policy as it is after that many steps
+        (an artefact of its own, its metrics say how far training had got), e.g. to measure accuracy against
+        training examples seen in one run. With a base only for adapters (``merge_lora=False``): merging
+        mid-run would fold the adapter into the weights being trained. Default None.
     """
     config = config or SFTConfig()
+    if checkpoints and base is not None and config.merge_lora:
+        raise ArtefactError("checkpoints of a LoRA run are saved as adapters: set merge_lora=False (--adapter)")
     corpus = [
         text
         for case in cases
@@ -98,16 +106,29 @@ def train_policy(
     ]
     run = _Run(schema, corpus, config, base)
     examples = policy_examples(cases, run.builder)
-    metrics = run.fit(examples)
-    run.save(
-        out,
-        kind=POLICY_KIND,
-        digest=f"{schema.schema_hash()}:{len(cases)}:{len(examples)}:{run.config}:{base}",
-        stamps=[c.started_at for c in cases],
-        train_cases=len(cases),
-        train_examples=len(examples),
-        metrics=metrics,
-    )
+    digest = f"{schema.schema_hash()}:{len(cases)}:{len(examples)}:{run.config}:{base}"
+
+    def save(directory: Path, metrics: dict[str, float], suffix: str = "") -> None:
+        run.save(
+            directory,
+            kind=POLICY_KIND,
+            digest=digest + suffix,
+            stamps=[c.started_at for c in cases],
+            train_cases=len(cases),
+            train_examples=len(examples),
+            metrics=metrics,
+        )
+
+    started = time.monotonic()
+
+    def checkpoint(step: int, seen: int) -> None:
+        if checkpoints and step in checkpoints:
+            progress = {"train_steps": float(step), "train_examples_seen": float(seen)}
+            save(checkpoints[step], {**progress, "train_seconds": round(time.monotonic() - started, 2)}, f":{step}")
+            run.model.train()  # saving switched it to eval mode
+
+    metrics = run.fit(examples, checkpoint if checkpoints else None)
+    save(out, metrics)
     return run.meta
 
 
@@ -159,8 +180,8 @@ class _Run:
         self.builder = prompt_builder_for(schema, self.tokenizer, config)
         self.meta: ArtefactMeta
 
-    def fit(self, examples: Sequence[TextExample]) -> dict[str, float]:
-        return fit(self.model, self.tokenizer, examples, self.config, self.lr)
+    def fit(self, examples: Sequence[TextExample], on_step: StepHook | None = None) -> dict[str, float]:
+        return fit(self.model, self.tokenizer, examples, self.config, self.lr, on_step)
 
     def save(
         self,

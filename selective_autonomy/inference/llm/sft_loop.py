@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,9 @@ from selective_autonomy.inference.llm.sft_data import TextExample
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+
+StepHook = Callable[[int, int], None]
+"""Called after each optimiser step with (steps done, training examples seen so far)."""
 
 
 @dataclass(frozen=True)
@@ -142,15 +145,19 @@ def fit(
     examples: Sequence[TextExample],
     config: SFTConfig,
     learning_rate: float,
+    on_step: StepHook | None = None,
 ) -> dict[str, float]:
-    """Train ``model`` in place on ``examples`` (the last ``val_fraction`` held out); return metrics."""
+    """Train ``model`` in place on ``examples`` (the last ``val_fraction`` held out); return metrics.
+
+    :param on_step: called after every optimiser step (e.g. to save checkpoints); default None.
+    """
     if not examples:
         raise ArtefactError("no training examples (empty data, or no view fits max_model_len)")
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _fit(model, tokenizer, examples, config, learning_rate)
+        return _fit(model, tokenizer, examples, config, learning_rate, on_step)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -161,6 +168,7 @@ def _fit(
     examples: Sequence[TextExample],
     config: SFTConfig,
     learning_rate: float,
+    on_step: StepHook | None,
 ) -> dict[str, float]:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
@@ -186,7 +194,7 @@ def _fit(
     torch.manual_seed(config.seed)
     model.train()
     started = time.monotonic()
-    step, recent = 0, list[float]()
+    step, seen, recent = 0, 0, list[float]()
     bar = tqdm(total=total, desc="fine-tune", unit="step", leave=False)
     while step < total:
         for indices in _batches([len(item.input_ids) for item in train], config, rng):
@@ -199,6 +207,9 @@ def _fit(
             optimiser.zero_grad(set_to_none=True)
             recent = [*recent[-19:], loss.item()]
             step += 1
+            seen += len(indices)
+            if on_step is not None:
+                on_step(step, seen)
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")

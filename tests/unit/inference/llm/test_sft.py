@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,42 @@ def test_lora_saved_unmerged_is_an_adapter_the_loaders_load_into_the_server(
     assert LLMPolicy.load(tiny_policy_dir, helpdesk.schema, SETTINGS).client.adapter is None
     down = llm_loaders(SETTINGS, SETTINGS).policies["policy-llm"](out, helpdesk.schema)
     assert isinstance(down, LLMPolicy) and down.client.adapter == out.resolve()
+
+
+def test_checkpoints_save_the_adapter_as_it_was_after_each_named_step(
+    tiny_policy_dir: Path, helpdesk: Helpdesk, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    config = SFTConfig(
+        epochs=1, max_steps=3, batch_size=4, max_model_len=256, max_new_tokens=48, threads=1, merge_lora=False,
+        val_fraction=0.0,
+    )  # fmt: skip
+    checkpoints = {1: tmp_path / "step-1", 2: tmp_path / "step-2"}
+    final = train_policy(
+        helpdesk.cases[:8], helpdesk.schema, tmp_path / "final", config, base=tiny_policy_dir, checkpoints=checkpoints
+    )
+    metas = {step: read_meta(directory) for step, directory in checkpoints.items()}
+    assert {step: (m.metrics["train_steps"], m.metrics["train_examples_seen"]) for step, m in metas.items()} == {
+        1: (1.0, 4.0),
+        2: (2.0, 8.0),
+    }
+    assert len({metas[1].version, metas[2].version, final.version}) == 3  # each is its own servable version
+    weights = [load_file(str(d / "adapter_model.safetensors")) for d in (*checkpoints.values(), tmp_path / "final")]
+    # Training went on after each save: every checkpoint holds other weights than the next.
+    for earlier, later in itertools.pairwise(weights):
+        assert any(not torch.equal(earlier[name], later[name]) for name in earlier)
+
+
+def test_checkpoints_of_a_merged_lora_run_are_refused(
+    tiny_policy_dir: Path, helpdesk: Helpdesk, tmp_path: Path
+) -> None:
+    config = SFTConfig(epochs=1, max_steps=2, batch_size=4, max_model_len=256, threads=1)
+    with pytest.raises(ArtefactError, match="merge_lora=False"):
+        train_policy(
+            helpdesk.cases[:4], helpdesk.schema, tmp_path / "out", config, base=tiny_policy_dir,
+            checkpoints={1: tmp_path / "step-1"},
+        )  # fmt: skip
 
 
 def test_a_missing_base_is_refused(helpdesk: Helpdesk, tmp_path: Path) -> None:

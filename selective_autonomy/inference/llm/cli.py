@@ -219,6 +219,7 @@ def serve_command(
     served name is the artefact version, which is what clients ask for when their model is unset.
     """
     from selective_autonomy.inference.artefact import ArtefactError, read_meta
+    from selective_autonomy.inference.llm.base_identity import check_adapters, served_base_fingerprint
     from selective_autonomy.inference.llm.policy import adapter_dir
     from selective_autonomy.inference.llm.server import (
         LoRAServing,
@@ -248,6 +249,10 @@ def serve_command(
         plain = [str(path) for path, meta in zip(given, metas, strict=True) if adapter_dir(path, meta) is None]
         if plain:
             raise typer.BadParameter(f"not LoRA adapters (trained merged or from scratch): {plain}")
+        try:
+            check_adapters(metas, served_base_fingerprint(base))
+        except ArtefactError as error:
+            raise typer.BadParameter(str(error), param_hint="ARTEFACTS") from error
         ranks = [int(meta.params["lora"].get("r", 8)) for meta in metas]
         adapters = {meta.version: path.resolve() for path, meta in zip(given, metas, strict=True)}
         lora = LoRAServing(adapters=adapters, max_lora_rank=lora_rank_for(ranks), max_loras=max_loras)

@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from selective_autonomy.inference.artefact import META_FILE, ArtefactError, ArtefactMeta, write_meta
+from selective_autonomy.inference.llm.base_identity import weights_fingerprint, write_base_file
 from selective_autonomy.inference.llm.base_install import copy_licence_files
 from selective_autonomy.inference.llm.sft_config import SFTConfig
 from selective_autonomy.inference.llm.tokenizer import prepare_base_tokenizer, train_tokenizer
@@ -80,6 +81,7 @@ def export_base(base: Path, out: Path) -> Path:
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     copy_licence_files(base, out)
+    write_base_file(out, base, weights_fingerprint(model))  # so `serve --base` knows its adapters without a reload
     return out
 
 
@@ -106,6 +108,7 @@ def start_model(
     from peft import LoraConfig, get_peft_model
 
     model, tokenizer = load_base(base)
+    fingerprint = weights_fingerprint(model)  # before LoRA wraps it: the weights an adapter belongs to
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -117,6 +120,7 @@ def start_model(
     peft_model = get_peft_model(model, lora)
     params = {
         "base": base.name,
+        "base_fingerprint": fingerprint,
         "lora": {
             "r": config.lora_r,
             "alpha": config.lora_alpha,

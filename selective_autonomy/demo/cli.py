@@ -17,7 +17,13 @@ from selective_autonomy.cli_options import ConfigOption
 from selective_autonomy.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from selective_autonomy.demo.critic_eval import CriticSource
     from selective_autonomy.demo.from_zero import FromZeroConfig
+    from selective_autonomy.inference.protocol import Critic
+    from selective_autonomy.learning.splits import EvidenceSplits
+    from selective_autonomy.schemas.process import ProcessSchema
 
 
 @contextmanager
@@ -146,14 +152,24 @@ def eval_critic(
         str, typer.Option(help="Policy whose suggestions the critic judges: embedded or ngram.")
     ] = "ngram",
     processes: Annotated[int, typer.Option(help="For multi-process logs (SGD): the N largest processes.")] = 3,
+    limit: Annotated[int | None, typer.Option(help="Only the first N cases of the log.")] = None,
     target_precision: Annotated[float, typer.Option(help="Precision to certify.")] = 0.9,
+    llm: Annotated[
+        bool, typer.Option("--llm", help="Also train the LLM critic on the same feedback, serve it (vLLM), gate it.")
+    ] = False,
+    base: Annotated[
+        Path | None, typer.Option(help="With --llm: local pretrained model to LoRA-tune (default: from scratch).")
+    ] = None,
+    llm_train_seconds: Annotated[float, typer.Option(help="With --llm: training time limit per process.")] = 300.0,
+    llm_work_dir: Annotated[Path | None, typer.Option(help="With --llm: artefacts and server logs.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for critic_eval_<log>.json and .png.")] = Path("bench/results"),
 ) -> None:
-    """Critic gate vs policy-confidence gate at equal recall, coverage at the certified threshold, and
-    the precision realised on the future split (past 40% trains the policy, the next 30% is the
-    copilot stage with simulated operators, the last 30% is the future)."""
+    """Critic gates (the embedded critic, and with --llm the LLM critic) vs the policy-confidence gate at
+    equal recall, coverage at the certified thresholds, and the precision realised on the future split
+    (past 40% trains the policy, the next 30% is the copilot stage with simulated operators, the last 30%
+    is the future)."""
     from selective_autonomy.config import LearningSettings
-    from selective_autonomy.demo.critic_eval import evaluate_critic, write_critic_eval
+    from selective_autonomy.demo.critic_eval import embedded_critic, evaluate_critic, write_critic_eval
     from selective_autonomy.inference.datasets import load_log, log_label
     from selective_autonomy.inference.embedded_policy import EmbeddedPolicy
     from selective_autonomy.inference.ngram import NGramPolicy
@@ -162,7 +178,10 @@ def eval_critic(
 
     label = log_label(log)
     datasets = load_settings().datasets_dir
-    loaded = sorted(load_log(log, mapping, data_dir=datasets), key=lambda p: -len(p.cases))[:processes]
+    loaded = sorted(load_log(log, mapping, limit=limit, data_dir=datasets), key=lambda p: -len(p.cases))[:processes]
+    critics: dict[str, CriticSource] = {"embedded": embedded_critic}
+    if llm:
+        critics["llm"] = _llm_critic_source(base, llm_train_seconds, llm_work_dir)
     for process in loaded:
         train, copilot, future = chronological_split(process.cases, (0.4, 0.3, 0.3))
         trained: Policy = (
@@ -171,21 +190,39 @@ def eval_critic(
             else NGramPolicy(process.schema).fit(train)
         )
         name = label if len(loaded) == 1 else f"{label}-{process.schema.process_id}"
-        report = evaluate_critic(
-            process.schema, trained, copilot, future, LearningSettings(target_precision=target_precision), log=name
-        )
+        config = LearningSettings(target_precision=target_precision)
+        report = evaluate_critic(process.schema, trained, copilot, future, config, log=name, critics=critics)
         json_path, _png = write_critic_eval(report, out)
-        critic, conf = report.critic_at_certified, report.confidence_at_equal_recall
         typer.echo(f"{name}: future steps {report.future_steps}, policy top-1 {report.policy_top1:.3f}")
-        if critic is None:
-            typer.echo("  no threshold certified: the process stays in copilot")
-        else:
+        for gate in report.critics:
+            critic, conf = gate.at_certified, gate.confidence_at_equal_recall
+            if critic is None:
+                typer.echo(f"  {gate.name} critic: no threshold certified (the process stays in copilot)")
+                continue
             typer.echo(
-                f"  critic gate at its {len(report.certified_thresholds)} certified thresholds: coverage "
+                f"  {gate.name} critic gate at its {len(gate.certified_thresholds)} certified thresholds: coverage "
                 f"{critic.coverage:.3f}, recall {critic.recall:.3f}, precision {critic.precision}"
             )
             if conf is not None:
                 typer.echo(
-                    f"  policy-confidence gate at equal recall: recall {conf.recall:.3f}, precision {conf.precision}"
+                    f"    policy-confidence gate at equal recall: recall {conf.recall:.3f}, precision {conf.precision}"
                 )
         typer.echo(f"  written {json_path}")
+
+
+def _llm_critic_source(base: Path | None, train_seconds: float, work_dir: Path | None) -> CriticSource:
+    """The LLM critic as the critic evaluation takes it: trained on the train split's answers, served
+    while certified and scored, Platt-scaled on the select split."""
+    import tempfile
+
+    from selective_autonomy.inference.llm.harness import LLMHarnessConfig, served_llm_critic
+
+    config = LLMHarnessConfig(train_seconds=train_seconds, base=base, work_dir=work_dir)
+    root = work_dir or Path(tempfile.mkdtemp(prefix="selauto-critic-eval-"))
+
+    def source(schema: ProcessSchema, parts: EvidenceSplits) -> AbstractContextManager[Critic]:
+        train = [(e.event, e.action, e.label) for e in parts.train]
+        select = [e.critic_input() for e in parts.select]
+        return served_llm_critic(schema, train, select, [e.label for e in parts.select], config, root)
+
+    return source

@@ -11,19 +11,21 @@ realised there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from selective_autonomy.config import DEFAULT_TOP_K, LearningSettings
-from selective_autonomy.inference.protocol import CriticInput, Policy, PolicyConfidenceCritic, PolicySignals
+from selective_autonomy.inference.protocol import Critic, CriticInput, Policy, PolicyConfidenceCritic, PolicySignals
 from selective_autonomy.inference.registry import ProcessModels, ServicePointer
 from selective_autonomy.learning.certify import certify
 from selective_autonomy.learning.critic_choice import fit_critic
 from selective_autonomy.learning.evidence import critic_examples
-from selective_autonomy.learning.splits import split_evidence
+from selective_autonomy.learning.splits import EvidenceSplits, split_evidence
 from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.simulator.offline import offline_copilot, with_context
@@ -37,18 +39,36 @@ class GatePoint(BaseModel):
     precision: float | None
 
 
+class CriticGate(BaseModel):
+    """One critic as the gate uses it: certified on the copilot feedback, measured on the future."""
+
+    name: str
+    version: str
+    certified_thresholds: dict[str, float]
+    at_certified: GatePoint | None = Field(description="The critic gate at its certified thresholds, future.")
+    confidence_at_equal_recall: GatePoint | None = Field(description="The policy-confidence gate, same recall.")
+    curve: list[GatePoint]
+    seconds: float = Field(description="Training, calibration, certification and scoring, wall time.")
+
+
 class CriticEvalReport(BaseModel):
     log: str
     future_steps: int
+    feedback: dict[str, int] = Field(description="Copilot answers per split: train, select, certify.")
     policy_top1: float = Field(description="Share of future steps where the policy's top-1 is what the operator did.")
-    critic_version: str
-    certified_thresholds: dict[str, float]
     target_precision: float
     confidence: float
-    critic_at_certified: GatePoint | None = Field(description="The critic gate at its certified thresholds, future.")
-    confidence_at_equal_recall: GatePoint | None = Field(description="The policy-confidence gate, same recall.")
-    critic_curve: list[GatePoint]
+    critics: list[CriticGate]
     confidence_curve: list[GatePoint]
+
+
+CriticSource = Callable[[ProcessSchema, EvidenceSplits], AbstractContextManager[Critic]]
+"""A critic trained on a split of the feedback (train, early stopping and calibration on select), held
+for as long as the block runs (an LLM critic's server)."""
+
+
+def embedded_critic(schema: ProcessSchema, parts: EvidenceSplits) -> AbstractContextManager[Critic]:
+    return nullcontext(fit_critic(schema, parts.train, parts.select))
 
 
 def _gate_point(scores: np.ndarray, correct: np.ndarray, threshold: float) -> GatePoint:
@@ -89,53 +109,75 @@ def evaluate_critic(
     future: Sequence[Case],
     config: LearningSettings,
     log: str = "",
+    critics: Mapping[str, CriticSource] | None = None,
 ) -> CriticEvalReport:
+    """Each critic of ``critics`` (default the embedded one) trained and certified on the same copilot
+    feedback, then gated on the same future steps next to the policy's own confidence."""
     models = ProcessModels(schema, policy, PolicyConfidenceCritic(), ServicePointer(policy="in-memory"))
     examples = critic_examples(with_context(list(offline_copilot(models, copilot))))
     parts = split_evidence(examples, config)
-    critic = fit_critic(schema, parts.train, parts.select)
-    thresholds = certify(critic, parts.certify, config).thresholds("critic-eval")
 
     events = [case.state_event(i) for case in future for i in range(len(case.steps))]
     recorded = [step.action for case in future for step in case.steps]
     proposals = policy.propose(events, top_k=DEFAULT_TOP_K)
-    inputs, correct, confidence, limits = [], [], [], []
+    inputs, correct, confidence = [], [], []
     for event, proposal, action in zip(events, proposals, recorded, strict=True):
         top = proposal.top
         if top is None:
             continue
         spec = schema.action(top.action.action_type)
-        inputs.append(
-            CriticInput(
-                event=event,
-                action=top.action,
-                tier=spec.tier if spec else ActionTier.critical,
-                signals=PolicySignals.of(proposal, 0),
-            )
-        )
+        tier = spec.tier if spec else ActionTier.critical
+        inputs.append(CriticInput(event=event, action=top.action, tier=tier, signals=PolicySignals.of(proposal, 0)))
         correct.append(top.action == action)
         confidence.append(top.probability)
-        limit = thresholds.get(schema.process_id, event.business_cluster, inputs[-1].tier, top.action.action_type)
-        limits.append(np.inf if limit is None else limit)
-    scores = np.asarray(critic.score(inputs)) if inputs else np.zeros(0)
     right = np.asarray(correct, dtype=bool)
     conf = np.asarray(confidence)
-    # Per-key thresholds as one gate: the score's margin over its key's threshold, passed at >= 0.
-    margins = scores - np.asarray(limits, dtype=float)
-    at_certified = _gate_point(margins, right, 0.0) if thresholds.values else None
-    equal = _at_recall(conf, right, at_certified.recall) if at_certified is not None else None
+    gates = [
+        _gate(name, source, schema, parts, config, inputs, right, conf)
+        for name, source in (critics or {"embedded": embedded_critic}).items()
+    ]
     return CriticEvalReport(
         log=log,
         future_steps=len(events),
+        feedback={"train": len(parts.train), "select": len(parts.select), "certify": len(parts.certify)},
         policy_top1=float(right.mean()) if len(right) else 0.0,
-        critic_version=critic.version,
-        certified_thresholds=dict(thresholds.values),
         target_precision=config.target_precision,
         confidence=config.confidence,
-        critic_at_certified=at_certified,
-        confidence_at_equal_recall=equal,
-        critic_curve=_curve(scores, right),
+        critics=gates,
         confidence_curve=_curve(conf, right),
+    )
+
+
+def _gate(
+    name: str,
+    source: CriticSource,
+    schema: ProcessSchema,
+    parts: EvidenceSplits,
+    config: LearningSettings,
+    inputs: Sequence[CriticInput],
+    right: np.ndarray,
+    conf: np.ndarray,
+) -> CriticGate:
+    started = time.perf_counter()
+    with source(schema, parts) as critic:
+        thresholds = certify(critic, parts.certify, config).thresholds("critic-eval")
+        scores = np.asarray(critic.score(inputs)) if inputs else np.zeros(0)
+        version = critic.version
+    limits = [
+        thresholds.get(schema.process_id, item.event.business_cluster, item.tier, item.action.action_type)
+        for item in inputs
+    ]
+    # Per-key thresholds as one gate: the score's margin over its key's threshold, passed at >= 0.
+    margins = scores - np.asarray([np.inf if limit is None else limit for limit in limits], dtype=float)
+    at_certified = _gate_point(margins, right, 0.0) if thresholds.values else None
+    return CriticGate(
+        name=name,
+        version=version,
+        certified_thresholds=dict(thresholds.values),
+        at_certified=at_certified,
+        confidence_at_equal_recall=_at_recall(conf, right, at_certified.recall) if at_certified else None,
+        curve=_curve(scores, right),
+        seconds=round(time.perf_counter() - started, 1),
     )
 
 
@@ -151,17 +193,18 @@ def write_critic_eval(report: CriticEvalReport, out_dir: Path) -> tuple[Path, Pa
     json_path, png_path = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
     json_path.write_text(report.model_dump_json(indent=2))
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, curve in (("critic gate", report.critic_curve), ("policy-confidence gate", report.confidence_curve)):
+    curves = [(f"{gate.name} critic gate", gate.curve) for gate in report.critics]
+    for label, curve in [*curves, ("policy-confidence gate", report.confidence_curve)]:
         points = [(p.recall, p.precision) for p in curve if p.precision is not None]
         ax.plot([r for r, _ in points], [q for _, q in points], marker=".", label=label)
-    if report.critic_at_certified is not None and report.critic_at_certified.precision is not None:
-        ax.scatter(
-            [report.critic_at_certified.recall],
-            [report.critic_at_certified.precision],
-            color="black",
-            zorder=3,
-            label=f"certified thresholds ({len(report.certified_thresholds)} action types)",
-        )
+    for gate in report.critics:
+        if gate.at_certified is not None and gate.at_certified.precision is not None:
+            ax.scatter(
+                [gate.at_certified.recall],
+                [gate.at_certified.precision],
+                zorder=3,
+                label=f"{gate.name}: certified thresholds ({len(gate.certified_thresholds)} keys)",
+            )
     ax.axhline(report.target_precision, color="grey", linestyle="--", linewidth=1, label="target precision")
     ax.set_xlabel("recall (correct steps executed / all correct top-1 steps)")
     ax.set_ylabel("precision of executed steps")

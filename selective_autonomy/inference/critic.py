@@ -24,7 +24,7 @@ from torch import nn
 from selective_autonomy.inference.artefact import ArtefactMeta, new_version, read_meta, write_meta
 from selective_autonomy.inference.feature_encoder import FeatureEncoder
 from selective_autonomy.inference.feature_layout import EncodedBatch
-from selective_autonomy.inference.protocol import CriticInput
+from selective_autonomy.inference.protocol import Critic, CriticInput
 from selective_autonomy.schemas.event_parts import ActionTier
 from selective_autonomy.schemas.process import ProcessSchema
 
@@ -237,3 +237,38 @@ def _fit_platt(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> 
 
     optimiser.step(closure)  # type: ignore[no-untyped-call]
     return float(a.item()), float(b.item())
+
+
+class PlattScaled:
+    """Another critic's scores recalibrated: ``sigmoid(a * logit(score) + b)``, fitted on held-out labels.
+
+    For a critic whose raw score is a probability of its own making (the LLM critic's P(accept) from
+    two answers' logprobs), so that its scores mean what the embedded critic's do before certification.
+    Monotone for ``a > 0``, so it changes which threshold certifies, never the order of steps.
+    """
+
+    def __init__(self, inner: Critic, platt: tuple[float, float]) -> None:
+        self.inner = inner
+        self.platt = platt
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    def score(self, items: Sequence[CriticInput]) -> list[float]:
+        a, b = self.platt
+        logits = _logit(self.inner.score(items))
+        return torch.sigmoid(a * logits + b).tolist()
+
+    @classmethod
+    def fit(cls, inner: Critic, items: Sequence[CriticInput], labels: Sequence[bool]) -> PlattScaled:
+        """Platt-scale ``inner`` on ``items`` and their ``labels`` (identity when there are none)."""
+        if not items:
+            return cls(inner, (1.0, 0.0))
+        scores = _logit(inner.score(items))
+        return cls(inner, _fit_platt(scores, torch.tensor([float(v) for v in labels])))
+
+
+def _logit(probabilities: Sequence[float], eps: float = 1e-6) -> torch.Tensor:
+    p = torch.tensor(list(probabilities), dtype=torch.float32).clamp(eps, 1 - eps)
+    return torch.log(p) - torch.log1p(-p)

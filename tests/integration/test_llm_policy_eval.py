@@ -1,5 +1,6 @@
-"""``selauto eval policy --llm``: the LLM policy trained, served by a REAL vLLM server, and scored
-next to the n-gram and embedded policies on a Helpdesk slice; the server is gone afterwards."""
+"""``selauto eval policy --llm`` and ``selauto eval critic --llm``: the LLM policy and critic trained,
+served by a REAL vLLM server, and scored next to the embedded models on a Helpdesk slice; the server
+is gone afterwards."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from selective_autonomy.demo.cli import eval_critic
 from selective_autonomy.inference.policy_cli import policy_app
 
 pytestmark = [
@@ -52,4 +54,28 @@ def test_eval_policy_scores_the_llm_next_to_the_others(tmp_path: Path) -> None:
     assert llm_report["extra"]["server_startup_seconds"] > 0
     assert llm_report["train_seconds"] > 0
     assert "llm" in result.output
+    assert _processes_mentioning(str(work)) == []
+
+
+def test_eval_critic_gates_the_llm_critic_next_to_the_embedded_one(tmp_path: Path) -> None:
+    import typer
+
+    app = typer.Typer()
+    app.command()(eval_critic)
+    work = tmp_path / "critic-work"
+    args = ["--log", "helpdesk", "--limit", "200", "--out", str(tmp_path)]
+    llm = ["--llm", "--llm-train-seconds", "10", "--llm-work-dir", str(work)]
+    result = CliRunner().invoke(app, [*args, *llm])
+    assert result.exit_code == 0, result.output
+
+    report = json.loads((tmp_path / "critic_eval_helpdesk.json").read_text())
+    assert report["feedback"]["certify"] > 0
+    embedded, llm_gate = report["critics"]
+    assert (embedded["name"], llm_gate["name"]) == ("embedded", "llm")
+    assert llm_gate["version"].startswith("critic-llm-")
+    # Every future step was scored through the server: the curve starts where the gate passes them all.
+    assert llm_gate["curve"][0]["coverage"] == 1.0
+    assert all(0.0 <= p["threshold"] <= 1.0 for p in llm_gate["curve"])
+    assert "llm critic" in result.output
+    assert (tmp_path / "critic_eval_helpdesk.png").is_file()
     assert _processes_mentioning(str(work)) == []

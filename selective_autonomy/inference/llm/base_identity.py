@@ -46,15 +46,10 @@ def write_base_file(out: Path, source: Path, fingerprint: str) -> None:
     (out / BASE_FILE).write_text(json.dumps({"source": source.name, "fingerprint": fingerprint}, indent=2) + "\n")
 
 
-def served_base_fingerprint(base: Path) -> str:
-    """The fingerprint of a servable base: read from its :data:`BASE_FILE`, else computed by loading it."""
+def recorded_fingerprint(base: Path) -> str | None:
+    """The fingerprint ``export_base`` wrote beside a checkpoint, if it did."""
     recorded = base / BASE_FILE
-    if recorded.is_file():
-        return str(json.loads(recorded.read_text())["fingerprint"])
-    from selective_autonomy.inference.llm.sft_models import load_base
-
-    model, _ = load_base(base)
-    return weights_fingerprint(model)
+    return str(json.loads(recorded.read_text())["fingerprint"]) if recorded.is_file() else None
 
 
 def mismatched_adapters(metas: Iterable[ArtefactMeta], fingerprint: str) -> list[str]:

@@ -219,7 +219,7 @@ def serve_command(
     served name is the artefact version, which is what clients ask for when their model is unset.
     """
     from selective_autonomy.inference.artefact import ArtefactError, read_meta
-    from selective_autonomy.inference.llm.base_identity import check_adapters, served_base_fingerprint
+    from selective_autonomy.inference.llm.base_identity import check_adapters
     from selective_autonomy.inference.llm.policy import adapter_dir
     from selective_autonomy.inference.llm.server import (
         LoRAServing,
@@ -249,6 +249,8 @@ def serve_command(
         plain = [str(path) for path, meta in zip(given, metas, strict=True) if adapter_dir(path, meta) is None]
         if plain:
             raise typer.BadParameter(f"not LoRA adapters (trained merged or from scratch): {plain}")
+        from selective_autonomy.inference.llm.sft_models import served_base_fingerprint
+
         try:
             check_adapters(metas, served_base_fingerprint(base))
         except ArtefactError as error:

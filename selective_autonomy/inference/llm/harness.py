@@ -1,13 +1,14 @@
-"""The LLM policy in the evaluation harness: train one per process, serve it with vLLM, propose.
+"""The LLM policy and critic in the evaluation harnesses: train one per process, serve it with vLLM, ask it.
 
 ``selauto eval policy --llm`` compares the LLM policy with the n-gram and embedded policies on the
 same chronological split. An LLM is trained on each process's train part (time-boxed), and one vLLM
 server at a time serves it: :class:`ServedPolicies` starts the server of a process when the first
 state of that process arrives and stops the previous one, so a log with many processes (SGD) needs
 the memory of one server only. The harness feeds states grouped by process, so each server starts
-once.
+once. ``selauto eval critic --llm`` trains the LLM critic on the copilot feedback the embedded critic
+trains on and serves it while both are certified and scored (:func:`served_llm_critic`).
 
-Heavy imports (torch, transformers) happen when training starts; vLLM runs in its own process.
+Transformers is imported when training starts; vLLM runs in its own process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,10 +26,14 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from selective_autonomy.config import DEFAULT_TOP_K
+from selective_autonomy.inference.critic import PlattScaled
+from selective_autonomy.inference.llm.critic import LLMCritic
 from selective_autonomy.inference.llm.policy import LLMPolicy
 from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer
 from selective_autonomy.inference.llm.settings import LLMClientSettings
-from selective_autonomy.inference.protocol import ModelUnavailable, Policy, Proposal
+from selective_autonomy.inference.llm.sft_config import SFTConfig
+from selective_autonomy.inference.llm.sft_data import CriticExample
+from selective_autonomy.inference.protocol import Critic, CriticInput, ModelUnavailable, Policy, Proposal
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.identifiers import process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema
@@ -64,14 +70,9 @@ def train_llm_policies(
     parts: Sequence[tuple[ProcessSchema, Sequence[Case]]], root: Path, config: LLMHarnessConfig
 ) -> dict[str, TrainedLLM]:
     """One ``policy-llm`` artefact per process, trained on its cases, under ``root/<process id>``."""
-    from selective_autonomy.inference.llm.sft import SFTConfig, train_policy
+    from selective_autonomy.inference.llm.sft import train_policy
 
-    sft = SFTConfig(
-        epochs=config.epochs,
-        max_seconds=config.train_seconds,
-        max_model_len=config.max_model_len,
-        max_new_tokens=config.max_new_tokens,
-    )
+    sft = sft_config(config)
     trained: dict[str, TrainedLLM] = {}
     for schema, cases in parts:
         directory = root / process_dir_name(schema.process_id)
@@ -83,6 +84,64 @@ def train_llm_policies(
         log.info("LLM policy for %s: %s in %.0f s, %s", schema.process_id, meta.version, seconds, meta.metrics)
         trained[schema.process_id] = TrainedLLM(schema, directory, meta.version, seconds)
     return trained
+
+
+def harness_server(directory: Path, name: str, config: LLMHarnessConfig, work_dir: Path) -> VLLMServer:
+    """A vLLM server (not started) for the artefact in ``directory``, served as ``name``."""
+    return VLLMServer(
+        ServerConfig(
+            model_dir=directory,
+            served_model_name=name,
+            max_model_len=config.max_model_len,
+            max_num_seqs=config.max_num_seqs,
+            # A small model: compiling costs more start-up time than it saves in decoding.
+            enforce_eager=config.base is None,
+            work_dir=work_dir,
+            startup_timeout_s=900,
+        )
+    )
+
+
+def client_settings(server: VLLMServer, config: LLMHarnessConfig) -> LLMClientSettings:
+    return LLMClientSettings(url=server.url, timeout_s=config.request_timeout_s, max_retries=0)
+
+
+def sft_config(config: LLMHarnessConfig) -> SFTConfig:
+    """Fine-tuning settings of the harness: its time box, epochs and context."""
+    return SFTConfig(
+        epochs=config.epochs,
+        max_seconds=config.train_seconds,
+        max_model_len=config.max_model_len,
+        max_new_tokens=config.max_new_tokens,
+    )
+
+
+@contextmanager
+def served_llm_critic(
+    schema: ProcessSchema,
+    train: Sequence[CriticExample],
+    select: Sequence[CriticInput],
+    select_labels: Sequence[bool],
+    config: LLMHarnessConfig,
+    work_dir: Path,
+) -> Iterator[Critic]:
+    """An LLM critic trained on ``train`` (time-boxed), served by vLLM while the block runs, and
+    Platt-scaled on ``select`` (held-out answers) as the embedded critic is, so one gate certifies both.
+
+    Yields the scaled critic; the server stops when the block ends.
+    """
+    from selective_autonomy.inference.llm.sft import train_llm_critic
+
+    directory = work_dir / "critic" / process_dir_name(schema.process_id)
+    if directory.exists():
+        shutil.rmtree(directory)
+    started = time.perf_counter()
+    meta = train_llm_critic(train, schema, directory, sft_config(config), base=config.base)
+    log.info("LLM critic for %s: %s in %.0f s", schema.process_id, meta.version, time.perf_counter() - started)
+    name = f"server-critic-{process_dir_name(schema.process_id)}"
+    with harness_server(directory, meta.version, config, work_dir / name) as server:
+        critic = LLMCritic.load(directory, schema, client_settings(server, config))
+        yield PlattScaled.fit(critic, select, select_labels)
 
 
 class ServedPolicies:
@@ -133,21 +192,10 @@ class ServedPolicies:
 
     def _serve(self, trained: TrainedLLM) -> tuple[VLLMServer, Policy]:
         """Start a vLLM server on ``trained`` (blocking until ready) and the policy that asks it."""
-        server = VLLMServer(
-            ServerConfig(
-                model_dir=trained.directory,
-                served_model_name=trained.version,
-                max_model_len=self.config.max_model_len,
-                max_num_seqs=self.config.max_num_seqs,
-                # A small model: compiling costs more start-up time than it saves in decoding.
-                enforce_eager=self.config.base is None,
-                work_dir=self.work_dir / f"server-{process_dir_name(trained.schema.process_id)}",
-                startup_timeout_s=900,
-            )
-        )
+        name = f"server-{process_dir_name(trained.schema.process_id)}"
+        server = harness_server(trained.directory, trained.version, self.config, self.work_dir / name)
         server.start()
-        settings = LLMClientSettings(url=server.url, timeout_s=self.config.request_timeout_s, max_retries=0)
-        policy = LLMPolicy.load(trained.directory, trained.schema, settings)
+        policy = LLMPolicy.load(trained.directory, trained.schema, client_settings(server, self.config))
         policy.samples = self.config.samples
         return server, policy
 

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from selective_autonomy.inference.artefact import META_FILE, ArtefactError, ArtefactMeta, write_meta
-from selective_autonomy.inference.llm.base_identity import weights_fingerprint, write_base_file
+from selective_autonomy.inference.llm.base_identity import recorded_fingerprint, weights_fingerprint, write_base_file
 from selective_autonomy.inference.llm.base_install import copy_licence_files
 from selective_autonomy.inference.llm.sft_config import SFTConfig
 from selective_autonomy.inference.llm.tokenizer import prepare_base_tokenizer, train_tokenizer
@@ -83,6 +83,15 @@ def export_base(base: Path, out: Path) -> Path:
     copy_licence_files(base, out)
     write_base_file(out, base, weights_fingerprint(model))  # so `serve --base` knows its adapters without a reload
     return out
+
+
+def served_base_fingerprint(base: Path) -> str:
+    """The fingerprint of a servable base: the one its export recorded, else computed by loading it."""
+    recorded = recorded_fingerprint(base)
+    if recorded is not None:
+        return recorded
+    model, _ = load_base(base)
+    return weights_fingerprint(model)
 
 
 def start_model(

@@ -18,12 +18,11 @@ from selective_autonomy.inference.artefact import ArtefactError, read_meta
 from selective_autonomy.inference.llm.base_identity import (
     BASE_FILE,
     check_adapters,
-    served_base_fingerprint,
     weights_fingerprint,
 )
 from selective_autonomy.inference.llm.cli import llm_app
 from selective_autonomy.inference.llm.sft import SFTConfig, train_policy
-from selective_autonomy.inference.llm.sft_models import export_base
+from selective_autonomy.inference.llm.sft_models import export_base, served_base_fingerprint
 
 from .conftest import Helpdesk
 

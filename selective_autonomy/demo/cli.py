@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from selective_autonomy.demo.critic_eval import CriticSource
     from selective_autonomy.demo.from_zero import FromZeroConfig
+    from selective_autonomy.inference.llm.harness import LLMHarnessConfig
     from selective_autonomy.inference.protocol import Critic
     from selective_autonomy.learning.splits import EvidenceSplits
     from selective_autonomy.schemas.process import ProcessSchema
@@ -161,6 +162,7 @@ def eval_critic(
         Path | None, typer.Option(help="With --llm: local pretrained model to LoRA-tune (default: from scratch).")
     ] = None,
     llm_train_seconds: Annotated[float, typer.Option(help="With --llm: training time limit per process.")] = 300.0,
+    llm_batch_size: Annotated[int, typer.Option(min=1, help="With --llm: examples per training step.")] = 16,
     llm_work_dir: Annotated[Path | None, typer.Option(help="With --llm: artefacts and server logs.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for critic_eval_<log>.json and .png.")] = Path("bench/results"),
 ) -> None:
@@ -180,8 +182,20 @@ def eval_critic(
     datasets = load_settings().datasets_dir
     loaded = sorted(load_log(log, mapping, limit=limit, data_dir=datasets), key=lambda p: -len(p.cases))[:processes]
     critics: dict[str, CriticSource] = {"embedded": embedded_critic}
+    options = {"log": log, "policy": policy, "limit": str(limit), "target_precision": str(target_precision)}
     if llm:
-        critics["llm"] = _llm_critic_source(base, llm_train_seconds, llm_work_dir)
+        options |= {
+            "llm_base": str(base),
+            "llm_train_seconds": str(llm_train_seconds),
+            "llm_batch_size": str(llm_batch_size),
+        }
+    if llm:
+        from selective_autonomy.inference.llm.harness import LLMHarnessConfig
+
+        harness = LLMHarnessConfig(
+            train_seconds=llm_train_seconds, base=base, batch_size=llm_batch_size, work_dir=llm_work_dir
+        )
+        critics["llm"] = _llm_critic_source(harness)
     for process in loaded:
         train, copilot, future = chronological_split(process.cases, (0.4, 0.3, 0.3))
         trained: Policy = (
@@ -192,6 +206,7 @@ def eval_critic(
         name = label if len(loaded) == 1 else f"{label}-{process.schema.process_id}"
         config = LearningSettings(target_precision=target_precision)
         report = evaluate_critic(process.schema, trained, copilot, future, config, log=name, critics=critics)
+        report.options.update(options)
         json_path, _png = write_critic_eval(report, out)
         typer.echo(f"{name}: future steps {report.future_steps}, policy top-1 {report.policy_top1:.3f}")
         for gate in report.critics:
@@ -210,15 +225,14 @@ def eval_critic(
         typer.echo(f"  written {json_path}")
 
 
-def _llm_critic_source(base: Path | None, train_seconds: float, work_dir: Path | None) -> CriticSource:
+def _llm_critic_source(config: LLMHarnessConfig) -> CriticSource:
     """The LLM critic as the critic evaluation takes it: trained on the train split's answers, served
     while certified and scored, Platt-scaled on the select split."""
     import tempfile
 
-    from selective_autonomy.inference.llm.harness import LLMHarnessConfig, served_llm_critic
+    from selective_autonomy.inference.llm.harness import served_llm_critic
 
-    config = LLMHarnessConfig(train_seconds=train_seconds, base=base, work_dir=work_dir)
-    root = work_dir or Path(tempfile.mkdtemp(prefix="selauto-critic-eval-"))
+    root = config.work_dir or Path(tempfile.mkdtemp(prefix="selauto-critic-eval-"))
 
     def source(schema: ProcessSchema, parts: EvidenceSplits) -> AbstractContextManager[Critic]:
         train = [(e.event, e.action, e.label) for e in parts.train]

@@ -60,6 +60,7 @@ class CriticEvalReport(BaseModel):
     confidence: float
     critics: list[CriticGate]
     confidence_curve: list[GatePoint]
+    options: dict[str, str] = Field(default_factory=dict, description="How the run was asked for (the CLI's options).")
 
 
 CriticSource = Callable[[ProcessSchema, EvidenceSplits], AbstractContextManager[Critic]]

@@ -49,6 +49,9 @@ class LLMHarnessConfig(BaseModel):
 
     train_seconds: float = Field(default=300.0, gt=0, description="Training time limit per process.")
     epochs: int = Field(default=3, ge=1, description="Passes over the train part (if time allows).")
+    batch_size: int = Field(
+        default=16, ge=1, description="Examples per step (a pretrained base: 4 gives 4x the updates in a time box)."
+    )
     max_model_len: int = Field(default=512, ge=64, description="Prompt plus answer tokens.")
     max_new_tokens: int = Field(default=96, ge=4, description="Room for the action JSON.")
     base: Path | None = Field(default=None, description="Local pretrained model to LoRA-tune; None: from scratch.")
@@ -110,6 +113,7 @@ def sft_config(config: LLMHarnessConfig) -> SFTConfig:
     """Fine-tuning settings of the harness: its time box, epochs and context."""
     return SFTConfig(
         epochs=config.epochs,
+        batch_size=config.batch_size,
         max_seconds=config.train_seconds,
         max_model_len=config.max_model_len,
         max_new_tokens=config.max_new_tokens,

@@ -32,7 +32,7 @@ from selective_autonomy.inference.llm.policy import LLMPolicy
 from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.llm.sft_config import SFTConfig
-from selective_autonomy.inference.llm.sft_data import CriticExample
+from selective_autonomy.inference.llm.sft_data import CriticTriple
 from selective_autonomy.inference.protocol import Critic, CriticInput, ModelUnavailable, Policy, Proposal
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.identifiers import process_dir_name
@@ -123,7 +123,7 @@ def sft_config(config: LLMHarnessConfig) -> SFTConfig:
 @contextmanager
 def served_llm_critic(
     schema: ProcessSchema,
-    train: Sequence[CriticExample],
+    train: Sequence[CriticTriple],
     select: Sequence[CriticInput],
     select_labels: Sequence[bool],
     config: LLMHarnessConfig,

@@ -40,11 +40,11 @@ from selective_autonomy.inference.llm.prompts import (
 )
 from selective_autonomy.inference.llm.sft_config import SFTConfig
 from selective_autonomy.inference.llm.sft_data import (
-    CriticExample,
     CriticRecord,
+    CriticTriple,
     TextExample,
     contrastive_critic_examples,
-    critic_examples,
+    critic_text_examples,
     policy_examples,
     read_critic_records,
 )
@@ -61,12 +61,12 @@ from selective_autonomy.schemas.view import render_view
 from selective_autonomy.traces.format import Case
 
 __all__ = [
-    "CriticExample",
     "CriticRecord",
+    "CriticTriple",
     "SFTConfig",
     "TextExample",
     "contrastive_critic_examples",
-    "critic_examples",
+    "critic_text_examples",
     "fit",
     "load_base",
     "policy_examples",
@@ -133,7 +133,7 @@ def train_policy(
 
 
 def train_llm_critic(
-    examples: Sequence[CriticExample],
+    examples: Sequence[CriticTriple],
     schema: ProcessSchema,
     out: Path,
     config: SFTConfig | None = None,
@@ -152,7 +152,7 @@ def train_llm_critic(
         text for event, action, label in examples for text in (plain.critic(event, action) or "", critic_target(label))
     ]
     run = _Run(schema, corpus, config, base)
-    texts = critic_examples(examples, run.builder)
+    texts = critic_text_examples(examples, run.builder)
     metrics = run.fit(texts)
     accepted = sum(1 for _, _, label in examples if critic_target(label) == "accept")
     metrics["accept_share"] = accepted / max(len(examples), 1)

@@ -16,7 +16,7 @@ from selective_autonomy.schemas.event_parts import Action
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.traces.format import Case
 
-CriticExample = tuple[UIStateChanged, Action, Label]
+CriticTriple = tuple[UIStateChanged, Action, Label]
 """(state the operator saw, proposed action, accepted?) - True/"accept" or False/"reject"."""
 
 
@@ -29,11 +29,11 @@ class CriticRecord(BaseModel):
     action: Action
     label: Literal["accept", "reject"]
 
-    def triple(self) -> CriticExample:
+    def triple(self) -> CriticTriple:
         return (self.event, self.action, self.label)
 
 
-def read_critic_records(path: Path) -> list[CriticExample]:
+def read_critic_records(path: Path) -> list[CriticTriple]:
     """Feedback triples from a JSONL file of :class:`CriticRecord` lines (blank lines skipped)."""
     with path.open(encoding="utf-8") as lines:
         return [CriticRecord.model_validate_json(line).triple() for line in lines if line.strip()]
@@ -56,7 +56,7 @@ def policy_examples(cases: Sequence[Case], builder: PromptBuilder) -> list[TextE
     return out
 
 
-def critic_examples(examples: Sequence[CriticExample], builder: PromptBuilder) -> list[TextExample]:
+def critic_text_examples(examples: Sequence[CriticTriple], builder: PromptBuilder) -> list[TextExample]:
     """(prompt with the proposed action, accept/reject) for every feedback triple that fits."""
     out = []
     for event, action, label in examples:
@@ -66,7 +66,7 @@ def critic_examples(examples: Sequence[CriticExample], builder: PromptBuilder) -
     return out
 
 
-def contrastive_critic_examples(cases: Sequence[Case], seed: int = 0) -> list[CriticExample]:
+def contrastive_critic_examples(cases: Sequence[Case], seed: int = 0) -> list[CriticTriple]:
     """Stand-in feedback from traces alone: the operator's action is accepted, another one rejected.
 
     For development before copilot feedback exists; the negative is drawn from the other actions
@@ -78,7 +78,7 @@ def contrastive_critic_examples(cases: Sequence[Case], seed: int = 0) -> list[Cr
         for step in case.steps:
             seen.setdefault(step.action.canonical_json(), step.action)
     pool = sorted(seen)
-    out: list[CriticExample] = []
+    out: list[CriticTriple] = []
     for case in cases:
         for i, step in enumerate(case.steps):
             event = case.state_event(i)

@@ -255,8 +255,7 @@ def _latency(policies: dict[str, Policy], splits: list[ProcessSplit]) -> dict[st
     batch = [events[i % len(events)] for i in range(LATENCY_BATCH)]
     out: dict[str, dict[str, float]] = {}
     for name, router in policies.items():
-        assert isinstance(router, ProcessRouter)
-        policy = router.policies[largest.schema.process_id]
+        policy = router.policies[largest.schema.process_id] if isinstance(router, ProcessRouter) else router
         runs: dict[str, Callable[[], object]] = {"propose_top3": partial(policy.propose, batch, top_k=3)}
         if isinstance(policy, EmbeddedPolicy):
             runs["encode"] = partial(policy.inputs, batch)

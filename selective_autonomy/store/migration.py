@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from selective_autonomy.store.engine import create_store_engine, write_transaction
-from selective_autonomy.store.errors import SchemaNotReady
+from selective_autonomy.store.errors import SchemaNotReady, StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -33,7 +33,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "the store ships at least one migration"
+    if head is None:
+        raise StoreError("the store's migrations are missing (the package ships at least one)")
     return head
 
 
@@ -55,7 +56,8 @@ def migrate(target: str | Engine) -> str:
     finally:
         if isinstance(target, str):
             engine.dispose()
-    assert revision is not None
+    if revision is None:
+        raise StoreError("the store's schema has no revision after upgrading to head")
     return revision
 
 

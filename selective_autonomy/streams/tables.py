@@ -102,7 +102,8 @@ class AcknowledgedTable(faust.Table[bytes, Any]):
         )
         message = future.message
         headers = list(message.headers.items()) if isinstance(message.headers, Mapping) else message.headers
-        assert message.partition is not None  # eager partitioning
+        if message.partition is None:  # eager partitioning chose one, so this is a faust change
+            raise RuntimeError(f"changelog record for {message.key!r} has no partition")
         self._pending.append(ChangelogRecord(message.key, message.value, message.partition, headers or None))
         return future
 

@@ -172,7 +172,8 @@ def import_xes(
             table = normalize_events(raw, inferred.mapping, limit_cases=limit_cases, naive_timezone=XES_TIMEZONE)
     except TraceError as error:
         raise _fail(error) from error
-    assert out is not None  # checked above: without --print-mapping, --out is given
+    if out is None:  # checked above: without --print-mapping, --out is given
+        raise typer.BadParameter("give --out (or --print-mapping)")
     _write_table(table, out, schema_out)
 
 

@@ -158,7 +158,12 @@ def train_critic_command(
     """Fine-tune the LLM critic on (view + proposed action -> accept/reject)."""
     from itertools import islice
 
-    from selective_autonomy.inference.llm.sft import contrastive_critic_examples, read_critic_records, train_llm_critic
+    from selective_autonomy.inference.llm.sft import (
+        CriticTriple,
+        contrastive_critic_examples,
+        read_critic_records,
+        train_llm_critic,
+    )
     from selective_autonomy.schemas.process import ProcessSchema
     from selective_autonomy.traces.format import read_cases
     from selective_autonomy.traces.split import chronological_order
@@ -166,10 +171,10 @@ def train_critic_command(
     if (feedback is None) == (from_cases is None):
         raise typer.BadParameter("give exactly one of --feedback and --from-cases")
     process = ProcessSchema.load(schema)
+    examples: list[CriticTriple] = []
     if feedback is not None:
         examples = read_critic_records(feedback)
-    else:
-        assert from_cases is not None
+    elif from_cases is not None:
         selected = chronological_order(
             c for c in islice(read_cases(from_cases), limit_cases) if c.process_id == process.process_id
         )

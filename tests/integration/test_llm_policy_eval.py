@@ -63,8 +63,8 @@ def test_eval_critic_gates_the_llm_critic_next_to_the_embedded_one(tmp_path: Pat
     app = typer.Typer()
     app.command()(eval_critic)
     work = tmp_path / "critic-work"
-    args = ["--log", "helpdesk", "--limit", "150", "--out", str(tmp_path)]
-    llm = ["--llm", "--llm-train-seconds", "8", "--llm-work-dir", str(work)]
+    args = ["--log", "helpdesk", "--limit", "100", "--out", str(tmp_path)]
+    llm = ["--llm", "--llm-train-seconds", "4", "--llm-work-dir", str(work)]
     result = CliRunner().invoke(app, [*args, *llm])
     assert result.exit_code == 0, result.output
 

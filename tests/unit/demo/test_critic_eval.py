@@ -23,7 +23,7 @@ Parts = tuple[ProcessSchema, NGramPolicy, list[Case], list[Case]]
 
 @pytest.fixture(scope="module")
 def helpdesk() -> Parts:
-    (process,) = load_log("helpdesk", limit=500)
+    (process,) = load_log("helpdesk", limit=350)
     train, copilot, future = chronological_split(process.cases, (0.4, 0.3, 0.3))
     return process.schema, NGramPolicy(process.schema).fit(train), copilot, future
 

@@ -6,8 +6,9 @@ Two starting points:
   Llama (2 layers, head size 32, which vLLM's CPU attention supports). It runs offline in seconds
   and is what development and the tests use; it learns the process, not language.
 * ``base=DIR``: a pretrained causal LM from a local directory (a Hugging Face checkpoint, or a
-  directory with one ``.gguf`` file), never downloaded. It is fine-tuned with LoRA (peft) and the
-  adapters are merged into the weights before saving, so vLLM serves a plain model.
+  directory with one ``.gguf`` file), never downloaded. It is fine-tuned with LoRA (peft); the
+  adapter is merged into the weights before saving (a plain model, one vLLM server each), or with
+  ``merge_lora=False`` saved alone, for one server holding the base and every adapter.
 
 The loss covers the target only (the action JSON, or ``accept``/``reject``, plus EOS); prompts are
 masked. The artefact directory holds ``save_pretrained`` output and ``artefact.json`` (written

@@ -238,9 +238,9 @@ def main() -> None:
     servable = args.served_base or (args.base if (args.base / "config.json").is_file() else work / "base-hf")
     if not (servable / "config.json").is_file():
         export_base(args.base, servable)
-    policies = [LLMPolicy.load(d, schema, LLMClientSettings(url="http://unused/v1")) for d in saved]
+    metas = {d: read_meta(d) for d in saved}
     lora = LoRAServing(
-        adapters={p.version: d for p, d in zip(policies, saved, strict=True)},
+        adapters={meta.version: d for d, meta in metas.items()},
         max_loras=1,  # scored one after another: one slot keeps the server's LoRA buffers small
         max_cpu_loras=len(saved) + 1,
     )
@@ -258,41 +258,35 @@ def main() -> None:
             startup_timeout_s=900,
         )
     )
-    settings = LLMClientSettings(url="http://127.0.0.1:1/v1", timeout_s=1800.0, max_retries=0)
     with server:
         report["server_start_s"] = round(server.startup_seconds or 0.0, 1)
-        settings = settings.model_copy(update={"url": server.url})
+        settings = LLMClientSettings(url=server.url, timeout_s=1800.0, max_retries=0)
         # The longest-trained first: a run stopped for time keeps the point that matters most.
-        for directory in sorted(saved, key=lambda d: -_steps(d)):
+        for directory in sorted(saved, key=lambda d: -metas[d].metrics["train_steps"]):
             policy = LLMPolicy.load(directory, schema, settings)
             policy.samples = args.samples
             scoring = time.monotonic()
             scores = _scores(evaluate_policy("llm", policy, sample, batch_size=32))
-            metrics = read_meta(directory).metrics
+            metrics = metas[directory].metrics
             steps = int(metrics["train_steps"])
-            report["llm"].append(
-                {
-                    "checkpoint": directory.name,
-                    "steps": steps,
-                    # The final artefact's metrics count the train part, not what was seen: full batches until then.
-                    "examples_seen": int(metrics.get("train_examples_seen", steps * args.batch_size)),
-                    "train_s": metrics["train_seconds"],
-                    "sample": scores,
-                    "score_s": round(time.monotonic() - scoring, 1),
-                }
-            )
+            point = {
+                "checkpoint": directory.name,
+                "steps": steps,
+                # The final artefact's metrics count the train part, not what was seen: full batches until then.
+                "examples_seen": int(metrics.get("train_examples_seen", steps * args.batch_size)),
+                "train_s": metrics["train_seconds"],
+                "sample": scores,
+                "score_s": round(time.monotonic() - scoring, 1),
+            }
+            report["llm"].append(point)
             report["llm"].sort(key=lambda p: p["steps"])
             report["trend"] = _trend_crossing(report["llm"], report["baselines"]["embedded"]["sample"]["top1"])
             report["wall_s"] = round(time.monotonic() - started, 1)
             _write(report, out)
-            print(json.dumps(report["llm"][-1]), flush=True)
+            print(json.dumps(point), flush=True)
     report["wall_s"] = round(time.monotonic() - started, 1)
     _write(report, out)
     print(f"wrote {out}")
-
-
-def _steps(directory: Path) -> int:
-    return int(read_meta(directory).metrics["train_steps"])
 
 
 if __name__ == "__main__":

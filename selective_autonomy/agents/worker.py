@@ -162,6 +162,7 @@ def llm_client_settings(inference: InferenceSettings) -> tuple[LLMClientSettings
             model=model,
             timeout_s=inference.timeout_s,
             max_retries=inference.max_retries,
+            max_prompts_per_request=inference.max_prompts_per_request,
         )
 
     return client(inference.url, inference.model), client(inference.critic_url or inference.url, inference.critic_model)

@@ -109,3 +109,6 @@ class InferenceSettings(Section):
     critic_model: str | None = Field(default=None, description="Served critic model name.")
     timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
+    max_prompts_per_request: int = Field(
+        default=256, ge=1, description="Prompts per completions request; a larger batch is sent in turn."
+    )

@@ -178,7 +178,9 @@ class VLLMClient:
         structured_outputs: dict[str, Any] | None = None,
         seed: int | None = None,
     ) -> CompletionResponse:
-        """One completions request for all ``prompts``.
+        """The completions of all ``prompts``, asked in requests of at most
+        ``settings.max_prompts_per_request`` prompts, in order; choices are numbered ``prompt * n + sample``
+        over all of them, as one request would number them.
 
         :param max_tokens: generated tokens per choice.
         :param n: choices per prompt; default 1.
@@ -187,19 +189,25 @@ class VLLMClient:
         :param structured_outputs: vLLM constraint, e.g. ``{"json": schema}`` or ``{"choice": [...]}``.
         :param seed: sampling seed, for reproducible samples; default None.
         """
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "prompt": list(prompts),
-            "max_tokens": max_tokens,
-            "n": n,
-            "temperature": temperature,
-        }
+        payload: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "n": n, "temperature": temperature}
         if logprobs is not None:
             payload["logprobs"] = logprobs
         if structured_outputs is not None:
             payload["structured_outputs"] = structured_outputs
         if seed is not None:
             payload["seed"] = seed
+        size = self.settings.max_prompts_per_request
+        if len(prompts) <= size:
+            return self._complete_once({**payload, "prompt": list(prompts)})
+        choices: list[CompletionChoice] = []
+        response = CompletionResponse(choices=[])
+        for start in range(0, len(prompts), size):
+            response = self._complete_once({**payload, "prompt": list(prompts[start : start + size])})
+            offset = start * n
+            choices.extend(choice.model_copy(update={"index": choice.index + offset}) for choice in response.choices)
+        return response.model_copy(update={"choices": choices})
+
+    def _complete_once(self, payload: dict[str, Any]) -> CompletionResponse:
         response = self._send("POST", "completions", payload)
         if response.status_code == 404 and self.adapter is not None:
             # A restarted server (or one that evicted it) no longer knows the adapter: load, ask again.

@@ -23,3 +23,10 @@ class LLMClientSettings(BaseModel):
     max_retries: int = Field(default=2, ge=0, description="Retries after a timeout, connection error, 429 or 5xx.")
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay; doubles on each retry.")
     api_key: SecretStr | None = Field(default=None, description="Sent as a bearer token when set.")
+    max_prompts_per_request: int = Field(
+        default=256,
+        ge=1,
+        description="Prompts sent in one completions request; more are sent in turn. vLLM refuses a request "
+        "of more than 1,024 prompts (VLLM_MAX_COMPLETION_PROMPTS), and a critic scoring a held-out split asks "
+        "for more than that.",
+    )

@@ -47,6 +47,8 @@ def test_the_critic_is_asked_at_the_policy_url_unless_it_has_its_own() -> None:
     assert policy.url == critic.url == "http://vllm:8000/v1"
     assert policy.model is None and critic.model is None  # each artefact is asked for by its version
     assert critic.timeout_s == 3.0
+    limited = llm_client_settings(InferenceSettings(max_prompts_per_request=32))
+    assert [c.max_prompts_per_request for c in limited] == [32, 32]
     policy, critic = llm_client_settings(
         InferenceSettings(url="http://vllm:8000/v1", critic_url="http://critic:8000/v1", critic_model="c")
     )

@@ -48,6 +48,28 @@ def test_complete_sends_one_request_for_all_prompts() -> None:
     assert [[c.index for c in g] for g in groups] == [[0, 1, 2], [3, 4, 5]]
 
 
+def test_more_prompts_than_one_request_may_carry_are_asked_in_turn_and_numbered_as_one() -> None:
+    server = MockServer(_ok)
+    settings = SETTINGS.model_copy(update={"max_prompts_per_request": 2})
+    response = _client(server, settings).complete(["a", "b", "c", "d", "e"], max_tokens=1, n=2, seed=3)
+    assert [body["prompt"] for body in server.requests] == [["a", "b"], ["c", "d"], ["e"]]
+    assert all(body["n"] == 2 and body["seed"] == 3 for body in server.requests)
+    groups = response.by_prompt(5, 2)
+    assert [[c.index for c in g] for g in groups] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+
+
+def test_a_chunk_answered_short_is_caught_like_a_short_answer() -> None:
+    def short_second(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if body["prompt"] == ["c"]:
+            return httpx.Response(200, json={"id": "c", "model": "m", "choices": []})
+        return _ok(request, body)
+
+    settings = SETTINGS.model_copy(update={"max_prompts_per_request": 2})
+    response = _client(MockServer(short_second), settings).complete(["a", "b", "c"], max_tokens=1)
+    with pytest.raises(ModelUnavailable, match="expected 3 choices"):
+        response.by_prompt(3, 1)
+
+
 def test_optional_fields_are_left_out() -> None:
     server = MockServer(_ok)
     _client(server).complete(["a"], max_tokens=1)

@@ -60,13 +60,14 @@ lint: setup
 # minutes waiting on consumer-group rebalances, so it runs in a pytest session of its own (with its
 # own broker) beside the rest of the suite: `make test` fails if either fails and prints the chaos
 # run's output (its counts) at the end. Interrupting `make test` stops both (pytest stops on SIGTERM).
+# The suite prints its 20 slowest tests, so a run shows where its 15-minute budget goes.
 test: setup $(SYSTEM_STAMP)
 	$(BIN)/ruff check selective_autonomy tests bench
 	$(BIN)/mypy
 	@log=$$(mktemp); \
 	$(BIN)/pytest -q -p no:cacheprovider -s -m chaos tests >$$log 2>&1 & chaos=$$!; \
 	trap 'kill -TERM $$chaos 2>/dev/null; wait $$chaos; rm -f $$log; exit 130' INT TERM; \
-	$(BIN)/pytest -q -p no:cacheprovider -m "not chaos" tests; main=$$?; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=20 -m "not chaos" tests; main=$$?; \
 	wait $$chaos; chaos_status=$$?; \
 	echo "---- chaos test (pytest -m chaos, run beside the suite above): exit $$chaos_status ----"; \
 	cat $$log; rm -f $$log; \

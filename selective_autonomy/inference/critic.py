@@ -221,22 +221,41 @@ def train_critic(
     return critic
 
 
+PLATT_MIN_SPREAD = 1e-6
+"""Held-out logits closer together than this carry no order to keep: the fit is the base rate alone."""
+
+
 def _fit_platt(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> tuple[float, float]:
-    """Platt scaling (a, b) by minimising the log loss of sigmoid(a * logit + b) on held-out data."""
+    """Platt scaling (a, b) by minimising the log loss of sigmoid(a * logit + b) on held-out data.
+
+    Fitted on the logits standardised, then mapped back: on raw logits that barely vary (a critic
+    that says 0.998 to 0.999 for everything) the slope and the intercept are nearly collinear, and
+    LBFGS diverged to |a| in the hundreds or thousands, so every score came out exactly 0 or 1 (a
+    Gemma critic's evaluation, docs/llm-critic.md). Logits with no spread at all give a = 0 and b =
+    the held-out base rate's logit: a constant critic, which is what such a critic is.
+    """
+    logits = logits.detach().clone().float()
+    labels = labels.float()
+    mean, spread = logits.mean(), logits.std(unbiased=False) if len(logits) > 1 else torch.zeros(())
+    if float(spread) < PLATT_MIN_SPREAD:
+        rate = float(labels.mean().clamp(1e-6, 1 - 1e-6)) if len(labels) else 0.5
+        return 0.0, math.log(rate / (1 - rate))
+    z = (logits - mean) / spread
     a = torch.ones(1, requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
     optimiser = torch.optim.LBFGS([a, b], lr=0.5, max_iter=steps)
     loss_fn = nn.BCEWithLogitsLoss()
-    logits = logits.detach().clone()
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        loss: torch.Tensor = loss_fn(a * logits + b, labels)
+        loss: torch.Tensor = loss_fn(a * z + b, labels)
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
     optimiser.step(closure)  # type: ignore[no-untyped-call]
-    return float(a.item()), float(b.item())
+    # a * (x - mean) / spread + b  ==  (a / spread) * x + (b - a * mean / spread)
+    slope = float(a.item()) / float(spread)
+    return slope, float(b.item()) - slope * float(mean)
 
 
 class PlattScaled:
@@ -244,7 +263,8 @@ class PlattScaled:
 
     For a critic whose raw score is a probability of its own making (the LLM critic's P(accept) from
     two answers' logprobs), so that its scores mean what the embedded critic's do before certification.
-    Monotone for ``a > 0``, so it changes which threshold certifies, never the order of steps.
+    Monotone for ``a > 0``, so it changes which threshold certifies, never the order of steps; a critic
+    whose held-out scores do not vary gets ``a = 0``, the held-out accept rate for every step.
     """
 
     def __init__(self, inner: Critic, platt: tuple[float, float]) -> None:

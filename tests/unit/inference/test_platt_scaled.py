@@ -58,3 +58,39 @@ def test_without_held_out_answers_the_scores_stay_as_they_are() -> None:
     items = _items(4)
     scaled = PlattScaled.fit(Overconfident(), [], [])
     assert scaled.score(items) == pytest.approx([0.01, 0.99, 0.01, 0.99], abs=1e-5)
+
+
+class Saturated:
+    """Says accept at 0.99999 or surer whatever it is shown (a critic that learned only the base rate)."""
+
+    version = "saturated"
+
+    def score(self, items: Sequence[CriticInput]) -> list[float]:
+        return [0.99999 if item.event.state_version % 17 else 0.999999 for item in items]
+
+
+class Certain:
+    """Says 1.0 for everything."""
+
+    version = "certain"
+
+    def score(self, items: Sequence[CriticInput]) -> list[float]:
+        return [1.0 for _ in items]
+
+
+def test_scores_that_barely_vary_are_scaled_to_the_base_rate_not_to_zero_or_one() -> None:
+    # Fitting a and b on such logits directly diverged: every scaled score came out exactly 0 or 1.
+    items = _items(1064)
+    labels = [i % 20 < 17 for i in range(1064)]  # 85% accepted
+    scaled = PlattScaled.fit(Saturated(), items, labels)
+    scores = scaled.score(items)
+    assert all(0.5 < s < 0.99 for s in scores)
+    assert sum(scores) / len(scores) == pytest.approx(0.85, abs=0.02)
+
+
+def test_scores_that_do_not_vary_at_all_give_the_held_out_accept_rate() -> None:
+    items = _items(100)
+    labels = [i % 10 < 8 for i in range(100)]
+    scaled = PlattScaled.fit(Certain(), items, labels)
+    assert scaled.platt[0] == 0.0
+    assert scaled.score(items) == pytest.approx([0.8] * 100, abs=1e-5)

@@ -228,11 +228,11 @@ PLATT_MIN_SPREAD = 1e-6
 def _fit_platt(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> tuple[float, float]:
     """Platt scaling (a, b) by minimising the log loss of sigmoid(a * logit + b) on held-out data.
 
-    Fitted on the logits standardised, then mapped back: on raw logits that barely vary (a critic
-    that says 0.998 to 0.999 for everything) the slope and the intercept are nearly collinear, and
-    LBFGS diverged to |a| in the hundreds or thousands, so every score came out exactly 0 or 1 (a
-    Gemma critic's evaluation, docs/llm-critic.md). Logits with no spread at all give a = 0 and b =
-    the held-out base rate's logit: a constant critic, which is what such a critic is.
+    Fitted on the logits standardised, then mapped back. Fixed-step LBFGS on raw logits diverged
+    whenever they were nearly constant (a critic that says 0.99999 for everything: every scaled
+    score exactly 0 or 1), wide or far from zero (NaN, or a slope of 1e13); docs/llm-critic.md has
+    the measurements. Logits with no spread at all give a = 0 and b = the held-out base rate's
+    logit: a constant critic, which is what such a critic is.
     """
     logits = logits.detach().clone().float()
     labels = labels.float()

@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 
 import pytest
+import torch
 
-from selective_autonomy.inference.critic import PlattScaled
+from selective_autonomy.inference.critic import PlattScaled, _fit_platt
 from selective_autonomy.inference.protocol import CriticInput, PolicySignals
 from selective_autonomy.schemas.event_parts import ActionTier
 from tests.factories import event, flow
@@ -94,3 +95,29 @@ def test_scores_that_do_not_vary_at_all_give_the_held_out_accept_rate() -> None:
     scaled = PlattScaled.fit(Certain(), items, labels)
     assert scaled.platt[0] == 0.0
     assert scaled.score(items) == pytest.approx([0.8] * 100, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mean", "spread", "slope", "intercept"), [(2, 3, 0.5, 0.3), (-1, 5, 0.2, 1.5), (8, 2, 0.7, -4)]
+)
+def test_the_fit_reaches_the_log_loss_optimum_on_wide_and_shifted_logits(
+    mean: float, spread: float, slope: float, intercept: float
+) -> None:
+    # The fit on raw logits returned NaN for (-1, 5) and |a| ~ 1e13 for (8, 2): the embedded critic's
+    # logits on BPI 2012 W are of that kind.
+    generator = torch.Generator().manual_seed(0)
+    logits = mean + spread * torch.randn(5000, generator=generator)
+    labels = (torch.rand(5000, generator=generator) < torch.sigmoid(slope * logits + intercept)).float()
+    a, b = _fit_platt(logits, labels)
+
+    reference = torch.zeros(2, requires_grad=True)
+    optimiser = torch.optim.LBFGS([reference], line_search_fn="strong_wolfe", max_iter=1000, tolerance_grad=1e-12)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(reference[0] * logits + reference[1], labels)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
+    assert (a, b) == pytest.approx((reference[0].item(), reference[1].item()), abs=0.01)

@@ -31,6 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.datasets import DATASETS_DIR
 from selective_autonomy.inference.datasets import load_log
 from selective_autonomy.inference.llm.prompts import PromptBuilder, TokenCount, TokenCounter
 from selective_autonomy.schemas.event_parts import Action
@@ -40,7 +41,6 @@ from selective_autonomy.schemas.view import ViewBudget
 from selective_autonomy.traces.split import chronological_split
 
 RESULTS = Path(__file__).parent / "results"
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 ANSWER_TOKENS = 96
 """Room the harness keeps for the action's JSON (``LLMHarnessConfig.max_new_tokens``)."""
@@ -65,7 +65,7 @@ def free_text_values(action: Action, schema: ProcessSchema) -> tuple[str, ...]:
     )
 
 
-def sample_states(data_dir: Path, states: int) -> list[SampledState]:
+def sample_states(data_dir: Path | None, states: int) -> list[SampledState]:
     """Evenly spaced states of the test part of every service, in service then time order."""
     pool: list[SampledState] = []
     for process in load_log("sgd-dev", data_dir=data_dir):

@@ -199,13 +199,14 @@ class VLLMClient:
         size = self.settings.max_prompts_per_request
         if len(prompts) <= size:
             return self._complete_once({**payload, "prompt": list(prompts)})
-        choices: list[CompletionChoice] = []
-        response = CompletionResponse(choices=[])
-        for start in range(0, len(prompts), size):
-            response = self._complete_once({**payload, "prompt": list(prompts[start : start + size])})
-            offset = start * n
-            choices.extend(choice.model_copy(update={"index": choice.index + offset}) for choice in response.choices)
-        return response.model_copy(update={"choices": choices})
+        starts = range(0, len(prompts), size)
+        responses = [self._complete_once({**payload, "prompt": list(prompts[i : i + size])}) for i in starts]
+        choices = [
+            choice.model_copy(update={"index": choice.index + start * n})
+            for start, response in zip(starts, responses, strict=True)
+            for choice in response.choices
+        ]
+        return responses[-1].model_copy(update={"choices": choices})
 
     def _complete_once(self, payload: dict[str, Any]) -> CompletionResponse:
         response = self._send("POST", "completions", payload)

@@ -12,7 +12,8 @@ acknowledge the answer, or the store is unavailable.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path
 from fastapi.security import HTTPBearer
@@ -82,6 +83,18 @@ DeferralId = Annotated[str, Path(pattern=OPAQUE_ID_PATTERN, max_length=OPAQUE_ID
 ActionId = Annotated[str, Path(pattern=OPAQUE_ID_PATTERN, max_length=OPAQUE_ID_MAX)]
 ProcessIdPath = Annotated[str, Path(pattern=PROCESS_ID_PATTERN, max_length=PROCESS_ID_MAX)]
 
+View = TypeVar("View")
+
+
+async def _pending(read: Callable[[str, str], View | None], operator_id: str, item_id: str, what: str) -> View:
+    """``read(operator_id, item_id)`` run off the event loop (rendering the masked view is CPU work); 404 when
+    it gives None, as it does alike for an item that is not pending and for one of a process the operator does
+    not answer for, so the answer tells nothing of other operators' processes."""
+    view = await run_in_threadpool(read, operator_id, item_id)
+    if view is None:
+        raise HTTPException(status_code=404, detail=f"{what} {item_id} is not pending")
+    return view
+
 
 @router.get("/inbox")
 async def inbox(ctx: Context, caller: ApiCaller) -> InboxView:
@@ -96,10 +109,7 @@ async def counters(ctx: Context, caller: ApiCaller) -> CountersView:
 
 @router.get("/deferrals/{deferral_id}")
 async def deferral(deferral_id: DeferralId, ctx: Context, caller: ApiCaller) -> CardView:
-    card = await run_in_threadpool(ctx.reader.card, caller.operator_id, deferral_id)
-    if card is None:
-        raise HTTPException(status_code=404, detail=f"deferral {deferral_id} is not pending")
-    return card
+    return await _pending(ctx.reader.card, caller.operator_id, deferral_id, "deferral")
 
 
 @router.get("/processes/{process_id}/action-schema")
@@ -150,10 +160,7 @@ async def audits(ctx: Context, caller: ApiCaller) -> AuditsView:
 
 @router.get("/audits/{action_id}")
 async def audit(action_id: ActionId, ctx: Context, caller: ApiCaller) -> AuditView:
-    view = await run_in_threadpool(ctx.reader.audit, caller.operator_id, action_id)
-    if view is None:
-        raise HTTPException(status_code=404, detail=f"audit {action_id} is not pending")
-    return view
+    return await _pending(ctx.reader.audit, caller.operator_id, action_id, "audit")
 
 
 @router.post("/audits/{action_id}/right")

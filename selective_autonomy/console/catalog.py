@@ -15,9 +15,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from selective_autonomy.console.protocol import StageRow
-from selective_autonomy.inference.registry import SCHEMA_FILE, ModelRegistry
-from selective_autonomy.schemas.identifiers import is_process_id
+from selective_autonomy.inference.registry import ModelRegistry
 from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.schemas.schema_files import SchemaFiles
 
 log = logging.getLogger(__name__)
 
@@ -38,41 +38,17 @@ class SchemaCatalog:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = ModelRegistry(models_dir)
-        self.extra = dict(extra or {})
+        self.files = SchemaFiles(models_dir, extra)
         self.ttl_s = ttl_s
         self.clock = clock
         self._lock = threading.Lock()
-        self._schemas: dict[str, tuple[tuple[int, int], ProcessSchema]] = {}
         self._stages: tuple[float, list[StageRow]] | None = None
 
     def schema(self, process_id: str) -> ProcessSchema | None:
-        # An id from a URL or a record that is no process id names no schema, and no path is built from it.
-        if not is_process_id(process_id):
-            return None
-        path = self.registry.process_dir(process_id) / SCHEMA_FILE
-        try:
-            stat = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            return self.extra.get(process_id)
-        except OSError as exc:
-            log.warning("cannot read %s: %s", path, exc)
-            return self.extra.get(process_id)
-        signature = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            cached = self._schemas.get(process_id)
-            if cached is not None and cached[0] == signature:
-                return cached[1]
-        try:
-            schema = self.registry.schema(process_id)
-        except (OSError, ValueError, ValidationError) as exc:
-            log.warning("invalid process schema %s: %s", path, exc)
-            return self.extra.get(process_id)
-        with self._lock:
-            self._schemas[process_id] = (signature, schema)
-        return schema
+        return self.files.schema(process_id)
 
     def processes(self) -> list[str]:
-        return sorted(set(self.registry.processes()) | set(self.extra))
+        return self.files.processes()
 
     def stages(self) -> list[StageRow]:
         """Stage of every cluster of every process in the models directory."""

@@ -51,8 +51,9 @@ from selective_autonomy.inference.pointer import (
     ServicePointer,
 )
 from selective_autonomy.inference.protocol import Critic, Policy, PolicyConfidenceCritic
-from selective_autonomy.schemas.identifiers import is_process_id, process_dir_name
+from selective_autonomy.schemas.identifiers import process_dir_name
 from selective_autonomy.schemas.process import ProcessSchema
+from selective_autonomy.schemas.schema_files import SCHEMA_FILE, processes_with_schema, schema_path
 
 # The pointer's names are imported from here by most readers of the registry.
 __all__ = [
@@ -73,7 +74,6 @@ __all__ = [
 ]
 
 CURRENT_FILE = "current.json"
-SCHEMA_FILE = "schema.yaml"
 HISTORY_DIR = "history"
 LOCK_FILE = ".current.lock"
 
@@ -114,14 +114,10 @@ class ModelRegistry:
         return self.models_dir / process_dir_name(process_id)
 
     def processes(self) -> list[str]:
-        if not self.models_dir.is_dir():
-            return []
-        return sorted(
-            p.name for p in self.models_dir.iterdir() if is_process_id(p.name) and (p / SCHEMA_FILE).is_file()
-        )
+        return processes_with_schema(self.models_dir)
 
     def schema(self, process_id: str) -> ProcessSchema:
-        return ProcessSchema.load(self.process_dir(process_id) / SCHEMA_FILE)
+        return ProcessSchema.load(schema_path(self.models_dir, process_id))
 
     def save_schema(self, schema: ProcessSchema) -> None:
         directory = self.process_dir(schema.process_id)

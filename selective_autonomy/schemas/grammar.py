@@ -13,7 +13,7 @@ since a float would travel as an Avro ``double`` and reach the BPM executor as o
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,30 +118,47 @@ def _type_name(value: Scalar) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _argument_violation(action_type: str, spec: ArgumentSpec, value: Scalar, max_text_chars: int) -> str | None:
-    where = f"argument {spec.name!r} of {action_type!r}"
-    match spec.type:
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def value_violation(value_type: ValueType, enum: Sequence[str] | None, value: Scalar) -> str | None:
+    """Why ``value`` is not a value of ``value_type`` (one of ``enum`` where given), or ``None``.
+
+    The one type check of screen fields (the webhook) and action arguments (the grammar): both travel
+    in Avro unions of ``boolean``, ``long``, ``double`` and ``string``, so an integer must fit 64 bits.
+    Callers decide about null and prefix the message with where the value stands.
+    """
+    match value_type:
         case ValueType.integer:
             if not isinstance(value, int) or isinstance(value, bool):
-                return f"{where} must be an integer, got {_type_name(value)}"
+                return f"must be an integer, got {_type_name(value)}"
+            if not _LONG_MIN <= value <= _LONG_MAX:
+                return "must fit in 64 bits (an Avro long)"
             return None
         case ValueType.number:
             if not isinstance(value, int | float) or isinstance(value, bool):
-                return f"{where} must be a number, got {_type_name(value)}"
+                return f"must be a number, got {_type_name(value)}"
             return None
         case ValueType.boolean:
             if not isinstance(value, bool):
-                return f"{where} must be a boolean, got {_type_name(value)}"
+                return f"must be a boolean, got {_type_name(value)}"
             return None
     if not isinstance(value, str):
-        return f"{where} must be a string, got {_type_name(value)}"
-    enum = _enum_values(spec)
+        return f"must be a string, got {_type_name(value)}"
     if enum is not None and value not in enum:
-        return f"{where} must be one of {list(enum)!r}, got {value!r}"
-    if spec.type is ValueType.text and len(value) > max_text_chars:
+        return f"must be one of {list(enum)!r}, got {value!r}"
+    if value_type is ValueType.datetime and not is_rfc3339_datetime(value):
+        return f"must be an RFC 3339 date-time, got {value!r}"
+    return None
+
+
+def _argument_violation(action_type: str, spec: ArgumentSpec, value: Scalar, max_text_chars: int) -> str | None:
+    where = f"argument {spec.name!r} of {action_type!r}"
+    problem = value_violation(spec.type, _enum_values(spec), value)
+    if problem is not None:
+        return f"{where} {problem}"
+    if spec.type is ValueType.text and isinstance(value, str) and len(value) > max_text_chars:
         return f"{where} is longer than {max_text_chars} characters ({len(value)})"
-    if spec.type is ValueType.datetime and not is_rfc3339_datetime(value):
-        return f"{where} must be an RFC 3339 date-time, got {value!r}"
     return None
 
 

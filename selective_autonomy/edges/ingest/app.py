@@ -35,10 +35,11 @@ from selective_autonomy.edges.ingest.auth import SIGNATURE_SCHEME, Caller, Webho
 from selective_autonomy.edges.ingest.meters import register_ingest_meters
 from selective_autonomy.edges.ingest.protocol import Accepted, BatchAccepted, Health, UIStateBatch
 from selective_autonomy.edges.ingest.service import IngestService, Refused, TooLarge
-from selective_autonomy.edges.ingest.validation import SchemaDirectory, SchemaSource
+from selective_autonomy.edges.ingest.validation import SchemaSource
 from selective_autonomy.edges.publisher import AckingProducer
 from selective_autonomy.edges.records import KafkaPublisher, RecordPublisher
 from selective_autonomy.schemas.events import UIStateChanged
+from selective_autonomy.schemas.schema_files import SchemaFiles
 from selective_autonomy.streams.prometheus import MetricsExposition, add_metrics_route
 from selective_autonomy.streams.serialization import codec_for
 from selective_autonomy.webapi.errors import ErrorResponse
@@ -233,7 +234,7 @@ def create_ingest_app(
         settings.topics.ui_state,
         codec,
         publisher,
-        schemas or SchemaDirectory(settings.models_dir),
+        schemas or SchemaFiles(settings.models_dir),
         tracer_provider,
     )
     register_ingest_meters(service.counters, meter_provider)
@@ -283,5 +284,5 @@ class _NoPublisher:
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of the ingest API with the default settings (committed as docs/openapi-ingest.json)."""
     settings = Settings(ingest=IngestSettings(tokens={"docs": SecretStr("d" * 16)}))
-    app = create_ingest_app(settings, publisher=_NoPublisher(), schemas=SchemaDirectory(settings.models_dir))
+    app = create_ingest_app(settings, publisher=_NoPublisher(), schemas=SchemaFiles(settings.models_dir))
     return app.openapi()

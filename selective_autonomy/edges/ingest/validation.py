@@ -15,30 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from selective_autonomy.schemas.event_parts import Scalar
 from selective_autonomy.schemas.events import UIStateChanged
-from selective_autonomy.schemas.grammar import is_rfc3339_datetime, validate_action
-from selective_autonomy.schemas.identifiers import InvalidIdentifier, is_process_id, process_dir_name
-from selective_autonomy.schemas.process import ProcessSchema, UIField, ValueType
+from selective_autonomy.schemas.grammar import validate_action, value_violation
+from selective_autonomy.schemas.process import ProcessSchema, UIField
 from selective_autonomy.webapi.errors import Violation
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 20
 """Known names listed in one message at most."""
-
-_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
-
-SCHEMA_FILE = "schema.yaml"
-"""``<models_dir>/<process_id>/schema.yaml``: the layout of ``inference.registry``, read here without
-importing the model code (the webhook has no use for torch)."""
 
 
 class SchemaSource(Protocol):
@@ -47,52 +38,6 @@ class SchemaSource(Protocol):
     def schema(self, process_id: str) -> ProcessSchema | None: ...
 
     def processes(self) -> list[str]: ...
-
-
-class SchemaDirectory:
-    """Schemas from the models directory (``<models_dir>/<process_id>/schema.yaml``), reloaded when a file changes.
-
-    :param models_dir: ``Settings.models_dir``.
-    :param extra: schemas given directly, used when the directory has none for a process.
-    """
-
-    def __init__(self, models_dir: Path, extra: Sequence[ProcessSchema] = ()) -> None:
-        self.models_dir = models_dir
-        self.extra = {schema.process_id: schema for schema in extra}
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, int], ProcessSchema]] = {}
-
-    def schema(self, process_id: str) -> ProcessSchema | None:
-        # The contract already refused such an id; this keeps any other caller off the disk too.
-        try:
-            path = self.models_dir / process_dir_name(process_id) / SCHEMA_FILE
-        except InvalidIdentifier:
-            return None
-        try:
-            stat = path.stat()
-        except OSError:
-            return self.extra.get(process_id)
-        signature = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            cached = self._cache.get(process_id)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        try:
-            schema = ProcessSchema.load(path)
-        except (OSError, ValueError, ValidationError) as exc:
-            log.warning("invalid process schema %s: %s", path, exc)
-            return self.extra.get(process_id)
-        with self._lock:
-            self._cache[process_id] = (signature, schema)
-        return schema
-
-    def processes(self) -> list[str]:
-        on_disk: set[str] = set()
-        if self.models_dir.is_dir():
-            on_disk = {
-                p.name for p in self.models_dir.iterdir() if is_process_id(p.name) and (p / SCHEMA_FILE).is_file()
-            }
-        return sorted(on_disk | set(self.extra))
 
 
 def _listed(names: Sequence[str]) -> str:
@@ -128,36 +73,11 @@ def parse_event(document: Any, prefix: str = "") -> UIStateChanged | list[Violat
         return contract_violations(exc, prefix)
 
 
-def _type_name(value: Scalar) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def field_violation(spec: UIField, value: Scalar) -> str | None:
     """Why ``value`` does not fit the field ``spec`` (null always fits; required is checked apart)."""
     if value is None:
         return None
-    match spec.type:
-        case ValueType.integer:
-            if not isinstance(value, int) or isinstance(value, bool):
-                return f"must be an integer, got {_type_name(value)}"
-            if not _LONG_MIN <= value <= _LONG_MAX:
-                return "must fit in 64 bits (an Avro long)"
-            return None
-        case ValueType.number:
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                return f"must be a number, got {_type_name(value)}"
-            return None
-        case ValueType.boolean:
-            if not isinstance(value, bool):
-                return f"must be a boolean, got {_type_name(value)}"
-            return None
-    if not isinstance(value, str):
-        return f"must be a string, got {_type_name(value)}"
-    if spec.enum is not None and value not in spec.enum:
-        return f"must be one of {spec.enum!r}, got {value!r}"
-    if spec.type is ValueType.datetime and not is_rfc3339_datetime(value):
-        return f"must be an RFC 3339 date-time, got {value!r}"
-    return None
+    return value_violation(spec.type, spec.enum, value)
 
 
 def schema_violations(event: UIStateChanged, schemas: SchemaSource, prefix: str = "") -> list[Violation]:

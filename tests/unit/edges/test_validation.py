@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from selective_autonomy.edges.ingest.validation import SchemaDirectory, parse_json, validate_event
+from selective_autonomy.edges.ingest.validation import parse_json, validate_event
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.webapi.errors import Violation
 from tests.factories import BILLING_TYPED as SCHEMA
@@ -103,28 +102,3 @@ def test_json_parsing_refuses_nan_and_non_utf8() -> None:
     for raw in (b'{"a": NaN}', b'{"a": Infinity}', b"\xff\xfe", b"{", b""):
         with pytest.raises(ValueError):
             parse_json(raw)
-
-
-def test_schema_directory_reads_and_reloads_schema_files(tmp_path: Path) -> None:
-    directory = SchemaDirectory(tmp_path)
-    assert directory.schema("billing") is None and directory.processes() == []
-    (tmp_path / "billing").mkdir()
-    SCHEMA.save(tmp_path / "billing" / "schema.yaml")
-    assert directory.schema("billing") == SCHEMA
-    assert directory.processes() == ["billing"]
-    changed = SCHEMA.model_copy(update={"version": 2, "description": "a new version"})
-    changed.save(tmp_path / "billing" / "schema.yaml")
-    loaded = directory.schema("billing")
-    assert loaded is not None and loaded.version == 2
-    assert directory.schema("../etc") is None
-
-
-@pytest.mark.parametrize("process_id", ["a\x00b", "../billing", "billing/..", "/etc", "..", "x" * 5000])
-def test_schema_directory_never_builds_a_path_from_a_hostile_id(tmp_path: Path, process_id: str) -> None:
-    (tmp_path / "billing").mkdir()
-    SCHEMA.save(tmp_path / "billing" / "schema.yaml")
-    (tmp_path / "not an id").mkdir()
-    SCHEMA.save(tmp_path / "not an id" / "schema.yaml")
-    directory = SchemaDirectory(tmp_path)
-    assert directory.schema(process_id) is None
-    assert directory.processes() == ["billing"]  # a directory that is no process id is not offered either

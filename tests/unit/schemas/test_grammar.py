@@ -78,6 +78,9 @@ def test_schema_without_actions_matches_nothing() -> None:
         (Action(action_type="set_items", arguments={"count": True}), ["must be an integer, got bool"]),
         (Action(action_type="set_items", arguments={"count": 3.0}), ["must be an integer, got float"]),
         (Action(action_type="set_items", arguments={"count": None}), ["must be an integer, got null"]),
+        # Arguments travel as Avro longs: one beyond 64 bits is refused here, not by the codec later.
+        (Action(action_type="set_items", arguments={"count": 2**63}), ["'count' of 'set_items' must fit in 64 bits"]),
+        (Action(action_type="set_items", arguments={"count": -(2**63)}), []),
         (
             Action(action_type="issue_refund", arguments={"amount": False, "reason": "late"}),
             ["must be a number, got bool"],

@@ -14,7 +14,7 @@ from sqlalchemy import false, func, literal_column, select, true, union_all
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
-from selective_autonomy.schemas.event_parts import ActionTier, DeferralReason, RankedAction, Stage, Verdict, utc_now
+from selective_autonomy.schemas.event_parts import DeferralReason, RankedAction, Verdict, utc_now
 from selective_autonomy.schemas.events import CopilotFeedback, UIStateChanged
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
@@ -27,7 +27,7 @@ from selective_autonomy.store.models import (
 )
 from selective_autonomy.store.tables import feedback, proposals
 from selective_autonomy.store.upsert import insert_many, insert_new
-from selective_autonomy.store.values import action_from, action_json, enum_value
+from selective_autonomy.store.values import action_from, action_json, enum_value, from_row
 
 _CANDIDATES = TypeAdapter(list[RankedAction])
 _PROPOSAL_PREFIX = "p_"
@@ -126,20 +126,9 @@ class FeedbackRepository(Repository):
         query = select(judged).order_by(judged.c.received_at, judged.c.feedback_id)
         with read_transaction(self._engine) as connection:
             rows = connection.execute(query).mappings().all()
-        return [
-            JudgedStep(
-                feedback_id=row["feedback_id"],
-                process_id=row["process_id"],
-                business_cluster=row["business_cluster"],
-                verdict=Verdict(row["verdict"]),
-                audit=bool(row["audit"]),
-                inclusion_probability=row["inclusion_probability"],
-                critic_version=row["critic_version"],
-                given_at=row["given_at"],
-                received_at=row["received_at"],
-            )
-            for row in rows
-        ]
+        # The selected columns are exactly JudgedStep's fields (audit comes back a bool from its Boolean
+        # literal on both backends); pydantic turns the verdict's text into the member.
+        return [JudgedStep.model_validate(dict(row)) for row in rows]
 
     def _joined(self, filters: list[Any], newest: int | None) -> list[FeedbackWithContext]:
         labelled = [column.label(_PROPOSAL_PREFIX + column.name) for column in proposals.c]
@@ -251,53 +240,21 @@ def _feedback_filters(process_id: str | None, cluster: str | None, since: dateti
 
 
 def _feedback(row: RowMapping) -> CopilotFeedback:
-    return CopilotFeedback(
-        schema_version=row["schema_version"],
-        feedback_id=row["feedback_id"],
-        deferral_id=row["deferral_id"],
-        session_id=row["session_id"],
-        process_id=row["process_id"],
-        business_cluster=row["business_cluster"],
-        state_version=row["state_version"],
+    return from_row(
+        CopilotFeedback,
+        row,
         suggestion=action_from(row["suggestion"]),
-        suggestion_action_id=row["suggestion_action_id"],
-        verdict=Verdict(row["verdict"]),
         operator_action=action_from(row["operator_action"]),
-        operator_id=row["operator_id"],
-        latency_ms=row["latency_ms"],
-        policy_probability=row["policy_probability"],
-        critic_score=row["critic_score"],
-        policy_version=row["policy_version"],
-        critic_version=row["critic_version"],
-        given_at=row["given_at"],
-        inclusion_probability=row["inclusion_probability"],
     )
 
 
 def _proposal(row: RowMapping, prefix: str = "") -> ProposalRecord:
-    def get(name: str) -> Any:
-        return row[prefix + name]
-
-    reason, tier = get("reason"), get("tier")
-    return ProposalRecord(
-        proposal_id=get("proposal_id"),
-        session_id=get("session_id"),
-        process_id=get("process_id"),
-        business_cluster=get("business_cluster"),
-        state_version=get("state_version"),
-        event=UIStateChanged.model_validate_json(get("event")),
-        suggestion=action_from(get("suggestion")),
-        suggestion_action_id=get("suggestion_action_id"),
-        tier=None if tier is None else ActionTier(tier),
-        candidates=_CANDIDATES.validate_json(get("candidates")),
-        policy_probability=get("policy_probability"),
-        critic_score=get("critic_score"),
-        threshold=get("threshold"),
-        policy_version=get("policy_version"),
-        critic_version=get("critic_version"),
-        stage=Stage(get("stage")),
-        outcome=ProposalOutcome(get("outcome")),
-        reason=None if reason is None else DeferralReason(reason),
-        created_at=get("created_at"),
-        inclusion_probability=get("inclusion_probability"),
+    """The proposal in ``row``, whose columns carry ``prefix`` when it was joined to its feedback."""
+    return from_row(
+        ProposalRecord,
+        row,
+        prefix,
+        event=UIStateChanged.model_validate_json(row[prefix + "event"]),
+        suggestion=action_from(row[prefix + "suggestion"]),
+        candidates=_CANDIDATES.validate_json(row[prefix + "candidates"]),
     )

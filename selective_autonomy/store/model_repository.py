@@ -14,10 +14,11 @@ from sqlalchemy.engine import RowMapping
 from selective_autonomy.schemas.event_parts import utc_now
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
-from selective_autonomy.store.errors import StoreError, UnknownModelVersion
+from selective_autonomy.store.errors import UnknownModelVersion
 from selective_autonomy.store.models import ModelKind, ModelVersion, ServiceChange, ServiceChangeKind
 from selective_autonomy.store.tables import model_versions, service_changes
-from selective_autonomy.store.upsert import insert_new
+from selective_autonomy.store.upsert import insert_new, insert_returning_id
+from selective_autonomy.store.values import from_row
 
 _METRICS = TypeAdapter(dict[str, JsonValue])
 
@@ -116,10 +117,8 @@ class ModelVersionRepository(Repository):
             "at": at or utc_now(),
         }
         with write_transaction(self._engine) as connection:
-            new_id = connection.execute(service_changes.insert().values(row)).inserted_primary_key
-        if new_id is None:  # every dialect the store supports returns the key of a single-row insert
-            raise StoreError(f"the database returned no id for the service change of {process_id}")
-        return ServiceChange.model_validate({**row, "id": new_id[0]})
+            new_id = insert_returning_id(connection, service_changes, row)
+        return ServiceChange.model_validate({**row, "id": new_id})
 
     def service_changes(self, process_id: str) -> list[ServiceChange]:
         """Every change made by hand to one process, oldest first."""
@@ -167,13 +166,4 @@ def _model_version(connection: Connection, kind: ModelKind, process_id: str, ver
 
 
 def _model_version_from(row: RowMapping) -> ModelVersion:
-    return ModelVersion(
-        kind=ModelKind(row["kind"]),
-        process_id=row["process_id"],
-        version=row["version"],
-        path=row["path"],
-        metrics=_METRICS.validate_json(row["metrics"]),
-        promoted=bool(row["promoted"]),
-        promoted_at=row["promoted_at"],
-        created_at=row["created_at"],
-    )
+    return from_row(ModelVersion, row, metrics=_METRICS.validate_json(row["metrics"]))

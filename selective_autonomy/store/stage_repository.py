@@ -3,7 +3,6 @@ append-only: the history of what moved, who moved it and why)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,9 +11,9 @@ from sqlalchemy import Connection, and_, select
 from selective_autonomy.schemas.event_parts import Stage, utc_now
 from selective_autonomy.store.base import Repository
 from selective_autonomy.store.engine import read_transaction, write_transaction
-from selective_autonomy.store.errors import StoreError
 from selective_autonomy.store.models import HandControl, HandControlRecord, StageTransition
 from selective_autonomy.store.tables import hand_controls, stage_transitions
+from selective_autonomy.store.upsert import insert_returning_id
 from selective_autonomy.store.values import enum_value
 
 
@@ -46,7 +45,7 @@ class StageRepository(Repository):
                 "at": at or utc_now(),
                 "changed_by": changed_by,
             }
-            new_id = _inserted_id(connection.execute(stage_transitions.insert().values(row)).inserted_primary_key)
+            new_id = insert_returning_id(connection, stage_transitions, row)
             return StageTransition.model_validate({**row, "id": new_id})
 
     def stage_history(self, process_id: str, business_cluster: str) -> list[StageTransition]:
@@ -88,7 +87,7 @@ class StageRepository(Repository):
             "at": at or utc_now(),
         }
         with write_transaction(self._engine) as connection:
-            new_id = _inserted_id(connection.execute(hand_controls.insert().values(row)).inserted_primary_key)
+            new_id = insert_returning_id(connection, hand_controls, row)
         return HandControlRecord.model_validate({**row, "id": new_id})
 
     def hand_controls(self, process_id: str, newest: int | None = None) -> list[HandControlRecord]:
@@ -118,10 +117,3 @@ def _latest_stage(connection: Connection, process_id: str, business_cluster: str
     )
     latest = connection.execute(query).scalar_one_or_none()
     return None if latest is None else Stage(latest)
-
-
-def _inserted_id(key: Sequence[Any] | None) -> Any:
-    """The primary key of the row just inserted (every table here has an autoincrement id)."""
-    if not key:
-        raise StoreError("the database returned no id for the inserted row")
-    return key[0]

@@ -20,7 +20,7 @@ from selective_autonomy.store.engine import read_transaction, write_transaction
 from selective_autonomy.store.models import CaseCompletion, RecordedSession, RecordedState
 from selective_autonomy.store.tables import trace_sessions, traces
 from selective_autonomy.store.upsert import CHUNK, upsert
-from selective_autonomy.store.values import action_from, action_json
+from selective_autonomy.store.values import action_from, action_json, from_row
 
 
 class TraceRepository(Repository):
@@ -135,17 +135,12 @@ def _trace_row(state: UIStateChanged, received_at: datetime) -> dict[str, Any]:
 
 
 def _recorded_state(row: RowMapping) -> RecordedState:
-    return RecordedState(
-        process_id=row["process_id"],
-        session_id=row["session_id"],
-        business_cluster=row["business_cluster"],
-        state_version=row["state_version"],
-        event_id=row["event_id"],
+    return from_row(
+        RecordedState,
+        row,
         timestamp=row["state_at"],
-        actor=Actor(row["actor"]),
         ui_state=UIState.model_validate_json(row["ui_state"]),
         last_action=action_from(row["last_action"]),
-        received_at=row["received_at"],
     )
 
 

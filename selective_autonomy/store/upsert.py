@@ -1,4 +1,5 @@
-"""Idempotent inserts, the one place that knows which SQL dialects the store speaks.
+"""Inserts: the idempotent ones (the one place that knows which SQL dialects the store speaks) and
+the append of a row whose id the database assigns.
 
 PostgreSQL and SQLite both have ``INSERT ... ON CONFLICT``; SQLAlchemy builds it from each
 dialect's own ``insert``, so the switch on the dialect is made here once.
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from selective_autonomy.store.errors import UnsupportedDatabase
+from selective_autonomy.store.errors import StoreError, UnsupportedDatabase
 
 CHUNK = 500  # rows per multi-row INSERT and ids per IN list: well under SQLite's 32,766 bound parameters
 
@@ -49,3 +50,11 @@ def insert_new(
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Many rows in one executemany; rows whose primary key is there already are left alone."""
     connection.execute(upsert(connection, table).on_conflict_do_nothing(index_elements=_primary_key(table)), rows)
+
+
+def insert_returning_id(connection: Connection, table: Table, row: Mapping[str, Any]) -> int:
+    """INSERT one row into a table with an autoincrement ``id``; the id the database gave it."""
+    key = connection.execute(table.insert().values(row)).inserted_primary_key
+    if not key:  # every dialect the store supports returns the key of a single-row insert
+        raise StoreError(f"the database returned no id for the row inserted into {table.name}")
+    return int(key[0])

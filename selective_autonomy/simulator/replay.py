@@ -22,11 +22,11 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from types import TracebackType
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from tqdm import tqdm
 
+from selective_autonomy.closing import ClosedOnExit
 from selective_autonomy.config import Settings, TopicSettings
 from selective_autonomy.errors import BrokerError, DecodeError
 from selective_autonomy.schemas.events import ActionExecuted, CopilotFeedback, OperatorDeferral, UIStateChanged
@@ -41,7 +41,7 @@ from selective_autonomy.traces.format import Case
 __all__ = ["DecisionReader", "KafkaPublisher", "ReplayConfig", "ReplayReport", "pacing", "replay_cases"]
 
 
-class DecisionReader:
+class DecisionReader(ClosedOnExit):
     """Reads ``ActionExecuted`` and ``OperatorDeferral`` records from both decision topics.
 
     No consumer group (nothing to join, nothing committed): every partition is assigned at its
@@ -108,14 +108,6 @@ class DecisionReader:
 
     def close(self) -> None:
         self._consumer.close()
-
-    def __enter__(self) -> DecisionReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class KafkaPublisher:

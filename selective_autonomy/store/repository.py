@@ -15,11 +15,9 @@ from several threads; several processes may share one database.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
 from sqlalchemy import Engine
 
+from selective_autonomy.closing import ClosedOnExit
 from selective_autonomy.store.action_ledger import ActionLedger
 from selective_autonomy.store.engine import create_store_engine
 from selective_autonomy.store.feedback_repository import FeedbackRepository
@@ -30,7 +28,9 @@ from selective_autonomy.store.stage_repository import StageRepository
 from selective_autonomy.store.trace_repository import TraceRepository
 
 
-class FeedbackStore(FeedbackRepository, TraceRepository, ActionLedger, StageRepository, ModelVersionRepository):
+class FeedbackStore(
+    FeedbackRepository, TraceRepository, ActionLedger, StageRepository, ModelVersionRepository, ClosedOnExit
+):
     """Typed access to the store's tables; build it with :meth:`open`."""
 
     @classmethod
@@ -57,9 +57,3 @@ class FeedbackStore(FeedbackRepository, TraceRepository, ActionLedger, StageRepo
 
     def close(self) -> None:
         self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()

@@ -7,11 +7,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from selective_autonomy.closing import ClosedOnExit
 from selective_autonomy.config import Settings
 from selective_autonomy.errors import BrokerError, DecodeError
 from selective_autonomy.schemas.events import EventModel
@@ -35,7 +35,7 @@ class Received(Generic[E]):
     error: DecodeError | None
 
 
-class EventConsumer(Generic[E]):
+class EventConsumer(ClosedOnExit, Generic[E]):
     """Consumes one contract from topics.
 
     With a ``group_id`` it joins that consumer group and commits only on :meth:`commit`. Without
@@ -142,11 +142,3 @@ class EventConsumer(Generic[E]):
 
     def close(self) -> None:
         self._consumer.close()
-
-    def __enter__(self) -> EventConsumer[E]:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

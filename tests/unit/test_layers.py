@@ -24,7 +24,7 @@ TOP = "selective_autonomy"
 # The one layer table: a package may import its own layer and the layers below it, never above.
 # Within a layer the imports must not form a cycle (checked on the package graph below).
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"__init__", "schemas", "config", "errors", "cli_output", "cli_options"}),
+    frozenset({"__init__", "schemas", "config", "errors", "closing", "cli_output", "cli_options"}),
     frozenset({"streams", "store", "inference", "traces", "webapi"}),
     frozenset({"agents", "learning", "console", "edges", "controls", "onboarding"}),
     frozenset({"simulator", "demo", "cli"}),

@@ -17,6 +17,8 @@ import typer
 if TYPE_CHECKING:
     from selective_autonomy.inference.artefact import ArtefactMeta
     from selective_autonomy.inference.llm.sft_config import SFTConfig
+    from selective_autonomy.schemas.process import ProcessSchema
+    from selective_autonomy.traces.format import Case
 
 llm_app = typer.Typer(
     help="LLM policy and critic: fine-tune a causal LM on traces or feedback, serve it with vLLM (CPU).",
@@ -58,6 +60,16 @@ def _config(
     return SFTConfig(
         epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, max_model_len=max_model_len, merge_lora=merge
     )
+
+
+def _cases_of(path: Path, process: ProcessSchema, limit_cases: int | None) -> list[Case]:
+    """The cases of ``process`` among the first ``limit_cases`` cases in ``path``, oldest first."""
+    from itertools import islice
+
+    from selective_autonomy.traces.format import read_cases
+    from selective_autonomy.traces.split import chronological_order
+
+    return chronological_order(c for c in islice(read_cases(path), limit_cases) if c.process_id == process.process_id)
 
 
 def _report(meta: ArtefactMeta, out: Path) -> None:
@@ -114,17 +126,11 @@ def train_policy_command(
     merge: MergeOption = True,
 ) -> None:
     """Fine-tune the LLM policy on (view -> next action) pairs of every step of the cases."""
-    from itertools import islice
-
     from selective_autonomy.inference.llm.sft import train_policy
     from selective_autonomy.schemas.process import ProcessSchema
-    from selective_autonomy.traces.format import read_cases
-    from selective_autonomy.traces.split import chronological_order
 
     process = ProcessSchema.load(schema)
-    selected = chronological_order(
-        c for c in islice(read_cases(cases), limit_cases) if c.process_id == process.process_id
-    )
+    selected = _cases_of(cases, process, limit_cases)
     if not selected:
         raise typer.BadParameter(f"no case of process {process.process_id!r} in {cases}", param_hint="--cases")
     meta = train_policy(
@@ -156,8 +162,6 @@ def train_critic_command(
     merge: MergeOption = True,
 ) -> None:
     """Fine-tune the LLM critic on (view + proposed action -> accept/reject)."""
-    from itertools import islice
-
     from selective_autonomy.inference.llm.sft import (
         CriticTriple,
         contrastive_critic_examples,
@@ -165,8 +169,6 @@ def train_critic_command(
         train_llm_critic,
     )
     from selective_autonomy.schemas.process import ProcessSchema
-    from selective_autonomy.traces.format import read_cases
-    from selective_autonomy.traces.split import chronological_order
 
     if (feedback is None) == (from_cases is None):
         raise typer.BadParameter("give exactly one of --feedback and --from-cases")
@@ -175,10 +177,7 @@ def train_critic_command(
     if feedback is not None:
         examples = read_critic_records(feedback)
     elif from_cases is not None:
-        selected = chronological_order(
-            c for c in islice(read_cases(from_cases), limit_cases) if c.process_id == process.process_id
-        )
-        examples = contrastive_critic_examples(selected)
+        examples = contrastive_critic_examples(_cases_of(from_cases, process, limit_cases))
     if not examples:
         raise typer.BadParameter("no training examples")
     meta = train_llm_critic(

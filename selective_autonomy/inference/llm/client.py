@@ -12,12 +12,12 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from selective_autonomy.closing import ClosedOnExit
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import ModelUnavailable
 
@@ -88,7 +88,7 @@ class _ModelList(_Wire):
     data: list[_ModelCard]
 
 
-class VLLMClient:
+class VLLMClient(ClosedOnExit):
     """Completions against one served model, with retries on transient failures.
 
     :param settings: where the server is and how patiently to wait (see :class:`LLMClientSettings`).
@@ -122,14 +122,6 @@ class VLLMClient:
             headers=headers,
             transport=transport,
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self._http.close()

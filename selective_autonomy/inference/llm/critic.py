@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
-import httpx
-
-from selective_autonomy.inference.artefact import read_meta
-from selective_autonomy.inference.llm.client import FILLER_LOGPROB, CompletionChoice, VLLMClient
-from selective_autonomy.inference.llm.policy import builder_for, served_client
-from selective_autonomy.inference.llm.prompts import ACCEPT, CRITIC_CHOICES, REJECT, PromptBuilder
-from selective_autonomy.inference.llm.settings import LLMClientSettings
+from selective_autonomy.inference.llm.client import FILLER_LOGPROB, CompletionChoice
+from selective_autonomy.inference.llm.policy import ServedModel
+from selective_autonomy.inference.llm.prompts import ACCEPT, CRITIC_CHOICES, REJECT
 from selective_autonomy.inference.protocol import CriticInput, ModelUnavailable
-from selective_autonomy.schemas.process import ProcessSchema
 
 CRITIC_KIND = "critic-llm"
 TOP_LOGPROBS = 2 * max(len(ACCEPT), len(REJECT))
@@ -54,7 +48,7 @@ def accept_probability(choice: CompletionChoice) -> float:
     return min(1.0, max(0.0, mass[ACCEPT] / total))
 
 
-class LLMCritic:
+class LLMCritic(ServedModel):
     """Critic backed by an OpenAI-compatible server (vLLM) serving a ``critic-llm`` artefact.
 
     :param schema: the process schema (views and action text follow it).
@@ -63,17 +57,7 @@ class LLMCritic:
     :param builder: prompt builder; default one without prompt fitting.
     """
 
-    def __init__(
-        self, schema: ProcessSchema, client: VLLMClient, *, version: str, builder: PromptBuilder | None = None
-    ) -> None:
-        self.schema = schema
-        self.client = client
-        self._version = version
-        self.builder = builder or PromptBuilder(schema)
-
-    @property
-    def version(self) -> str:
-        return self._version
+    KIND = CRITIC_KIND
 
     def score(self, items: Sequence[CriticInput]) -> list[float]:
         if not items:
@@ -92,18 +76,3 @@ class LLMCritic:
             structured_outputs={"choice": list(CRITIC_CHOICES)},
         )
         return [accept_probability(choice) for (choice,) in response.by_prompt(len(prompts), 1)]
-
-    @classmethod
-    def load(
-        cls,
-        directory: Path,
-        schema: ProcessSchema,
-        settings: LLMClientSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-    ) -> LLMCritic:
-        """The critic for the ``critic-llm`` artefact in ``directory``; loads no weights, contacts no server
-        (a LoRA adapter is loaded into the server when asked or when the server lacks it)."""
-        meta = read_meta(directory, schema, kind_prefix=CRITIC_KIND)
-        client = served_client(directory, meta, settings, transport)
-        return cls(schema, client, version=meta.version, builder=builder_for(directory, schema, meta))

@@ -20,11 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.closing import ClosedOnExit
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.critic import PlattScaled
 from selective_autonomy.inference.llm.critic import LLMCritic
@@ -148,7 +147,7 @@ def served_llm_critic(
         yield PlattScaled.fit(critic, select, select_labels)
 
 
-class ServedPolicies:
+class ServedPolicies(ClosedOnExit):
     """A :class:`Policy` over one LLM per process, each served by vLLM while its states are proposed.
 
     Use as a context manager so the last server is stopped. ``startup_seconds`` records how long each
@@ -207,11 +206,3 @@ class ServedPolicies:
         if self._current is not None:
             self._current[1].stop()
             self._current = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 from pydantic import ValidationError
@@ -55,7 +55,57 @@ def parse_action(text: str, schema: ProcessSchema) -> Action | None:
     return None if validate_action(schema, action) else action
 
 
-class LLMPolicy:
+class ServedModel:
+    """What the LLM policy and the LLM critic share: a model asked through the vLLM server that serves
+    an artefact of kind :attr:`KIND`, with the prompt builder the artefact was trained with.
+
+    :param schema: the process schema.
+    :param client: the server client (its ``model`` is the served model name).
+    :param version: the artefact version reported with answers.
+    :param builder: prompt builder; default one without prompt fitting.
+    """
+
+    KIND: ClassVar[str]
+    """The artefact kind :meth:`load` accepts."""
+
+    def __init__(
+        self, schema: ProcessSchema, client: VLLMClient, *, version: str, builder: PromptBuilder | None = None
+    ) -> None:
+        self.schema = schema
+        self.client = client
+        self._version = version
+        self.builder = builder or PromptBuilder(schema)
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        schema: ProcessSchema,
+        settings: LLMClientSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> Self:
+        """The model for the :attr:`KIND` artefact in ``directory``, served as ``settings`` says.
+
+        Reads ``artefact.json`` (refused for another schema or kind) and ``tokenizer.json`` (to fit
+        prompts to the served context); loads no weights and contacts no server. A LoRA adapter
+        artefact gets a client that loads it into the server when asked or when the server lacks it.
+        """
+        meta = read_meta(directory, schema, kind_prefix=cls.KIND)
+        builder = builder_for(directory, schema, meta)  # before the client: a refused artefact opens none
+        model = cls(schema, served_client(directory, meta, settings, transport), version=meta.version, builder=builder)
+        model._configure(meta)
+        return model
+
+    def _configure(self, meta: ArtefactMeta) -> None:
+        """Take what else the model needs from the artefact's ``meta`` (:meth:`load` calls it); nothing here."""
+
+
+class LLMPolicy(ServedModel):
     """Policy backed by an OpenAI-compatible server (vLLM) serving a ``policy-llm`` artefact.
 
     :param schema: the process schema; its action grammar constrains decoding.
@@ -67,6 +117,8 @@ class LLMPolicy:
     :param temperature: sampling temperature when ``top_k > 1``; default 1.0 (the model's own distribution).
     :param seed: sampling seed, so a replay proposes the same candidates; default 0.
     """
+
+    KIND = POLICY_KIND
 
     def __init__(
         self,
@@ -80,19 +132,12 @@ class LLMPolicy:
         temperature: float = 1.0,
         seed: int | None = 0,
     ) -> None:
-        self.schema = schema
-        self.client = client
-        self._version = version
-        self.builder = builder or PromptBuilder(schema)
+        super().__init__(schema, client, version=version, builder=builder)
         self.max_new_tokens = max_new_tokens
         self.samples = samples
         self.temperature = temperature
         self.seed = seed
         self._json_schema: dict[str, Any] = action_json_schema(schema)
-
-    @property
-    def version(self) -> str:
-        return self._version
 
     def propose(self, events: Sequence[UIStateChanged], top_k: int = DEFAULT_TOP_K) -> list[Proposal]:
         if top_k < 1:
@@ -135,26 +180,9 @@ class LLMPolicy:
                 best[key] = Candidate(action=action, probability=probability)
         return sorted(best.values(), key=lambda c: (-c.probability, c.action.canonical_json()))
 
-    @classmethod
-    def load(
-        cls,
-        directory: Path,
-        schema: ProcessSchema,
-        settings: LLMClientSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-    ) -> LLMPolicy:
-        """The policy for the ``policy-llm`` artefact in ``directory``, served as ``settings`` says.
-
-        Reads ``artefact.json`` (refused for another schema) and ``tokenizer.json`` (to fit prompts
-        to the served context); loads no weights and contacts no server. A LoRA adapter artefact
-        gets a client that loads it into the server when asked or when the server lacks it.
-        """
-        meta = read_meta(directory, schema, kind_prefix=POLICY_KIND)
-        builder = builder_for(directory, schema, meta)
-        client = served_client(directory, meta, settings, transport)
-        max_new = int(meta.params.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-        return cls(schema, client, version=meta.version, builder=builder, max_new_tokens=max_new)
+    def _configure(self, meta: ArtefactMeta) -> None:
+        # An action may be as long as the artefact was trained to write.
+        self.max_new_tokens = int(meta.params.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
 
 
 def served_client(

@@ -201,6 +201,24 @@ def refunds_schema() -> ProcessSchema:
     )
 
 
+FLIGHTS = ProcessSchema(
+    process_id="flights",
+    business_clusters=[BusinessCluster(id="default")],
+    fields=[UIField(name="origin")],
+    controls=[
+        ActionSpec(
+            name="book",
+            arguments=[
+                ArgumentSpec(name="city"),
+                ArgumentSpec(name="seat", type=ValueType.enum, enum=["aisle", "window"]),
+                ArgumentSpec(name="travelers", type=ValueType.integer),
+            ],
+        )
+    ],
+)
+"""One action with a free-text, an enum and an integer argument (the view-budget benchmark's tests)."""
+
+
 def write_schema(path: Path, schema: ProcessSchema = BILLING_MINIMAL) -> Path:
     schema.save(path)
     return path

@@ -7,30 +7,8 @@ from datetime import timedelta
 from bench.bench_view_budget import SampledState, free_text_values, measure
 from selective_autonomy.schemas.event_parts import Action, ChatTurn, Speaker, UIState
 from selective_autonomy.schemas.events import UIStateChanged
-from selective_autonomy.schemas.process import (
-    ActionSpec,
-    ArgumentSpec,
-    BusinessCluster,
-    ProcessSchema,
-    UIField,
-    ValueType,
-)
+from tests.factories import FLIGHTS as SCHEMA
 from tests.factories import T0
-
-BOOK = ActionSpec(
-    name="book",
-    arguments=[
-        ArgumentSpec(name="city"),
-        ArgumentSpec(name="seat", type=ValueType.enum, enum=["aisle", "window"]),
-        ArgumentSpec(name="travelers", type=ValueType.integer),
-    ],
-)
-SCHEMA = ProcessSchema(
-    process_id="flights",
-    business_clusters=[BusinessCluster(id="default")],
-    fields=[UIField(name="origin")],
-    controls=[BOOK],
-)
 
 
 def words(text: str) -> int:

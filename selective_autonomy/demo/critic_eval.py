@@ -69,7 +69,17 @@ for as long as the block runs (an LLM critic's server)."""
 
 
 def embedded_critic(schema: ProcessSchema, parts: EvidenceSplits) -> AbstractContextManager[Critic]:
-    return nullcontext(fit_critic(schema, parts.train, parts.select))
+    critic = fit_critic(schema, parts.train, parts.select)
+    fitted = [*parts.train, *parts.select]
+    # Versioned as the learning loop versions a critic it trains, so the report names what it measured
+    # (without metadata a fitted critic calls itself "untrained").
+    critic.meta = critic.new_meta(
+        len(parts.train),
+        {},
+        train_from=min(e.given_at for e in fitted),
+        train_to=max(e.given_at for e in fitted),
+    )
+    return nullcontext(critic)
 
 
 def _gate_point(scores: np.ndarray, correct: np.ndarray, threshold: float) -> GatePoint:

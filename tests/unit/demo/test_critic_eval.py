@@ -42,7 +42,7 @@ def test_every_critic_is_gated_on_the_same_future_next_to_the_policy_confidence(
     assert report.future_steps == sum(len(case.steps) for case in future)
     assert report.feedback["certify"] > 0 and report.feedback["train"] > report.feedback["certify"]
     embedded, confidence = report.critics
-    assert embedded.version.startswith("critic-embedded")
+    assert embedded.version.startswith("critic-embedded") and not embedded.version.endswith("-untrained")
     # The policy's confidence as a critic gives the confidence gate's own curve: both read the same steps.
     assert confidence.curve == report.confidence_curve
     for gate in report.critics:

@@ -1,4 +1,4 @@
-"""Is a webhook body a valid ``UIStateChanged`` for a known process? Pure functions, no I/O but the schema files.
+"""Is a webhook body a valid ``UIStateChanged`` for a known process? Pure functions over a :class:`SchemaSource`.
 
 Two layers, both reported as :class:`~selective_autonomy.edges.ingest.protocol.Violation` lists:
 
@@ -14,7 +14,6 @@ Two layers, both reported as :class:`~selective_autonomy.edges.ingest.protocol.V
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -25,8 +24,6 @@ from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.grammar import validate_action, value_violation
 from selective_autonomy.schemas.process import ProcessSchema, UIField
 from selective_autonomy.webapi.errors import Violation
-
-log = logging.getLogger(__name__)
 
 MAX_LISTED = 20
 """Known names listed in one message at most."""

@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 
 from bench.datasets import DATASETS_DIR
 from selective_autonomy.inference.datasets import load_log
-from selective_autonomy.inference.llm.prompts import PromptBuilder, TokenCount, TokenCounter
+from selective_autonomy.inference.llm.prompts import DEFAULT_MAX_NEW_TOKENS, PromptBuilder, TokenCount, TokenCounter
 from selective_autonomy.schemas.event_parts import Action
 from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema, ValueType
@@ -42,8 +42,8 @@ from selective_autonomy.traces.split import chronological_split
 
 RESULTS = Path(__file__).parent / "results"
 
-ANSWER_TOKENS = 96
-"""Room the harness keeps for the action's JSON (``LLMHarnessConfig.max_new_tokens``)."""
+ANSWER_TOKENS = DEFAULT_MAX_NEW_TOKENS
+"""Room the harness keeps for the action's JSON (``LLMHarnessConfig.max_new_tokens``'s default)."""
 
 
 @dataclass(frozen=True)

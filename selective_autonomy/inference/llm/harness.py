@@ -28,6 +28,7 @@ from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.critic import PlattScaled
 from selective_autonomy.inference.llm.critic import LLMCritic
 from selective_autonomy.inference.llm.policy import LLMPolicy
+from selective_autonomy.inference.llm.prompts import DEFAULT_MAX_NEW_TOKENS
 from selective_autonomy.inference.llm.server import ServerConfig, VLLMServer
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.llm.sft_config import SFTConfig
@@ -52,7 +53,7 @@ class LLMHarnessConfig(BaseModel):
         default=16, ge=1, description="Examples per step (a pretrained base: 4 gives 4x the updates in a time box)."
     )
     max_model_len: int = Field(default=512, ge=64, description="Prompt plus answer tokens.")
-    max_new_tokens: int = Field(default=96, ge=4, description="Room for the action JSON.")
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, ge=4, description="Room for the action JSON.")
     base: Path | None = Field(default=None, description="Local pretrained model to LoRA-tune; None: from scratch.")
     samples: int = Field(default=8, ge=1, description="Choices sampled per state; distinct ones become candidates.")
     max_num_seqs: int = Field(default=64, ge=1, description="Sequences the server decodes together.")

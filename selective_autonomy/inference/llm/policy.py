@@ -28,7 +28,13 @@ from pydantic import ValidationError
 from selective_autonomy.config import DEFAULT_TOP_K
 from selective_autonomy.inference.artefact import ArtefactError, ArtefactMeta, read_meta
 from selective_autonomy.inference.llm.client import CompletionChoice, VLLMClient
-from selective_autonomy.inference.llm.prompts import PROMPT_FORMAT, TOKENIZER_FILE, PromptBuilder, TokenCount
+from selective_autonomy.inference.llm.prompts import (
+    DEFAULT_MAX_NEW_TOKENS,
+    PROMPT_FORMAT,
+    TOKENIZER_FILE,
+    PromptBuilder,
+    TokenCount,
+)
 from selective_autonomy.inference.llm.settings import LLMClientSettings
 from selective_autonomy.inference.protocol import Candidate, Proposal
 from selective_autonomy.schemas.event_parts import Action
@@ -37,7 +43,6 @@ from selective_autonomy.schemas.grammar import action_json_schema, validate_acti
 from selective_autonomy.schemas.process import ProcessSchema
 
 POLICY_KIND = "policy-llm"
-DEFAULT_MAX_NEW_TOKENS = 96
 
 
 def parse_action(text: str, schema: ProcessSchema) -> Action | None:

@@ -22,6 +22,9 @@ from selective_autonomy.schemas.events import UIStateChanged
 from selective_autonomy.schemas.process import ProcessSchema
 from selective_autonomy.schemas.view import DEFAULT_BUDGET, ViewBudget, render_view
 
+DEFAULT_MAX_NEW_TOKENS = 96
+"""Tokens kept for the answer (one action's JSON) by default: serving, training and the policy alike."""
+
 PROMPT_FORMAT = "selauto-llm-v1"
 """Recorded in artefacts; a model is only served with the prompt format it was trained on."""
 

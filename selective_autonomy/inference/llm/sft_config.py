@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selective_autonomy.inference.llm.prompts import DEFAULT_MAX_NEW_TOKENS
+
 
 class SFTConfig(BaseModel):
     """Training settings. Defaults train the tiny from-scratch model on a Helpdesk slice in seconds."""
@@ -36,7 +38,9 @@ class SFTConfig(BaseModel):
         "with a base.",
     )
     max_model_len: int = Field(default=512, ge=64, description="Prompt plus answer tokens; the serving context.")
-    max_new_tokens: int = Field(default=96, ge=4, description="Room kept for the answer; prompts get the rest.")
+    max_new_tokens: int = Field(
+        default=DEFAULT_MAX_NEW_TOKENS, ge=4, description="Room kept for the answer; prompts get the rest."
+    )
     vocab_size: int = Field(default=1024, ge=300, description="From scratch: BPE vocabulary size.")
     hidden_size: int = Field(default=64, ge=16, description="From scratch: model width.")
     intermediate_size: int = Field(default=256, ge=16, description="From scratch: MLP width.")
